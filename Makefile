@@ -1,0 +1,46 @@
+# Every target creates .venv on first use and installs the pinned packages (constraints.txt).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := serve,train,checks,pipelines,dev,bench
+
+.PHONY: help venv test lint demo bench docker-test lock clean
+
+help:
+	@echo "make demo         synthesize data and run the whole flow locally (no AWS)"
+	@echo "make test         lint + the test suite"
+	@echo "make docker-test  build both images and run them for real"
+	@echo "make bench        accuracy + serving benchmarks (needs ../shared/data/freshretailnet)"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench pipeline docker
+	$(BIN)/ruff format --check src tests bench pipeline docker
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m forecaster.demo --workdir demo-output
+
+bench: $(STAMP)
+	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/serving.py
+
+lock:
+	rm -rf /tmp/forecaster-lock && $(PYTHON) -m venv /tmp/forecaster-lock
+	/tmp/forecaster-lock/bin/pip install -q -e ".[$(EXTRAS)]"
+	(echo "# Exact versions of every package the dev venv resolves to (pip freeze). make uses it as a pip constraints file."; \
+	 echo "# Regenerate deliberately: make lock"; /tmp/forecaster-lock/bin/pip freeze | grep -v '^-e') > constraints.txt
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,47 @@
+"""Entry point of the `forecaster` command: builds the parser and is the CLI's one error boundary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from forecaster import __version__
+from forecaster.cli import checks, core, orchestration, serving
+from forecaster.errors import ForecasterError
+
+#: Modules that contribute sub-commands; each has ``register(subparsers)``.
+COMMAND_MODULES = (core, serving, checks, orchestration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="forecaster",
+        description="Campaign-aware demand forecasts for fresh produce, on the SageMaker contract.",
+    )
+    parser.add_argument("--version", action="version", version=f"forecaster {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors raised on purpose end as one line on stderr and their exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ForecasterError as error:
+        print(f"forecaster {args.command}: error: {error.reason}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

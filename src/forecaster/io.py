@@ -1,0 +1,168 @@
+"""Reading and writing tables and files: CSV or Parquet by extension, every write atomic."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecaster.errors import DataValidationError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".csv.gz" if name.endswith(".csv.gz") else path.suffix.lower()
+
+
+def table_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Return the table files at ``path``: the file itself, or every CSV/Parquet file in a directory.
+
+    Raises:
+        DataValidationError: when ``path`` does not exist or holds no table file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in TABLE_SUFFIXES)
+        if not files:
+            raise DataValidationError(
+                f"No CSV or Parquet file found in directory {path}. "
+                "Put the data there as .csv or .parquet files."
+            )
+        return files
+    raise DataValidationError(f"Input path {path} does not exist. Check the path or the channel name.")
+
+
+def read_table(path: str | os.PathLike[str], **csv_kwargs: Any) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or every such file in a directory, into one frame.
+
+    Raises:
+        DataValidationError: for a missing path, an unknown extension, an unreadable or empty file.
+    """
+    frames = []
+    for file in table_files(path):
+        suffix = _suffix(file)
+        try:
+            if suffix in (".parquet", ".pq"):
+                frame = pd.read_parquet(file)
+            elif suffix in (".csv", ".csv.gz"):
+                frame = pd.read_csv(file, **csv_kwargs)
+            else:
+                raise DataValidationError(
+                    f"File {file} has extension {suffix!r}; use .csv, .csv.gz or .parquet."
+                )
+        except pd.errors.EmptyDataError as error:
+            raise DataValidationError(f"File {file} is empty. Provide a file with a header and rows.") from error
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
+            if isinstance(error, DataValidationError):
+                raise
+            raise DataValidationError(f"File {file} could not be read: {error}") from error
+        frames.append(frame)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise DataValidationError(f"{path} has a header but no rows. Provide at least one data row.")
+    return frame
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *, header: bool = True) -> Path:
+    """Write ``frame`` atomically as CSV or Parquet, chosen by the extension of ``path``."""
+    path = Path(path)
+    suffix = _suffix(path)
+    with atomic_path(path) as tmp:
+        if suffix in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        elif suffix in (".csv", ".csv.gz"):
+            frame.to_csv(tmp, index=False, header=header, compression="gzip" if suffix == ".csv.gz" else None)
+        else:
+            raise DataValidationError(f"Cannot write {path}: use a .csv, .csv.gz or .parquet extension.")
+    return path
+
+
+def write_json(data: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a missing or malformed file raises DataValidationError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise DataValidationError(f"File {path} does not exist.") from error
+    except json.JSONDecodeError as error:
+        raise DataValidationError(f"File {path} is not valid JSON: {error}") from error
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging directory whose contents replace ``target``'s only if the block succeeds.
+
+    The staging directory is a sibling of ``target`` when ``target`` can be renamed over (it does not exist or
+    is empty), else (e.g. a mount point such as ``/opt/ml/model``) a hidden directory inside it, whose files
+    are moved into place at the end. On failure the staging directory is removed and ``target`` is unchanged.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield stage
+        _commit_directory(stage, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _commit_directory(stage: Path, target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise DataValidationError(f"{target} exists and is not a directory.")
+    try:
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        if not target.exists():
+            os.rename(stage, target)
+            return
+    except OSError:
+        target.mkdir(parents=True, exist_ok=True)
+    # target has content or cannot be replaced: move file by file (a mount point, or an old model)
+    for old in target.iterdir():
+        if old.name.startswith(".") and ".staging-" in old.name:
+            continue
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for item in stage.iterdir():
+        shutil.move(str(item), target / item.name)
