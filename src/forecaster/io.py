@@ -36,8 +36,7 @@ def table_files(path: str | os.PathLike[str]) -> list[Path]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in TABLE_SUFFIXES)
         if not files:
             raise DataValidationError(
-                f"No CSV or Parquet file found in directory {path}. "
-                "Put the data there as .csv or .parquet files."
+                f"No CSV or Parquet file found in directory {path}. Put the data there as .csv or .parquet files."
             )
         return files
     raise DataValidationError(f"Input path {path} does not exist. Check the path or the channel name.")
@@ -58,9 +57,7 @@ def read_table(path: str | os.PathLike[str], **csv_kwargs: Any) -> pd.DataFrame:
             elif suffix in (".csv", ".csv.gz"):
                 frame = pd.read_csv(file, **csv_kwargs)
             else:
-                raise DataValidationError(
-                    f"File {file} has extension {suffix!r}; use .csv, .csv.gz or .parquet."
-                )
+                raise DataValidationError(f"File {file} has extension {suffix!r}; use .csv, .csv.gz or .parquet.")
         except pd.errors.EmptyDataError as error:
             raise DataValidationError(f"File {file} is empty. Provide a file with a header and rows.") from error
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
