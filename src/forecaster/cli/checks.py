@@ -1,9 +1,254 @@
-"""Sub-commands: (to be filled in)."""
+"""Sub-commands of the checks layer: evaluate, baseline/check groups, explain, decide-retrain, report.
+
+Each works as a SageMaker ScriptProcessor step: inputs default to ``/opt/ml/processing/input/<name>``, the
+output to ``/opt/ml/processing/output/<name>``; ``--input NAME=PATH`` and ``--out DIR`` override them. Heavy
+imports happen inside the handlers so ``forecaster --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def _common(parser: argparse.ArgumentParser, inputs: str, output: str) -> None:
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help=f"input path by name ({inputs}); default /opt/ml/processing/input/<name>",
+    )
+    parser.add_argument("--out", help=f"output directory (default /opt/ml/processing/output/{output})")
+
+
+def _spec_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", default="default", help="dataset spec: preset name or JSON file (default: default)")
+    parser.add_argument("--model-dir", type=Path, help="take the spec from this model's feature_schema.json")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the standard-deviation subsamples")
+
+
+def _categorical(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", type=Path, help="name header-less columns from <dir>/feature_schema.json")
+    parser.add_argument(
+        "--categorical", default="", help="comma-separated columns to treat as categorical (String) values"
+    )
+
+
+def _inputs(args: argparse.Namespace, known: tuple[str, ...]) -> dict[str, list[Path]]:
+    from forecaster.checks import processing_io
+
+    caller = f"forecaster {args.command_path}"
+    inputs = processing_io.parse_inputs(args.input, caller)
+    processing_io.check_unknown_inputs(inputs, known, caller)
+    return inputs
+
+
+def _path(args: argparse.Namespace, inputs: dict[str, list[Path]], name: str) -> Path:
+    from forecaster.checks import processing_io
+
+    return processing_io.input_path(inputs, name, f"forecaster {args.command_path}")
+
+
+def _out(args: argparse.Namespace, name: str) -> Path:
+    from forecaster.checks import processing_io
+
+    return processing_io.output_dir(args.out, name)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------- handlers
+def _evaluate(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("predictions", "truth"))
+    steps.run_evaluate(
+        _path(args, inputs, "predictions"),
+        _path(args, inputs, "truth"),
+        _out(args, "evaluation"),
+        spec=steps.resolve_columns(args.spec, args.model_dir),
+        seed=args.seed,
+    )
+    return 0
+
+
+def _baseline_data_quality(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("dataset",))
+    steps.run_baseline_data_quality(
+        _path(args, inputs, "dataset"),
+        _out(args, "baseline"),
+        model_dir=args.model_dir,
+        categorical=_names(args.categorical),
+        comparison_threshold=args.comparison_threshold,
+        categorical_comparison_threshold=args.categorical_comparison_threshold,
+    )
+    return 0
+
+
+def _check_data_quality(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("baseline", "dataset"))
+    violations = steps.run_check_data_quality(
+        _path(args, inputs, "baseline"),
+        _path(args, inputs, "dataset"),
+        _out(args, "violations"),
+        model_dir=args.model_dir,
+        categorical=_names(args.categorical),
+    )
+    return 1 if args.fail_on_violation and violations["violations"] else 0
+
+
+def _baseline_model_quality(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("evaluation",))
+    steps.run_baseline_model_quality(
+        _path(args, inputs, "evaluation"), _out(args, "baseline"), tolerance=args.tolerance
+    )
+    return 0
+
+
+def _check_model_quality(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("baseline", "predictions", "truth"))
+    violations = steps.run_check_model_quality(
+        _path(args, inputs, "baseline"),
+        _path(args, inputs, "predictions"),
+        _path(args, inputs, "truth"),
+        _out(args, "violations"),
+        spec=steps.resolve_columns(args.spec, args.model_dir),
+        seed=args.seed,
+    )
+    return 1 if args.fail_on_violation and violations["violations"] else 0
+
+
+def _check_attribution_drift(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("baseline", "current"))
+    violations = steps.run_attribution_drift(
+        _path(args, inputs, "baseline"),
+        _path(args, inputs, "current"),
+        _out(args, "violations"),
+        threshold=args.threshold,
+    )
+    return 1 if args.fail_on_violation and violations["violations"] else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from forecaster.checks import steps
+
+    inputs = _inputs(args, ("dataset", "background"))
+    model_dir = args.model_dir or Path("/opt/ml/processing/input/model")
+    background = inputs.get("background")
+    steps.run_explain(
+        model_dir,
+        _path(args, inputs, "dataset"),
+        _out(args, "explanations"),
+        background=background[0] if background else None,
+        num_clusters=args.num_clusters,
+        max_rows=args.max_rows,
+        background_sample=args.background_sample,
+        seed=args.seed,
+        method=args.method,
+        save_local=not args.no_local,
+    )
+    return 0
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from forecaster.checks import processing_io, steps
+
+    inputs = _inputs(args, ("violations",))
+    directories = processing_io.input_paths(inputs, "violations", "forecaster decide-retrain")
+    steps.run_decide(
+        directories,
+        _out(args, "decision"),
+        min_drifted_features=args.min_drifted_features,
+        max_wape=args.max_wape,
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from forecaster.checks import report
+
+    report.write_report(args.workdir, args.out, spec=args.spec, max_series=args.series)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- parsers
+def _fail_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on-violation", action="store_true", help="exit 1 when a violation is found (QualityCheckStep style)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's sub-commands to ``subparsers``."""
+    p = subparsers.add_parser("evaluate", help="score predictions against ground truth -> evaluation.json")
+    _common(p, "predictions, truth", "evaluation")
+    _spec_args(p)
+    p.set_defaults(func=_evaluate, command_path="evaluate")
+
+    baseline = subparsers.add_parser("baseline", help="suggest Model Monitor baselines (statistics + constraints)")
+    groups = baseline.add_subparsers(dest="baseline_command", metavar="KIND", required=True)
+    p = groups.add_parser("data-quality", help="profile a data set -> statistics.json, constraints.json")
+    _common(p, "dataset", "baseline")
+    _categorical(p)
+    p.add_argument("--comparison-threshold", type=float, default=0.1, help="numeric drift distance limit")
+    p.add_argument("--categorical-comparison-threshold", type=float, default=0.1, help="categorical L-inf limit")
+    p.set_defaults(func=_baseline_data_quality, command_path="baseline data-quality")
+    p = groups.add_parser("model-quality", help="model-quality constraints from an evaluation")
+    _common(p, "evaluation", "baseline")
+    p.add_argument("--tolerance", type=float, default=0.1, help="relative slack on the baseline metrics")
+    p.set_defaults(func=_baseline_model_quality, command_path="baseline model-quality")
+
+    check = subparsers.add_parser("check", help="check new data / predictions / attributions against a baseline")
+    groups = check.add_subparsers(dest="check_command", metavar="KIND", required=True)
+    p = groups.add_parser("data-quality", help="-> constraint_violations.json, statistics.json, feature_drift.json")
+    _common(p, "baseline, dataset", "violations")
+    _categorical(p)
+    _fail_flag(p)
+    p.set_defaults(func=_check_data_quality, command_path="check data-quality")
+    p = groups.add_parser("model-quality", help="evaluate late ground truth and compare with the thresholds")
+    _common(p, "baseline, predictions, truth", "violations")
+    _spec_args(p)
+    _fail_flag(p)
+    p.set_defaults(func=_check_model_quality, command_path="check model-quality")
+    p = groups.add_parser("attribution-drift", help="NDCG of current vs baseline global SHAP values")
+    _common(p, "baseline, current", "violations")
+    p.add_argument("--threshold", type=float, default=0.9, help="NDCG below this is a violation (default 0.9)")
+    _fail_flag(p)
+    p.set_defaults(func=_check_attribution_drift, command_path="check attribution-drift")
+
+    p = subparsers.add_parser("explain", help="TreeSHAP explanations -> Clarify-style analysis.json")
+    _common(p, "dataset, background", "explanations")
+    p.add_argument("--model-dir", type=Path, help="model directory (default /opt/ml/processing/input/model)")
+    p.add_argument("--num-clusters", type=int, default=10, help="k-means centres of the SHAP background")
+    p.add_argument("--background-sample", type=int, default=10_000, help="rows sampled before k-means")
+    p.add_argument("--max-rows", type=int, default=10_000, help="rows explained (a seeded sample beyond it)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--method", choices=("interventional", "tree_path_dependent"), default="interventional")
+    p.add_argument("--no-local", action="store_true", help="do not write per-row explanations_shap/out.csv")
+    p.set_defaults(func=_explain, command_path="explain")
+
+    p = subparsers.add_parser("decide-retrain", help="violation files -> decision.json {retrain, reasons}")
+    _common(p, "violations (repeatable)", "decision")
+    p.add_argument("--min-drifted-features", type=int, default=1, help="drifted features needed to retrain")
+    p.add_argument("--max-wape", type=float, help="retrain when a found evaluation's overall WAPE is above this")
+    p.set_defaults(func=_decide, command_path="decide-retrain")
+
+    p = subparsers.add_parser("report", help="one self-contained HTML report of a pipeline work directory")
+    p.add_argument("--workdir", type=Path, required=True, help="work directory of the local pipeline runner")
+    p.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    p.add_argument("--spec", default=None, help="dataset spec (default: from the model, else 'default')")
+    p.add_argument("--series", type=int, default=4, help="sample series plotted")
+    p.set_defaults(func=_report, command_path="report")

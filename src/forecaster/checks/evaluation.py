@@ -1,0 +1,209 @@
+"""Forecast evaluation: join predictions with ground truth and score them (``evaluation.json``).
+
+``evaluation.json`` has the Model Monitor model-quality shape (``regression_metrics`` with ``mae``, ``mse``,
+``rmse``, ``r2``, each ``{"value", "standard_deviation"}``) so a ConditionStep can read
+``regression_metrics.mae.value`` and the registry can use it as model-quality statistics, plus
+``forecast_metrics`` (WAPE, bias, pinball loss per quantile, coverage) overall and split by campaign days.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster import metrics
+from forecaster.errors import DataValidationError
+
+#: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
+MIN_ROWS_FOR_STD = 200
+#: Repeated random subsamples (80 % of the rows each) used for ``standard_deviation``.
+STD_REPEATS = 20
+STD_FRACTION = 0.8
+REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
+_QUANTILE_COLUMN = re.compile(r"^p(\d{1,2})$")
+
+
+def quantile_columns(columns: pd.Index | list[str]) -> dict[str, float]:
+    """Map the quantile forecast columns (``p10``, ``p50``, ``p90`` ...) to their quantile level."""
+    found = {}
+    for column in columns:
+        match = _QUANTILE_COLUMN.match(str(column))
+        if match and 0 < int(match.group(1)) < 100:
+            found[str(column)] = int(match.group(1)) / 100
+    return dict(sorted(found.items(), key=lambda item: item[1]))
+
+
+def join_predictions(
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    id_cols: list[str],
+    time_col: str,
+    target_col: str,
+    campaign_col: str | None = None,
+) -> pd.DataFrame:
+    """Inner-join predictions with the ground truth on ``id_cols`` + ``time_col``.
+
+    Returns the prediction columns plus ``y`` (the actual) and, when ``campaign_col`` is in ``truth``,
+    ``campaign`` (bool). Keys are compared as strings and dates at day precision, so a CSV and a Parquet file
+    join.
+
+    Raises:
+        DataValidationError: for a missing column or when no prediction has an actual.
+    """
+    for name, frame, needed in (
+        ("predictions", predictions, [*id_cols, time_col]),
+        ("truth", truth, [*id_cols, time_col, target_col]),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"The {name} have no column {missing[0]!r} (columns: {list(frame.columns)}). Pass the dataset spec "
+                "that names the key, date and target columns (--spec or --model-dir)."
+            )
+    if not quantile_columns(predictions.columns) and "mean" not in predictions.columns:
+        raise DataValidationError(
+            f"The predictions have no forecast column (p10/p50/p90 or mean); columns: {list(predictions.columns)}."
+        )
+    keep = [*id_cols, time_col, target_col]
+    if campaign_col and campaign_col in truth.columns:
+        keep.append(campaign_col)
+    right = _normalise_keys(truth[keep], id_cols, time_col).rename(columns={target_col: "y"})
+    if campaign_col and campaign_col in right.columns:
+        right = right.rename(columns={campaign_col: "campaign"})
+        right["campaign"] = pd.to_numeric(right["campaign"], errors="coerce").fillna(0).to_numpy() > 0
+    right = right.drop_duplicates([*id_cols, time_col], keep="last")
+    left = _normalise_keys(predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore"), id_cols, time_col)
+    joined = left.merge(right, on=[*id_cols, time_col], how="inner", validate="many_to_one")
+    joined["y"] = pd.to_numeric(joined["y"], errors="coerce")
+    joined = joined[joined["y"].notna()].reset_index(drop=True)
+    if joined.empty:
+        raise DataValidationError(
+            f"None of the {len(predictions)} predictions has an actual in the truth data (joined on "
+            f"{[*id_cols, time_col]}). Check that the truth covers the forecast dates and uses the same keys."
+        )
+    return joined
+
+
+def _normalise_keys(frame: pd.DataFrame, id_cols: list[str], time_col: str) -> pd.DataFrame:
+    out = frame.copy()
+    for column in id_cols:
+        out[column] = out[column].astype(str)
+    dates = pd.to_datetime(out[time_col], errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataValidationError(
+            f"The {time_col!r} column must hold dates like 2024-05-31. Got {frame[time_col].iat[row]!r} in row "
+            f"{row + 1} instead."
+        )
+    out[time_col] = dates.dt.normalize()
+    return out
+
+
+def point_column(frame: pd.DataFrame) -> str:
+    """The point forecast scored by the regression metrics: ``mean`` when present, else ``p50``."""
+    for name in ("mean", "p50"):
+        if name in frame.columns:
+            return name
+    raise DataValidationError("The predictions need a 'mean' or 'p50' column for the point forecast.")
+
+
+def regression_metrics(y: np.ndarray, yhat: np.ndarray, *, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Return mae, mse, rmse and r2 as ``{"value", "standard_deviation"}`` (Model Monitor's layout).
+
+    ``standard_deviation`` is the spread over ``STD_REPEATS`` random 80 % subsamples; with fewer than
+    ``MIN_ROWS_FOR_STD`` rows it is the string ``"NaN"``, as in Model Monitor's output.
+    """
+    funcs = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "r2": metrics.r2}
+    result: dict[str, dict[str, Any]] = {}
+    samples = _subsamples(len(y), seed) if len(y) >= MIN_ROWS_FOR_STD else None
+    for name, func in funcs.items():
+        value = func(y, yhat)
+        std: Any = "NaN"
+        if samples is not None:
+            std = float(np.std([func(y[idx], yhat[idx]) for idx in samples], ddof=1))
+        result[name] = {"value": _finite(value), "standard_deviation": std}
+    return result
+
+
+def _subsamples(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    size = max(1, round(n * STD_FRACTION))
+    return [rng.choice(n, size=size, replace=False) for _ in range(STD_REPEATS)]
+
+
+def _finite(value: float) -> float | str:
+    return float(value) if np.isfinite(value) else "NaN"
+
+
+def forecast_metrics(frame: pd.DataFrame, point: str) -> dict[str, Any]:
+    """WAPE, bias, MAE, RMSE, pinball loss per quantile column and coverage on one joined frame."""
+    y = frame["y"].to_numpy(dtype=float)
+    yhat = frame[point].to_numpy(dtype=float)
+    quantiles = quantile_columns(frame.columns)
+    out: dict[str, Any] = {
+        "rows": len(frame),
+        "actual_total": float(np.nansum(y)),
+        "forecast_total": float(np.nansum(yhat)),
+        "wape": _finite(metrics.wape(y, yhat)),
+        "bias": _finite(metrics.bias(y, yhat)),
+        "mae": _finite(metrics.mae(y, yhat)),
+        "rmse": _finite(metrics.rmse(y, yhat)),
+        "pinball": {c: _finite(metrics.pinball(y, frame[c].to_numpy(dtype=float), q)) for c, q in quantiles.items()},
+        "coverage": {c: _finite(metrics.coverage(y, frame[c].to_numpy(dtype=float))) for c in quantiles},
+    }
+    if "p10" in quantiles and "p90" in quantiles:
+        low, high = frame["p10"].to_numpy(dtype=float), frame["p90"].to_numpy(dtype=float)
+        inside = (y >= low) & (y <= high)
+        out["coverage"]["p10_p90"] = float(inside.mean()) if len(y) else "NaN"
+    return out
+
+
+def evaluate_joined(joined: pd.DataFrame, *, seed: int = 0) -> dict[str, Any]:
+    """Build the ``evaluation.json`` document from a frame made by :func:`join_predictions`."""
+    point = point_column(joined)
+    y = joined["y"].to_numpy(dtype=float)
+    yhat = joined[point].to_numpy(dtype=float)
+    splits: dict[str, Any] = {"overall": forecast_metrics(joined, point)}
+    if "campaign" in joined.columns:
+        mask = joined["campaign"].to_numpy(dtype=bool)
+        for name, rows in (("campaign", mask), ("non_campaign", ~mask)):
+            if rows.any():
+                splits[name] = forecast_metrics(joined[rows], point)
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": len(joined), "evaluation_time": _now()},
+        "regression_metrics": regression_metrics(y, yhat, seed=seed),
+        "point_forecast": point,
+        "forecast_metrics": splits,
+    }
+
+
+def evaluate(
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    id_cols: list[str],
+    time_col: str,
+    target_col: str,
+    campaign_col: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Join ``predictions`` with ``truth`` and return the ``evaluation.json`` document.
+
+    Also reports how many predictions had no actual (``dataset.unmatched_predictions``).
+    """
+    joined = join_predictions(
+        predictions, truth, id_cols=id_cols, time_col=time_col, target_col=target_col, campaign_col=campaign_col
+    )
+    document = evaluate_joined(joined, seed=seed)
+    document["dataset"]["unmatched_predictions"] = len(predictions) - len(joined)
+    return document
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -1,0 +1,154 @@
+"""The check steps as functions of paths: what the CLI, the processing image and the local runner call.
+
+Each step reads its inputs, computes, and writes its output directory atomically (all files or none). Each
+returns the main document it wrote, so a caller can log or branch on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
+from forecaster.errors import DataValidationError
+from forecaster.io import atomic_directory, read_json, read_table, write_json
+
+log = logging.getLogger(__name__)
+
+
+def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None) -> Any:
+    """The dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
+    from forecaster.spec import DatasetSpec, resolve_spec
+
+    if model_dir is not None:
+        path = Path(model_dir) / "feature_schema.json"
+        schema = read_json(path)
+        if not isinstance(schema, dict) or "spec" not in schema:
+            raise DataValidationError(f"{path} has no 'spec' entry; pass --spec instead of --model-dir.")
+        return DatasetSpec.from_dict(schema["spec"], source=f"spec in {path}")
+    return resolve_spec(spec or "default")
+
+
+def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> dict[str, Any]:
+    columns = {"id_cols": list(spec.keys), "time_col": spec.date, "target_col": spec.target}
+    return evaluation.evaluate(
+        read_table(predictions), read_table(truth), **columns, campaign_col=spec.campaign, seed=seed
+    )
+
+
+def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:
+    """Score predictions against the truth; writes ``<out>/evaluation.json``."""
+    document = _evaluate_files(predictions, truth, spec, seed)
+    with atomic_directory(out) as stage:
+        write_json(document, stage / "evaluation.json")
+    return document
+
+
+def run_baseline_data_quality(
+    dataset: Path,
+    out: Path,
+    *,
+    model_dir: Path | None = None,
+    categorical: list[str] | None = None,
+    comparison_threshold: float = 0.1,
+    categorical_comparison_threshold: float = 0.1,
+) -> dict[str, Any]:
+    """Profile ``dataset``; writes ``statistics.json`` and ``constraints.json``."""
+    columns = data_quality.feature_schema_columns(model_dir) if model_dir else None
+    frame = data_quality.load_dataset(dataset, columns)
+    stats, constraints = data_quality.baseline(
+        frame,
+        data_quality.declared_types(columns, categorical),
+        comparison_threshold=comparison_threshold,
+        categorical_comparison_threshold=categorical_comparison_threshold,
+    )
+    with atomic_directory(out) as stage:
+        write_json(stats, stage / "statistics.json")
+        write_json(constraints, stage / "constraints.json")
+    return constraints
+
+
+def run_check_data_quality(
+    baseline: Path,
+    dataset: Path,
+    out: Path,
+    *,
+    model_dir: Path | None = None,
+    categorical: list[str] | None = None,
+) -> dict[str, Any]:
+    """Check ``dataset`` against a baseline; writes violations, statistics and feature drift."""
+    stats, constraints = data_quality.read_baseline(baseline)
+    columns = data_quality.feature_schema_columns(model_dir) if model_dir else None
+    frame = data_quality.load_dataset(dataset, columns)
+    declared = {n: t for n, t in data_quality.declared_types(columns, categorical).items() if n in frame.columns}
+    violations, current, drift = data_quality.check(frame, stats, constraints, declared)
+    with atomic_directory(out) as stage:
+        write_json(violations, stage / "constraint_violations.json")
+        write_json(current, stage / "statistics.json")
+        write_json({"features": drift}, stage / "feature_drift.json")
+    log.info("data-quality check: %d violation(s)", len(violations["violations"]))
+    return violations
+
+
+def run_baseline_model_quality(evaluation_dir: Path, out: Path, *, tolerance: float = 0.1) -> dict[str, Any]:
+    """Model-quality baseline from an evaluation; writes ``statistics.json`` and ``constraints.json``."""
+    document, _ = model_quality.read_evaluation(evaluation_dir)
+    constraints = model_quality.suggest_constraints(document, tolerance)
+    with atomic_directory(out) as stage:
+        write_json(model_quality.baseline_statistics(document), stage / "statistics.json")
+        write_json(constraints, stage / "constraints.json")
+    return constraints
+
+
+def run_check_model_quality(
+    baseline: Path, predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0
+) -> dict[str, Any]:
+    """Evaluate new predictions against late ground truth and check them against the baseline's thresholds."""
+    constraints_path = Path(baseline) / "constraints.json" if Path(baseline).is_dir() else Path(baseline)
+    constraints = read_json(constraints_path)
+    schemas.validate(constraints, "model_quality_constraints", constraints_path)
+    document = _evaluate_files(predictions, truth, spec, seed)
+    violations = model_quality.check(document, constraints)
+    with atomic_directory(out) as stage:
+        write_json(model_quality.baseline_statistics(document), stage / "statistics.json")
+        write_json(document, stage / "evaluation.json")
+        write_json(violations, stage / "constraint_violations.json")
+    log.info("model-quality check: %d violation(s)", len(violations["violations"]))
+    return violations
+
+
+def run_attribution_drift(baseline: Path, current: Path, out: Path, *, threshold: float = 0.9) -> dict[str, Any]:
+    """NDCG of current vs baseline attributions; writes ``constraint_violations.json`` and ``ndcg.json``."""
+    base, _ = attribution.read_analysis(baseline)
+    now, _ = attribution.read_analysis(current)
+    violations, rows = attribution.drift(base, now, threshold)
+    with atomic_directory(out) as stage:
+        write_json(violations, stage / "constraint_violations.json")
+        write_json({"labels": rows}, stage / "ndcg.json")
+    return violations
+
+
+def run_decide(directories: list[Path], out: Path, **rules: Any) -> dict[str, Any]:
+    """Apply the retrain rule; writes ``decision.json``."""
+    document = decision.decide(directories, **rules)
+    with atomic_directory(out) as stage:
+        write_json(document, stage / "decision.json")
+    log.info("retrain: %s (%s)", document["retrain"], "; ".join(document["reasons"]) or "no reason")
+    return document
+
+
+def run_explain(model_dir: Path, dataset: Path, out: Path, **options: Any) -> dict[str, Any]:
+    """SHAP explanations of the model on ``dataset``; writes ``analysis.json`` and local explanations."""
+    from forecaster.checks import explain
+
+    started = time.perf_counter()
+    analysis, local = explain.explain_dataset(model_dir, dataset, **options)
+    with atomic_directory(out) as stage:
+        write_json(analysis, stage / "analysis.json")
+        if local is not None:
+            (stage / "explanations_shap").mkdir()
+            local.to_csv(stage / "explanations_shap" / "out.csv", index=False)
+    log.info("explain: %.1f s", time.perf_counter() - started)
+    return analysis

@@ -1,0 +1,207 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.checks import data_quality, profile, schemas
+from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
+
+
+def _features(n=5000, seed=0):
+    rng = np.random.default_rng(seed)
+    lag = rng.gamma(2.0, 3.0, n)
+    lag[rng.random(n) < 0.05] = np.nan  # short histories: lags missing
+    return pd.DataFrame(
+        {
+            "horizon": rng.integers(1, 8, n),
+            "lag_7": lag,
+            "discount": rng.choice([1.0, 0.9, 0.8], n, p=[0.7, 0.2, 0.1]),
+            "temperature": rng.normal(18, 5, n),
+            "store_id": rng.choice(["S1", "S2", "S3", "S4"], n),
+        }
+    )
+
+
+def _check(base, current, declared=None):
+    stats, constraints = data_quality.baseline(base, declared)
+    violations, cur_stats, drift = data_quality.check(current, stats, constraints, declared)
+    schemas.validate(violations, "data_quality_violations", "test")
+    schemas.validate(cur_stats, "data_quality_statistics", "test")
+    return [(v["feature_name"], v["constraint_check_type"]) for v in violations["violations"]], drift
+
+
+def test_baseline_files_follow_model_monitor_layout():
+    stats, constraints = data_quality.baseline(_features())
+    schemas.validate(stats, "data_quality_statistics", "stats")
+    schemas.validate(constraints, "data_quality_constraints", "constraints")
+    by_name = {f["name"]: f for f in stats["features"]}
+    assert by_name["horizon"]["inferred_type"] == "Integral"
+    assert by_name["lag_7"]["inferred_type"] == "Fractional"
+    assert by_name["store_id"]["inferred_type"] == "String"
+    lag = by_name["lag_7"]["numerical_statistics"]
+    assert lag["common"]["num_missing"] > 0
+    buckets = lag["distribution"]["kll"]["buckets"]
+    assert len(buckets) == 10 and sum(b["count"] for b in buckets) == lag["common"]["num_present"]
+    assert buckets[0]["lower_bound"] == lag["min"] and buckets[-1]["upper_bound"] == lag["max"]
+    cons = {f["name"]: f for f in constraints["features"]}
+    assert cons["store_id"]["string_constraints"]["domains"] == ["S1", "S2", "S3", "S4"]
+    assert cons["lag_7"]["completeness"] < 1.0
+    assert constraints["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.1
+
+
+def test_identical_and_resampled_data_have_no_violations():
+    base = _features(seed=0)
+    assert _check(base, base.copy())[0] == []
+    assert _check(base, _features(seed=1).dropna(subset=["lag_7"]))[0] == []  # same distribution, new sample
+
+
+def test_shifted_discount_is_drift_on_discount_only():
+    base = _features(seed=0)
+    current = _features(seed=1).dropna(subset=["lag_7"])
+    current["discount"] = current["discount"] - 0.1  # deeper campaign discounts
+    found, drift = _check(base, current)
+    assert found == [("discount", "baseline_drift_check")]
+    rows = {r["feature_name"]: r for r in drift}
+    assert rows["discount"]["distance"] > 0.5 and not rows["temperature"]["drifted"]
+
+
+def test_new_category_is_a_categorical_values_violation_only():
+    base = _features(seed=0)
+    current = base.copy()
+    current.loc[current.index[:20], "store_id"] = "S99"  # 0.4 %: below the drift threshold
+    found, _ = _check(base, current)
+    assert found == [("store_id", "categorical_values_check")]
+
+
+def test_dropped_and_added_columns():
+    base = _features()
+    found, _ = _check(base, base.drop(columns="temperature").assign(extra=1.0))
+    assert sorted(found) == [("extra", "extra_column_check"), ("temperature", "missing_column_check")]
+
+
+def test_type_and_completeness_violations():
+    base = _features()
+    current = base.copy()
+    current["horizon"] = current["horizon"] + 0.5  # Integral baseline gets fractions
+    current.loc[current.index[:500], "temperature"] = np.nan
+    found, _ = _check(base, current)
+    assert ("horizon", "data_type_check") in found
+    assert ("temperature", "completeness_check") in found
+    assert ("lag_7", "completeness_check") not in found
+
+
+def test_categorical_drift_uses_l_infinity():
+    base = _features()
+    current = base.copy()
+    current["store_id"] = np.where(np.arange(len(base)) % 2 == 0, "S1", current["store_id"])
+    found, drift = _check(base, current)
+    assert ("store_id", "baseline_drift_check") in found
+    row = next(r for r in drift if r["feature_name"] == "store_id")
+    p_base = base["store_id"].value_counts(normalize=True)
+    p_cur = current["store_id"].value_counts(normalize=True)
+    assert row["distance"] == pytest.approx((p_cur - p_base).abs().max())
+
+
+def test_numeric_distance_is_ks_on_the_grid():
+    rng = np.random.default_rng(3)
+    base, cur = rng.normal(0, 1, 20000), rng.normal(0.5, 1, 20000)
+    stats = profile.column_statistics(profile.prepare_column(pd.Series(base), "x"))
+    distance = data_quality.numeric_distance(stats["numerical_statistics"]["distribution"], cur)
+    # the exact two-sample KS statistic is ~0.197 for a 0.5 sigma shift; the 1 %-grid approximates it closely
+    grid = np.sort(np.concatenate([base, cur]))
+    exact = np.max(
+        np.abs(
+            np.searchsorted(np.sort(base), grid, "right") / 20000 - np.searchsorted(np.sort(cur), grid, "right") / 20000
+        )
+    )
+    assert distance == pytest.approx(exact, abs=0.01)
+    # a baseline written by AWS (buckets only) still works
+    only_kll = {"kll": stats["numerical_statistics"]["distribution"]["kll"]}
+    assert 0.1 < data_quality.numeric_distance(only_kll, cur) <= exact + 0.01
+
+
+def test_headerless_rows_named_from_feature_schema(tmp_path):
+    base = _features(n=500)
+    codes = base.assign(store_id=base["store_id"].str[1:].astype(int) - 1)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "feature_schema.json").write_text(
+        json.dumps(
+            {
+                "features": [
+                    {"name": "horizon", "dtype": "int"},
+                    {"name": "lag_7", "dtype": "float"},
+                    {"name": "discount", "dtype": "float"},
+                    {"name": "temperature", "dtype": "float"},
+                    {"name": "store_id", "dtype": "category", "categories": ["S1", "S2", "S3", "S4"]},
+                ]
+            }
+        )
+    )
+    codes.to_csv(tmp_path / "features.csv", header=False, index=False)
+    rc = main(
+        [
+            "baseline",
+            "data-quality",
+            "--input",
+            f"dataset={tmp_path / 'features.csv'}",
+            "--model-dir",
+            str(model),
+            "--out",
+            str(tmp_path / "baseline"),
+        ]
+    )
+    assert rc == 0
+    constraints = json.loads((tmp_path / "baseline" / "constraints.json").read_text())
+    cons = {f["name"]: f for f in constraints["features"]}
+    assert cons["store_id"]["inferred_type"] == "String"
+    assert cons["store_id"]["string_constraints"]["domains"] == ["0", "1", "2", "3"]  # integer codes
+    # a file with one column too few: the missing trailing column is reported
+    codes.drop(columns="store_id").to_csv(tmp_path / "short.csv", header=False, index=False)
+    rc = main(
+        [
+            "check",
+            "data-quality",
+            "--input",
+            f"baseline={tmp_path / 'baseline'}",
+            "--input",
+            f"dataset={tmp_path / 'short.csv'}",
+            "--model-dir",
+            str(model),
+            "--out",
+            str(tmp_path / "v"),
+            "--fail-on-violation",
+        ]
+    )
+    assert rc == 1
+    violations = json.loads((tmp_path / "v" / "constraint_violations.json").read_text())["violations"]
+    assert [(v["feature_name"], v["constraint_check_type"]) for v in violations] == [
+        ("store_id", "missing_column_check")
+    ]
+    assert (tmp_path / "v" / "feature_drift.json").is_file() and (tmp_path / "v" / "statistics.json").is_file()
+
+
+def test_broken_baseline_is_rejected_with_its_path(tmp_path):
+    (tmp_path / "statistics.json").write_text('{"version": 0.0, "dataset": {"item_count": 1}, "features": [{}]}')
+    (tmp_path / "constraints.json").write_text('{"version": 0.0, "features": []}')
+    with pytest.raises(DataValidationError, match=r"statistics\.json is not a valid data quality statistics file"):
+        data_quality.read_baseline(tmp_path)
+
+
+def test_failed_check_leaves_no_partial_output(tmp_path):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "check",
+            "data-quality",
+            "--input",
+            f"baseline={tmp_path}",
+            "--input",
+            f"dataset={tmp_path / 'nope.csv'}",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 3 and not out.exists()

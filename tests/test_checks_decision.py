@@ -1,0 +1,87 @@
+import json
+
+from forecaster.checks import decision, schemas
+from forecaster.cli.main import main
+
+
+def _put(directory, document, name="constraint_violations.json"):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(json.dumps(document))
+    return directory
+
+
+def test_no_violations_no_retrain(tmp_path):
+    a = _put(tmp_path / "dq", {"violations": []})
+    b = tmp_path / "empty"
+    b.mkdir()  # no file = no violation
+    assert (
+        main(
+            ["decide-retrain", "--input", f"violations={a}", "--input", f"violations={b}", "--out", str(tmp_path / "d")]
+        )
+        == 0
+    )
+    doc = json.loads((tmp_path / "d" / "decision.json").read_text())
+    schemas.validate(doc, "decision", "d")
+    assert doc["retrain"] is False and doc["reasons"] == []
+
+
+def test_each_kind_of_violation(tmp_path):
+    dq = _put(
+        tmp_path / "dq",
+        {
+            "violations": [
+                {"feature_name": "discount", "constraint_check_type": "baseline_drift_check", "description": "d"},
+                {"feature_name": "x", "constraint_check_type": "missing_column_check", "description": "m"},
+            ]
+        },
+    )
+    doc = decision.decide([dq])
+    assert doc["retrain"] is True and doc["reasons"] == ["data drift on 1 feature(s): discount"]
+    assert doc["data_issues"] == ["missing_column_check on x: m"]
+    assert decision.decide([dq], min_drifted_features=2)["retrain"] is False
+
+    schema_only = _put(
+        tmp_path / "schema",
+        {"violations": [{"feature_name": "x", "constraint_check_type": "extra_column_check", "description": "e"}]},
+    )
+    assert decision.decide([schema_only])["retrain"] is False
+
+    mq = _put(
+        tmp_path / "mq",
+        {
+            "violations": [
+                {"metric_name": "mae", "constraint_check_type": "GreaterThanThreshold", "description": "Metric mae ..."}
+            ]
+        },
+    )
+    shap = _put(
+        tmp_path / "shap",
+        {
+            "version": "1.0",
+            "violations": [
+                {
+                    "label": "label0",
+                    "metric_name": "shap",
+                    "constraint_check_type": "feature_attribution_drift_check",
+                    "description": "Feature attribution drift 0.7 exceeds threshold 0.9",
+                }
+            ],
+        },
+    )
+    doc = decision.decide([mq, shap])
+    assert doc["retrain"] is True
+    assert doc["violation_counts"] == {"data_quality": 0, "model_quality": 1, "attribution": 1}
+    assert any(r.startswith("model quality") for r in doc["reasons"])
+    assert any(r.startswith("feature attribution drift") for r in doc["reasons"])
+
+
+def test_max_wape_rule(tmp_path):
+    ev = _put(tmp_path / "mq", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="evaluation.json")
+    assert decision.decide([ev])["retrain"] is False
+    assert decision.decide([ev], max_wape=0.4)["retrain"] is True
+
+
+def test_malformed_violation_file(tmp_path, capsys):
+    bad = _put(tmp_path / "bad", {"oops": 1})
+    assert main(["decide-retrain", "--input", f"violations={bad}", "--out", str(tmp_path / "d")]) == 3
+    assert "needs a top-level 'violations' list" in capsys.readouterr().err

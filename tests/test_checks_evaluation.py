@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster import metrics
+from forecaster.checks import evaluation, schemas
+from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
+
+
+def _frames(n_series=30, days=10, seed=0):
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2024-05-01", periods=days)
+    keys = pd.MultiIndex.from_product([[f"S{i}" for i in range(n_series)], dates], names=["store_id", "date"])
+    truth = keys.to_frame(index=False)
+    truth["item_id"] = "I1"
+    truth["campaign"] = rng.integers(0, 2, len(truth))
+    truth["units_sold"] = rng.poisson(5 + 10 * truth["campaign"])
+    truth["discount"] = 0.0
+    truth["holiday"] = 0
+    pred = truth[["store_id", "item_id", "date"]].copy()
+    pred["mean"] = truth["units_sold"] * 0.9 + 1
+    pred["p10"] = pred["mean"] * 0.5
+    pred["p50"] = pred["mean"]
+    pred["p90"] = pred["mean"] * 1.6
+    pred["date"] = pred["date"].dt.strftime("%Y-%m-%d")  # CSV-style dates must still join
+    return pred, truth
+
+
+def test_metrics_match_reference_and_split_by_campaign():
+    pred, truth = _frames()
+    doc = evaluation.evaluate(
+        pred, truth, id_cols=["store_id", "item_id"], time_col="date", target_col="units_sold", campaign_col="campaign"
+    )
+    schemas.validate(doc, "evaluation", "test")
+    y, yhat = truth["units_sold"].to_numpy(float), pred["mean"].to_numpy(float)
+    assert doc["point_forecast"] == "mean"
+    assert doc["regression_metrics"]["mae"]["value"] == pytest.approx(metrics.mae(y, yhat))
+    assert doc["regression_metrics"]["r2"]["value"] == pytest.approx(metrics.r2(y, yhat))
+    assert isinstance(doc["regression_metrics"]["rmse"]["standard_deviation"], float)  # 300 rows >= 200
+    overall = doc["forecast_metrics"]["overall"]
+    assert overall["wape"] == pytest.approx(metrics.wape(y, yhat))
+    assert overall["pinball"]["p90"] == pytest.approx(metrics.pinball(y, pred["p90"], 0.9))
+    inside = ((y >= pred["p10"]) & (y <= pred["p90"])).mean()
+    assert overall["coverage"]["p10_p90"] == pytest.approx(inside)
+    camp = truth["campaign"].to_numpy() == 1
+    assert doc["forecast_metrics"]["campaign"]["rows"] == camp.sum()
+    assert doc["forecast_metrics"]["campaign"]["wape"] == pytest.approx(metrics.wape(y[camp], yhat[camp]))
+    assert doc["forecast_metrics"]["non_campaign"]["bias"] == pytest.approx(metrics.bias(y[~camp], yhat[~camp]))
+
+
+def test_small_sample_has_nan_standard_deviation_and_unmatched_count():
+    pred, truth = _frames(n_series=3, days=5)
+    truth = truth.iloc[:-2]
+    doc = evaluation.evaluate(pred, truth, id_cols=["store_id", "item_id"], time_col="date", target_col="units_sold")
+    assert doc["regression_metrics"]["mae"]["standard_deviation"] == "NaN"
+    assert doc["dataset"]["unmatched_predictions"] == 2
+    assert set(doc["forecast_metrics"]) == {"overall"}  # no campaign column given
+
+
+def test_no_overlap_is_a_clear_error():
+    pred, truth = _frames(n_series=2, days=3)
+    truth["date"] = truth["date"] + pd.Timedelta(days=30)
+    with pytest.raises(DataValidationError, match="None of the 6 predictions has an actual"):
+        evaluation.evaluate(pred, truth, id_cols=["store_id", "item_id"], time_col="date", target_col="units_sold")
+
+
+def test_missing_truth_column_names_it():
+    pred, truth = _frames(n_series=2, days=3)
+    with pytest.raises(DataValidationError, match="'units_sold'"):
+        evaluation.evaluate(
+            pred, truth.drop(columns="units_sold"), id_cols=["store_id"], time_col="date", target_col="units_sold"
+        )
+
+
+def test_cli_evaluate_writes_evaluation_json(tmp_path):
+    pred, truth = _frames()
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    truth.to_parquet(tmp_path / "truth.parquet")
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "evaluate",
+            "--input",
+            f"predictions={tmp_path / 'pred.csv'}",
+            "--input",
+            f"truth={tmp_path / 'truth.parquet'}",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "evaluation.json").read_text())
+    schemas.validate(doc, "evaluation", "cli")
+    assert {"campaign", "non_campaign"} <= set(doc["forecast_metrics"])
+
+
+def test_cli_unknown_input_name_is_rejected(tmp_path, capsys):
+    rc = main(["evaluate", "--input", f"prediction={tmp_path}", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "Unknown input 'prediction'" in capsys.readouterr().err
+    rc = main(["evaluate", "--input", "predictions", "--out", str(tmp_path / "o")])
+    assert rc == 2
