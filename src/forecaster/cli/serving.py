@@ -1,9 +1,78 @@
-"""Sub-commands: (to be filled in)."""
+"""Sub-commands ``serve`` (the inference server, what ``docker run IMAGE serve`` runs) and ``transform``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's sub-commands to ``subparsers``."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the inference server (gunicorn + flask) on the SageMaker serving contract",
+        description="Serve /ping, /invocations and /execution-parameters. Settings come from the SAGEMAKER_* "
+        "environment variables (see README); flags override them.",
+    )
+    serve.add_argument(
+        "--model-dir",
+        default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+        help="model artifact directory (default: $SM_MODEL_DIR or /opt/ml/model)",
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else the CPU count)",
+    )
+    serve.set_defaults(func=_serve)
+
+    transform = subparsers.add_parser(
+        "transform",
+        help="local batch transform: split files by line, post mini-batches to a local server, write <file>.out",
+        description="Run a batch transform like SageMaker's CreateTransformJob (SplitType=Line, MultiRecord, "
+        "AssembleWith=Line) against a local server process started for the job.",
+    )
+    transform.add_argument("--model-dir", required=True, help="model artifact directory")
+    transform.add_argument("--input", required=True, help="input file, or a directory of input files")
+    transform.add_argument("--output", required=True, help="output directory for <file>.out")
+    transform.add_argument("--max-payload-mb", type=int, default=6, help="MaxPayloadInMB, 1-100 (default: 6)")
+    transform.add_argument(
+        "--concurrency", type=int, default=None, help="MaxConcurrentTransforms (default: the server's answer)"
+    )
+    transform.add_argument("--join-source", choices=("none", "input"), default="none", help="JoinSource")
+    transform.add_argument("--content-type", choices=("text/csv", "application/jsonlines"), default="text/csv")
+    transform.add_argument("--accept", choices=("text/csv", "application/jsonlines"), default="text/csv")
+    transform.add_argument(
+        "--quantiles", choices=("all", "p50"), default="all", help="all = p10,p50,p90 (default); p50 = one column"
+    )
+    transform.set_defaults(func=_transform)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from forecaster.serving.environment import ServingEnvironment
+    from forecaster.serving.server import serve
+
+    serve(ServingEnvironment.from_env(model_dir=args.model_dir, host=args.host, port=args.port, workers=args.workers))
+    return 0
+
+
+def _transform(args: argparse.Namespace) -> int:
+    from forecaster.serving.transform import run_transform
+
+    written = run_transform(
+        args.model_dir,
+        args.input,
+        args.output,
+        max_payload_mb=args.max_payload_mb,
+        concurrency=args.concurrency,
+        join_source=args.join_source,
+        content_type=args.content_type,
+        accept=args.accept,
+        quantiles=args.quantiles,
+    )
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,1 @@
+"""The serving half of the SageMaker contract: inference server and local batch transform."""

@@ -1,0 +1,96 @@
+"""Start the inference server: gunicorn sync workers running the Flask app, configured from the environment.
+
+Choices, and why:
+
+* **sync workers, no ``preload_app``.** Each worker builds the app after the fork and loads the model in a
+  background thread from ``post_worker_init``: ``/ping`` answers 503 while it loads and 200 only after a
+  successful load, in that very worker. The master imports the heavy libraries before forking (not the model,
+  and it never predicts, so no OpenMP thread pool is forked), which keeps worker boot fast.
+* **LightGBM threads** = CPUs / workers (``OMP_NUM_THREADS`` unless set), so the workers do not oversubscribe.
+* **timeout** ≥ batch transform's invocation timeout; **graceful stop** on SIGTERM (finish in-flight requests,
+  within ``graceful_timeout``, before SageMaker's SIGKILL 30 s later).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from forecaster.serving.environment import ServingEnvironment
+
+logger = logging.getLogger("forecaster.serving")
+
+#: Seconds workers get to finish in-flight requests after SIGTERM (SageMaker sends SIGKILL after 30 s).
+GRACEFUL_TIMEOUT_S = 25
+#: Imported in the master so forked workers start with them loaded (importing starts no threads).
+PRELOADED_MODULES = ("numpy", "pandas", "pyarrow.csv", "lightgbm", "forecaster.serving.app", "forecaster.model")
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Gunicorn hook: start loading this worker's model as soon as the worker has built its app."""
+    import pyarrow
+
+    pyarrow.set_cpu_count(int(os.environ["OMP_NUM_THREADS"]))  # CSV parsing threads, like LightGBM's
+    worker.wsgi.extensions["forecaster"].start()
+
+
+def gunicorn_options(environment: ServingEnvironment) -> dict[str, Any]:
+    """Gunicorn settings for ``environment`` (what a ``gunicorn.conf.py`` would hold)."""
+    return {
+        "bind": [f"{environment.host}:{environment.port}"],
+        "workers": environment.workers,
+        "worker_class": "sync",
+        "timeout": environment.timeout_s,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "preload_app": False,
+        "post_worker_init": _post_worker_init,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "forecaster-serve",
+        "backlog": 2048,
+        "control_socket_disable": True,  # one shared ~/.gunicorn/gunicorn.ctl would collide between servers
+    }
+
+
+class InferenceServer(BaseApplication):
+    """Gunicorn application whose workers each build the Flask app for one :class:`ServingEnvironment`."""
+
+    def __init__(self, environment: ServingEnvironment) -> None:
+        self.environment = environment
+        super().__init__(prog="forecaster serve")
+
+    def load_config(self) -> None:
+        """Copy :func:`gunicorn_options` into gunicorn's config (no config file, no command line)."""
+        for key, value in gunicorn_options(self.environment).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Build the app in the worker (the model is loaded by the ``post_worker_init`` hook)."""
+        from forecaster.serving.app import create_app
+
+        return create_app(self.environment)
+
+
+def serve(environment: ServingEnvironment) -> None:
+    """Run gunicorn in this process until SIGTERM/SIGINT; ``SystemExit`` carries gunicorn's exit status."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(environment.threads_per_worker))
+    for name in PRELOADED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the worker's model load reports it with the reason
+            logger.warning("Could not pre-import %s", name, exc_info=True)
+    logger.info(
+        "Serving %s on %s:%d with %d worker(s), %s thread(s) each, body limit %s bytes",
+        environment.model_dir,
+        environment.host,
+        environment.port,
+        environment.workers,
+        os.environ["OMP_NUM_THREADS"],
+        environment.body_limit_bytes,
+    )
+    InferenceServer(environment).run()
