@@ -1,0 +1,113 @@
+"""The model artifact's descriptive files: ``feature_schema.json`` and ``metadata.json``."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecaster import __version__
+from forecaster.errors import ModelArtifactError
+from forecaster.io import read_json
+from forecaster.spec import DatasetSpec
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "feature_schema.json"
+METADATA_FILE = "metadata.json"
+QUANTILES = (0.1, 0.5, 0.9)
+BOOSTER_FILES = {"mean": "model_mean.txt", "q10": "model_q10.txt", "q50": "model_q50.txt", "q90": "model_q90.txt"}
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What the server expects: ordered features with dtypes and vocabularies, horizon, quantiles, spec."""
+
+    feature_names: tuple[str, ...]
+    kinds: dict[str, str]
+    categories: dict[str, list[str]]
+    horizon: int
+    spec: DatasetSpec
+    scale_floor: float
+    keys_as_features: bool = True
+    quantiles: tuple[float, ...] = QUANTILES
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [name for name in self.feature_names if self.kinds[name] == "category"]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, name in enumerate(self.feature_names) if self.kinds[name] == "category"]
+
+    def to_dict(self) -> dict[str, Any]:
+        features = []
+        for name in self.feature_names:
+            entry: dict[str, Any] = {"name": name, "dtype": self.kinds[name]}
+            if name in self.categories:
+                entry["categories"] = self.categories[name]
+            features.append(entry)
+        return {
+            "version": SCHEMA_VERSION,
+            "features": features,
+            "horizon": self.horizon,
+            "quantiles": list(self.quantiles),
+            "scale_floor": self.scale_floor,
+            "keys_as_features": self.keys_as_features,
+            "spec": self.spec.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = SCHEMA_FILE) -> FeatureSchema:
+        try:
+            if data.get("version") != SCHEMA_VERSION:
+                raise ModelArtifactError(
+                    f"{source} has schema version {data.get('version')!r}; this forecaster reads version "
+                    f"{SCHEMA_VERSION}. Retrain the model with this version."
+                )
+            features = data["features"]
+            return cls(
+                feature_names=tuple(f["name"] for f in features),
+                kinds={f["name"]: f["dtype"] for f in features},
+                categories={f["name"]: list(f["categories"]) for f in features if "categories" in f},
+                horizon=int(data["horizon"]),
+                quantiles=tuple(float(q) for q in data["quantiles"]),
+                scale_floor=float(data["scale_floor"]),
+                keys_as_features=bool(data.get("keys_as_features", True)),
+                spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelArtifactError(f"{source} is malformed ({error!r}); retrain or restore the model.") from error
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> FeatureSchema:
+        path = Path(model_dir) / SCHEMA_FILE
+        if not path.is_file():
+            raise ModelArtifactError(
+                f"{path} does not exist: {model_dir} is not a forecaster model directory (train one with "
+                "`forecaster train`, or unpack model.tar.gz there)."
+            )
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's content (column names, values, order): the training-data fingerprint."""
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape the model."""
+    versions = {"python": platform.python_version(), "forecaster": __version__}
+    for name in ("lightgbm", "numpy", "pandas"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            versions[name] = "unknown"
+    return versions

@@ -1,0 +1,166 @@
+"""Inference-side data work: history + future → feature rows (preprocess), predictions → forecasts (postprocess)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import DataValidationError
+from forecaster.features import FeatureSet, build_features
+from forecaster.io import read_table, write_table
+from forecaster.model import ForecastModel
+from forecaster.panel import build_panel
+from forecaster.spec import DatasetSpec
+
+FEATURES_FILE = "features.csv"
+KEYS_FILE = "keys.csv"
+QUANTILE_COLUMNS = ("p10", "p50", "p90")
+
+
+def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
+    return model if isinstance(model, ForecastModel) else ForecastModel.load(model)
+
+
+def build_inference_features(
+    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (features, keys): one feature row per series × future day, and its keys + target date.
+
+    The forecast origin is the last day of ``history``; ``future`` must hold every day after it, up to the
+    model's horizon, for every series to forecast, with the known-future columns filled in.
+    """
+    model = _as_model(model)
+    schema, spec = model.schema, model.schema.spec
+    hist = spec.validate_frame(history, kind="history")
+    fut = spec.validate_frame(future, kind="future").sort_values([*spec.keys, spec.date], kind="stable")
+    origin_date = hist[spec.date].max()
+    _check_future(spec, hist, fut, origin_date, schema.horizon)
+    panel = build_panel(spec, hist, fut)
+    lookup = pd.MultiIndex.from_frame(panel.series[list(spec.keys)])
+    series = lookup.get_indexer(pd.MultiIndex.from_frame(fut[list(spec.keys)]))
+    horizon = (fut[spec.date] - origin_date).dt.days.to_numpy()
+    origin = np.full(len(fut), panel.day_index(origin_date))
+    feature_set = FeatureSet(
+        names=schema.feature_names,
+        kinds=schema.kinds,
+        categorical=tuple(schema.categorical_features),
+    )
+    X = build_features(panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon)
+    features = pd.DataFrame(X, columns=list(schema.feature_names))
+    keys = fut[[*spec.keys, spec.date]].reset_index(drop=True)
+    keys[spec.date] = keys[spec.date].dt.strftime("%Y-%m-%d")
+    return features, keys
+
+
+def _check_future(spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, origin: pd.Timestamp, horizon: int) -> None:
+    """Raise DataValidationError naming the first series/day the future frame lacks or has too much of."""
+    keys = list(spec.keys)
+    how_to = (
+        f"Build the future frame with one row per series and day from {(origin + pd.Timedelta(days=1)).date()} "
+        f"(the day after the last history day) for up to {horizon} days, with columns {[*keys, spec.date]} + "
+        f"{list(spec.known_future)}."
+    )
+    days = (fut[spec.date] - origin).dt.days
+    outside = (days < 1) | (days > horizon)
+    if outside.any():
+        row = fut[outside].iloc[0]
+        raise DataValidationError(
+            f"The future data has {spec.date}={row[spec.date].date()} for {_series(row, keys)}, outside the "
+            f"{horizon} days after the last history day {origin.date()}. {how_to}"
+        )
+    n_days = int(days.max())
+    hist_series = hist[keys].drop_duplicates()
+    fut_series = fut[keys].drop_duplicates()
+    merged = hist_series.merge(fut_series, on=keys, how="outer", indicator=True)
+    if (merged["_merge"] == "right_only").any():
+        row = merged[merged["_merge"] == "right_only"].iloc[0]
+        raise DataValidationError(f"The future data has {_series(row, keys)}, which has no history. {how_to}")
+    if (merged["_merge"] == "left_only").any():
+        row = merged[merged["_merge"] == "left_only"].iloc[0]
+        raise DataValidationError(
+            f"The future data has no rows for {_series(row, keys)}, which is in the history. {how_to} "
+            "To stop forecasting a series, drop its history rows."
+        )
+    counts = fut.groupby(keys, sort=False)[spec.date].size()
+    short = counts[counts < n_days]
+    if not short.empty:
+        series_key = short.index[0] if len(keys) > 1 else (short.index[0],)
+        have = set(fut.loc[(fut[keys] == pd.Series(series_key, index=keys)).all(axis=1), spec.date])
+        missing_day = next(
+            d for d in pd.date_range(origin + pd.Timedelta(days=1), periods=n_days, freq="D") if d not in have
+        )
+        raise DataValidationError(
+            f"The future data has no row for {_series(pd.Series(series_key, index=keys), keys)} on "
+            f"{missing_day.date()} (every series needs the same {n_days} days). {how_to}"
+        )
+
+
+def _series(row: pd.Series, keys: list[str]) -> str:
+    return "series " + ", ".join(f"{k}={row[k]}" for k in keys)
+
+
+def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Keys, date, p10, p50, p90 and the point forecast ``mean`` for feature rows."""
+    X = features.to_numpy(dtype=np.float64)
+    out = keys.copy()
+    out[list(QUANTILE_COLUMNS)] = model.predict(X)
+    out["mean"] = model.predict_mean(X)
+    return out
+
+
+def forecast(model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
+    """Preprocess, predict in-process and postprocess: one forecast row per series × future day."""
+    model = _as_model(model)
+    features, keys = build_inference_features(model, history, future)
+    return predictions_frame(model, features, keys)
+
+
+def preprocess(model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path) -> Path:
+    """Write ``features.csv`` (header-less, schema order: what batch transform sends) and ``keys.csv``."""
+    features, keys = build_inference_features(model_dir, read_table(history), read_table(future))
+    out_dir = Path(out_dir)
+    write_table(features, out_dir / FEATURES_FILE, header=False)
+    write_table(keys, out_dir / KEYS_FILE)
+    return out_dir
+
+
+def postprocess(keys: str | Path, predictions: str | Path, out: str | Path) -> Path:
+    """Join ``keys.csv`` with batch-transform output lines (``p10,p50,p90``) into a forecast table."""
+    key_frame = read_table(keys, dtype=str)
+    predicted = _read_predictions(Path(predictions))
+    if len(predicted) != len(key_frame):
+        raise DataValidationError(
+            f"{predictions} has {len(predicted)} prediction lines but {keys} has {len(key_frame)} rows; they must "
+            "align line by line (use the .out files of the same features.csv)."
+        )
+    out_frame = pd.concat([key_frame.reset_index(drop=True), predicted], axis=1)
+    write_table(out_frame, out)
+    return Path(out)
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    files = sorted(path.glob("*.out")) if path.is_dir() else [path]
+    if not files:
+        raise DataValidationError(f"No .out file in {path}; point --predictions at the batch transform output.")
+    frames = []
+    for file in files:
+        if file.stat().st_size == 0:
+            raise DataValidationError(f"Prediction file {file} is empty.")
+        first = file.open().readline().lstrip()
+        if first.startswith("{"):
+            frame = pd.read_json(file, lines=True)
+        else:
+            frame = pd.read_csv(file, header=None)
+            if frame.shape[1] != len(QUANTILE_COLUMNS):
+                raise DataValidationError(
+                    f"{file} has {frame.shape[1]} columns per line; expected 3 (p10,p50,p90). Run the transform "
+                    "with all quantiles (X-Amzn-SageMaker-Custom-Attributes: quantiles=all)."
+                )
+            frame.columns = list(QUANTILE_COLUMNS)
+        missing = [c for c in QUANTILE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataValidationError(f"{file} lacks the prediction field {missing[0]!r}.")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

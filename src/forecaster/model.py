@@ -1,0 +1,192 @@
+"""The forecasting model: a point booster plus non-crossing quantile boosters, and their training."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema
+from forecaster.config import TrainConfig
+from forecaster.errors import DataValidationError, ModelArtifactError
+from forecaster.io import write_json
+
+logger = logging.getLogger(__name__)
+
+SCALE_FEATURE = "mean_28"  # quantile boosters learn target / scale: their error is then relative to the level
+
+
+@dataclass
+class TrainingSet:
+    """Feature rows with their targets and sample weights (stockout handling)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class ForecastModel:
+    """LightGBM boosters for the mean and the P10/P50/P90 of daily demand, with their feature schema."""
+
+    def __init__(self, boosters: dict[str, lgb.Booster], schema: FeatureSchema) -> None:
+        self.boosters = boosters
+        self.schema = schema
+        self._scale_column = schema.feature_names.index(SCALE_FEATURE)
+
+    # -------------------------------------------------------------------------------------------- persistence
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ForecastModel:
+        """Load and check a model directory (``feature_schema.json`` + one booster file per model)."""
+        model_dir = Path(model_dir)
+        schema = FeatureSchema.load(model_dir)
+        boosters = {}
+        for name, file in BOOSTER_FILES.items():
+            path = model_dir / file
+            if not path.is_file():
+                raise ModelArtifactError(f"{path} is missing: the model directory {model_dir} is incomplete.")
+            try:
+                boosters[name] = lgb.Booster(model_file=str(path))
+            except lgb.basic.LightGBMError as error:
+                raise ModelArtifactError(f"{path} is not a readable LightGBM model: {error}") from error
+            if boosters[name].num_feature() != len(schema.feature_names):
+                raise ModelArtifactError(
+                    f"{path} expects {boosters[name].num_feature()} features but {SCHEMA_FILE} lists "
+                    f"{len(schema.feature_names)}; the files come from different trainings."
+                )
+        return cls(boosters, schema)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the booster files and ``feature_schema.json`` into ``directory``."""
+        directory = Path(directory)
+        for name, file in BOOSTER_FILES.items():
+            self.boosters[name].save_model(str(directory / file))
+        write_json(self.schema.to_dict(), directory / SCHEMA_FILE)
+
+    # -------------------------------------------------------------------------------------------- prediction
+    def check_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Return ``X`` as a float64 matrix with the schema's column count, or raise DataValidationError."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.schema.feature_names):
+            raise DataValidationError(
+                f"Feature rows must have {len(self.schema.feature_names)} columns in feature_schema.json order. "
+                f"Got shape {X.shape} instead."
+            )
+        return X
+
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Per-row demand level the quantile boosters are relative to."""
+        return np.nan_to_num(X[:, self._scale_column], nan=0.0).clip(min=0.0) + self.schema.scale_floor
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return (n, 3) P10, P50, P90; sorted per row, so p10 <= p50 <= p90 always, and non-negative."""
+        X = self.check_matrix(X)
+        scale = self.scale(X)
+        columns = [self.boosters[f"q{round(q * 100)}"].predict(X) * scale for q in self.schema.quantiles]
+        return np.sort(np.column_stack(columns), axis=1).clip(min=0.0)
+
+    def predict_mean(self, X: np.ndarray) -> np.ndarray:
+        """Return the point forecast (expected demand)."""
+        return self.boosters["mean"].predict(self.check_matrix(X)).clip(min=0.0)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """TreeSHAP of the point booster in raw-score space; the last column is the expected value."""
+        return self.boosters["mean"].predict(self.check_matrix(X), pred_contrib=True)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
+    """LightGBM parameters of one booster: deterministic, with a fixed thread count."""
+    params: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_data_in_leaf": config.min_data_in_leaf,
+        "feature_fraction": config.feature_fraction,
+        "lambda_l2": config.lambda_l2,
+        "max_bin": config.max_bin,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": config.resolved_threads,
+        "verbosity": -1,
+    }
+    if model == "mean":
+        params["objective"] = config.objective
+        if config.objective == "tweedie":
+            params["tweedie_variance_power"] = config.tweedie_variance_power
+    else:
+        params["objective"] = "quantile"
+        params["alpha"] = int(model[1:]) / 100
+    return params
+
+
+def fit_boosters(
+    train: TrainingSet,
+    schema: FeatureSchema,
+    config: TrainConfig,
+    valid: TrainingSet | None = None,
+    rounds: dict[str, int] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> tuple[ForecastModel, dict[str, int]]:
+    """Train the four boosters; return the model and each booster's number of rounds.
+
+    With ``valid``, each booster stops early on it (``early_stopping_rounds``). With ``rounds``, each booster
+    trains exactly that many rounds (a refit on all data after early stopping).
+    """
+    categorical = schema.categorical_indices
+    boosters: dict[str, lgb.Booster] = {}
+    used: dict[str, int] = {}
+    train_scale = _scale(train.X, schema)
+    for name in BOOSTER_FILES:
+        is_mean = name == "mean"
+        budget = config.num_boost_round if is_mean else config.quantile_num_boost_round
+        num_rounds = rounds[name] if rounds else budget
+        label = train.y if is_mean else train.y / train_scale
+        weight = train.weight if is_mean else train.weight * train_scale
+        dataset = lgb.Dataset(
+            train.X, label, weight=weight, categorical_feature=categorical, free_raw_data=False,
+            feature_name=list(schema.feature_names), params={"max_bin": config.max_bin, "verbosity": -1},
+        )  # fmt: skip
+        callbacks: list[Callable[..., Any]] = []
+        valid_sets = []
+        if valid is not None and rounds is None and config.early_stopping_rounds:
+            valid_scale = _scale(valid.X, schema)
+            valid_sets = [
+                lgb.Dataset(
+                    valid.X,
+                    valid.y if is_mean else valid.y / valid_scale,
+                    weight=valid.weight if is_mean else valid.weight * valid_scale,
+                    reference=dataset,
+                    categorical_feature=categorical,
+                )
+            ]
+            callbacks.append(lgb.early_stopping(config.early_stopping_rounds, verbose=False))
+        if progress is not None:
+            callbacks.append(lambda env, name=name: progress(name, env.iteration + 1))
+        booster = lgb.train(
+            booster_params(config, name), dataset, num_boost_round=num_rounds, valid_sets=valid_sets,
+            callbacks=callbacks,
+        )  # fmt: skip
+        used[name] = booster.best_iteration if valid_sets and booster.best_iteration > 0 else num_rounds
+        boosters[name] = _keep_rounds(booster, used[name])
+        logger.info("booster %s: %d rounds", name, used[name])
+    return ForecastModel(boosters, schema), used
+
+
+def _scale(X: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    column = schema.feature_names.index(SCALE_FEATURE)
+    return np.nan_to_num(X[:, column], nan=0.0).clip(min=0.0) + schema.scale_floor
+
+
+def _keep_rounds(booster: lgb.Booster, rounds: int) -> lgb.Booster:
+    """Return a booster holding only its first ``rounds`` trees (what gets saved and served)."""
+    if booster.current_iteration() == rounds:
+        return booster
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))

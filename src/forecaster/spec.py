@@ -1,0 +1,251 @@
+"""Dataset spec: which column plays which role, and validation of frames against it.
+
+A spec is a small JSON document (see ``presets/*.json``)::
+
+    {"keys": ["store_id", "item_id"], "date": "date", "target": "units_sold",
+     "known_future": ["campaign", "discount", "holiday"], "static": ["category"],
+     "past_only": ["stockout_hours"], "campaign": "campaign", "stockout": "stockout_hours"}
+
+- ``keys``: columns that identify a series (store × item).
+- ``known_future``: numeric covariates known for the forecast days too (campaign plan, discount, holidays).
+- ``static``: per-series categoricals (category, city); constant over time.
+- ``past_only``: numeric covariates known only afterwards (stockout hours, weather actuals).
+- ``campaign``: which known-future column is the 0/1 campaign flag (campaign features and metrics).
+- ``stockout``: which past-only column holds the hours (0–24) a series was out of stock that day.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import DataValidationError, InvalidParameterError
+
+PRESETS = ("default", "freshretailnet")
+_LIST_FIELDS = ("keys", "known_future", "static", "past_only")
+_NAME_FIELDS = ("date", "target")
+_OPTIONAL_FIELDS = ("campaign", "stockout")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Column roles of a demand data set."""
+
+    keys: tuple[str, ...]
+    date: str
+    target: str
+    known_future: tuple[str, ...] = ()
+    static: tuple[str, ...] = ()
+    past_only: tuple[str, ...] = ()
+    campaign: str | None = None
+    stockout: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise InvalidParameterError("The 'keys' entry of the dataset spec must list at least one column. Got [].")
+        columns = self.columns
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise InvalidParameterError(
+                f"Column {duplicated[0]!r} has more than one role in the dataset spec; give each column one role."
+            )
+        if self.campaign is not None and self.campaign not in self.known_future:
+            raise InvalidParameterError(
+                f"The 'campaign' entry of the dataset spec must name a 'known_future' column. Got {self.campaign!r} "
+                f"instead; known_future is {list(self.known_future)}."
+            )
+        if self.stockout is not None and self.stockout not in self.past_only:
+            raise InvalidParameterError(
+                f"The 'stockout' entry of the dataset spec must name a 'past_only' column. Got {self.stockout!r} "
+                f"instead; past_only is {list(self.past_only)}."
+            )
+
+    # ----------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "dataset spec") -> DatasetSpec:
+        """Build a spec from its JSON form, with errors that name the offending entry."""
+        if not isinstance(data, dict):
+            raise InvalidParameterError(f"The {source} must be a JSON object. Got {type(data).__name__} instead.")
+        missing = [name for name in ("keys", *_NAME_FIELDS) if name not in data]
+        if missing:
+            raise InvalidParameterError(f"The {source} must have the entry {missing[0]!r}. Add it (see README).")
+        known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown entry {unknown[0]!r} in the {source}. Valid entries: {', '.join(sorted(known))}."
+            )
+        values: dict[str, Any] = {}
+        for name in _LIST_FIELDS:
+            value = data.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise InvalidParameterError(
+                    f"The {name!r} entry of the {source} must be a list of column names. Got {value!r} instead."
+                )
+            values[name] = tuple(value)
+        for name in (*_NAME_FIELDS, *_OPTIONAL_FIELDS):
+            value = data.get(name)
+            if value is None and name in _OPTIONAL_FIELDS:
+                values[name] = None
+                continue
+            if not isinstance(value, str) or not value:
+                raise InvalidParameterError(
+                    f"The {name!r} entry of the {source} must be a column name. Got {value!r} instead."
+                )
+            values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> DatasetSpec:
+        """Load a spec from a JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as error:
+            raise InvalidParameterError(f"Dataset spec file {path} does not exist.") from error
+        except json.JSONDecodeError as error:
+            raise InvalidParameterError(f"Dataset spec file {path} is not valid JSON: {error}.") from error
+        return cls.from_dict(data, source=f"dataset spec {path}")
+
+    @classmethod
+    def preset(cls, name: str) -> DatasetSpec:
+        """Return a built-in spec: ``default`` or ``freshretailnet``."""
+        if name not in PRESETS:
+            raise InvalidParameterError(
+                f"The 'spec' parameter must be a preset among {{{', '.join(map(repr, PRESETS))}}} or the path of a "
+                f"JSON spec file. Got {name!r} instead."
+            )
+        text = resources.files("forecaster.presets").joinpath(f"{name}.json").read_text()
+        return cls.from_dict(json.loads(text), source=f"preset {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form of the spec."""
+        data = asdict(self)
+        data.pop("extra")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    # ----------------------------------------------------------------------------------------------- roles
+    @property
+    def columns(self) -> list[str]:
+        """Every column the spec names, keys first."""
+        return [*self.keys, self.date, self.target, *self.known_future, *self.static, *self.past_only]
+
+    @property
+    def numeric_covariates(self) -> tuple[str, ...]:
+        """Known-future and past-only columns (both numeric)."""
+        return (*self.known_future, *self.past_only)
+
+    # ----------------------------------------------------------------------------------------------- frames
+    def validate_frame(self, frame: pd.DataFrame, *, kind: str = "history") -> pd.DataFrame:
+        """Check ``frame`` against the spec and return a clean copy with canonical dtypes.
+
+        ``kind`` is ``history`` (every column, the target included) or ``future`` (keys, date and the
+        known-future columns only). Keys and statics become strings, the date a day-precision timestamp,
+        numeric roles float64. Extra columns are dropped.
+
+        Raises:
+            DataValidationError: naming the column (and the first bad row) and how to fix it.
+        """
+        if kind not in ("history", "future"):
+            raise InvalidParameterError(f"The 'kind' parameter must be 'history' or 'future'. Got {kind!r} instead.")
+        required = self.columns if kind == "history" else [*self.keys, self.date, *self.known_future]
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            hint = (
+                "The future frame needs the keys, the date and every known-future column for each forecast day."
+                if kind == "future"
+                else f"The spec expects columns {required}."
+            )
+            raise DataValidationError(
+                f"The {kind} data has no column {missing[0]!r} (missing: {missing}). {hint} "
+                f"Columns found: {list(frame.columns)}."
+            )
+        if frame.empty:
+            raise DataValidationError(f"The {kind} data has no rows.")
+        out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+        for column in (*self.keys, *(self.static if kind == "history" else ())):
+            values = frame[column].reset_index(drop=True)
+            _require_present(values, column, kind, role="key" if column in self.keys else "static")
+            out[column] = values.astype(str)
+        out[self.date] = _parse_dates(frame[self.date].reset_index(drop=True), self.date, kind)
+        numeric = (self.target, *self.numeric_covariates) if kind == "history" else self.known_future
+        for column in numeric:
+            role = "target" if column == self.target else "covariate"
+            out[column] = _to_numeric(frame[column].reset_index(drop=True), column, kind, role)
+        if kind == "future":
+            for column in self.known_future:
+                _require_present(out[column], column, kind, role="known-future")
+        if kind == "history":
+            negative = np.flatnonzero(out[self.target].to_numpy() < 0)
+            if negative.size:
+                raise DataValidationError(
+                    f"The {self.target!r} column (target) must be non-negative. Got {out[self.target].iat[negative[0]]}"
+                    f" in row {negative[0] + 1} instead; record returns separately or clip them to 0."
+                )
+        duplicated = out.duplicated([*self.keys, self.date])
+        if duplicated.any():
+            row = int(np.flatnonzero(duplicated.to_numpy())[0])
+            series = ", ".join(f"{k}={out[k].iat[row]}" for k in self.keys)
+            raise DataValidationError(
+                f"The {kind} data has more than one row for {series}, {self.date}={out[self.date].iat[row].date()} "
+                f"(row {row + 1}); aggregate to one row per series and day."
+            )
+        return out
+
+
+def resolve_spec(value: str | Path) -> DatasetSpec:
+    """Return the preset called ``value`` or the spec in the JSON file at ``value``."""
+    text = str(value)
+    if text in PRESETS:
+        return DatasetSpec.preset(text)
+    if text.endswith(".json") or Path(text).is_file():
+        return DatasetSpec.from_json(text)
+    return DatasetSpec.preset(text)  # raises the error that lists the presets
+
+
+def _require_present(values: pd.Series, column: str, kind: str, role: str) -> None:
+    missing = values.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise DataValidationError(
+            f"The {column!r} column ({role}) of the {kind} data must have no missing values. "
+            f"Got a missing value in row {row + 1} instead."
+        )
+
+
+def _parse_dates(values: pd.Series, column: str, kind: str) -> pd.Series:
+    parsed = pd.to_datetime(values, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"The {column!r} column (date) of the {kind} data must hold dates like 2024-05-31. "
+            f"Got {values.iat[row]!r} in row {row + 1} instead."
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    normalized = parsed.dt.normalize()
+    return normalized.astype("datetime64[ns]")
+
+
+def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = (converted.isna() & values.notna()).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
+            f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value."
+        )
+    return converted.astype(float)

@@ -1,0 +1,209 @@
+"""The training lifecycle: validate data, build feature rows, fit, validate, write the artifact atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from forecaster import metrics as m
+from forecaster.artifact import METADATA_FILE, FeatureSchema, frame_hash, library_versions
+from forecaster.config import TrainConfig
+from forecaster.errors import DataValidationError
+from forecaster.features import FeatureSet, build_features, feature_set
+from forecaster.io import atomic_directory, write_json
+from forecaster.model import ForecastModel, TrainingSet, fit_boosters
+from forecaster.panel import Panel, build_panel
+from forecaster.spec import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A validated history as a panel, with what every feature row of it needs."""
+
+    panel: Panel
+    spec: DatasetSpec
+    features: FeatureSet
+    vocabularies: dict[str, list[str]]
+    observed_counts: np.ndarray  # (series, days + 1) cumulative count of observed target days
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig) -> TrainingData:
+        panel = build_panel(spec, frame)
+        features = feature_set(spec, config.keys_as_features)
+        vocabularies = {c: sorted(panel.series[c].dropna().astype(str).unique()) for c in features.categorical}
+        counts = np.zeros((panel.n_series, len(panel.dates) + 1))
+        np.cumsum(~np.isnan(panel.target), axis=1, out=counts[:, 1:])
+        return cls(panel, spec, features, vocabularies, counts)
+
+    def rows(self, series: np.ndarray, origins: np.ndarray, horizons: np.ndarray, config: TrainConfig) -> TrainingSet:
+        """Feature rows with targets and stockout weights; rows with an unknown target are dropped."""
+        days = origins + horizons
+        target = self.panel.target[series, days]
+        weight = np.ones_like(target)
+        if self.spec.stockout and config.stockout_handling != "none":
+            hours = np.nan_to_num(self.panel.covariates[self.spec.stockout][series, days])
+            if config.stockout_handling == "exclude":
+                weight = np.where(hours > config.stockout_max_hours, 0.0, 1.0)
+            else:
+                weight = 1.0 - np.clip(hours, 0, 24) / 24.0
+        keep = ~np.isnan(target) & (weight > 0)
+        series, origins, horizons = series[keep], origins[keep], horizons[keep]
+        X = build_features(
+            self.panel, self.spec, self.features, self.vocabularies, series, origins, horizons, config.horizon
+        )
+        return TrainingSet(X=X, y=target[keep], weight=weight[keep])
+
+    def sample(self, last_day: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """Draw up to ``max_train_rows`` (series, origin, horizon) rows whose target day is <= ``last_day``."""
+        n_series = self.panel.n_series
+        origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
+        if origins.size == 0:
+            raise DataValidationError(
+                f"The training data covers {last_day + 1} days before the validation window; at least "
+                f"{config.min_history_days + 1} are needed (min_history_days={config.min_history_days}). "
+                "Provide a longer history or lower min_history_days / validation_days."
+            )
+        total = n_series * origins.size * config.horizon
+        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < config.max_train_rows / total)
+        series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
+        origin, horizon = origins[origin_pos], horizon_pos + 1
+        enough = self.observed_counts[series, origin + 1] >= config.min_history_days
+        keep = (origin + horizon <= last_day) & enough
+        return series[keep], origin[keep], horizon[keep]
+
+    def window(self, origin: int, config: TrainConfig) -> tuple[np.ndarray, ...]:
+        """Every series at ``origin`` for horizons 1..H that fall inside the data."""
+        horizons = np.arange(1, min(config.horizon, len(self.panel.dates) - 1 - origin) + 1)
+        series = np.repeat(np.arange(self.panel.n_series), horizons.size)
+        return series, np.full(series.size, origin), np.tile(horizons, self.panel.n_series)
+
+
+def fit_artifact(
+    train: pd.DataFrame,
+    spec: DatasetSpec,
+    config: TrainConfig,
+    model_dir: str | Path,
+    validation: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
+
+    Without ``validation`` the last ``validation_days`` of ``train`` are held out (a time split, never random).
+    The model is written atomically: on any error ``model_dir`` is left as it was.
+    """
+    started = time.monotonic()
+    frame = spec.validate_frame(train, kind="history")
+    if validation is not None:
+        valid_frame = spec.validate_frame(validation, kind="history")
+        overlap = valid_frame[spec.date].min() <= frame[spec.date].max()
+        if overlap:
+            raise DataValidationError(
+                f"The validation data must start after the training data ends ({frame[spec.date].max().date()}); "
+                f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
+            )
+        cut_date = frame[spec.date].max()
+        frame = pd.concat([frame, valid_frame], ignore_index=True)
+    else:
+        cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+    data = TrainingData.from_frame(frame, spec, config)
+    cut = data.panel.day_index(cut_date)
+    rng = np.random.default_rng(config.seed)
+    schema = FeatureSchema(
+        feature_names=data.features.names,
+        kinds=data.features.kinds,
+        categories=data.vocabularies,
+        horizon=config.horizon,
+        spec=spec,
+        scale_floor=_scale_floor(data.panel.target),
+        keys_as_features=config.keys_as_features,
+    )
+    fit_rows = data.rows(*data.sample(cut, config, rng), config)
+    valid_rows = data.rows(*data.window(cut, config), config.replace(stockout_handling="none"))
+    if len(valid_rows) == 0:
+        raise DataValidationError("The validation window has no observed target values; check the data's dates.")
+    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    with _Progress(config, "fit") as progress:
+        model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+    scores = validation_metrics(model, valid_rows, data, cut, config)
+    if config.refit:
+        del fit_rows
+        all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
+        with _Progress(config, "refit", rounds) as progress:
+            model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+    metadata = {
+        "forecaster_version": library_versions()["forecaster"],
+        "libraries": library_versions(),
+        "training_data_hash": frame_hash(frame),
+        "training_window": {
+            "start": str(data.panel.dates[0].date()),
+            "end": str(data.panel.dates[-1].date()),
+            "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
+        },
+        "series": data.panel.n_series,
+        "hyperparameters": config.to_dict(),
+        "boost_rounds": rounds,
+        "validation_metrics": scores,
+        "training_seconds": round(time.monotonic() - started, 1),
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    with atomic_directory(model_dir) as stage:
+        model.save(stage)
+        write_json(metadata, stage / METADATA_FILE)
+    return scores
+
+
+def validation_metrics(
+    model: ForecastModel, rows: TrainingSet, data: TrainingData, origin: int, config: TrainConfig
+) -> dict[str, float]:
+    """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
+    quantiles = model.predict(rows.X)
+    p50 = quantiles[:, 1]
+    scores = {
+        "wape": m.wape(rows.y, p50),
+        "bias": m.bias(rows.y, p50),
+        "mae": m.mae(rows.y, p50),
+        "rmse": m.rmse(rows.y, p50),
+        "wape_mean": m.wape(rows.y, model.predict_mean(rows.X)),
+        "coverage_p10": m.coverage(rows.y, quantiles[:, 0]),
+        "coverage_p90": m.coverage(rows.y, quantiles[:, 2]),
+    }
+    for i, q in enumerate(model.schema.quantiles):
+        scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
+    if data.spec.campaign:
+        campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
+        scores["wape_campaign"] = m.wape(rows.y[campaign], p50[campaign])
+        scores["wape_non_campaign"] = m.wape(rows.y[~campaign], p50[~campaign])
+    return {name: round(float(value), 6) for name, value in scores.items()}
+
+
+def _scale_floor(target: np.ndarray) -> float:
+    """Smallest demand level quantile boosters divide by: 5 % of the average daily target (> 0)."""
+    level = float(np.nanmean(target)) if np.isfinite(target).any() else 0.0
+    return max(0.05 * level, 1e-3)
+
+
+class _Progress:
+    """A progress bar over boosting rounds of all boosters (silent when stderr is not a terminal)."""
+
+    def __init__(self, config: TrainConfig, label: str, rounds: dict[str, int] | None = None) -> None:
+        total = sum(rounds.values()) if rounds else config.num_boost_round + 3 * config.quantile_num_boost_round
+        self.bar = tqdm(total=total, desc=label, unit="round", disable=None, leave=False)
+        self.done: dict[str, int] = {}
+
+    def __call__(self, booster: str, iteration: int) -> None:
+        self.bar.update(iteration - self.done.get(booster, 0))
+        self.done[booster] = iteration
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
