@@ -1,0 +1,37 @@
+#!/bin/sh
+# Entry point of both images (exec-form ENTRYPOINT). SageMaker appends `train` or `serve`:
+#   serve [ARGS]   forecaster serve --model-dir "$SM_MODEL_DIR" (default /opt/ml/model) ARGS: gunicorn on :8080
+#   train [ARGS]   the sagemaker-training toolkit, which runs /opt/ml/code/$SAGEMAKER_PROGRAM
+#   anything else  run as given, e.g. `forecaster evaluate ...` (processing steps) or `bash`
+set -eu
+
+case "${1:-serve}" in
+serve)
+    [ $# -gt 0 ] && shift
+    # exec: the server becomes PID 1 and gets SIGTERM directly (graceful gunicorn shutdown)
+    exec forecaster serve --model-dir "${SM_MODEL_DIR:-/opt/ml/model}" "$@"
+    ;;
+train)
+    # PID 1 ignores every signal it has no handler for, and the toolkit installs none: run it as a child in
+    # its own process group and pass SIGTERM/SIGINT (job stopped, MaxRuntimeInSeconds) to the toolkit and the
+    # training script it started, then wait for both before exiting with the toolkit's status.
+    setsid "$@" &
+    child=$!
+    trap 'kill -TERM -- "-$child" 2>/dev/null || true' TERM INT
+    status=0
+    wait "$child" || status=$?
+    while kill -0 "$child" 2>/dev/null; do
+        status=0
+        wait "$child" || status=$?
+    done
+    waited=0
+    while kill -0 -- "-$child" 2>/dev/null && [ "$waited" -lt 120 ]; do
+        sleep 1
+        waited=$((waited + 1))
+    done
+    exit "$status"
+    ;;
+*)
+    exec "$@"
+    ;;
+esac
