@@ -85,3 +85,9 @@ class PipelineStepError(ForecasterError):
     """A pipeline step failed; the message names the step and its reason."""
 
     exit_code = 6
+
+
+class JobStoppedError(ForecasterError):
+    """The process was asked to stop (SIGTERM) before it finished; nothing was written."""
+
+    exit_code = 143

@@ -1,9 +1,123 @@
-"""Sub-commands: (to be filled in)."""
+"""Sub-commands of the forecasting core: synth, train, preprocess, postprocess, forecast."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from forecaster.errors import InvalidParameterError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands to ``subparsers``."""
+    """Add synth, train, preprocess, postprocess and forecast to ``subparsers``."""
+    synth = subparsers.add_parser("synth", help="write a synthetic fruit-and-vegetable sales data set")
+    synth.add_argument("--out", required=True, type=Path, help="directory for sales.csv and spec.json")
+    synth.add_argument("--stores", type=int, default=10)
+    synth.add_argument("--items", type=int, default=20)
+    synth.add_argument("--days", type=int, default=180)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--start", default="2024-01-01", help="first date (YYYY-MM-DD)")
+    synth.add_argument("--format", dest="fmt", choices=("csv", "parquet"), default="csv")
+    synth.set_defaults(func=_synth)
+
+    train = subparsers.add_parser("train", help="train a model directory from a history file")
+    train.add_argument("--data", required=True, type=Path, help="history (CSV/Parquet file or directory)")
+    train.add_argument("--validation", type=Path, help="optional validation data that follows --data in time")
+    train.add_argument("--spec", help="preset name (default, freshretailnet) or spec JSON file")
+    train.add_argument("--model-dir", required=True, type=Path)
+    train.add_argument("--horizon", help="days to forecast (default 14)")
+    train.add_argument(
+        "--hp", action="append", default=[], metavar="KEY=VALUE", help="any other hyperparameter (repeatable)"
+    )
+    train.set_defaults(func=_train)
+
+    pre = subparsers.add_parser("preprocess", help="history + future → features.csv (batch transform input) + keys.csv")
+    _add_inference_inputs(pre)
+    pre.add_argument("--out", required=True, type=Path, help="output directory")
+    pre.set_defaults(func=_preprocess)
+
+    post = subparsers.add_parser("postprocess", help="keys.csv + transform output → forecasts (keys, date, p10..p90)")
+    post.add_argument("--keys", required=True, type=Path)
+    post.add_argument("--predictions", required=True, type=Path, help=".out file or directory of them")
+    post.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
+    post.set_defaults(func=_postprocess)
+
+    fc = subparsers.add_parser("forecast", help="preprocess + predict + postprocess in one process")
+    _add_inference_inputs(fc)
+    fc.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
+    fc.set_defaults(func=_forecast)
+
+
+def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", required=True, type=Path)
+    parser.add_argument("--history", required=True, type=Path, help="past rows, target included")
+    parser.add_argument("--future", required=True, type=Path, help="the next days' known-future covariates")
+
+
+def parse_key_values(pairs: list[str], flag: str = "--hp") -> dict[str, str]:
+    """Turn ``["a=1", "b=x"]`` into ``{"a": "1", "b": "x"}`` with a clear error for a malformed pair."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidParameterError(f"The {flag} option must look like KEY=VALUE. Got {pair!r} instead.")
+        values[key.strip()] = value
+    return values
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from forecaster.synth import write_dataset
+
+    out = write_dataset(
+        args.out, stores=args.stores, items=args.items, days=args.days, seed=args.seed, start=args.start, fmt=args.fmt
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from forecaster.config import TrainConfig
+    from forecaster.io import read_table
+    from forecaster.spec import DatasetSpec, resolve_spec
+    from forecaster.training import fit_artifact
+
+    hyperparameters: dict[str, str] = parse_key_values(args.hp)
+    for name in ("horizon", "spec"):
+        if getattr(args, name) is not None:
+            hyperparameters[name] = str(getattr(args, name))
+    config = TrainConfig.from_hyperparameters(hyperparameters)
+    bundled = args.data / "spec.json" if args.data.is_dir() else None
+    if "spec" not in hyperparameters and bundled is not None and bundled.is_file():
+        spec = DatasetSpec.from_json(bundled)
+    else:
+        spec = resolve_spec(config.spec)
+    validation = read_table(args.validation) if args.validation else None
+    scores = fit_artifact(read_table(args.data), spec, config, args.model_dir, validation=validation)
+    print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
+    return 0
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from forecaster.forecasting import preprocess
+
+    out = preprocess(args.model_dir, args.history, args.future, args.out)
+    print(f"wrote {out / 'features.csv'} and {out / 'keys.csv'}")
+    return 0
+
+
+def _postprocess(args: argparse.Namespace) -> int:
+    from forecaster.forecasting import postprocess
+
+    print(f"wrote {postprocess(args.keys, args.predictions, args.out)}")
+    return 0
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    from forecaster.forecasting import forecast
+    from forecaster.io import read_table, write_table
+
+    predictions = forecast(args.model_dir, read_table(args.history), read_table(args.future))
+    write_table(predictions, args.out)
+    print(f"wrote {len(predictions)} forecast rows to {args.out}")
+    return 0
