@@ -1,0 +1,174 @@
+"""The real server: `forecaster serve` (gunicorn + flask) as a child process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forecaster.serving.environment import MB
+from forecaster.serving.transform import http_request
+from test_serving_app import ACCEPTS, ATTRIBUTES, CONTENT_TYPES, csv_bodies
+from test_serving_helpers import csv_lines, repeat_to_size, slow_load_env, to_csv
+
+pytest_plugins = ["test_serving_helpers"]
+pytestmark = pytest.mark.slow
+
+CSV = {"Content-Type": "text/csv"}
+
+
+@pytest.fixture(scope="module")
+def server(serving_model_dir):
+    """One shared server (2 workers, 100 MB payload limit) for the tests that do not need their own."""
+    from forecaster.serving.transform import ServerProcess
+
+    with ServerProcess(serving_model_dir, workers=2, env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}) as process:
+        yield process
+
+
+def invoke(port, body, headers=None):
+    return http_request(port, "POST", "/invocations", body, {**CSV, **(headers or {})})
+
+
+def test_ping_invocations_and_execution_parameters(server, serving_model, feature_rows):
+    assert http_request(server.port, "GET", "/ping").status == 200
+    answer = invoke(server.port, to_csv(feature_rows), {"X-Amzn-SageMaker-Custom-Attributes": "quantiles=all"})
+    assert answer.status == 200 and answer.content_type.startswith("text/csv")
+    assert np.array_equal(np.array(csv_lines(answer.body)), serving_model.predict(feature_rows))
+    parameters = json.loads(http_request(server.port, "GET", "/execution-parameters").body)
+    assert parameters == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 100}
+
+
+@pytest.mark.parametrize("size_mb", [6, 100])
+def test_large_multirecord_bodies(server, serving_model, feature_rows, size_mb):
+    body, index = repeat_to_size(feature_rows, size_mb * MB)
+    assert size_mb * MB - 4000 <= len(body) <= size_mb * MB
+    answer = invoke(server.port, body)
+    assert answer.status == 200, answer.body[:300]
+    assert answer.body.count(b"\n") == len(index)
+    got = np.array(answer.body.split(), dtype=float)
+    assert np.array_equal(got, serving_model.predict(feature_rows)[index, 1])
+
+
+def test_body_over_the_limit_is_413_and_the_worker_lives_on(server, feature_rows):
+    body = b"1" * (101 * MB)
+    answer = invoke(server.port, body)
+    assert answer.status == 413
+    assert "accepts at most" in json.loads(answer.body)["message"]
+    assert invoke(server.port, to_csv(feature_rows)).status == 200
+
+
+def test_default_limit_is_6_mb(start_server, feature_rows):
+    server = start_server(workers=1)
+    assert invoke(server.port, repeat_to_size(feature_rows, 6 * MB)[0]).status == 200
+    assert invoke(server.port, repeat_to_size(feature_rows, 7 * MB)[0]).status == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "match"),
+    [
+        (b"", {}, 400, "body is empty"),
+        (b"horizon,weekday\n1,2", {}, 400, "row 1 looks like a header"),
+        (b"1,2,3", {}, 400, "CSV row 1 has 3 fields; the model expects"),
+        (None, {}, 400, r"row 2, column 2 \(weekday\): 'monday' is not a number"),
+        (b"1", {"Content-Type": "application/octet-stream"}, 415, "not supported"),
+        (b"1", {"Accept": "application/xml"}, 406, "names no type"),
+    ],
+)
+def test_errors_through_the_real_server(server, feature_rows, body, headers, status, match):
+    if body is None:
+        good = to_csv(feature_rows[:1]).decode().strip().split(",")
+        bad = [good[0], "monday", *good[2:]]
+        body = (",".join(good) + "\n" + ",".join(bad)).encode()
+    answer = invoke(server.port, body, headers)
+    assert answer.status == status
+    assert pytest.importorskip("re").search(match, json.loads(answer.body)["message"])
+
+
+def test_concurrent_requests_each_get_their_own_answer(server, serving_model, feature_rows):
+    batches = [feature_rows[i : i + 7] for i in range(0, len(feature_rows), 7)]
+    bad = b"1,2\n"
+
+    def call(index):
+        body = bad if index % 4 == 3 else to_csv(batches[index % len(batches)])
+        return index, invoke(server.port, body, {"X-Amzn-SageMaker-Custom-Attributes": "quantiles=all"})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(48)))
+    for index, answer in results:
+        if index % 4 == 3:
+            assert answer.status == 400
+        else:
+            rows = batches[index % len(batches)]
+            assert np.array_equal(np.array(csv_lines(answer.body)), serving_model.predict(rows))
+
+
+def test_ping_is_503_while_the_model_loads_then_200(start_server, tmp_path, serving_model, feature_rows):
+    server = start_server(env=slow_load_env(tmp_path, 4.0), workers=1, wait=False)
+    deadline = time.monotonic() + 60
+    statuses = []
+    while time.monotonic() < deadline:
+        try:
+            status = http_request(server.port, "GET", "/ping", timeout=2).status
+        except OSError:
+            time.sleep(0.05)
+            continue
+        statuses.append(status)
+        if status == 200:
+            break
+        time.sleep(0.05)
+    assert statuses[0] == 503 and statuses[-1] == 200, statuses
+    answer = invoke(server.port, to_csv(feature_rows[:3]))
+    assert np.array_equal(np.array(csv_lines(answer.body))[:, 0], serving_model.predict(feature_rows[:3])[:, 1])
+
+
+def test_missing_model_pings_503_and_explains_on_invocations(start_server, tmp_path, feature_rows):
+    server = start_server(tmp_path / "missing", workers=1, wait=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ping = http_request(server.port, "GET", "/ping", timeout=2)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if b"failed" in ping.body:
+            break
+        time.sleep(0.05)
+    assert ping.status == 503 and ping.body == b"model failed\n"
+    answer = invoke(server.port, to_csv(feature_rows[:1]))
+    assert answer.status == 503 and "could not be loaded" in json.loads(answer.body)["message"]
+    assert server.process.poll() is None  # the server stays up and keeps answering
+
+
+def test_sigterm_stops_gracefully_finishing_the_request_in_flight(start_server, feature_rows):
+    server = start_server(workers=1, env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"})
+    body, index = repeat_to_size(feature_rows, 40 * MB)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(invoke, server.port, body)
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        answer = future.result(timeout=120)
+    assert answer.status == 200 and answer.body.count(b"\n") == len(index)
+    assert server.process.wait(timeout=30) == 0
+    assert "Shutting down" in server.log_tail()
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_fuzz_through_gunicorn_never_5xx(server, serving_model, feature_rows, data):
+    body = data.draw(st.one_of(csv_bodies(feature_rows), st.binary(max_size=100)))
+    headers = {"Content-Type": data.draw(CONTENT_TYPES)}
+    for name, strategy in (("Accept", ACCEPTS), ("X-Amzn-SageMaker-Custom-Attributes", ATTRIBUTES)):
+        value = data.draw(strategy)
+        if value is not None:
+            headers[name] = value
+    answer = invoke(server.port, body, headers)
+    assert answer.status in (200, 400, 406, 413, 415), answer.body[:300]
+    good = invoke(server.port, to_csv(feature_rows[:2]))
+    assert np.array_equal(np.array(csv_lines(good.body))[:, 0], serving_model.predict(feature_rows[:2])[:, 1])
