@@ -1,0 +1,121 @@
+"""What the SageMaker SDK v3 needs around it: environment, session, and an offline (moto) AWS.
+
+Importing ``sagemaker.mlops.workflow`` needs a region, ``ModelTrainer`` validates the role against IAM unless
+``SAGEMAKER_VALIDATE_ROLE=false``, and decorated calls send telemetry unless it is opted out (notes §C.3).
+:func:`offline_aws` sets all of that for the duration of a ``with`` block, with fake credentials and moto's
+in-process AWS, and restores the caller's environment afterwards. :func:`sdk_environment` only adds what is
+missing (region, telemetry opt-out) and never touches real credentials: it is what ``upsert`` runs under.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from forecaster.errors import InvalidParameterError
+
+DEFAULT_REGION = "eu-west-1"
+#: role ARN written into offline definitions when none is given
+PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/forecaster-sagemaker-execution"
+PLACEHOLDER_BUCKET = "forecaster-sagemaker-definitions"
+
+_TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+}
+
+
+@contextlib.contextmanager
+def _patched_environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables inside the block; restore the old values after."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _telemetry_config() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="forecaster-sagemaker-") as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(_TELEMETRY_OPT_OUT)
+        yield str(path)
+
+
+@contextlib.contextmanager
+def sdk_environment(region: str | None) -> Iterator[str]:
+    """Environment for talking to real AWS: adds a region and the telemetry opt-out, keeps credentials.
+
+    Yields:
+        The region in use (``region``, else ``AWS_REGION``/``AWS_DEFAULT_REGION``).
+
+    Raises:
+        InvalidParameterError: when no region is given or configured.
+    """
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
+    with _telemetry_config() as config:
+        values: dict[str, str | None] = {"AWS_DEFAULT_REGION": region}
+        if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
+            values["SAGEMAKER_USER_CONFIG_OVERRIDE"] = config
+        with _patched_environ(values):
+            yield region
+
+
+@contextlib.contextmanager
+def offline_aws(region: str = DEFAULT_REGION, bucket: str = PLACEHOLDER_BUCKET) -> Iterator[str]:
+    """Fake credentials, no role validation, no telemetry, and moto's in-process AWS with ``bucket`` created.
+
+    Anything the SDK uploads while building a definition lands in moto; nothing leaves the process.
+    Any ``AWS_ENDPOINT_URL``/profile of the caller is masked inside the block.
+
+    Yields:
+        The region in use.
+    """
+    with _telemetry_config() as config:
+        values: dict[str, str | None] = {
+            **_FAKE_CREDENTIALS,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_PROFILE": None,
+            "AWS_ENDPOINT_URL": None,
+            "SAGEMAKER_VALIDATE_ROLE": "false",
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": config,
+        }
+        with _patched_environ(values):
+            import boto3
+            import moto
+
+            with moto.mock_aws():
+                s3 = boto3.client("s3", region_name=region)
+                location = (
+                    {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+                )
+                s3.create_bucket(Bucket=bucket, **location)
+                yield region
+
+
+def pipeline_session(region: str, bucket: str | None = None) -> Any:
+    """Return a ``PipelineSession``: under it, SDK calls only record their request (no job starts)."""
+    import boto3
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+
+    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=bucket)

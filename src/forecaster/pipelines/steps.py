@@ -1,0 +1,325 @@
+"""The three pipelines as data: parameters and steps, shared by the SDK v3 definitions and the local runner.
+
+Nothing here imports the SageMaker SDK. A pipeline is a :class:`PipelineSpec`: its parameters
+(:class:`ParamSpec`, with defaults) and its steps in dependency order (:class:`StepSpec`). A step names the
+``forecaster`` command it runs, its inputs (references to a pipeline parameter or to another step's output) and
+its outputs; its arguments are tokens with placeholders:
+
+- ``{input:NAME}``: the directory input ``NAME`` is mounted at (``/opt/ml/processing/input/NAME`` in a
+  processing job, a local folder in the local runner); may be followed by a file name (``{input:x}/a.csv``);
+- ``{output:NAME}``: the directory output ``NAME`` is written to (``/opt/ml/processing/output/NAME``);
+- ``{param:NAME}``: the value of pipeline parameter ``NAME`` (a whole token).
+
+References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs of a training step are
+``model`` (the ``model.tar.gz``), of a transform step ``predictions`` (one ``<input file>.out`` per input file).
+"""
+
+from __future__ import annotations
+
+from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
+
+
+def _argv(line: str) -> tuple[str, ...]:
+    """Argument tokens from one line (no token contains a space)."""
+    return tuple(line.split())
+
+
+def _common(prefix: str) -> tuple[ParamSpec, ...]:
+    return (
+        ParamSpec("ProcessingImage", "string", "forecaster-train:latest", "training/processing image URI (ECR)"),
+        ParamSpec("ProcessingInstanceType", "string", "ml.m5.xlarge", "instance type of the processing jobs"),
+        ParamSpec("ProcessingInstanceCount", "integer", 1, "instance count of the processing jobs"),
+        ParamSpec("OutputPrefix", "string", f"s3://forecaster-artifacts/{prefix}", "S3 prefix of every output"),
+    )
+
+
+_TRANSFORM = (
+    ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
+    ParamSpec("TransformInstanceType", "string", "ml.m5.xlarge", "instance type of the batch transform"),
+    ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform"),
+    ParamSpec("TransformMaxPayloadInMB", "integer", 6, "MaxPayloadInMB of the batch transform"),
+    ParamSpec("TransformMaxConcurrent", "integer", 4, "MaxConcurrentTransforms of the batch transform"),
+)
+
+
+def _transform(model: Ref, features: Ref) -> tuple[StepSpec, StepSpec, StepSpec]:
+    """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline."""
+    return (
+        StepSpec("CreateModel", "model", inputs={"model": model}, settings={"image": "InferenceImage"}),
+        StepSpec(
+            "Transform",
+            "transform",
+            inputs={"model": "step:CreateModel/model", "data": features},
+            outputs=("predictions",),
+            instance=("TransformInstanceType", "TransformInstanceCount"),
+            # the header-less feature rows of `forecaster preprocess`; keys.csv sits next to it
+            settings={"file": "features.csv", "content_type": "text/csv", "accept": "text/csv"},
+        ),
+        StepSpec(
+            "Postprocess",
+            "processing",
+            command=("postprocess",),
+            args=_argv(
+                "--keys {input:features}/keys.csv --predictions {input:predictions}/features.csv.out "
+                "--out {output:forecasts}/forecasts.csv"
+            ),
+            inputs={"features": features, "predictions": "step:Transform/predictions"},
+            outputs=("forecasts",),
+        ),
+    )
+
+
+def _preprocess(model: Ref, history: Ref, future: Ref) -> StepSpec:
+    return StepSpec(
+        "Preprocess",
+        "processing",
+        command=("preprocess",),
+        args=_argv(
+            "--model-dir {input:model} --history {input:history} --future {input:future} --out {output:features}"
+        ),
+        inputs={"model": model, "history": history, "future": future},
+        outputs=("features",),
+    )
+
+
+def _explain(name: str, output: str, settings: dict | None = None) -> StepSpec:
+    return StepSpec(
+        name,
+        "processing",
+        command=("explain",),
+        args=(
+            *_argv("--model-dir {input:model} --input dataset={input:features}/features.csv --out"),
+            f"{{output:{output}}}",
+        ),
+        inputs={"model": "step:CreateModel/model", "features": "step:Preprocess/features"},
+        outputs=(output,),
+        settings=settings or {},
+    )
+
+
+BUILD = PipelineSpec(
+    name="forecaster-model-build",
+    description="split -> train -> batch transform on the evaluation window -> evaluate -> baselines -> register",
+    parameters=(
+        *_common("build"),
+        ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
+        ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
+        ParamSpec("Horizon", "integer", 14, "forecast horizon in days (also the evaluation window)"),
+        ParamSpec("NumBoostRound", "integer", 300, "LightGBM boosting rounds"),
+        ParamSpec("TrainingInstanceType", "string", "ml.m5.2xlarge", "instance type of the training job"),
+        ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job"),
+        ParamSpec("TrainingMaxRuntimeSeconds", "integer", 86400, "MaxRuntimeInSeconds of the training job"),
+        *_TRANSFORM,
+        ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
+        ParamSpec("ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in"),
+        ParamSpec("ModelApprovalStatus", "string", "PendingManualApproval", "status of the new model package"),
+        ParamSpec("CodeVersion", "string", "unknown", "git commit of the code (lineage)"),
+    ),
+    steps=(
+        StepSpec(
+            "Split",
+            "processing",
+            command=("split",),
+            args=_argv("--input data={input:data} --spec {param:Spec} --horizon {param:Horizon} --out {outputs}"),
+            inputs={"data": "param:InputData"},
+            outputs=("train", "history", "future", "truth"),
+        ),
+        StepSpec(
+            "Train",
+            "training",
+            inputs={"train": "step:Split/train"},
+            outputs=("model",),
+            instance=("TrainingInstanceType", "TrainingInstanceCount"),
+            settings={
+                "image": "ProcessingImage",
+                "max_runtime": "TrainingMaxRuntimeSeconds",
+                "hyperparameters": {"horizon": "Horizon", "spec": "Spec", "num_boost_round": "NumBoostRound"},
+            },
+        ),
+        _preprocess("step:Train/model", "step:Split/history", "step:Split/future"),
+        *_transform("step:Train/model", "step:Preprocess/features"),
+        StepSpec(
+            "Evaluate",
+            "processing",
+            command=("evaluate",),
+            args=_argv(
+                "--input predictions={input:forecasts}/forecasts.csv --input truth={input:truth} "
+                "--out {output:evaluation}"
+            ),
+            inputs={"forecasts": "step:Postprocess/forecasts", "truth": "step:Split/truth"},
+            outputs=("evaluation",),
+            settings={"property_file": ("Evaluation", "evaluation", "evaluation.json")},
+        ),
+        StepSpec(
+            "DataQualityBaseline",
+            "processing",
+            command=("baseline", "data-quality"),
+            args=_argv("--input dataset={input:dataset} --model-dir {input:model} --out {output:baseline}"),
+            inputs={"dataset": "step:Split/train", "model": "step:Train/model"},
+            outputs=("baseline",),
+            settings={"check": "data_quality"},
+        ),
+        StepSpec(
+            "ModelQualityBaseline",
+            "processing",
+            command=("baseline", "model-quality"),
+            args=_argv("--input evaluation={input:evaluation} --out {output:baseline}"),
+            inputs={"evaluation": "step:Evaluate/evaluation"},
+            outputs=("baseline",),
+            settings={"check": "model_quality"},
+        ),
+        _explain("ExplainabilityBaseline", "baseline", {"check": "explainability"}),
+        StepSpec(
+            "CheckEvaluation",
+            "condition",
+            settings={
+                "property_file": ("Evaluate", "Evaluation"),
+                "json_path": "regression_metrics.wape.value",
+                "at_most": "MaxWape",
+                "if_steps": ("RegisterModel",),
+                "else_steps": ("EvaluationFailed",),
+            },
+        ),
+        StepSpec(
+            "RegisterModel",
+            "register",
+            inputs={"model": "step:Train/model"},
+            settings={
+                "image": "InferenceImage",
+                "group": "ModelPackageGroupName",
+                "approval_status": "ModelApprovalStatus",
+                # registry field -> (step, output, file name)
+                "files": {
+                    "model_quality_statistics": ("Evaluate", "evaluation", "evaluation.json"),
+                    "model_quality_constraints": ("ModelQualityBaseline", "baseline", "constraints.json"),
+                    "data_quality_statistics": ("DataQualityBaseline", "baseline", "statistics.json"),
+                    "data_quality_constraints": ("DataQualityBaseline", "baseline", "constraints.json"),
+                    "explainability_report": ("ExplainabilityBaseline", "baseline", "analysis.json"),
+                },
+                "lineage": {"code_version": "CodeVersion", "training_data": "InputData", "image": "ProcessingImage"},
+            },
+        ),
+        StepSpec("EvaluationFailed", "fail", settings={"message": "Evaluation WAPE is above MaxWape"}),
+    ),
+)
+
+
+INFERENCE = PipelineSpec(
+    name="forecaster-batch-inference",
+    description="preprocess -> data-quality check -> batch transform (latest approved model) -> postprocess "
+    "-> attribution-drift check -> retrain decision",
+    parameters=(
+        *_common("inference"),
+        ParamSpec("HistoryData", "string", "s3://forecaster-data/history/", "S3 prefix of recent history"),
+        ParamSpec("FutureData", "string", "s3://forecaster-data/future/", "S3 prefix of known-future features"),
+        *_TRANSFORM,
+        ParamSpec("ModelDataUrl", "string", "s3://forecaster-artifacts/model.tar.gz", "latest approved model"),
+        ParamSpec(
+            "DataQualityBaselineUri",
+            "string",
+            "s3://forecaster-artifacts/baselines/data-quality/",
+            "S3 prefix with statistics.json + constraints.json of the approved model",
+        ),
+        ParamSpec(
+            "ExplainabilityBaselineUri",
+            "string",
+            "s3://forecaster-artifacts/baselines/explainability/",
+            "S3 prefix with analysis.json of the approved model",
+        ),
+        ParamSpec("ModelPackageArn", "string", "", "the approved model package (lineage only)"),
+        ParamSpec("NdcgThreshold", "float", 0.9, "attribution drift when NDCG of the top features is below"),
+    ),
+    steps=(
+        _preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
+        StepSpec(
+            "DataQualityCheck",
+            "processing",
+            command=("check", "data-quality"),
+            args=_argv(
+                "--input baseline={input:baseline} --input dataset={input:features}/features.csv "
+                "--model-dir {input:model} --out {output:violations}"
+            ),
+            inputs={
+                "baseline": "param:DataQualityBaselineUri",
+                "features": "step:Preprocess/features",
+                "model": "param:ModelDataUrl",
+            },
+            outputs=("violations",),
+            settings={"check": "data_quality"},
+        ),
+        *_transform("param:ModelDataUrl", "step:Preprocess/features"),
+        _explain("Explain", "attributions"),
+        StepSpec(
+            "AttributionDriftCheck",
+            "processing",
+            command=("check", "attribution-drift"),
+            args=_argv(
+                "--input baseline={input:baseline} --input current={input:current} "
+                "--threshold {param:NdcgThreshold} --out {output:violations}"
+            ),
+            inputs={"baseline": "param:ExplainabilityBaselineUri", "current": "step:Explain/attributions"},
+            outputs=("violations",),
+            settings={"check": "explainability"},
+        ),
+        StepSpec(
+            "DecideRetrain",
+            "processing",
+            command=("decide-retrain",),
+            args=_argv(
+                "--input violations={input:data_quality} --input violations={input:attribution_drift} "
+                "--out {output:decision}"
+            ),
+            inputs={
+                "data_quality": "step:DataQualityCheck/violations",
+                "attribution_drift": "step:AttributionDriftCheck/violations",
+            },
+            outputs=("decision",),
+        ),
+    ),
+)
+
+
+MODEL_QUALITY = PipelineSpec(
+    name="forecaster-model-quality",
+    description="ground truth + earlier forecasts -> model-quality check -> retrain decision",
+    parameters=(
+        *_common("model-quality"),
+        ParamSpec("ForecastsData", "string", "s3://forecaster-artifacts/inference/forecasts/", "earlier forecasts"),
+        ParamSpec("GroundTruthData", "string", "s3://forecaster-data/ground-truth/", "observed sales"),
+        ParamSpec(
+            "ModelQualityBaselineUri",
+            "string",
+            "s3://forecaster-artifacts/baselines/model-quality/",
+            "S3 prefix with statistics.json + constraints.json of the approved model",
+        ),
+    ),
+    steps=(
+        StepSpec(
+            "ModelQualityCheck",
+            "processing",
+            command=("check", "model-quality"),
+            args=_argv(
+                "--input baseline={input:baseline} --input predictions={input:predictions} "
+                "--input truth={input:truth} --out {output:violations}"
+            ),
+            inputs={
+                "baseline": "param:ModelQualityBaselineUri",
+                "predictions": "param:ForecastsData",
+                "truth": "param:GroundTruthData",
+            },
+            outputs=("violations",),
+            settings={"check": "model_quality"},
+        ),
+        StepSpec(
+            "DecideRetrain",
+            "processing",
+            command=("decide-retrain",),
+            args=_argv("--input violations={input:model_quality} --out {output:decision}"),
+            inputs={"model_quality": "step:ModelQualityCheck/violations"},
+            outputs=("decision",),
+        ),
+    ),
+)
+
+#: ``forecaster pipeline definition <key>`` -> spec
+PIPELINES: dict[str, PipelineSpec] = {"build": BUILD, "inference": INFERENCE, "model-quality": MODEL_QUALITY}

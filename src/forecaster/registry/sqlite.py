@@ -1,0 +1,254 @@
+"""The local model registry: one SQLite file (WAL mode), safe for several processes at once.
+
+A registration runs in a ``BEGIN IMMEDIATE`` transaction: it takes the database's write lock before it reads
+the group's highest version number, so two processes can never both compute the same next version, and a
+failed registration leaves nothing behind. Readers are not blocked (WAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from forecaster.errors import RegistryError
+from forecaster.registry.base import (
+    ApprovalStatus,
+    ModelRegistry,
+    ModelVersion,
+    check_fields,
+    no_approved,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_groups (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    group_name TEXT NOT NULL REFERENCES model_groups(name),
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    model_data_url TEXT NOT NULL,
+    image_uri TEXT NOT NULL DEFAULT '',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    baselines TEXT NOT NULL DEFAULT '{}',
+    lineage TEXT NOT NULL DEFAULT '{}',
+    description TEXT NOT NULL DEFAULT '',
+    approval_description TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (group_name, version)
+);
+CREATE TABLE IF NOT EXISTS status_changes (
+    group_name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+"""
+#: newest created first; the version number breaks ties of equal timestamps
+_NEWEST_FIRST = "ORDER BY created_at DESC, version DESC"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+class SQLiteRegistry(ModelRegistry):
+    """Registry in a SQLite file (created with its folder on first use).
+
+    Args:
+        path: the database file, e.g. ``~/.forecaster/registry.db``.
+        timeout: seconds a writer waits for another writer's lock before failing.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
+        self.path = Path(path).expanduser()
+        self.timeout = timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SQLiteRegistry({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves
+        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            yield connection
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock from its start (``BEGIN IMMEDIATE``)."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    @staticmethod
+    def _ensure_group(connection: sqlite3.Connection, group: str, description: str = "") -> None:
+        if not group or "/" in group:
+            raise RegistryError(f"Invalid model package group name {group!r}: use letters, digits and '-'.")
+        connection.execute(
+            "INSERT OR IGNORE INTO model_groups (name, description, created_at) VALUES (?, ?, ?)",
+            (group, description, _now()),
+        )
+
+    @staticmethod
+    def _require_group(connection: sqlite3.Connection, group: str) -> None:
+        if connection.execute("SELECT 1 FROM model_groups WHERE name = ?", (group,)).fetchone() is None:
+            raise RegistryError(
+                f"Model package group {group!r} does not exist. Register a model in it first "
+                "(`forecaster registry list` shows the groups)."
+            )
+
+    @staticmethod
+    def _version(row: sqlite3.Row) -> ModelVersion:
+        return ModelVersion(
+            group=row["group_name"],
+            version=row["version"],
+            status=ApprovalStatus(row["status"]),
+            created_at=dt.datetime.fromisoformat(row["created_at"]),
+            model_data_url=row["model_data_url"],
+            image_uri=row["image_uri"],
+            metrics=json.loads(row["metrics"]),
+            baselines=json.loads(row["baselines"]),
+            lineage=json.loads(row["lineage"]),
+            identifier=f"{row['group_name']}/{row['version']}",
+            description=row["description"],
+            approval_description=row["approval_description"],
+        )
+
+    def create_group(self, group: str, description: str = "") -> None:
+        """Create model package group ``group`` if it does not exist yet."""
+        with self._write() as connection:
+            self._ensure_group(connection, group, description)
+
+    def list_groups(self) -> list[str]:
+        """Return the group names, sorted."""
+        with self._connect() as connection:
+            return [row["name"] for row in connection.execute("SELECT name FROM model_groups ORDER BY name")]
+
+    def register(
+        self,
+        group: str,
+        model_data_url: str,
+        *,
+        image_uri: str = "",
+        status: ApprovalStatus | str = ApprovalStatus.PENDING,
+        metrics: Mapping[str, float] | None = None,
+        baselines: Mapping[str, str] | None = None,
+        lineage: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> ModelVersion:
+        """Register a new version; the next version number is allocated under the write lock."""
+        status = ApprovalStatus.parse(status)
+        metrics, baselines, lineage = dict(metrics or {}), dict(baselines or {}), dict(lineage or {})
+        check_fields(baselines, lineage, metrics)
+        with self._write() as connection:
+            self._ensure_group(connection, group)
+            (latest,) = connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE group_name = ?", (group,)
+            ).fetchone()
+            created = _now()
+            connection.execute(
+                "INSERT INTO model_versions (group_name, version, status, created_at, model_data_url, image_uri, "
+                "metrics, baselines, lineage, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    group,
+                    latest + 1,
+                    status.value,
+                    created,
+                    model_data_url,
+                    image_uri,
+                    json.dumps(metrics),
+                    json.dumps(baselines),
+                    json.dumps(lineage),
+                    description,
+                ),
+            )
+            connection.execute(
+                "INSERT INTO status_changes (group_name, version, status, changed_at) VALUES (?, ?, ?, ?)",
+                (group, latest + 1, status.value, created),
+            )
+            row = connection.execute(
+                "SELECT * FROM model_versions WHERE group_name = ? AND version = ?", (group, latest + 1)
+            ).fetchone()
+        return self._version(row)
+
+    def list_versions(self, group: str, status: ApprovalStatus | str | None = None) -> list[ModelVersion]:
+        """Return the versions of ``group``, newest created first."""
+        query, args = "SELECT * FROM model_versions WHERE group_name = ?", [group]
+        if status is not None:
+            query += " AND status = ?"
+            args.append(ApprovalStatus.parse(status).value)
+        with self._connect() as connection:
+            self._require_group(connection, group)
+            rows = connection.execute(f"{query} {_NEWEST_FIRST}", args).fetchall()
+        return [self._version(row) for row in rows]
+
+    def get(self, group: str, version: int) -> ModelVersion:
+        """Return one version."""
+        with self._connect() as connection:
+            self._require_group(connection, group)
+            row = connection.execute(
+                "SELECT * FROM model_versions WHERE group_name = ? AND version = ?", (group, int(version))
+            ).fetchone()
+        if row is None:
+            raise RegistryError(f"Model package group {group!r} has no version {version}.")
+        return self._version(row)
+
+    def set_status(self, group: str, version: int, status: ApprovalStatus | str, note: str = "") -> ModelVersion:
+        """Change the approval status of a version (recorded in ``status_changes``)."""
+        status = ApprovalStatus.parse(status)
+        with self._write() as connection:
+            self._require_group(connection, group)
+            updated = connection.execute(
+                "UPDATE model_versions SET status = ?, approval_description = ? WHERE group_name = ? AND version = ?",
+                (status.value, note, group, int(version)),
+            ).rowcount
+            if not updated:
+                raise RegistryError(f"Model package group {group!r} has no version {version}.")
+            connection.execute(
+                "INSERT INTO status_changes (group_name, version, status, changed_at, note) VALUES (?, ?, ?, ?, ?)",
+                (group, int(version), status.value, _now(), note),
+            )
+        return self.get(group, version)
+
+    def history(self, group: str, version: int) -> list[tuple[str, str, str]]:
+        """Return ``(status, changed_at, note)`` of every status change of a version, oldest first."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT status, changed_at, note FROM status_changes WHERE group_name = ? AND version = ? "
+                "ORDER BY rowid",
+                (group, int(version)),
+            ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def latest_approved(self, group: str) -> ModelVersion:
+        """Return the newest created approved version."""
+        with self._connect() as connection:
+            self._require_group(connection, group)
+            row = connection.execute(
+                f"SELECT * FROM model_versions WHERE group_name = ? AND status = ? {_NEWEST_FIRST} LIMIT 1",
+                (group, ApprovalStatus.APPROVED.value),
+            ).fetchone()
+        if row is None:
+            raise no_approved(group)
+        return self._version(row)
