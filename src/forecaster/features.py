@@ -20,6 +20,7 @@ of the known campaign plan) enter as they are. Column names and meanings:
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,8 +123,9 @@ def build_features(
             for j in range(SAME_WEEKDAY_COUNT)  # last observed days with d's weekday, newest first
         ]
     )
-    with np.errstate(all="ignore"):
-        columns["same_weekday_mean"] = np.nanmean(weekly, axis=0) if weekly.size else np.array([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all four days unobserved -> NaN, as intended
+        columns["same_weekday_mean"] = np.nanmean(weekly, axis=0)
     columns["same_weekday_last"] = weekly[0]
     if spec.campaign:
         columns.update(_campaign_history(panel, spec, series_idx, origin_idx))

@@ -159,6 +159,15 @@ def _read_predictions(path: Path) -> pd.DataFrame:
                     "with all quantiles (X-Amzn-SageMaker-Custom-Attributes: quantiles=all)."
                 )
             frame.columns = list(QUANTILE_COLUMNS)
+            numeric = frame.apply(pd.to_numeric, errors="coerce")
+            bad = numeric.isna() & frame.notna()
+            if bad.to_numpy().any():
+                line, column = np.argwhere(bad.to_numpy())[0]
+                raise DataValidationError(
+                    f"{file} line {line + 1} has the non-numeric {QUANTILE_COLUMNS[column]} value "
+                    f"{frame.iat[line, column]!r}; prediction lines must be numbers."
+                )
+            frame = numeric
         missing = [c for c in QUANTILE_COLUMNS if c not in frame.columns]
         if missing:
             raise DataValidationError(f"{file} lacks the prediction field {missing[0]!r}.")

@@ -1,0 +1,85 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.errors import DataValidationError
+from forecaster.forecasting import forecast, postprocess, predictions_frame, preprocess
+from forecaster.io import read_table, write_table
+from forecaster.model import ForecastModel
+
+
+def test_forecast_has_one_row_per_series_and_day(trained_model_dir, history_frame, future_frame):
+    out = forecast(trained_model_dir, history_frame, future_frame)
+    assert len(out) == len(future_frame) == 3 * 4 * 7
+    assert not out.duplicated(["store_id", "item_id", "date"]).any()
+    assert out[["p10", "p50", "p90", "mean"]].notna().all().all()
+    assert (out.p10 <= out.p50).all() and (out.p50 <= out.p90).all()
+
+
+def _drop(frame, mask):
+    return frame[~mask].reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    ("make_future", "message"),
+    [
+        (lambda f: f.drop(columns="discount"), "no column 'discount'.*known-future column for each forecast day"),
+        (
+            lambda f: _drop(f, (f.store_id == "S002") & (f.item_id == f.item_id.iloc[0]) & (f.date == f.date.max())),
+            "no row for series store_id=S002.* on 20",
+        ),
+        (lambda f: _drop(f, f.store_id == "S003"), "no rows for series store_id=S003.*which is in the history"),
+        (lambda f: pd.concat([f, f.head(1).assign(store_id="S999")]), "store_id=S999, .*which has no history"),
+        (
+            lambda f: pd.concat([f, f.tail(1).assign(date=f.date.max() + pd.Timedelta(days=1))]),
+            "outside the 7 days after the last history day",
+        ),
+        (lambda f: f.assign(discount=np.where(f.index == 5, np.nan, f.discount)), "'discount' .*missing value in row"),
+    ],
+)
+def test_future_frame_errors_say_what_is_missing_and_how_to_build_it(
+    trained_model_dir, history_frame, future_frame, make_future, message
+):
+    with pytest.raises(DataValidationError, match=message):
+        forecast(trained_model_dir, history_frame, make_future(future_frame))
+
+
+def test_preprocess_then_postprocess_matches_in_process_forecast(
+    tmp_path, trained_model_dir, history_frame, future_frame
+):
+    write_table(history_frame, tmp_path / "history.parquet")
+    write_table(future_frame, tmp_path / "future.csv")
+    out = preprocess(trained_model_dir, tmp_path / "history.parquet", tmp_path / "future.csv", tmp_path / "pre")
+    lines = (out / "features.csv").read_text().splitlines()
+    keys = read_table(out / "keys.csv", dtype=str)
+    assert len(lines) == len(keys) == len(future_frame)
+    model = ForecastModel.load(trained_model_dir)
+    assert len(lines[0].split(",")) == len(model.schema.feature_names)
+    features = pd.read_csv(out / "features.csv", header=None)
+    quantiles = model.predict(features.to_numpy())
+    (tmp_path / "features.csv.out").write_text(
+        "\n".join(",".join(repr(float(v)) for v in row) for row in quantiles) + "\n"
+    )
+    result = read_table(postprocess(out / "keys.csv", tmp_path / "features.csv.out", tmp_path / "forecast.csv"))
+    expected = predictions_frame(model, features.set_axis(list(model.schema.feature_names), axis=1), keys)
+    np.testing.assert_allclose(result[["p10", "p50", "p90"]], expected[["p10", "p50", "p90"]], rtol=1e-12)
+    in_process = forecast(trained_model_dir, history_frame, future_frame)
+    np.testing.assert_allclose(result["p50"], in_process["p50"], rtol=1e-12)
+
+
+def test_postprocess_rejects_misaligned_predictions(tmp_path):
+    (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\nS1,a,2024-01-02\n")
+    (tmp_path / "p.out").write_text("1,2,3\n")
+    with pytest.raises(DataValidationError, match=r"1 prediction lines but .* 2 rows"):
+        postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+    (tmp_path / "p.out").write_text("2\n3\n")
+    with pytest.raises(DataValidationError, match="quantiles=all"):
+        postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_postprocess_names_a_non_numeric_prediction_line(tmp_path):
+    (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\nS1,a,2024-01-02\n")
+    (tmp_path / "p.out").write_text("1,2,3\n1,oops,3\n")
+    with pytest.raises(DataValidationError, match="line 2 has the non-numeric p50 value 'oops'"):
+        postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")

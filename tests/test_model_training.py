@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster import training
+from forecaster.artifact import BOOSTER_FILES, FeatureSchema
+from forecaster.errors import DataValidationError, ModelArtifactError
+from forecaster.forecasting import forecast
+from forecaster.model import ForecastModel
+from forecaster.training import TrainingData, fit_artifact
+
+
+def test_artifact_holds_models_schema_and_metadata(trained_model_dir, history_frame, train_config):
+    files = {p.name for p in trained_model_dir.iterdir()}
+    assert files == {*BOOSTER_FILES.values(), "feature_schema.json", "metadata.json"}
+    schema = json.loads((trained_model_dir / "feature_schema.json").read_text())
+    assert schema["horizon"] == 7 and schema["quantiles"] == [0.1, 0.5, 0.9]
+    categorical = {f["name"]: f["categories"] for f in schema["features"] if f["dtype"] == "category"}
+    assert categorical["item_id"] == sorted(history_frame["item_id"].unique())
+    meta = json.loads((trained_model_dir / "metadata.json").read_text())
+    assert set(meta["libraries"]) >= {"lightgbm", "numpy", "pandas", "python"}
+    assert len(meta["training_data_hash"]) == 64
+    assert meta["training_window"]["end"] == str(history_frame["date"].max().date())
+    assert meta["hyperparameters"]["horizon"] == train_config.horizon
+    assert 0 < meta["validation_metrics"]["wape"] < 1
+
+
+def test_retraining_on_the_same_data_gives_identical_predictions(
+    tmp_path, trained_model_dir, history_frame, future_frame, synthetic_spec, train_config
+):
+    fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "again")
+    first = forecast(trained_model_dir, history_frame, future_frame)
+    second = forecast(tmp_path / "again", history_frame, future_frame)
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_quantiles_never_cross(trained_model_dir, feature_frame):
+    model = ForecastModel.load(trained_model_dir)
+    rng = np.random.default_rng(0)
+    X = feature_frame.to_numpy()
+    noisy = X[rng.integers(0, len(X), 5000)] * rng.uniform(0.0, 3.0, size=(5000, X.shape[1]))
+    noisy[:, model.schema.categorical_indices] = np.nan
+    predictions = model.predict(noisy)
+    assert np.all(predictions[:, 0] <= predictions[:, 1]) and np.all(predictions[:, 1] <= predictions[:, 2])
+    assert np.all(predictions >= 0) and np.isfinite(predictions).all()
+
+
+def test_unseen_categories_become_missing_and_still_predict(trained_model_dir, history_frame, future_frame):
+    history = history_frame.copy()
+    history.loc[history["store_id"] == "S001", "city"] = "Kiruna-not-in-training"
+    out = forecast(trained_model_dir, history, future_frame)
+    assert out[["p10", "p50", "p90", "mean"]].notna().all().all()
+    from forecaster.forecasting import build_inference_features
+
+    features, keys = build_inference_features(trained_model_dir, history, future_frame)
+    assert features.loc[keys["store_id"] == "S001", "city"].isna().all()
+    assert features.loc[keys["store_id"] != "S001", "city"].notna().all()
+
+
+def test_contributions_add_up_to_the_raw_prediction(trained_model_dir, feature_frame):
+    model = ForecastModel.load(trained_model_dir)
+    X = feature_frame.to_numpy()
+    contributions = model.contributions(X)
+    raw = model.boosters["mean"].predict(X, raw_score=True)
+    np.testing.assert_allclose(contributions.sum(axis=1), raw, rtol=1e-9, atol=1e-9)
+
+
+def test_failed_training_leaves_the_previous_model_untouched(
+    tmp_path, monkeypatch, history_frame, synthetic_spec, train_config
+):
+    model_dir = tmp_path / "model"
+    fit_artifact(history_frame, synthetic_spec, train_config, model_dir)
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(training.ForecastModel, "save", explode)
+    with pytest.raises(RuntimeError):
+        fit_artifact(history_frame, synthetic_spec, train_config.replace(num_boost_round=5), model_dir)
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directory left behind
+
+
+def test_bad_data_writes_nothing(tmp_path, history_frame, synthetic_spec, train_config):
+    with pytest.raises(DataValidationError, match="units_sold"):
+        fit_artifact(history_frame.drop(columns="units_sold"), synthetic_spec, train_config, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_too_short_history_says_how_long_it_must_be(tmp_path, history_frame, synthetic_spec, train_config):
+    short = history_frame[history_frame["date"] < history_frame["date"].min() + pd.Timedelta(days=10)]
+    with pytest.raises(DataValidationError, match="at least 8 are needed"):
+        fit_artifact(short, synthetic_spec, train_config, tmp_path / "m")
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("none", 1.0), ("exclude", 0.0), ("weight", 0.75)])
+def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train_config, mode, kept):
+    frame = synthetic_spec.validate_frame(history_frame)
+    data = TrainingData.from_frame(frame, synthetic_spec, train_config)
+    stockout = data.panel.covariates["stockout_hours"]
+    series, day = np.argwhere(stockout > 0)[0]
+    stockout[series, day] = 6.0  # a quarter of the day out of stock
+    config = train_config.replace(stockout_handling=mode)
+    rows = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
+    assert (rows.weight.tolist() or [0.0]) == [kept]
+
+
+def test_loading_an_incomplete_model_dir_is_a_clear_error(tmp_path, trained_model_dir):
+    with pytest.raises(ModelArtifactError, match="not a forecaster model directory"):
+        ForecastModel.load(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "feature_schema.json").write_text((trained_model_dir / "feature_schema.json").read_text())
+    with pytest.raises(ModelArtifactError, match=r"model_mean\.txt is missing"):
+        ForecastModel.load(broken)
+    assert FeatureSchema.load(trained_model_dir).horizon == 7

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.config import TrainConfig
+from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.spec import DatasetSpec, resolve_spec
+
+
+def test_presets_name_the_documented_columns():
+    default = DatasetSpec.preset("default")
+    assert default.columns == ["store_id", "item_id", "date", "units_sold", "campaign", "discount", "holiday"]
+    frn = DatasetSpec.preset("freshretailnet")
+    assert frn.keys == ("store_id", "product_id") and frn.target == "sale_amount" and frn.stockout == "stockout_hours"
+
+
+def test_resolve_spec_reads_a_json_file(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"keys": ["s"], "date": "d", "target": "y", "known_future": ["promo"]}))
+    spec = resolve_spec(str(path))
+    assert spec.keys == ("s",) and spec.known_future == ("promo",)
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"date": "d", "target": "y"}, "must have the entry 'keys'"),
+        ({"keys": ["s"], "date": "d", "target": "y", "colour": []}, "Unknown entry 'colour'"),
+        ({"keys": "s", "date": "d", "target": "y"}, "'keys' entry of the dataset spec must be a list"),
+        ({"keys": ["s"], "date": "d", "target": "y", "campaign": "promo"}, "must name a 'known_future' column"),
+        ({"keys": ["s"], "date": "d", "target": "s"}, "more than one role"),
+    ],
+)
+def test_invalid_specs_say_what_is_wrong(data, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        DatasetSpec.from_dict(data)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(InvalidParameterError, match="'default', 'freshretailnet'"):
+        resolve_spec("nonexistent")
+
+
+def _frame():
+    return pd.DataFrame(
+        {
+            "store_id": ["A", "A", "B"],
+            "item_id": ["x", "x", "x"],
+            "date": ["2024-01-01", "2024-01-02", "2024-01-01"],
+            "units_sold": [1, 2, 3],
+            "campaign": [0, 1, 0],
+            "discount": [1.0, 0.8, 1.0],
+            "holiday": [1, 0, 1],
+            "unused": ["a", "b", "c"],
+        }
+    )
+
+
+def test_validate_frame_casts_and_drops_extra_columns():
+    out = DatasetSpec.preset("default").validate_frame(_frame())
+    assert "unused" not in out.columns
+    assert out["units_sold"].dtype == np.float64 and out["date"].dtype == "datetime64[ns]"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="discount"), "no column 'discount'"),
+        (
+            lambda f: f.assign(units_sold=["1", "two", "3"]),
+            r"'units_sold' column \(target\).*must be numeric.*'two' in row 2",
+        ),
+        (lambda f: f.assign(units_sold=[1, -2, 3]), "must be non-negative.*row 2"),
+        (lambda f: f.assign(date=["2024-01-01", "2024-01-01", "2024-01-01"]), "more than one row for store_id=A"),
+        (lambda f: f.assign(date=["2024-01-01", "soon", "2024-01-01"]), "must hold dates.*'soon' in row 2"),
+        (lambda f: f.assign(store_id=["A", None, "B"]), "'store_id' column \\(key\\).*missing value in row 2"),
+        (lambda f: f.iloc[:0], "has no rows"),
+    ],
+)
+def test_validate_frame_names_column_and_row(change, message):
+    with pytest.raises(DataValidationError, match=message):
+        DatasetSpec.preset("default").validate_frame(change(_frame()))
+
+
+def test_hyperparameters_accept_raw_and_json_encoded_strings():
+    raw = TrainConfig.from_hyperparameters({"horizon": "7", "objective": "poisson", "refit": "False"})
+    encoded = TrainConfig.from_hyperparameters({"horizon": "7", "objective": '"poisson"', "refit": "false"})
+    typed = TrainConfig.from_hyperparameters({"horizon": 7, "objective": "poisson", "refit": False})
+    assert raw == encoded == typed
+    assert raw.refit is False and raw.horizon == 7
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"horizon": "abc"}, "The 'horizon' parameter of train must be an int in the range \\[1, 366\\]. Got 'abc'"),
+        ({"horizon": 0}, "Got 0 instead"),
+        ({"refit": "maybe"}, "'refit' parameter of train must be a bool"),
+        ({"objective": "mse"}, "among {'tweedie', 'poisson', 'regression'}"),
+        ({"learning_rate": "0"}, "range \\(0, 1\\]"),
+        ({"num_leafs": "31"}, "Unknown parameter 'num_leafs'"),
+    ],
+)
+def test_invalid_hyperparameters_are_named(values, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        TrainConfig.from_hyperparameters(values)
+
+
+def test_toolkit_hyperparameters_are_ignored():
+    assert TrainConfig.from_hyperparameters({"sagemaker_program": "train.py"}) == TrainConfig()
