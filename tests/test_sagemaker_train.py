@@ -1,0 +1,89 @@
+"""The training entry on the SageMaker contract, run through the real sagemaker-training toolkit in a subprocess."""
+
+import json
+
+import pytest
+
+from forecaster.io import write_table
+from forecaster.local_training import run_training_job, write_job_tree
+
+FAST = {"horizon": 7, "num_boost_round": 15, "quantile_num_boost_round": 10, "num_threads": 1}
+
+
+def _job(tmp_path, frame, hyperparameters=FAST, name="sales.csv", spec=None, validation=None):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    if frame is not None:
+        write_table(frame, data / name)
+    if spec is not None:
+        (data / "spec.json").write_text(json.dumps(spec))
+    channels = {"train": data}
+    if validation is not None:
+        write_table(validation, tmp_path / "validation.parquet")
+        channels["validation"] = tmp_path / "validation.parquet"
+    base = write_job_tree(tmp_path / "opt" / "ml", hyperparameters, channels)
+    return base, run_training_job(base, timeout=300)
+
+
+def _assert_failed(base, result, reason):
+    failure = (base / "output" / "failure").read_text()
+    assert result.returncode != 0, result.stderr
+    assert reason in failure.splitlines()[0], failure
+    assert list((base / "model").iterdir()) == []
+
+
+def test_trains_with_the_channels_spec_json(tmp_path, history_frame, synthetic_spec):
+    base, result = _job(tmp_path, history_frame, spec=synthetic_spec.to_dict())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (base / "output" / "success").exists()
+    assert {p.name for p in (base / "model").iterdir()} >= {"model_mean.txt", "feature_schema.json", "metadata.json"}
+    schema = json.loads((base / "model" / "feature_schema.json").read_text())
+    assert schema["spec"] == synthetic_spec.to_dict()
+    assert "validation:wape=" in result.stdout
+    assert json.loads((base / "output" / "data" / "validation_metrics.json").read_text())["wape"] > 0
+
+
+def test_validation_channel_and_sdk_v2_json_encoded_hyperparameters(tmp_path, synthetic_frame, synthetic_spec):
+    cut = synthetic_frame["date"].max() - __import__("pandas").Timedelta(days=7)
+    train, valid = synthetic_frame[synthetic_frame.date <= cut], synthetic_frame[synthetic_frame.date > cut]
+    v2_style = {k: json.dumps(str(v)) if isinstance(v, str) else json.dumps(v) for k, v in FAST.items()}
+    v2_style["refit"] = '"false"'
+    base, result = _job(
+        tmp_path, train, v2_style, name="sales.parquet", spec=synthetic_spec.to_dict(), validation=valid
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((base / "model" / "metadata.json").read_text())
+    assert meta["hyperparameters"]["refit"] is False
+    assert meta["training_window"]["validation_start"] == str((cut + __import__("pandas").Timedelta(days=1)).date())
+
+
+def test_invalid_hyperparameter(tmp_path, history_frame, synthetic_spec):
+    base, result = _job(tmp_path, history_frame, {**FAST, "horizon": "fourteen"}, spec=synthetic_spec.to_dict())
+    _assert_failed(base, result, "The 'horizon' parameter of train must be an int")
+
+
+def test_missing_train_channel(tmp_path):
+    base = write_job_tree(tmp_path / "opt" / "ml", FAST, {})
+    result = run_training_job(base, timeout=300)
+    _assert_failed(base, result, "The required input channel 'train' is missing")
+
+
+def test_empty_file(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sales.csv").write_text("")
+    base = write_job_tree(tmp_path / "opt" / "ml", FAST, {"train": data})
+    result = run_training_job(base, timeout=300)
+    _assert_failed(base, result, "sales.csv is empty")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda f: f.drop(columns="discount"), "has no column 'discount'"),
+        (lambda f: f.assign(units_sold=f.units_sold.astype(str).where(f.index != 10, "ten")), "must be numeric"),
+    ],
+)
+def test_missing_column_and_wrong_dtype(tmp_path, history_frame, change, reason):
+    base, result = _job(tmp_path, change(history_frame), {**FAST, "spec": "default"})
+    _assert_failed(base, result, reason)
