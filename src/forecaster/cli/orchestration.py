@@ -1,9 +1,204 @@
-"""Sub-commands: (to be filled in)."""
+"""Sub-commands of the orchestration layer: ``pipeline definition|upsert`` and ``registry ...``.
+
+``forecaster pipeline definition build --out build.json`` writes a SageMaker pipeline definition with no AWS
+account and no network; ``forecaster pipeline upsert`` creates/updates it on AWS. ``forecaster registry``
+lists, approves, rejects and resolves model versions in the local (SQLite) or SageMaker registry.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from forecaster.errors import InvalidParameterError
+
+PIPELINE_KEYS = ("build", "inference", "model-quality")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands to ``subparsers``."""
+    """Add ``pipeline`` and ``registry`` to ``subparsers``."""
+    _register_pipeline(subparsers)
+    _register_registry(subparsers)
+
+
+# -- pipeline ------------------------------------------------------------------------------------------------
+def _pipeline_options(parser: argparse.ArgumentParser, role_required: bool) -> None:
+    parser.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
+    parser.add_argument("--role", required=role_required, help="IAM role ARN the jobs and the pipeline run as")
+    parser.add_argument("--region", help="AWS region (default: eu-west-1 offline, the AWS configuration for upsert)")
+    parser.add_argument("--bucket", help="default S3 bucket of the SageMaker session (Clarify analysis configs)")
+    parser.add_argument("--name", help="pipeline name (default: forecaster-model-build, ...)")
+    parser.add_argument(
+        "--managed-checks",
+        action="store_true",
+        help="use QualityCheckStep/ClarifyCheckStep (Model Monitor/Clarify) instead of the own check steps",
+    )
+
+
+def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
+    pipeline = subparsers.add_parser("pipeline", help="SageMaker pipeline definitions (SDK v3)")
+    commands = pipeline.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    definition = commands.add_parser("definition", help="write a pipeline definition JSON (offline, no AWS)")
+    _pipeline_options(definition, role_required=False)
+    definition.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    definition.set_defaults(func=_definition)
+
+    upsert = commands.add_parser("upsert", help="create or update the pipeline on AWS (your AWS credentials)")
+    _pipeline_options(upsert, role_required=True)
+    upsert.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="pipeline tag (repeatable)")
+    upsert.set_defaults(func=_upsert)
+    # `pipeline run ... --local` (the local runner walking forecaster.pipelines.steps) registers here.
+
+
+def _definition(args: argparse.Namespace) -> int:
+    from forecaster.pipelines import definitions, sdk
+
+    document = definitions.definition(
+        args.pipeline,
+        role=args.role or sdk.PLACEHOLDER_ROLE,
+        region=args.region or sdk.DEFAULT_REGION,
+        bucket=args.bucket or sdk.PLACEHOLDER_BUCKET,
+        managed_checks=args.managed_checks,
+        name=args.name,
+    )
+    out = definitions.write_definition(document, args.out)
+    steps = ", ".join(step["Name"] for step in document["Steps"])
+    print(f"wrote {out} ({len(document['Parameters'])} parameters; steps: {steps})")
+    return 0
+
+
+def _upsert(args: argparse.Namespace) -> int:
+    from forecaster.cli.core import parse_key_values
+    from forecaster.pipelines import definitions
+
+    arn = definitions.upsert(
+        args.pipeline,
+        role=args.role,
+        region=args.region,
+        bucket=args.bucket,
+        managed_checks=args.managed_checks,
+        name=args.name,
+        tags=parse_key_values(args.tag, "--tag"),
+    )
+    print(arn)
+    return 0
+
+
+# -- registry ------------------------------------------------------------------------------------------------
+def _register_registry(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--registry",
+        help="sqlite:///PATH or sagemaker://[REGION] (default: $FORECASTER_REGISTRY, else "
+        "sqlite:///~/.forecaster/registry.db)",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON")
+    registry = subparsers.add_parser("registry", help="model registry: versions, approval, latest approved")
+    commands = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", parents=[common], help="list groups, or the versions of a group")
+    listing.add_argument("--group", help="model package group (omit to list the groups)")
+    listing.add_argument("--status", help="only versions in this status (Approved, Rejected, PendingManualApproval)")
+    listing.set_defaults(func=_list)
+
+    for action, verb in (("approve", "approve"), ("reject", "reject (roll back)")):
+        sub = commands.add_parser(action, parents=[common], help=f"{verb} a version")
+        sub.add_argument("--group", required=True)
+        sub.add_argument("--version", required=True, type=int)
+        sub.add_argument("--note", default="", help="approval description")
+        sub.set_defaults(func=_change_status, status=action)
+
+    latest = commands.add_parser("latest", parents=[common], help="the newest created approved version")
+    latest.add_argument("--group", required=True)
+    latest.add_argument(
+        "--parameters",
+        choices=("inference", "model-quality"),
+        help="print the pipeline parameters for this version (JSON) instead",
+    )
+    latest.set_defaults(func=_latest)
+
+    add = commands.add_parser("register", parents=[common], help="register a model version")
+    add.add_argument("--group", required=True)
+    add.add_argument("--model-data", required=True, help="model.tar.gz URL or model directory")
+    add.add_argument("--image", default="", help="inference image URI")
+    add.add_argument("--status", default="PendingManualApproval")
+    add.add_argument("--metrics", type=Path, help="JSON file of scalar metrics ({name: number})")
+    add.add_argument("--baseline", action="append", default=[], metavar="KIND=URI", help="repeatable")
+    add.add_argument("--lineage", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=_register_version)
+
+
+def _open(args: argparse.Namespace):
+    from forecaster.registry import open_registry
+
+    return open_registry(args.registry)
+
+
+def _show(versions: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([v.to_dict() for v in versions], indent=2))
+        return
+    print(f"{'group':<24} {'version':>7}  {'status':<22} {'created (UTC)':<26} model data")
+    for v in versions:
+        created = v.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        print(f"{v.group:<24} {v.version:>7}  {v.status.value:<22} {created:<26} {v.model_data_url}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    if not args.group:
+        groups = registry.list_groups()
+        print(json.dumps(groups) if args.json else "\n".join(groups))
+        return 0
+    _show(registry.list_versions(args.group, args.status), args.json)
+    return 0
+
+
+def _change_status(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    change = registry.approve if args.status == "approve" else registry.reject
+    _show([change(args.group, args.version, args.note)], args.json)
+    return 0
+
+
+def _latest(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    version = registry.latest_approved(args.group)
+    if args.parameters:
+        from forecaster.pipelines.resolve import parameters_for
+
+        print(json.dumps(parameters_for(version, args.parameters), indent=2))
+        return 0
+    if args.json:
+        print(json.dumps(version.to_dict(), indent=2))
+    else:
+        _show([version], False)
+    return 0
+
+
+def _register_version(args: argparse.Namespace) -> int:
+    from forecaster.cli.core import parse_key_values
+
+    metrics = {}
+    if args.metrics:
+        try:
+            metrics = json.loads(args.metrics.read_text())
+        except (OSError, ValueError) as error:
+            raise InvalidParameterError(f"--metrics {args.metrics}: not a readable JSON object ({error}).") from None
+        if not isinstance(metrics, dict):
+            raise InvalidParameterError(f"--metrics {args.metrics} must hold a JSON object {{name: number}}.")
+    version = _open(args).register(
+        args.group,
+        args.model_data,
+        image_uri=args.image,
+        status=args.status,
+        metrics=metrics,
+        baselines=parse_key_values(args.baseline, "--baseline"),
+        lineage=parse_key_values(args.lineage, "--lineage"),
+        description=args.description,
+    )
+    _show([version], args.json)
+    return 0

@@ -227,6 +227,7 @@ class PipelineBuilder:
             max_concurrent_transforms=self.params["TransformMaxConcurrent"],
             output_path=self.output_uri(step, "predictions"),
             base_transform_job_name="forecaster-transform",
+            env={name: self.params[param] for name, param in settings["env"].items()} or None,
             sagemaker_session=self.session,
         )
         data = Join(on="/", values=[self.resolve(step.inputs["data"]), settings["file"]])
@@ -280,8 +281,13 @@ class PipelineBuilder:
         return ModelStep(name=step.name, step_args=step_args)
 
     def fail(self, step: StepSpec) -> FailStep:
-        """Stop the execution with a message."""
-        return FailStep(name=step.name, error_message=step.settings["message"])
+        """Stop the execution with a message that carries the metric and the threshold."""
+        settings = step.settings
+        before, after = settings["message"]
+        producer, file_name, json_path = settings["metric"]
+        metric = JsonGet(step_name=producer, property_file=self.property_files[file_name], json_path=json_path)
+        message = Join(on=" ", values=[before, metric, after, self.params[settings["threshold"]]])
+        return FailStep(name=step.name, error_message=message)
 
     def condition(self, step: StepSpec) -> ConditionStep:
         """``JsonGet(property file, json_path) <= parameter``; its branches are built here."""

@@ -42,7 +42,7 @@ _TRANSFORM = (
 )
 
 
-def _transform(model: Ref, features: Ref) -> tuple[StepSpec, StepSpec, StepSpec]:
+def _transform(model: Ref, features: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
     """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline."""
     return (
         StepSpec("CreateModel", "model", inputs={"model": model}, settings={"image": "InferenceImage"}),
@@ -53,7 +53,8 @@ def _transform(model: Ref, features: Ref) -> tuple[StepSpec, StepSpec, StepSpec]
             outputs=("predictions",),
             instance=("TransformInstanceType", "TransformInstanceCount"),
             # the header-less feature rows of `forecaster preprocess`; keys.csv sits next to it
-            settings={"file": "features.csv", "content_type": "text/csv", "accept": "text/csv"},
+            # env: container variable -> parameter (recorded on the transform job: which package produced it)
+            settings={"file": "features.csv", "content_type": "text/csv", "accept": "text/csv", "env": env or {}},
         ),
         StepSpec(
             "Postprocess",
@@ -111,6 +112,8 @@ BUILD = PipelineSpec(
         ParamSpec("TrainingMaxRuntimeSeconds", "integer", 86400, "MaxRuntimeInSeconds of the training job"),
         *_TRANSFORM,
         ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
+        ParamSpec("DataDriftThreshold", "float", 0.1, "data-quality baseline: numeric drift distance limit"),
+        ParamSpec("ModelQualityTolerance", "float", 0.1, "model-quality baseline: relative slack on the metrics"),
         ParamSpec("ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in"),
         ParamSpec("ModelApprovalStatus", "string", "PendingManualApproval", "status of the new model package"),
         ParamSpec("CodeVersion", "string", "unknown", "git commit of the code (lineage)"),
@@ -154,8 +157,12 @@ BUILD = PipelineSpec(
             "DataQualityBaseline",
             "processing",
             command=("baseline", "data-quality"),
-            args=_argv("--input dataset={input:dataset} --model-dir {input:model} --out {output:baseline}"),
-            inputs={"dataset": "step:Split/train", "model": "step:Train/model"},
+            # the header-less feature rows the model sees, named from the model's feature schema
+            args=_argv(
+                "--input dataset={input:features}/features.csv --model-dir {input:model} "
+                "--comparison-threshold {param:DataDriftThreshold} --out {output:baseline}"
+            ),
+            inputs={"features": "step:Preprocess/features", "model": "step:Train/model"},
             outputs=("baseline",),
             settings={"check": "data_quality"},
         ),
@@ -163,7 +170,10 @@ BUILD = PipelineSpec(
             "ModelQualityBaseline",
             "processing",
             command=("baseline", "model-quality"),
-            args=_argv("--input evaluation={input:evaluation} --out {output:baseline}"),
+            args=_argv(
+                "--input evaluation={input:evaluation} --tolerance {param:ModelQualityTolerance} "
+                "--out {output:baseline}"
+            ),
             inputs={"evaluation": "step:Evaluate/evaluation"},
             outputs=("baseline",),
             settings={"check": "model_quality"},
@@ -199,7 +209,15 @@ BUILD = PipelineSpec(
                 "lineage": {"code_version": "CodeVersion", "training_data": "InputData", "image": "ProcessingImage"},
             },
         ),
-        StepSpec("EvaluationFailed", "fail", settings={"message": "Evaluation WAPE is above MaxWape"}),
+        StepSpec(
+            "EvaluationFailed",
+            "fail",
+            settings={
+                "message": ("Not registered: evaluation WAPE", "is above MaxWape"),
+                "metric": ("Evaluate", "Evaluation", "regression_metrics.wape.value"),
+                "threshold": "MaxWape",
+            },
+        ),
     ),
 )
 
@@ -228,6 +246,7 @@ INFERENCE = PipelineSpec(
         ),
         ParamSpec("ModelPackageArn", "string", "", "the approved model package (lineage only)"),
         ParamSpec("NdcgThreshold", "float", 0.9, "attribution drift when NDCG of the top features is below"),
+        ParamSpec("MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain"),
     ),
     steps=(
         _preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
@@ -247,7 +266,7 @@ INFERENCE = PipelineSpec(
             outputs=("violations",),
             settings={"check": "data_quality"},
         ),
-        *_transform("param:ModelDataUrl", "step:Preprocess/features"),
+        *_transform("param:ModelDataUrl", "step:Preprocess/features", {"FORECASTER_MODEL_PACKAGE": "ModelPackageArn"}),
         _explain("Explain", "attributions"),
         StepSpec(
             "AttributionDriftCheck",
@@ -267,7 +286,7 @@ INFERENCE = PipelineSpec(
             command=("decide-retrain",),
             args=_argv(
                 "--input violations={input:data_quality} --input violations={input:attribution_drift} "
-                "--out {output:decision}"
+                "--min-drifted-features {param:MinDriftedFeatures} --out {output:decision}"
             ),
             inputs={
                 "data_quality": "step:DataQualityCheck/violations",
@@ -292,6 +311,7 @@ MODEL_QUALITY = PipelineSpec(
             "s3://forecaster-artifacts/baselines/model-quality/",
             "S3 prefix with statistics.json + constraints.json of the approved model",
         ),
+        ParamSpec("RetrainWape", "float", 0.6, "decide to retrain when the WAPE on the ground truth is above"),
     ),
     steps=(
         StepSpec(
@@ -314,7 +334,9 @@ MODEL_QUALITY = PipelineSpec(
             "DecideRetrain",
             "processing",
             command=("decide-retrain",),
-            args=_argv("--input violations={input:model_quality} --out {output:decision}"),
+            args=_argv(
+                "--input violations={input:model_quality} --max-wape {param:RetrainWape} --out {output:decision}"
+            ),
             inputs={"model_quality": "step:ModelQualityCheck/violations"},
             outputs=("decision",),
         ),

@@ -1,0 +1,224 @@
+"""The three SDK v3 pipeline definitions, built offline through the CLI (network blocked), read as JSON."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from forecaster.pipelines.steps import PIPELINES
+from pipeline_helpers import all_steps, build_offline, check_golden, references, upstream
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory) -> dict[str, dict]:
+    """One offline build per pipeline, shared by every test of this module."""
+    before = dict(os.environ)
+    out = tmp_path_factory.mktemp("definitions")
+    built = {key: build_offline(out, key) for key in PIPELINES}
+    assert dict(os.environ) == before  # fake credentials etc. did not leak out of the command
+    return built
+
+
+def _types(document: dict) -> list[tuple[str, str]]:
+    return [(step["Name"], step["Type"]) for step in document["Steps"]]
+
+
+def test_build_step_graph(defs):
+    build = defs["build"]
+    assert _types(build) == [
+        ("Split", "Processing"),
+        ("Train", "Training"),
+        ("Preprocess", "Processing"),
+        ("CreateModel", "Model"),
+        ("Transform", "Transform"),
+        ("Postprocess", "Processing"),
+        ("Evaluate", "Processing"),
+        ("DataQualityBaseline", "Processing"),
+        ("ModelQualityBaseline", "Processing"),
+        ("ExplainabilityBaseline", "Processing"),
+        ("CheckEvaluation", "Condition"),
+    ]
+    steps = all_steps(build)
+    assert upstream(steps["Train"]) == {"Split"}
+    assert upstream(steps["Preprocess"]) == {"Train", "Split"}
+    assert upstream(steps["CreateModel"]) == {"Train"}
+    assert upstream(steps["Transform"]) == {"CreateModel", "Preprocess"}
+    assert upstream(steps["Postprocess"]) == {"Preprocess", "Transform"}
+    assert upstream(steps["Evaluate"]) == {"Postprocess", "Split"}
+    assert upstream(steps["DataQualityBaseline"]) == {"Preprocess", "Train"}
+    assert upstream(steps["ModelQualityBaseline"]) == {"Evaluate"}
+    assert upstream(steps["ExplainabilityBaseline"]) == {"Train", "Preprocess"}
+    assert upstream(steps["RegisterModel"]) == {
+        "Train",
+        "Evaluate",
+        "DataQualityBaseline",
+        "ModelQualityBaseline",
+        "ExplainabilityBaseline",
+    }
+
+
+def test_build_condition_registers_or_fails_on_wape(defs):
+    condition = all_steps(defs["build"])["CheckEvaluation"]["Arguments"]
+    (rule,) = condition["Conditions"]
+    assert rule["Type"] == "LessThanOrEqualTo"
+    assert rule["LeftValue"]["Std:JsonGet"] == {
+        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Evaluation"},
+        "Path": "regression_metrics.wape.value",
+    }
+    assert rule["RightValue"] == {"Get": "Parameters.MaxWape"}
+    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [("EvaluationFailed", "Fail")]
+    fail = condition["ElseSteps"][0]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert fail[1]["Std:JsonGet"]["Path"] == "regression_metrics.wape.value"
+    assert fail[3] == {"Get": "Parameters.MaxWape"}
+    evaluate = all_steps(defs["build"])["Evaluate"]
+    assert evaluate["PropertyFiles"] == [
+        {"PropertyFileName": "Evaluation", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
+
+
+def test_register_step_has_approval_metrics_baselines_and_lineage(defs):
+    register = all_steps(defs["build"])["RegisterModel"]["Arguments"]
+    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    approval = next(p for p in defs["build"]["Parameters"] if p["Name"] == "ModelApprovalStatus")
+    assert approval["DefaultValue"] == "PendingManualApproval"
+    assert register["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}
+    container = register["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == {"Get": "Parameters.InferenceImage"}
+    assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+
+    def source(node):
+        join = node["S3Uri"]["Std:Join"]["Values"]
+        return join[0]["Get"].split(".")[1], join[1]
+
+    metrics, drift = register["ModelMetrics"], register["DriftCheckBaselines"]
+    assert source(metrics["ModelQuality"]["Statistics"]) == ("Evaluate", "evaluation.json")
+    assert source(metrics["ModelDataQuality"]["Constraints"]) == ("DataQualityBaseline", "constraints.json")
+    assert source(metrics["Explainability"]["Report"]) == ("ExplainabilityBaseline", "analysis.json")
+    assert source(drift["ModelQuality"]["Constraints"]) == ("ModelQualityBaseline", "constraints.json")
+    assert source(drift["ModelDataQuality"]["Statistics"]) == ("DataQualityBaseline", "statistics.json")
+    assert source(drift["Explainability"]["Constraints"]) == ("ExplainabilityBaseline", "analysis.json")
+    lineage = register["CustomerMetadataProperties"]
+    assert lineage["forecaster:code_version"] == {"Get": "Parameters.CodeVersion"}
+    assert lineage["forecaster:parent_run"] == {"Get": "Execution.PipelineExecutionArn"}
+
+
+def test_knobs_are_parameters_and_really_wired(defs):
+    for key, document in defs.items():
+        declared = {p["Name"] for p in document["Parameters"]}
+        assert declared == {p.name for p in PIPELINES[key].parameters}
+        used = {ref.split(".", 1)[1] for ref in references(document["Steps"], "Parameters.")}
+        assert used == declared, f"{key}: parameters declared but never used: {declared - used}"
+    steps = all_steps(defs["build"])
+    transform = steps["Transform"]["Arguments"]
+    assert transform["TransformResources"] == {
+        "InstanceType": {"Get": "Parameters.TransformInstanceType"},
+        "InstanceCount": {"Get": "Parameters.TransformInstanceCount"},
+    }
+    assert transform["MaxPayloadInMB"] == {"Get": "Parameters.TransformMaxPayloadInMB"}
+    train = steps["Train"]["Arguments"]
+    assert train["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
+    assert train["StoppingCondition"]["MaxRuntimeInSeconds"] == {"Get": "Parameters.TrainingMaxRuntimeSeconds"}
+    assert train["AlgorithmSpecification"]["TrainingImage"] == {"Get": "Parameters.ProcessingImage"}
+    # hyperparameters are strings: integer parameters are joined into one
+    assert train["HyperParameters"]["horizon"] == {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.Horizon"}]}}
+    assert train["HyperParameters"]["spec"] == {"Get": "Parameters.Spec"}
+    for name, step in steps.items():
+        if step["Type"] == "Processing":
+            resources = step["Arguments"]["ProcessingResources"]["ClusterConfig"]
+            assert resources["InstanceCount"] == {"Get": "Parameters.ProcessingInstanceCount"}, name
+            assert step["Arguments"]["AppSpecification"]["ImageUri"] == {"Get": "Parameters.ProcessingImage"}, name
+
+
+def test_processing_steps_run_forecaster_with_mounted_inputs_and_outputs(defs):
+    for key, document in defs.items():
+        spec = PIPELINES[key]
+        for name, step in all_steps(document).items():
+            if step["Type"] != "Processing":
+                continue
+            app = step["Arguments"]["AppSpecification"]
+            assert app["ContainerEntrypoint"] == ["forecaster", *spec.step(name).command]
+            inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in step["Arguments"]["ProcessingInputs"]}
+            outputs = {
+                o["OutputName"]: o["S3Output"]["LocalPath"]
+                for o in step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+            }
+            assert all(path == f"/opt/ml/processing/input/{n}" for n, path in inputs.items())
+            assert all(path == f"/opt/ml/processing/output/{n}" for n, path in outputs.items())
+            text = " ".join(a if isinstance(a, str) else "<param>" for a in app["ContainerArguments"])
+            for input_name, path in inputs.items():
+                assert path in text, f"{key}/{name}: input {input_name} is mounted but never passed"
+            for token in text.split():
+                if token.startswith("/opt/ml/processing/") or "=/opt/ml/processing/" in token:
+                    path = token.split("=", 1)[-1]
+                    assert any(path.startswith(p) for p in [*inputs.values(), *outputs.values()]) or (
+                        path == "/opt/ml/processing/output"
+                    ), f"{key}/{name}: argument {token} points at nothing mounted"
+            for output in outputs.values():
+                assert output in text or "/opt/ml/processing/output" in text.split()
+
+
+def test_inference_uses_the_approved_model_parameters(defs):
+    inference = defs["inference"]
+    assert _types(inference) == [
+        ("Preprocess", "Processing"),
+        ("DataQualityCheck", "Processing"),
+        ("CreateModel", "Model"),
+        ("Transform", "Transform"),
+        ("Postprocess", "Processing"),
+        ("Explain", "Processing"),
+        ("AttributionDriftCheck", "Processing"),
+        ("DecideRetrain", "Processing"),
+    ]
+    steps = all_steps(inference)
+    assert steps["CreateModel"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == {"Get": "Parameters.ModelDataUrl"}
+
+    def input_uri(step, name):
+        return next(
+            i["S3Input"]["S3Uri"] for i in steps[step]["Arguments"]["ProcessingInputs"] if i["InputName"] == name
+        )
+
+    assert input_uri("Preprocess", "model") == {"Get": "Parameters.ModelDataUrl"}
+    assert input_uri("DataQualityCheck", "baseline") == {"Get": "Parameters.DataQualityBaselineUri"}
+    assert input_uri("AttributionDriftCheck", "baseline") == {"Get": "Parameters.ExplainabilityBaselineUri"}
+    assert upstream(steps["DecideRetrain"]) == {"DataQualityCheck", "AttributionDriftCheck"}
+    assert upstream(steps["Transform"]) == {"CreateModel", "Preprocess"}
+    drift_args = steps["AttributionDriftCheck"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.NdcgThreshold"}]}} in drift_args
+
+
+def test_model_quality_pipeline(defs):
+    document = defs["model-quality"]
+    assert _types(document) == [("ModelQualityCheck", "Processing"), ("DecideRetrain", "Processing")]
+    steps = all_steps(document)
+    assert upstream(steps["DecideRetrain"]) == {"ModelQualityCheck"}
+    check = steps["ModelQualityCheck"]["Arguments"]
+    assert check["AppSpecification"]["ContainerEntrypoint"] == ["forecaster", "check", "model-quality"]
+    sources = {i["InputName"]: i["S3Input"]["S3Uri"]["Get"] for i in check["ProcessingInputs"]}
+    assert sources == {
+        "baseline": "Parameters.ModelQualityBaselineUri",
+        "predictions": "Parameters.ForecastsData",
+        "truth": "Parameters.GroundTruthData",
+    }
+
+
+def test_outputs_go_under_the_prefix_and_execution(defs):
+    step = all_steps(defs["build"])["Evaluate"]
+    (output,) = step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"]["Std:Join"] == {
+        "On": "/",
+        "Values": [
+            {"Get": "Parameters.OutputPrefix"},
+            {"Get": "Execution.PipelineExecutionId"},
+            "Evaluate",
+            "evaluation",
+        ],
+    }
+
+
+@pytest.mark.parametrize("key", list(PIPELINES))
+def test_golden(defs, key):
+    check_golden(defs[key], key)
