@@ -48,6 +48,11 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     upsert = commands.add_parser("upsert", help="create or update the pipeline on AWS (your AWS credentials)")
     _pipeline_options(upsert, role_required=True)
     upsert.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="pipeline tag (repeatable)")
+    upsert.add_argument(
+        "--skip-role-validation",
+        action="store_true",
+        help="do not let the SDK check the role with IAM (SAGEMAKER_VALIDATE_ROLE=false)",
+    )
     upsert.set_defaults(func=_upsert)
     # `pipeline run ... --local` (the local runner walking forecaster.pipelines.steps) registers here.
 
@@ -81,6 +86,7 @@ def _upsert(args: argparse.Namespace) -> int:
         managed_checks=args.managed_checks,
         name=args.name,
         tags=parse_key_values(args.tag, "--tag"),
+        validate_role=not args.skip_role_validation,
     )
     print(arn)
     return 0

@@ -74,16 +74,29 @@ def upsert(
     managed_checks: bool = False,
     name: str | None = None,
     tags: dict[str, str] | None = None,
+    validate_role: bool = True,
 ) -> str:
-    """Create or update pipeline ``key`` in the account of the caller's credentials; return its ARN."""
+    """Create or update pipeline ``key`` in the account of the caller's credentials; return its ARN.
+
+    Raises:
+        InvalidParameterError: for a role that is no ARN, no region, or a role the SDK's IAM check rejects.
+    """
     if not role.startswith("arn:"):
         raise InvalidParameterError(f"The 'role' parameter must be an IAM role ARN (arn:aws:iam::...). Got {role!r}.")
-    with sdk.sdk_environment(region) as resolved:
-        pipeline = build_pipeline(
-            key, role=role, region=resolved, bucket=bucket, managed_checks=managed_checks, name=name
-        )
-        tag_list = [{"Key": k, "Value": v} for k, v in (tags or {}).items()] or None
-        response = pipeline.upsert(role_arn=role, description=pipeline_spec(key).description, tags=tag_list)
+    with sdk.sdk_environment(region, validate_role) as resolved:
+        try:
+            pipeline = build_pipeline(
+                key, role=role, region=resolved, bucket=bucket, managed_checks=managed_checks, name=name
+            )
+            tag_list = [{"Key": k, "Value": v} for k, v in (tags or {}).items()] or None
+            response = pipeline.upsert(role_arn=role, description=pipeline_spec(key).description, tags=tag_list)
+        except Exception as error:
+            if type(error).__name__ != "RoleValidationError":
+                raise
+            raise InvalidParameterError(
+                f"The SageMaker SDK rejected role {role}: {' '.join(str(error).split())} "
+                "(pass --skip-role-validation if IAM simulation is not allowed for you)."
+            ) from None
         return response["PipelineArn"]
 
 

@@ -60,8 +60,13 @@ def _telemetry_config() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def sdk_environment(region: str | None) -> Iterator[str]:
+def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[str]:
     """Environment for talking to real AWS: adds a region and the telemetry opt-out, keeps credentials.
+
+    Args:
+        region: AWS region (default: the AWS configuration's).
+        validate_role: let the SDK check the role's trust policy and permissions with IAM (needs
+            ``iam:SimulatePrincipalPolicy``); False sets ``SAGEMAKER_VALIDATE_ROLE=false`` inside the block.
 
     Yields:
         The region in use (``region``, else ``AWS_REGION``/``AWS_DEFAULT_REGION``).
@@ -76,6 +81,8 @@ def sdk_environment(region: str | None) -> Iterator[str]:
         values: dict[str, str | None] = {"AWS_DEFAULT_REGION": region}
         if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
             values["SAGEMAKER_USER_CONFIG_OVERRIDE"] = config
+        if not validate_role:
+            values["SAGEMAKER_VALIDATE_ROLE"] = "false"
         with _patched_environ(values):
             yield region
 
