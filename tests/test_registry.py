@@ -171,3 +171,51 @@ def test_sqlite_status_history_and_urls(tmp_path, monkeypatch):
     assert open_registry("sqlite:///~/.forecaster/registry.db").path == tmp_path / ".forecaster" / "registry.db"
     with pytest.raises(InvalidParameterError, match="sqlite:///PATH or sagemaker://"):
         open_registry("mlflow://x")
+
+
+def test_cli_on_the_sqlite_registry(tmp_path, capsys):
+    import json
+
+    from forecaster.cli.main import main
+
+    url = ["--registry", f"sqlite:///{tmp_path}/cli.db"]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"wape": 0.3}))
+    for n in (1, 2, 3):
+        args = [
+            "registry",
+            "register",
+            *url,
+            "--group",
+            GROUP,
+            "--model-data",
+            f"/models/{n}",
+            "--metrics",
+            str(metrics),
+        ]
+        assert (
+            main([*args, "--lineage", f"code_version=c{n}", "--baseline", f"model_quality_constraints=/b/{n}/c.json"])
+            == 0
+        )
+    assert main(["registry", "latest", *url, "--group", GROUP]) == NoApprovedModelError.exit_code
+    assert "has no approved version" in capsys.readouterr().err
+    for n in (1, 3):
+        assert main(["registry", "approve", *url, "--group", GROUP, "--version", str(n)]) == 0
+    assert main(["registry", "reject", *url, "--group", GROUP, "--version", "3", "--note", "rollback"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "latest", *url, "--group", GROUP, "--json"]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert (latest["version"], latest["metrics"], latest["lineage"]) == (1, {"wape": 0.3}, {"code_version": "c1"})
+    assert main(["registry", "latest", *url, "--group", GROUP, "--parameters", "model-quality"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ModelQualityBaselineUri": "/b/1"}
+    assert main(["registry", "list", *url, "--group", GROUP, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(v["version"], v["status"]) for v in listed] == [
+        (3, "Rejected"),
+        (2, "PendingManualApproval"),
+        (1, "Approved"),
+    ]
+    assert main(["registry", "list", *url]) == 0
+    assert capsys.readouterr().out.split() == [GROUP]
+    assert main(["registry", "approve", *url, "--group", GROUP, "--version", "9"]) == 5
+    assert "no version 9" in capsys.readouterr().err
