@@ -58,7 +58,7 @@ def run_training_job(base_dir: str | os.PathLike[str], *, timeout: float | None 
     """Run the ``sagemaker-training`` toolkit (the image's ``train`` command) on a job tree; never raises on failure."""
     env = {
         **os.environ,
-        "SAGEMAKER_BASE_DIR": str(base_dir),
+        "SAGEMAKER_BASE_DIR": str(Path(base_dir).resolve()),  # the toolkit runs the script from code/
         "SAGEMAKER_PROGRAM": "train.py",
         "SM_STUDIO_LOCAL_MODE": "true",  # skip the toolkit's DNS wait for algo-1
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"),
