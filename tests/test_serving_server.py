@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -148,7 +151,7 @@ def test_missing_model_pings_503_and_explains_on_invocations(start_server, tmp_p
 
 def test_sigterm_stops_gracefully_finishing_the_request_in_flight(start_server, feature_rows):
     server = start_server(workers=1, env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"})
-    body, index = repeat_to_size(feature_rows, 40 * MB)
+    body, index = repeat_to_size(feature_rows, 20 * MB)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(invoke, server.port, body)
         time.sleep(0.5)
@@ -172,3 +175,24 @@ def test_fuzz_through_gunicorn_never_5xx(server, serving_model, feature_rows, da
     assert answer.status in (200, 400, 406, 413, 415), answer.body[:300]
     good = invoke(server.port, to_csv(feature_rows[:2]))
     assert np.array_equal(np.array(csv_lines(good.body))[:, 0], serving_model.predict(feature_rows[:2])[:, 1])
+
+
+def test_no_worker_died_or_restarted_during_the_module(server):
+    log = server.log_tail(10**7)
+    assert log.count("Booting worker with pid") == 2, log[-3000:]
+    assert "Traceback" not in log and "WORKER TIMEOUT" not in log
+
+
+def test_invalid_environment_stops_serve_with_a_clear_message(serving_model_dir):
+    completed = subprocess.run(
+        [sys.executable, "-m", "forecaster.cli.main", "serve", "--model-dir", str(serving_model_dir)],
+        env={**os.environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert (
+        "The 'SAGEMAKER_MAX_PAYLOAD_IN_MB' parameter of the inference server (environment) must be" in completed.stderr
+    )
