@@ -249,18 +249,16 @@ class PipelineBuilder:
         def source(key: str) -> MetricsSource | None:
             return MetricsSource(content_type=_JSON, s3_uri=files[key]) if key in files else None
 
-        metrics = ModelMetrics(
-            model_statistics=source("model_quality_statistics"),
-            model_constraints=source("model_quality_constraints"),
-            model_data_statistics=source("data_quality_statistics"),
-            model_data_constraints=source("data_quality_constraints"),
-            explainability=source("explainability_report"),
-        )
+        # the same files serve as the package's metrics and as its drift-check baselines
+        quality = {
+            "model_statistics": source("model_quality_statistics"),
+            "model_constraints": source("model_quality_constraints"),
+            "model_data_statistics": source("data_quality_statistics"),
+            "model_data_constraints": source("data_quality_constraints"),
+        }
+        metrics = ModelMetrics(**quality, explainability=source("explainability_report"))
         baselines = DriftCheckBaselines(
-            model_statistics=source("model_quality_statistics"),
-            model_constraints=source("model_quality_constraints"),
-            model_data_statistics=source("data_quality_statistics"),
-            model_data_constraints=source("data_quality_constraints"),
+            **quality,
             explainability_constraints=source("explainability_report"),
             explainability_config_file=managed.config_file(self, files),
         )

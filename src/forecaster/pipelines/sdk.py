@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from forecaster.errors import InvalidParameterError
+from forecaster.errors import ForecasterError, InvalidParameterError
 
 DEFAULT_REGION = "eu-west-1"
 #: role ARN written into offline definitions when none is given
@@ -30,6 +30,17 @@ _FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_SECURITY_TOKEN": "testing",
 }
+
+
+def require(*modules: str) -> None:
+    """Fail with an install hint when the ``[pipelines]`` extra (SageMaker SDK v3, boto3, moto) is missing."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ForecasterError(
+            f"Missing {', '.join(missing)}: install the pipelines extra, pip install 'forecaster[pipelines]'."
+        )
 
 
 @contextlib.contextmanager
@@ -74,6 +85,7 @@ def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[
     Raises:
         InvalidParameterError: when no region is given or configured.
     """
+    require("sagemaker.mlops", "boto3")
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
@@ -97,6 +109,7 @@ def offline_aws(region: str = DEFAULT_REGION, bucket: str = PLACEHOLDER_BUCKET) 
     Yields:
         The region in use.
     """
+    require("sagemaker.mlops", "boto3", "moto")
     with _telemetry_config() as config:
         values: dict[str, str | None] = {
             **_FAKE_CREDENTIALS,

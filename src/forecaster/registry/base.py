@@ -96,6 +96,20 @@ class ModelVersion:
         return data
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A validated registration request, what a backend's ``_register`` stores."""
+
+    group: str
+    model_data_url: str
+    image_uri: str
+    status: ApprovalStatus
+    metrics: dict[str, float]
+    baselines: dict[str, str]
+    lineage: dict[str, str]
+    description: str
+
+
 def check_fields(baselines: Mapping[str, str], lineage: Mapping[str, str], metrics: Mapping[str, float]) -> None:
     """Validate the keys and values of a registration.
 
@@ -128,7 +142,6 @@ class ModelRegistry(abc.ABC):
     def list_groups(self) -> list[str]:
         """Return the group names, sorted."""
 
-    @abc.abstractmethod
     def register(
         self,
         group: str,
@@ -146,6 +159,22 @@ class ModelRegistry(abc.ABC):
         Raises:
             InvalidParameterError: for an unknown status, baseline kind or lineage key, or a non-numeric metric.
         """
+        entry = Registration(
+            group=group,
+            model_data_url=model_data_url,
+            image_uri=image_uri,
+            status=ApprovalStatus.parse(status),
+            metrics=dict(metrics or {}),
+            baselines=dict(baselines or {}),
+            lineage=dict(lineage or {}),
+            description=description,
+        )
+        check_fields(entry.baselines, entry.lineage, entry.metrics)
+        return self._register(entry)
+
+    @abc.abstractmethod
+    def _register(self, entry: Registration) -> ModelVersion:
+        """Store a validated registration as the group's next version."""
 
     @abc.abstractmethod
     def list_versions(self, group: str, status: ApprovalStatus | str | None = None) -> list[ModelVersion]:

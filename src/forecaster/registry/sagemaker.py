@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from forecaster.errors import RegistryError
-from forecaster.registry.base import (
-    ApprovalStatus,
-    ModelRegistry,
-    ModelVersion,
-    check_fields,
-    no_approved,
-)
+from forecaster.registry.base import ApprovalStatus, ModelRegistry, ModelVersion, Registration, no_approved
 
 _JSON = "application/json"
 #: baseline kind -> (ModelMetrics path, DriftCheckBaselines path)
@@ -91,33 +85,20 @@ class SageMakerRegistry(ModelRegistry):
         return sorted(names)
 
     # -- versions -------------------------------------------------------------------------------------------
-    def register(
-        self,
-        group: str,
-        model_data_url: str,
-        *,
-        image_uri: str = "",
-        status: ApprovalStatus | str = ApprovalStatus.PENDING,
-        metrics: Mapping[str, float] | None = None,
-        baselines: Mapping[str, str] | None = None,
-        lineage: Mapping[str, str] | None = None,
-        description: str = "",
-    ) -> ModelVersion:
-        """Create a model package in ``group`` (created if missing); SageMaker numbers the versions."""
-        status = ApprovalStatus.parse(status)
-        metrics, baselines, lineage = dict(metrics or {}), dict(baselines or {}), dict(lineage or {})
-        check_fields(baselines, lineage, metrics)
+    def _register(self, entry: Registration) -> ModelVersion:
+        """Create a model package in the group (created if missing); SageMaker numbers the versions."""
+        group, baselines = entry.group, entry.baselines
         self.create_group(group)
         metric_paths = {_BASELINE_PATHS[k][0]: v for k, v in baselines.items() if _BASELINE_PATHS[k][0]}
         drift_paths = {_BASELINE_PATHS[k][1]: v for k, v in baselines.items() if _BASELINE_PATHS[k][1]}
-        properties = {f"{_METRIC}{k}": repr(float(v)) for k, v in metrics.items()}
-        properties |= {f"{_LINEAGE}{k}": str(v) for k, v in lineage.items()}
+        properties = {f"{_METRIC}{k}": repr(float(v)) for k, v in entry.metrics.items()}
+        properties |= {f"{_LINEAGE}{k}": str(v) for k, v in entry.lineage.items()}
         request: dict[str, Any] = {
             "ModelPackageGroupName": group,
-            "ModelPackageDescription": description,
-            "ModelApprovalStatus": status.value,
+            "ModelPackageDescription": entry.description,
+            "ModelApprovalStatus": entry.status.value,
             "InferenceSpecification": {
-                "Containers": [{"Image": image_uri or "unspecified", "ModelDataUrl": model_data_url}],
+                "Containers": [{"Image": entry.image_uri or "unspecified", "ModelDataUrl": entry.model_data_url}],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv", "application/json"],
             },

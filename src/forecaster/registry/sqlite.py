@@ -11,17 +11,11 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 from forecaster.errors import RegistryError
-from forecaster.registry.base import (
-    ApprovalStatus,
-    ModelRegistry,
-    ModelVersion,
-    check_fields,
-    no_approved,
-)
+from forecaster.registry.base import ApprovalStatus, ModelRegistry, ModelVersion, Registration, no_approved
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_groups (
@@ -145,22 +139,9 @@ class SQLiteRegistry(ModelRegistry):
         with self._connect() as connection:
             return [row["name"] for row in connection.execute("SELECT name FROM model_groups ORDER BY name")]
 
-    def register(
-        self,
-        group: str,
-        model_data_url: str,
-        *,
-        image_uri: str = "",
-        status: ApprovalStatus | str = ApprovalStatus.PENDING,
-        metrics: Mapping[str, float] | None = None,
-        baselines: Mapping[str, str] | None = None,
-        lineage: Mapping[str, str] | None = None,
-        description: str = "",
-    ) -> ModelVersion:
-        """Register a new version; the next version number is allocated under the write lock."""
-        status = ApprovalStatus.parse(status)
-        metrics, baselines, lineage = dict(metrics or {}), dict(baselines or {}), dict(lineage or {})
-        check_fields(baselines, lineage, metrics)
+    def _register(self, entry: Registration) -> ModelVersion:
+        """Store the group's next version; the number is allocated under the write lock."""
+        group = entry.group
         with self._write() as connection:
             self._ensure_group(connection, group)
             (latest,) = connection.execute(
@@ -173,19 +154,19 @@ class SQLiteRegistry(ModelRegistry):
                 (
                     group,
                     latest + 1,
-                    status.value,
+                    entry.status.value,
                     created,
-                    model_data_url,
-                    image_uri,
-                    json.dumps(metrics),
-                    json.dumps(baselines),
-                    json.dumps(lineage),
-                    description,
+                    entry.model_data_url,
+                    entry.image_uri,
+                    json.dumps(entry.metrics),
+                    json.dumps(entry.baselines),
+                    json.dumps(entry.lineage),
+                    entry.description,
                 ),
             )
             connection.execute(
                 "INSERT INTO status_changes (group_name, version, status, changed_at) VALUES (?, ?, ?, ?)",
-                (group, latest + 1, status.value, created),
+                (group, latest + 1, entry.status.value, created),
             )
             row = connection.execute(
                 "SELECT * FROM model_versions WHERE group_name = ? AND version = ?", (group, latest + 1)
