@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Entry point of both images (exec-form ENTRYPOINT). SageMaker appends `train` or `serve`:
 #   serve [ARGS]   forecaster serve --model-dir "$SM_MODEL_DIR" (default /opt/ml/model) ARGS: gunicorn on :8080
 #   train [ARGS]   the sagemaker-training toolkit, which runs /opt/ml/code/$SAGEMAKER_PROGRAM
@@ -13,8 +13,9 @@ serve)
     ;;
 train)
     # PID 1 ignores every signal it has no handler for, and the toolkit installs none: run it as a child in
-    # its own process group and pass SIGTERM/SIGINT (job stopped, MaxRuntimeInSeconds) to the toolkit and the
-    # training script it started, then wait for both before exiting with the toolkit's status.
+    # its own process group (session) and pass SIGTERM/SIGINT (job stopped, MaxRuntimeInSeconds) to the
+    # toolkit and the training script it started; then wait until the script has written its failure reason
+    # and exited (at most 120 s, when SageMaker sends SIGKILL anyway) and exit with the toolkit's status.
     setsid "$@" &
     child=$!
     trap 'kill -TERM -- "-$child" 2>/dev/null || true' TERM INT
