@@ -17,9 +17,30 @@ PIPELINE_KEYS = ("build", "inference", "model-quality")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``pipeline`` and ``registry`` to ``subparsers``."""
+    """Add ``split``, ``pipeline`` and ``registry`` to ``subparsers``."""
+    split = subparsers.add_parser("split", help="hold out the last HORIZON days: train/ history/ future/ truth/")
+    split.add_argument("--input", action="append", default=[], metavar="data=PATH", help="history table(s)")
+    split.add_argument("--spec", default="default", help="preset name or spec JSON file (default: default)")
+    split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
+    split.add_argument("--out", type=Path, default=Path("/opt/ml/processing/output"), help="output directory")
+    split.set_defaults(func=_split)
     _register_pipeline(subparsers)
     _register_registry(subparsers)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from forecaster.cli.core import parse_key_values
+    from forecaster.pipelines.split import write_split
+    from forecaster.spec import resolve_spec
+
+    inputs = parse_key_values(args.input, "--input")
+    unknown = sorted(set(inputs) - {"data"})
+    if unknown:
+        raise InvalidParameterError(f"forecaster split takes only --input data=PATH. Got {unknown} too.")
+    data = inputs.get("data", "/opt/ml/processing/input/data")
+    for name, path in write_split(data, resolve_spec(args.spec), args.horizon, args.out).items():
+        print(f"{name}: {path}")
+    return 0
 
 
 # -- pipeline ------------------------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""`forecaster split` (first step of the model-build pipeline) and the step table's commands vs the real CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from forecaster.cli.main import build_parser, main
+from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.io import read_table
+from forecaster.pipelines.split import split_for_evaluation
+from forecaster.pipelines.steps import PIPELINES
+from forecaster.pipelines.table import render_args
+from forecaster.spec import DatasetSpec
+from forecaster.synth import generate
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return generate(stores=2, items=3, days=40, seed=1)
+
+
+def test_split_holds_out_the_last_horizon_days(frame):
+    spec = DatasetSpec.preset("default")
+    parts = split_for_evaluation(frame, spec, 7)
+    last = frame[spec.date].max()
+    cutoff = pd.Timestamp(last) - pd.Timedelta(days=7)
+    assert parts["train"][spec.date].max() == cutoff
+    assert parts["truth"][spec.date].min() == cutoff + pd.Timedelta(days=1)
+    assert len(parts["truth"]) == 2 * 3 * 7 and len(parts["train"]) == 2 * 3 * 33
+    assert spec.target not in parts["future"].columns
+    assert not set(spec.past_only) & set(parts["future"].columns)
+    assert list(parts["truth"].columns) == [*spec.keys, spec.date, spec.target]
+    # the future frame is accepted by the inference features (known-future columns present)
+    spec.validate_frame(parts["future"], kind="future")
+
+
+def test_split_cli_writes_every_part(frame, tmp_path):
+    data = tmp_path / "in" / "sales.csv"
+    data.parent.mkdir()
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+    assert main(["split", "--input", f"data={data.parent}", "--horizon", "5", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["future", "history", "train", "truth"]
+    assert len(read_table(out / "truth")) == 2 * 3 * 5
+
+
+def test_split_errors(frame):
+    spec = DatasetSpec.preset("default")
+    with pytest.raises(DataValidationError, match="spans 40 days"):
+        split_for_evaluation(frame, spec, 40)
+    with pytest.raises(InvalidParameterError, match="'horizon' parameter"):
+        split_for_evaluation(frame, spec, 0)
+
+
+@pytest.mark.parametrize("key", list(PIPELINES))
+def test_every_processing_step_is_a_valid_forecaster_command_line(key):
+    """The step table and the CLI agree: each rendered command parses (sub-command and flags exist)."""
+    parser = build_parser()
+    defaults = PIPELINES[key].defaults()
+    for step in PIPELINES[key].steps:
+        if step.kind != "processing":
+            continue
+        rendered = render_args(
+            step, input_dir=lambda n: f"/in/{n}", output_root="/out", param=lambda n: str(defaults[n])
+        )
+        argv = [*step.command, *rendered]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:
+            pytest.fail(f"{key}/{step.name}: `forecaster {' '.join(argv)}` does not parse (exit {exit_.code})")
+        assert callable(args.func)
