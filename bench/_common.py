@@ -1,0 +1,131 @@
+"""Helpers shared by the benchmark scripts: timing, peak RSS, child processes, tables, JSON results.
+
+Every benchmark measures each system in its own child process (``run_child``) so that one system's memory never
+inflates another's peak RSS, and reports wall time and peak RSS of the measured step only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+REPO_ROOT = BENCH_DIR.parent
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux ``ru_maxrss`` is in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux ``VmHWM``) so later peaks exclude earlier steps; False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_bytes() -> int:
+    """Peak RSS since ``reset_peak_rss`` (``VmHWM`` from /proc); falls back to the whole-process peak."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
+
+
+def current_rss_bytes() -> int:
+    """Current resident set size of this process (from /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss_bytes()
+
+
+@contextmanager
+def stopwatch() -> Iterator[dict[str, float]]:
+    """Time the ``with`` block; the yielded dict gets ``seconds`` when the block ends."""
+    result: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - start
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on (CPU count, model, memory, Python, date)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory = None
+    with suppress(ValueError, OSError):
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "date": dt.date.today().isoformat(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_bytes": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run_child(args: Sequence[str], *, timeout: float | None = None) -> None:
+    """Run ``python <args>`` as a child process; raise with its stderr tail when it fails."""
+    command = [sys.executable, *args]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    if completed.stderr:
+        sys.stderr.write(completed.stderr[-4000:] if completed.returncode else "")
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {completed.returncode}")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """Render ``rows`` as a markdown table; ``columns`` are (key, header, format spec) triples.
+
+    Missing or None values print as an em dash; floats use the format spec (e.g. ``".1%"``, ``".1f"``).
+    """
+    header = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    lines = [header, rule]
+    for row in rows:
+        cells = []
+        for key, _, spec in columns:
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and value != value):
+                cells.append("—")
+            elif spec:
+                cells.append(format(value, spec))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gib(n_bytes: float | None) -> float | None:
+    """Bytes to GiB (None stays None)."""
+    return None if n_bytes is None else n_bytes / 2**30
