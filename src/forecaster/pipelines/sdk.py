@@ -10,6 +10,7 @@ missing (region, telemetry opt-out) and never touches real credentials: it is wh
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,33 @@ def _patched_environ(values: Mapping[str, str | None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _config_validated_once() -> Iterator[None]:
+    """Validate each distinct SDK config once instead of on every config lookup.
+
+    SDK 3.27.0 re-validates the whole SageMaker config against its JSON schema on every lookup
+    (``get_sagemaker_config_value``: about 0.4 s each, dozens per pipeline), which makes building the build
+    pipeline 4x slower. Inside the block a config that passed validation is not validated again; an invalid
+    one still raises. The SDK's method is restored on exit.
+    """
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    original = SageMakerConfig.__dict__["validate_sagemaker_config"]
+    valid: set[str] = set()
+
+    def validate_once(sagemaker_config: dict | None = None) -> None:
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in valid:
+            original.__func__(sagemaker_config)
+            valid.add(key)
+
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+    try:
+        yield
+    finally:
+        SageMakerConfig.validate_sagemaker_config = original
+
+
+@contextlib.contextmanager
 def _telemetry_config() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="forecaster-sagemaker-") as folder:
         path = Path(folder) / "config.yaml"
@@ -95,7 +123,7 @@ def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[
             values["SAGEMAKER_USER_CONFIG_OVERRIDE"] = config
         if not validate_role:
             values["SAGEMAKER_VALIDATE_ROLE"] = "false"
-        with _patched_environ(values):
+        with _patched_environ(values), _config_validated_once():
             yield region
 
 
@@ -124,7 +152,7 @@ def offline_aws(region: str = DEFAULT_REGION, bucket: str = PLACEHOLDER_BUCKET) 
             import boto3
             import moto
 
-            with moto.mock_aws():
+            with moto.mock_aws(), _config_validated_once():
                 s3 = boto3.client("s3", region_name=region)
                 location = (
                     {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
