@@ -70,3 +70,28 @@ def test_every_processing_step_is_a_valid_forecaster_command_line(key):
         except SystemExit as exit_:
             pytest.fail(f"{key}/{step.name}: `forecaster {' '.join(argv)}` does not parse (exit {exit_.code})")
         assert callable(args.func)
+
+
+@pytest.mark.parametrize("key", list(PIPELINES))
+def test_step_table_references_resolve_in_order(key):
+    """What a local runner relies on: every reference points at a declared parameter or an earlier output."""
+    spec = PIPELINES[key]
+    params = {p.name for p in spec.parameters}
+    assert len(params) == len(spec.parameters), "duplicate parameter"
+    produced: dict[str, set[str]] = {}
+    for step in spec.steps:
+        for name, ref in step.inputs.items():
+            kind, _, target = ref.partition(":")
+            if kind == "param":
+                assert target in params, f"{step.name}.{name}: unknown parameter {target}"
+            else:
+                source, _, output = target.partition("/")
+                assert output in produced.get(source, set()), f"{step.name}.{name}: {ref} is not produced before"
+        for token in step.args:
+            if token.startswith("{param:"):
+                assert token[7:-1] in params, f"{step.name}: unknown parameter in {token}"
+        for setting in ("image", "group", "approval_status", "at_most", "max_runtime", "threshold"):
+            if setting in step.settings:
+                assert step.settings[setting] in params, f"{step.name}: {setting} names no parameter"
+        assert set(step.instance) <= params
+        produced[step.name] = set(step.outputs) | ({"model"} if step.kind == "model" else set())
