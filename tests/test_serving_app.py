@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -266,3 +267,22 @@ def test_fuzz_json_bodies_never_5xx(client, serving_model, data):
 def test_after_fuzzing_answers_are_unchanged(client, serving_model, feature_rows):
     response = post(client, to_csv(feature_rows), attributes="quantiles=all")
     assert np.array_equal(np.array(csv_lines(response.data)), serving_model.predict(feature_rows))
+
+
+def test_requests_wait_for_a_load_in_progress_instead_of_failing(serving_model_dir, feature_rows, monkeypatch):
+    from forecaster.model import ForecastModel
+
+    load = ForecastModel.load.__func__
+
+    def slow_load(cls, model_dir):
+        time.sleep(1.0)
+        return load(cls, model_dir)
+
+    monkeypatch.setattr(ForecastModel, "load", classmethod(slow_load))
+    client = make_client(model_dir=serving_model_dir)
+    client.application.extensions["forecaster"].start()
+    assert client.get("/ping").status_code == 503
+    started = time.monotonic()
+    response = post(client, to_csv(feature_rows[:2]))
+    assert response.status_code == 200 and time.monotonic() - started > 0.5
+    assert client.get("/ping").status_code == 200
