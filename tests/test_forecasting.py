@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.forecasting import forecast, postprocess, predictions_frame, preprocess
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
@@ -83,3 +83,24 @@ def test_postprocess_names_a_non_numeric_prediction_line(tmp_path):
     (tmp_path / "p.out").write_text("1,2,3\n1,oops,3\n")
     with pytest.raises(DataValidationError, match="line 2 has the non-numeric p50 value 'oops'"):
         postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+
+
+def test_order_proposals_interpolate_the_service_level_and_round_up_to_packs():
+    from forecaster.forecasting import order_proposals
+
+    frame = pd.DataFrame({"store_id": ["S1", "S1"], "p10": [1.0, 0.0], "p50": [4.0, 2.0], "p90": [8.0, 3.0]})
+    assert order_proposals(frame, 0.5)["order_units"].tolist() == [4.0, 2.0]
+    assert order_proposals(frame, 0.7)["order_units"].tolist() == [6.0, 3.0]  # 4 + 0.5 * (8 - 4); 2.5 -> 3
+    assert order_proposals(frame, 0.9, pack_size=5)["order_units"].tolist() == [10.0, 5.0]
+    with pytest.raises(InvalidParameterError, match="'service_level' parameter of postprocess"):
+        order_proposals(frame, 0.95)
+
+
+def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
+    (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\n")
+    (tmp_path / "p.out").write_text("1.0,2.2,3.0\n")
+    postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "forecasts.csv", service_level=0.5)
+    orders = read_table(tmp_path / "order_proposals.csv")
+    assert orders.to_dict("records") == [
+        {"store_id": "S1", "item_id": "a", "date": "2024-01-01", "order_units": 3.0, "service_level": 0.5}
+    ]

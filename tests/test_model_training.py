@@ -117,3 +117,18 @@ def test_loading_an_incomplete_model_dir_is_a_clear_error(tmp_path, trained_mode
     with pytest.raises(ModelArtifactError, match=r"model_mean\.txt is missing"):
         ForecastModel.load(broken)
     assert FeatureSchema.load(trained_model_dir).horizon == 7
+
+
+def test_a_directory_holding_model_tar_gz_loads_like_the_unpacked_model(tmp_path, trained_model_dir, feature_frame):
+    from forecaster.artifact import pack_model
+
+    packed = tmp_path / "input" / "model"
+    pack_model(trained_model_dir, packed / "model.tar.gz")
+    assert [p.name for p in packed.iterdir()] == ["model.tar.gz"]
+    X = feature_frame.to_numpy()
+    np.testing.assert_array_equal(
+        ForecastModel.load(packed).predict(X), ForecastModel.load(trained_model_dir).predict(X)
+    )
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(ModelArtifactError, match="not a readable model archive"):
+        ForecastModel.load(tmp_path / "bad.tar.gz")

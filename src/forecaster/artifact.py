@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -19,6 +22,7 @@ from forecaster.spec import DatasetSpec
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
+MODEL_TARBALL = "model.tar.gz"
 QUANTILES = (0.1, 0.5, 0.9)
 BOOSTER_FILES = {"mean": "model_mean.txt", "q10": "model_q10.txt", "q50": "model_q50.txt", "q90": "model_q90.txt"}
 
@@ -86,13 +90,49 @@ class FeatureSchema:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> FeatureSchema:
-        path = Path(model_dir) / SCHEMA_FILE
-        if not path.is_file():
-            raise ModelArtifactError(
-                f"{path} does not exist: {model_dir} is not a forecaster model directory (train one with "
-                "`forecaster train`, or unpack model.tar.gz there)."
-            )
+        path = model_files(model_dir) / SCHEMA_FILE
         return cls.from_dict(read_json(path), source=str(path))
+
+
+def model_files(model_dir: str | Path) -> Path:
+    """Return the directory holding the model files of ``model_dir``.
+
+    That is ``model_dir`` itself, or, when it holds a training job's ``model.tar.gz`` instead (a processing job's
+    model input: SageMaker does not unpack it), a private temporary directory it is unpacked into once.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / SCHEMA_FILE).is_file():
+        return model_dir
+    tarball = model_dir / MODEL_TARBALL if model_dir.is_dir() else model_dir
+    if tarball.is_file() and tarball.name.endswith(".tar.gz"):
+        return _unpacked(str(tarball.resolve()), tarball.stat().st_mtime_ns)
+    raise ModelArtifactError(
+        f"{model_dir / SCHEMA_FILE} does not exist: {model_dir} is not a forecaster model directory (train one "
+        f"with `forecaster train`, or put the training job's {MODEL_TARBALL} there)."
+    )
+
+
+@functools.cache
+def _unpacked(tarball: str, mtime_ns: int) -> Path:
+    target = Path(tempfile.mkdtemp(prefix="forecaster-model-"))
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            archive.extractall(target, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise ModelArtifactError(f"{tarball} is not a readable model archive: {error}") from error
+    if not (target / SCHEMA_FILE).is_file():
+        raise ModelArtifactError(f"{tarball} holds no {SCHEMA_FILE}: it is not a forecaster model archive.")
+    return target
+
+
+def pack_model(model_dir: str | Path, tarball: str | Path) -> Path:
+    """Write ``model_dir``'s files into ``tarball`` the way SageMaker packs ``/opt/ml/model``."""
+    from forecaster.io import atomic_path
+
+    with atomic_path(tarball) as tmp, tarfile.open(tmp, "w:gz") as archive:
+        for file in sorted(Path(model_files(model_dir)).iterdir()):
+            archive.add(file, arcname=file.name)
+    return Path(tarball)
 
 
 def frame_hash(frame: pd.DataFrame) -> str:

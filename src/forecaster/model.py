@@ -11,7 +11,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema
+from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
 from forecaster.config import TrainConfig
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.io import write_json
@@ -45,7 +45,7 @@ class ForecastModel:
     @classmethod
     def load(cls, model_dir: str | Path) -> ForecastModel:
         """Load and check a model directory (``feature_schema.json`` + one booster file per model)."""
-        model_dir = Path(model_dir)
+        model_dir = model_files(model_dir)
         schema = FeatureSchema.load(model_dir)
         boosters = {}
         for name, file in BOOSTER_FILES.items():

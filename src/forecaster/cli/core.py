@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument("--keys", required=True, type=Path)
     post.add_argument("--predictions", required=True, type=Path, help=".out file or directory of them")
     post.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
+    post.add_argument("--orders", type=Path, help="order proposals file (default: order_proposals.csv next to --out)")
+    post.add_argument("--service-level", type=float, default=0.8, help="demand quantile ordered, 0.1-0.9 (0.8)")
+    post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
     post.set_defaults(func=_postprocess)
 
     fc = subparsers.add_parser("forecast", help="preprocess + predict + postprocess in one process")
@@ -109,7 +112,8 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.forecasting import postprocess
 
-    print(f"wrote {postprocess(args.keys, args.predictions, args.out)}")
+    out = postprocess(args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size)
+    print(f"wrote {out} and {args.orders or out.with_name('order_proposals.csv')}")
     return 0
 
 
