@@ -137,56 +137,59 @@ def fit_boosters(
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Train the four boosters; return the model and each booster's number of rounds.
 
-    With ``valid``, each booster stops early on it (``early_stopping_rounds``). With ``rounds``, each booster
-    trains exactly that many rounds (a refit on all data after early stopping).
+    The features are binned once and shared by all boosters (only labels and weights differ). With ``valid``,
+    each booster stops early on it (``early_stopping_rounds``). With ``rounds``, each booster trains exactly that
+    many rounds (a refit on all data after early stopping).
     """
-    categorical = schema.categorical_indices
+    dataset_params = {"max_bin": config.max_bin, "verbosity": -1, "num_threads": config.resolved_threads}
+    train_set = _LabelledSet(train, schema, lgb.Dataset(
+        train.X, train.y, weight=train.weight, categorical_feature=schema.categorical_indices,
+        feature_name=list(schema.feature_names), params=dataset_params,
+    ).construct())  # fmt: skip
+    valid_set = None
+    if valid is not None and rounds is None and config.early_stopping_rounds:
+        valid_set = _LabelledSet(valid, schema, lgb.Dataset(
+            valid.X, valid.y, reference=train_set.dataset, categorical_feature=schema.categorical_indices,
+            feature_name=list(schema.feature_names), params=dataset_params,
+        ).construct())  # fmt: skip
     boosters: dict[str, lgb.Booster] = {}
     used: dict[str, int] = {}
-    train_scale = _scale(train.X, schema)
     for name in BOOSTER_FILES:
-        is_mean = name == "mean"
-        budget = config.num_boost_round if is_mean else config.quantile_num_boost_round
+        budget = config.num_boost_round if name == "mean" else config.quantile_num_boost_round
         num_rounds = rounds[name] if rounds else budget
-        label = train.y if is_mean else train.y / train_scale
-        weight = train.weight if is_mean else train.weight * train_scale
-        dataset = lgb.Dataset(
-            train.X, label, weight=weight, categorical_feature=categorical, free_raw_data=False,
-            feature_name=list(schema.feature_names), params={"max_bin": config.max_bin, "verbosity": -1},
-        )  # fmt: skip
         callbacks: list[Callable[..., Any]] = []
-        valid_sets = []
-        if valid is not None and rounds is None and config.early_stopping_rounds:
-            valid_scale = _scale(valid.X, schema)
-            valid_sets = [
-                lgb.Dataset(
-                    valid.X,
-                    valid.y if is_mean else valid.y / valid_scale,
-                    weight=valid.weight if is_mean else valid.weight * valid_scale,
-                    reference=dataset,
-                    categorical_feature=categorical,
-                )
-            ]
+        if valid_set is not None:
             callbacks.append(lgb.early_stopping(config.early_stopping_rounds, verbose=False))
         if progress is not None:
             callbacks.append(lambda env, name=name: progress(name, env.iteration + 1))
         booster = lgb.train(
-            booster_params(config, name), dataset, num_boost_round=num_rounds, valid_sets=valid_sets,
-            callbacks=callbacks,
+            booster_params(config, name), train_set.labelled(name), num_boost_round=num_rounds,
+            valid_sets=[valid_set.labelled(name)] if valid_set else [], callbacks=callbacks,
         )  # fmt: skip
-        used[name] = booster.best_iteration if valid_sets and booster.best_iteration > 0 else num_rounds
-        boosters[name] = _keep_rounds(booster, used[name])
+        used[name] = booster.best_iteration if valid_set and booster.best_iteration > 0 else num_rounds
+        boosters[name] = lgb.Booster(model_str=booster.model_to_string(num_iteration=used[name]))
         logger.info("booster %s: %d rounds", name, used[name])
     return ForecastModel(boosters, schema), used
+
+
+class _LabelledSet:
+    """A binned LightGBM dataset whose label and weight switch between the point and the quantile boosters.
+
+    Quantile boosters learn target / scale with weight x scale: the pinball loss in units, relative targets.
+    """
+
+    def __init__(self, rows: TrainingSet, schema: FeatureSchema, dataset: lgb.Dataset) -> None:
+        self.rows = rows
+        self.scale = _scale(rows.X, schema)
+        self.dataset = dataset
+
+    def labelled(self, booster: str) -> lgb.Dataset:
+        relative = booster != "mean"
+        self.dataset.set_label(self.rows.y / self.scale if relative else self.rows.y)
+        self.dataset.set_weight(self.rows.weight * self.scale if relative else self.rows.weight)
+        return self.dataset
 
 
 def _scale(X: np.ndarray, schema: FeatureSchema) -> np.ndarray:
     column = schema.feature_names.index(SCALE_FEATURE)
     return np.nan_to_num(X[:, column], nan=0.0).clip(min=0.0) + schema.scale_floor
-
-
-def _keep_rounds(booster: lgb.Booster, rounds: int) -> lgb.Booster:
-    """Return a booster holding only its first ``rounds`` trees (what gets saved and served)."""
-    if booster.current_iteration() == rounds:
-        return booster
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
