@@ -113,12 +113,15 @@ def point_column(frame: pd.DataFrame) -> str:
 
 
 def regression_metrics(y: np.ndarray, yhat: np.ndarray, *, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Return mae, mse, rmse and r2 as ``{"value", "standard_deviation"}`` (Model Monitor's layout).
+    """Return mae, mse, rmse, r2 (and wape) as ``{"value", "standard_deviation"}`` (Model Monitor's layout).
+
+    ``wape`` is an extra next to Model Monitor's four: the build pipeline's condition step reads
+    ``regression_metrics.wape.value``.
 
     ``standard_deviation`` is the spread over ``STD_REPEATS`` random 80 % subsamples; with fewer than
     ``MIN_ROWS_FOR_STD`` rows it is the string ``"NaN"``, as in Model Monitor's output.
     """
-    funcs = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "r2": metrics.r2}
+    funcs = {"mae": metrics.mae, "mse": metrics.mse, "rmse": metrics.rmse, "r2": metrics.r2, "wape": metrics.wape}
     result: dict[str, dict[str, Any]] = {}
     samples = _subsamples(len(y), seed) if len(y) >= MIN_ROWS_FOR_STD else None
     for name, func in funcs.items():
