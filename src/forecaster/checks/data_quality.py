@@ -38,7 +38,9 @@ def feature_schema_columns(model_dir: str | Path) -> dict[str, str]:
     Raises:
         DataValidationError: when the file is missing or has no ``features`` list.
     """
-    path = Path(model_dir) / "feature_schema.json"
+    from forecaster.artifact import model_files  # a folder holding model.tar.gz (a job's model input) works too
+
+    path = model_files(model_dir) / "feature_schema.json"
     schema = read_json(path)
     features = schema.get("features") if isinstance(schema, dict) else None
     if not isinstance(features, list) or not all(isinstance(f, dict) and "name" in f for f in features):

@@ -23,7 +23,9 @@ def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None
     from forecaster.spec import DatasetSpec, resolve_spec
 
     if model_dir is not None:
-        path = Path(model_dir) / "feature_schema.json"
+        from forecaster.artifact import model_files  # a folder holding model.tar.gz works too
+
+        path = model_files(model_dir) / "feature_schema.json"
         schema = read_json(path)
         if not isinstance(schema, dict) or "spec" not in schema:
             raise DataValidationError(f"{path} has no 'spec' entry; pass --spec instead of --model-dir.")

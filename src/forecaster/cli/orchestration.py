@@ -75,7 +75,16 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
         help="do not let the SDK check the role with IAM (SAGEMAKER_VALIDATE_ROLE=false)",
     )
     upsert.set_defaults(func=_upsert)
-    # `pipeline run ... --local` (the local runner walking forecaster.pipelines.steps) registers here.
+    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.steps
+    run = commands.add_parser("run", help="run a pipeline on this machine (--local): same steps, local folders")
+    run.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
+    run.add_argument("--local", action="store_true", help="run here (required: executions on AWS start there)")
+    run.add_argument("--workdir", required=True, type=Path, help="work directory: step outputs and run.json")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter")
+    run.add_argument("--registry", help="registry URL (default: $FORECASTER_REGISTRY, else <workdir>/registry.db)")
+    run.add_argument("--group", help="model package group of the approved model (default: forecaster-demand)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar and step lines")
+    run.set_defaults(func=_run)
 
 
 def _definition(args: argparse.Namespace) -> int:
@@ -110,6 +119,30 @@ def _upsert(args: argparse.Namespace) -> int:
         validate_role=not args.skip_role_validation,
     )
     print(arn)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from forecaster.cli.core import parse_key_values
+    from forecaster.pipelines.local import RUN_FILE, run_pipeline
+
+    if not args.local:
+        raise InvalidParameterError(
+            "forecaster pipeline run needs --local: it runs the pipeline on this machine. On AWS, create the "
+            "pipeline with `forecaster pipeline upsert` and start executions there."
+        )
+    record = run_pipeline(
+        args.pipeline,
+        args.workdir,
+        parse_key_values(args.param, "--param"),
+        registry=args.registry,
+        group=args.group,
+        progress=not args.no_progress,
+    )
+    print(f"{record['name']}: {record['status']} in {record['seconds']:.1f} s; record: {args.workdir / RUN_FILE}")
+    for name, step in record["steps"].items():
+        for output, path in step.get("outputs", {}).items():
+            print(f"  {name}/{output}: {path}")
     return 0
 
 

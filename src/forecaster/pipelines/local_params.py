@@ -1,0 +1,127 @@
+"""Parameters of a local pipeline run: validated, local paths made absolute, the approved model resolved.
+
+- Every value is checked against the parameter's kind (``integer``, ``float``, ``string``) and kept as the
+  string the SDK would render (``Std:Join`` of a parameter), which is what the steps receive.
+- A parameter a step reads as an input (``InputData``, ``HistoryData``, ``ModelDataUrl``, …) must name an
+  existing local file or directory; it is made absolute. ``Spec`` may be a preset name or a JSON file; without
+  a ``Spec``, a ``spec.json`` next to ``InputData`` is used (what ``forecaster synth`` writes).
+- The inference and model-quality pipelines take the model and its baselines from the latest approved version
+  in the registry (:func:`forecaster.pipelines.resolve.approved_model_parameters`) unless all of those
+  parameters are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
+from forecaster.pipelines.table import PipelineSpec
+
+#: what the approved-model resolver fills in, per pipeline
+RESOLVED = {
+    "inference": ("ModelDataUrl", "ModelPackageArn", "DataQualityBaselineUri", "ExplainabilityBaselineUri"),
+    "model-quality": ("ModelQualityBaselineUri",),
+}
+DEFAULT_GROUP = "forecaster-demand"
+
+
+def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
+    kind = next(p.kind for p in pipeline.parameters if p.name == name)
+    text = str(value).strip()
+    try:
+        if kind == "integer":
+            return str(int(text))
+        if kind == "float":
+            return str(float(text))
+    except ValueError:
+        raise InvalidParameterError(
+            f"The {name!r} parameter of the {pipeline.name} pipeline must be {'an' if kind == 'integer' else 'a'} "
+            f"{kind}. Got {value!r} instead."
+        ) from None
+    return str(value)
+
+
+def _input_params(pipeline: PipelineSpec) -> set[str]:
+    return {ref.split(":", 1)[1] for step in pipeline.steps for ref in step.inputs.values() if ref.startswith("param:")}
+
+
+def _approved(key: str, registry_url: str, group: str) -> dict[str, str]:
+    from forecaster.pipelines.resolve import approved_model_parameters
+    from forecaster.registry import open_registry
+
+    registry = open_registry(registry_url)
+    try:
+        return approved_model_parameters(registry, group, key)
+    except NoApprovedModelError:
+        raise NoApprovedModelError(
+            f"No approved model in group {group!r} of registry {registry_url}: the {key} pipeline runs the latest "
+            f"approved version. Review the registered versions with `forecaster registry list --registry "
+            f"{registry_url} --group {group}`, then approve one with `forecaster registry approve --registry "
+            f"{registry_url} --group {group} --version N`."
+        ) from None
+    except RegistryError as error:
+        if group in registry.list_groups():
+            raise
+        raise RegistryError(
+            f"Registry {registry_url} has no model package group {group!r}, which the {key} pipeline takes its "
+            f"model from. Run the build pipeline with this registry first (`forecaster pipeline run build --local "
+            f"--registry {registry_url} ...`), or pass --registry/--group of the registry that holds the model."
+        ) from error
+
+
+def resolve_parameters(
+    key: str,
+    pipeline: PipelineSpec,
+    given: Mapping[str, Any],
+    *,
+    registry_url: str,
+    group: str | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """Return ``({parameter: value}, notes)`` for a local run of ``pipeline`` (see the module docstring).
+
+    Raises:
+        InvalidParameterError: for an unknown parameter, a value of the wrong kind, or an input parameter that
+            is not an existing local path.
+        NoApprovedModelError: when the model must come from the registry and no version is approved.
+    """
+    defaults = pipeline.defaults()
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise InvalidParameterError(
+            f"The {pipeline.name} pipeline has no parameter {', '.join(map(repr, unknown))}. Its parameters: "
+            f"{', '.join(defaults)}."
+        )
+    params = {name: _typed(pipeline, name, value) for name, value in {**defaults, **given}.items()}
+    notes: list[str] = []
+    inputs = _input_params(pipeline)
+    resolved = RESOLVED.get(key, ())
+    if resolved and not set(resolved) <= set(given):
+        group = group or DEFAULT_GROUP
+        approved = _approved(key, registry_url, group)
+        for name, value in approved.items():
+            if name not in given:
+                params[name] = value
+        notes.append(f"model and baselines: latest approved version of {group!r} in {registry_url}")
+    for name in sorted(inputs):
+        path = Path(params[name]).expanduser()
+        if "://" in params[name] or not path.exists():
+            raise InvalidParameterError(
+                f"The {name!r} parameter must name an existing local file or directory for a local run. Got "
+                f"{params[name]!r} instead. Pass --param {name}=PATH."
+            )
+        params[name] = str(path.resolve())
+    if "Spec" in params:
+        spec = Path(params["Spec"]).expanduser()
+        if "Spec" not in given and "InputData" in params:
+            data = Path(params["InputData"])
+            bundled = (data if data.is_dir() else data.parent) / "spec.json"
+            if bundled.is_file():
+                spec = bundled
+                notes.append(f"Spec: {bundled} (the spec.json next to InputData)")
+        if spec.suffix == ".json" or spec.is_file():
+            if not spec.is_file():
+                raise InvalidParameterError(f"The 'Spec' parameter names {spec}, which does not exist.")
+            params["Spec"] = str(spec.resolve())
+    return params, notes
