@@ -42,6 +42,8 @@ from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import PipelineSpec, StepSpec
 
 RUN_FILE = "run.json"
+#: parameters an executor reads although the step's table entry does not name them (as the SDK builder does)
+IMPLICIT_PARAMS = {"transform": ("TransformMaxPayloadInMB", "TransformMaxConcurrent")}
 _PARAM_TOKEN = re.compile(r"\{param:(\w+)\}")
 
 
@@ -88,7 +90,7 @@ def _references(spec: StepSpec, params: set[str], steps: set[str]) -> tuple[set[
             for item in value:
                 walk(item)
 
-    walk([spec.args, spec.inputs, spec.instance, spec.settings])
+    walk([spec.args, spec.inputs, spec.instance, spec.settings, IMPLICIT_PARAMS.get(spec.kind, ())])
     return used_params, used_steps - {spec.name}
 
 
@@ -201,7 +203,7 @@ class LocalRun:
     def _reusable(self, spec: StepSpec, old: dict[str, Any] | None, key: str) -> bool:
         if not old or old.get("status") != "Succeeded" or old.get("cache_key") != key:
             return False
-        return all(Path(path).exists() for path in old.get("outputs", {}).values())
+        return all(self.output_path(spec.name, name).exists() for name in spec.outputs)
 
     # -- running --------------------------------------------------------------------------------------------
     def _execute(self, spec: StepSpec, key: str) -> dict[str, Any]:
@@ -293,7 +295,9 @@ class LocalRun:
                     key = self.keys[spec.name] = self.cache_key(spec)
                     old = old_steps.get(spec.name)
                     if self._reusable(spec, old, key):
-                        record = self.record["steps"][spec.name] = {**old, "cache_hit": True}
+                        outputs = {name: str(self.output_path(spec.name, name)) for name in spec.outputs}
+                        record = {**old, "outputs": outputs, "cache_hit": True}
+                        self.record["steps"][spec.name] = record
                         self._save()
                     else:
                         record = self._execute(spec, key)

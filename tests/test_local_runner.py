@@ -1,0 +1,256 @@
+"""The local pipeline runner end to end on tiny data: build, resume, failures, condition, registry, inference."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecaster.cli.main import main
+from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError, PipelineStepError
+from forecaster.io import read_json, read_table
+from forecaster.pipelines.local import RUN_FILE, run_pipeline
+from forecaster.registry import ApprovalStatus, open_registry
+from forecaster.synth import write_dataset
+
+GROUP = "forecaster-demand"
+#: tiny, fast training through the pipeline's own parameters (one LightGBM thread: the CI machine is busy)
+FAST = {
+    "Horizon": 7,
+    "NumBoostRound": 20,
+    "QuantileNumBoostRound": 10,
+    "NumLeaves": 7,
+    "NumThreads": 1,
+    "TransformMaxConcurrent": 1,
+}
+BUILD_STEPS = [
+    "Split",
+    "Train",
+    "Preprocess",
+    "CreateModel",
+    "Transform",
+    "Postprocess",
+    "Evaluate",
+    "DataQualityBaseline",
+    "ModelQualityBaseline",
+    "ExplainabilityBaseline",
+    "CheckEvaluation",
+    "RegisterModel",
+    "EvaluationFailed",
+]
+
+
+def registry_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "sales", stores=2, items=3, days=90, seed=3)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_dir) -> tuple[Path, dict]:
+    workdir = tmp_path_factory.mktemp("runs") / "build"
+    record = run_pipeline("build", workdir, {**FAST, "InputData": str(data_dir)}, progress=False)
+    return workdir, record
+
+
+def copy_workdir(source: Path, target: Path) -> Path:
+    """A copy of a work directory (its run record included) without its registry."""
+    shutil.copytree(source, target)
+    (target / "registry.db").unlink(missing_ok=True)
+    return target
+
+
+def test_build_runs_every_step_and_registers_pending(built, data_dir):
+    workdir, record = built
+    assert record["status"] == "Succeeded"
+    assert list(record["steps"]) == BUILD_STEPS
+    statuses = {name: step["status"] for name, step in record["steps"].items()}
+    assert statuses.pop("EvaluationFailed") == "NotExecuted"
+    assert set(statuses.values()) == {"Succeeded"}
+    assert read_json(workdir / RUN_FILE) == record
+    # the spec.json that `forecaster synth` wrote next to the data was picked up for Split and training
+    assert record["parameters"]["Spec"] == str((data_dir / "spec.json").resolve())
+
+    # training went through the sagemaker-training toolkit and was packed as SageMaker packs /opt/ml/model
+    train = record["steps"]["Train"]
+    assert Path(train["model_data"]).name == "model.tar.gz" and Path(train["model_data"]).is_file()
+    assert train["hyperparameters"]["num_boost_round"] == "20"
+    assert "validation:wape" in train["metrics"]
+    assert "sagemaker_training" in (workdir / "Train" / "log.txt").read_text()
+
+    forecasts = read_table(workdir / "Postprocess/output/forecasts/forecasts.csv")
+    truth = read_table(workdir / "Split/output/truth")
+    assert len(forecasts) == len(truth) == 2 * 3 * 7
+    assert (forecasts["p10"] <= forecasts["p50"]).all() and (forecasts["p50"] <= forecasts["p90"]).all()
+    assert (workdir / "Postprocess/output/forecasts/order_proposals.csv").is_file()
+
+    evaluation = read_json(workdir / "Evaluate/output/evaluation/evaluation.json")
+    condition = record["steps"]["CheckEvaluation"]
+    assert condition["value"] == evaluation["regression_metrics"]["wape"]["value"]
+    assert condition["outcome"] is True and condition["branch"] == ["RegisterModel"]
+
+    (version,) = open_registry(record["registry"]).list_versions(GROUP)
+    assert version.status == ApprovalStatus.PENDING
+    assert version.model_data_url == train["model_data"]
+    assert version.metrics["wape"] == pytest.approx(evaluation["forecast_metrics"]["overall"]["wape"])
+    assert set(version.baselines) == {
+        "model_quality_statistics",
+        "model_quality_constraints",
+        "data_quality_statistics",
+        "data_quality_constraints",
+        "explainability_report",
+    }
+    assert all(Path(path).is_file() for path in version.baselines.values())
+    assert version.lineage["parent_run"] == record["run_id"]
+
+
+def test_second_run_reuses_every_step_and_registers_nothing_new(built, data_dir):
+    workdir, first = built
+    before = (workdir / "Train/output/model/model.tar.gz").stat().st_mtime_ns
+    again = run_pipeline("build", workdir, {**FAST, "InputData": str(data_dir)}, progress=False)
+    assert again["status"] == "Succeeded"
+    executed = [name for name, step in again["steps"].items() if step["status"] == "Succeeded"]
+    assert executed == BUILD_STEPS[:-1]
+    assert all(again["steps"][name].get("cache_hit") for name in executed)
+    assert (workdir / "Train/output/model/model.tar.gz").stat().st_mtime_ns == before
+    assert len(open_registry(first["registry"]).list_versions(GROUP)) == 1
+    assert again["previous_runs"][-1]["run_id"] == first["run_id"]
+
+
+def test_changed_parameter_reruns_only_the_steps_that_use_it(built, data_dir, tmp_path):
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    record = run_pipeline(
+        "build", workdir, {**FAST, "InputData": str(data_dir), "DataDriftThreshold": 0.2}, progress=False
+    )
+    rerun = {
+        name for name, step in record["steps"].items() if step["status"] == "Succeeded" and not step.get("cache_hit")
+    }
+    assert rerun == {"DataQualityBaseline", "RegisterModel"}  # registration reads the new baseline
+    constraints = read_json(workdir / "DataQualityBaseline/output/baseline/constraints.json")
+    assert constraints["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.2
+
+
+def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built, data_dir, tmp_path, capsys):
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    argv = ["pipeline", "run", "build", "--local", "--workdir", str(workdir), "--no-progress"]
+    argv += [f"--param={k}={v}" for k, v in {**FAST, "InputData": data_dir}.items()]
+    assert main([*argv, "--param", "TransformMaxPayloadInMB=0"]) == PipelineStepError.exit_code
+    error = capsys.readouterr().err
+    assert "Step Transform of the build pipeline failed" in error and "max_payload_mb" in error
+    record = read_json(workdir / RUN_FILE)
+    assert record["status"] == "Failed" and record["failure_reason"].startswith("Transform: ")
+    assert list(record["steps"]) == BUILD_STEPS[:5]  # nothing after the failed step ran
+    assert record["steps"]["Transform"]["status"] == "Failed"
+    assert not (workdir / "Transform/output/predictions").exists()
+
+    assert main(argv) == 0
+    record = read_json(workdir / RUN_FILE)
+    assert record["status"] == "Succeeded"
+    reused = [name for name, step in record["steps"].items() if step.get("cache_hit")]
+    assert reused == BUILD_STEPS[:4]  # resumed at the step that failed
+    assert (workdir / "Transform/output/predictions/features.csv.out").is_file()
+
+
+def test_training_failure_reason_comes_from_the_failure_file(built, data_dir, tmp_path):
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    with pytest.raises(PipelineStepError, match=r"Step Train .*learning_rate") as caught:
+        run_pipeline("build", workdir, {**FAST, "InputData": str(data_dir), "LearningRate": 5}, progress=False)
+    assert "Fix the cause and run the same command again" in caught.value.reason
+    record = read_json(workdir / RUN_FILE)
+    assert record["steps"]["Split"]["cache_hit"] is True
+    assert "learning_rate" in record["steps"]["Train"]["reason"]
+
+
+def test_condition_failing_stops_at_the_fail_step_and_registers_nothing(built, data_dir, tmp_path):
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    registry = registry_url(tmp_path / "fresh.db")
+    params = {**FAST, "InputData": str(data_dir), "MaxWape": 0.0001}
+    with pytest.raises(PipelineStepError, match=r"Not registered: evaluation WAPE 0\.\d+ is above MaxWape 0\.0001"):
+        run_pipeline("build", workdir, params, registry=registry, progress=False)
+    record = read_json(workdir / RUN_FILE)
+    assert record["steps"]["CheckEvaluation"]["outcome"] is False
+    assert record["steps"]["RegisterModel"]["status"] == "NotExecuted"
+    assert record["steps"]["EvaluationFailed"]["status"] == "Failed"
+    assert record["steps"]["Train"]["cache_hit"] is True
+    assert open_registry(registry).list_groups() == []
+
+
+def test_inference_needs_an_approved_model_then_forecasts_and_decides(built, tmp_path, capsys):
+    workdir, record = built
+    registry = record["registry"]
+    split = workdir / "Split/output"
+    params = {"HistoryData": split / "history", "FutureData": split / "future", "TransformMaxConcurrent": 1}
+    inference = tmp_path / "inference"
+    with pytest.raises(NoApprovedModelError, match=r"forecaster registry approve --registry .* --group"):
+        run_pipeline("inference", inference, params, registry=registry, progress=False)
+    argv = ["pipeline", "run", "inference", "--local", "--workdir", str(inference), "--registry", registry]
+    argv += [f"--param={k}={v}" for k, v in params.items()]
+    assert main(argv) == NoApprovedModelError.exit_code
+    assert "forecaster registry approve" in capsys.readouterr().err
+    assert not (inference / RUN_FILE).exists()
+
+    open_registry(registry).approve(GROUP, 1, "tested")
+    result = run_pipeline("inference", inference, params, registry=registry, progress=False)
+    assert result["status"] == "Succeeded"
+    assert result["parameters"]["ModelDataUrl"] == record["steps"]["Train"]["model_data"]
+    assert result["parameters"]["ModelPackageArn"] == f"{GROUP}/1"
+    forecasts = read_table(inference / "Postprocess/output/forecasts/forecasts.csv")
+    assert len(forecasts) == 2 * 3 * 7
+    orders = read_table(inference / "Postprocess/output/forecasts/order_proposals.csv")
+    assert (orders["order_units"] >= 0).all()
+    decision = read_json(inference / "DecideRetrain/output/decision/decision.json")
+    assert decision["retrain"] is False  # the same window the baselines were made on: nothing drifted
+
+
+def test_model_quality_pipeline_decides_retraining_from_ground_truth(built, tmp_path):
+    workdir = built[0]
+    params = {
+        "ForecastsData": workdir / "Postprocess/output/forecasts/forecasts.csv",
+        "GroundTruthData": workdir / "Split/output/truth",
+        "ModelQualityBaselineUri": workdir / "ModelQualityBaseline/output/baseline",
+    }
+    result = run_pipeline("model-quality", tmp_path / "mq", {**params, "RetrainWape": 0.0001}, progress=False)
+    assert result["status"] == "Succeeded"
+    # the forecast file was staged into the step's input folder, as a processing job mounts it
+    assert (tmp_path / "mq/ModelQualityCheck/input/predictions/forecasts.csv").is_file()
+    decision = read_json(tmp_path / "mq/DecideRetrain/output/decision/decision.json")
+    assert decision["retrain"] is True
+    assert any("above the limit 0.0001" in reason for reason in decision["reasons"])
+
+
+def test_parameters_are_validated(data_dir, tmp_path, capsys):
+    with pytest.raises(InvalidParameterError, match="has no parameter 'Horizn'"):
+        run_pipeline("build", tmp_path, {"Horizn": 7, "InputData": str(data_dir)}, progress=False)
+    with pytest.raises(InvalidParameterError, match=r"'Horizon' parameter .* must be an integer\. Got 'x'"):
+        run_pipeline("build", tmp_path, {"Horizon": "x", "InputData": str(data_dir)}, progress=False)
+    with pytest.raises(InvalidParameterError, match="'InputData' parameter must name an existing local"):
+        run_pipeline("build", tmp_path, {}, progress=False)  # the default is an S3 prefix
+    assert main(["pipeline", "run", "build", "--workdir", str(tmp_path)]) == InvalidParameterError.exit_code
+    assert "needs --local" in capsys.readouterr().err
+    assert main(["pipeline", "run", "build", "--local", "--workdir", str(tmp_path), "--param", "Horizon"]) == 2
+    assert not (tmp_path / RUN_FILE).exists()
+
+
+def test_a_work_directory_is_used_by_one_run_at_a_time(data_dir, tmp_path):
+    with open(tmp_path / ".run.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(ForecasterError, match="Another run is using work directory"):
+            run_pipeline("build", tmp_path, {"InputData": str(data_dir)}, progress=False)
+
+
+def test_run_record_is_json_with_inputs_outputs_and_timing(built):
+    workdir = built[0]
+    document = json.loads((workdir / RUN_FILE).read_text())
+    split = document["steps"]["Split"]
+    assert split["argv"][:2] == ["forecaster", "split"]
+    assert Path(split["inputs"]["data"]) == Path(document["parameters"]["InputData"])
+    assert set(split["outputs"]) == {"train", "history", "future", "truth"}
+    assert split["seconds"] >= 0 and split["started_at"] <= split["finished_at"]
+    assert pd.Timestamp(document["started_at"]) <= pd.Timestamp(document["finished_at"])
