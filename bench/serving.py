@@ -41,6 +41,7 @@ from forecaster.training import fit_artifact
 HORIZON = 14
 #: Default model shape (31 leaves, 0.05 learning rate) with fewer rounds than the defaults, so the benchmark trains
 #: in minutes on 2 shared cores; the quantile boosters are what /invocations evaluates.
+ROUNDS = 3
 HYPERPARAMETERS = {"horizon": HORIZON, "num_boost_round": 300, "quantile_num_boost_round": 200}
 
 
@@ -76,14 +77,24 @@ def throughput(model_dir: Path, model: ForecastModel, rows: np.ndarray, csv_path
     write_csv(rows, csv_path)
     data = csv_path.read_bytes()
     batches = [batch for _, batch in iter_batches(data, 6 * MB)]
-    with stopwatch() as in_process:
-        expected = model.predict(rows)
     with ServerProcess(model_dir) as server:
         workers = json.loads(http_request(server.port, "GET", "/execution-parameters").body)["MaxConcurrentTransforms"]
+        batches = batches[: max(workers, len(batches) // workers * workers)]  # whole rounds: no idle worker at the end
+        rows = rows[: sum(batch.count(b"\n") + 1 for batch in batches)]
         headers = {"Content-Type": "text/csv", "X-Amzn-SageMaker-Custom-Attributes": "quantiles=all"}
         http_request(server.port, "POST", "/invocations", batches[0][:10000].rsplit(b"\n", 1)[0], headers)  # warm
-        with stopwatch() as served, ThreadPoolExecutor(workers) as pool:
-            answers = list(pool.map(lambda b: http_request(server.port, "POST", "/invocations", b, headers), batches))
+        served, in_process = [], []
+
+        def post(batch: bytes):
+            return http_request(server.port, "POST", "/invocations", batch, headers)
+
+        for _ in range(ROUNDS):  # alternate, keep the best of each: the machine is shared
+            with stopwatch() as timing, ThreadPoolExecutor(workers) as pool:
+                answers = list(pool.map(post, batches))
+            served.append(timing["seconds"])
+            with stopwatch() as timing:
+                expected = model.predict(rows)
+            in_process.append(timing["seconds"])
         latencies = []
         one_row = data.split(b"\n", 1)[0]
         for _ in range(300):
@@ -97,10 +108,12 @@ def throughput(model_dir: Path, model: ForecastModel, rows: np.ndarray, csv_path
     return {
         "rows": n,
         "batches": len(batches),
-        "payload_mb": round(len(data) / MB, 1),
-        "in_process_rows_per_s": n / in_process["seconds"],
-        "served_rows_per_s": n / served["seconds"],
-        "ratio": in_process["seconds"] / served["seconds"],
+        "workers": workers,
+        "in_process_rows_per_s": n / min(in_process),
+        "served_rows_per_s": n / min(served),
+        "ratio": min(in_process) / min(served),
+        "in_process_s_runs": in_process,
+        "served_s_runs": served,
         "latency_p50_ms": 1000 * statistics.median(latencies),
         "latency_p99_ms": 1000 * float(np.percentile(latencies, 99)),
     }
@@ -147,7 +160,7 @@ def transform(model_dir: Path, model: ForecastModel, base: np.ndarray, n_rows: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transform-rows", type=int, default=300 * 1000 * 14)
-    parser.add_argument("--throughput-rows", type=int, default=200_000)
+    parser.add_argument("--throughput-rows", type=int, default=300_000)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
