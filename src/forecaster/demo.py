@@ -117,6 +117,17 @@ def _decision(path: Path) -> str:
     return f"{verdict}{reasons}"
 
 
+def _inference(workdir: Path, history: Path, future: Path, registry: str) -> Path:
+    """Run the inference pipeline, print its decision and return the decision file."""
+    from forecaster.pipelines.local import run_pipeline
+
+    params = {"HistoryData": history, "FutureData": future, **TRANSFORM, **DECISION}
+    run_pipeline("inference", workdir, params, registry=registry)
+    decision = workdir / "DecideRetrain" / "output" / "decision" / "decision.json"
+    print(f"    decision: {_decision(decision)}")
+    return decision
+
+
 def run(
     workdir: Path, stores: int, items: int, days: int, *, resume: bool = False, training: dict | None = None
 ) -> dict[str, Path]:
@@ -161,26 +172,11 @@ def run(
     _approve(registry, package["version"])
 
     _stage(4, total, f"batch-inference pipeline: the next {HORIZON} days with the latest approved model")
-    first = runs / "2-inference"
-    run_pipeline(
-        "inference",
-        first,
-        {"HistoryData": data["history1"], "FutureData": data["future1"], **TRANSFORM, **DECISION},
-        registry=registry,
-    )
-    forecasts = first / "Postprocess" / "output" / "forecasts"
-    print(f"    decision: {_decision(first / 'DecideRetrain' / 'output' / 'decision' / 'decision.json')}")
+    _inference(runs / "2-inference", data["history1"], data["future1"], registry)
+    forecasts = runs / "2-inference" / "Postprocess" / "output" / "forecasts"
 
     _stage(5, total, f"later period: campaigns now {DEEPER_BY:.0%} deeper, selling ~{UPLIFT}x; the next inference run")
-    later = runs / "3-inference-later"
-    run_pipeline(
-        "inference",
-        later,
-        {"HistoryData": data["history2"], "FutureData": data["future2"], **TRANSFORM, **DECISION},
-        registry=registry,
-    )
-    later_decision = later / "DecideRetrain" / "output" / "decision" / "decision.json"
-    print(f"    decision: {_decision(later_decision)}")
+    later_decision = _inference(runs / "3-inference-later", data["history2"], data["future2"], registry)
 
     _stage(6, total, "model-quality pipeline: the first period's forecasts against what was really sold")
     quality = runs / "4-model-quality"

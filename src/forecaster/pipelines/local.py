@@ -352,13 +352,10 @@ def _line(name: str, record: dict[str, Any]) -> str:
 
 
 def run_pipeline(
-    pipeline: str,
-    workdir: str | os.PathLike[str],
-    params: Mapping[str, Any] | None = None,
-    *,
-    registry: str | None = None,
-    group: str | None = None,
-    progress: bool = True,
+    pipeline: str, workdir: str | os.PathLike[str], params: Mapping[str, Any] | None = None, **options: Any
 ) -> dict[str, Any]:
-    """Run ``pipeline`` locally in ``workdir`` and return the run record (see :class:`LocalRun`)."""
-    return LocalRun(pipeline, workdir, params, registry=registry, group=group, progress=progress).run()
+    """Run ``pipeline`` locally in ``workdir`` and return the run record.
+
+    ``options`` are :class:`LocalRun`'s keyword arguments: ``registry``, ``group``, ``progress``.
+    """
+    return LocalRun(pipeline, workdir, params, **options).run()
