@@ -177,6 +177,8 @@ def decode_csv(body: bytes, layout: FeatureLayout) -> np.ndarray:
     if not blank:
         try:
             matrix = _read_csv(data, len(layout.names))
+        except pa.ArrowCancelled:  # interrupted by a signal: not the client's fault
+            raise
         except pa.ArrowException:
             matrix = None
     if matrix is None or matrix.shape[0] != n_rows:

@@ -35,6 +35,8 @@ def _post_worker_init(worker: Any) -> None:
     import pyarrow
 
     pyarrow.set_cpu_count(int(os.environ["OMP_NUM_THREADS"]))  # CSV parsing threads, like LightGBM's
+    # gunicorn owns the signals: SIGTERM means "finish the request", not "cancel the CSV parse in progress"
+    pyarrow.enable_signal_handlers(False)
     worker.wsgi.extensions["forecaster"].start()
 
 
