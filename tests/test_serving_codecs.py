@@ -14,7 +14,7 @@ from forecaster.errors import (
     NotAcceptableError,
     UnsupportedMediaTypeError,
 )
-from forecaster.serving import codecs
+from forecaster.serving import codecs, media
 from forecaster.serving.app import RequestOptions
 from forecaster.serving.environment import BODY_HEADROOM_BYTES, MB, ServingEnvironment
 from forecaster.serving.transform import iter_batches, join_lines
@@ -140,12 +140,12 @@ def test_json_bodies_rejected_with_record_and_feature(kind, body, match):
     ],
 )
 def test_request_media_types(header, expected):
-    assert codecs.request_media_type(header) == expected
+    assert media.request_media_type(header) == expected
 
 
 def test_unknown_content_type_is_415():
     with pytest.raises(UnsupportedMediaTypeError, match="Send one of") as info:
-        codecs.request_media_type("application/x-npy")
+        media.request_media_type("application/x-npy")
     assert info.value.status == 415
 
 
@@ -162,12 +162,12 @@ def test_unknown_content_type_is_415():
     ],
 )
 def test_accept_negotiation(accept, expected):
-    assert codecs.response_media_type(accept, default=codecs.JSON) == expected
+    assert media.response_media_type(accept, default=codecs.JSON) == expected
 
 
 def test_unwritable_accept_is_406():
     with pytest.raises(NotAcceptableError) as info:
-        codecs.response_media_type("application/xml, image/*", default=codecs.CSV)
+        media.response_media_type("application/xml, image/*", default=codecs.CSV)
     assert info.value.status == 406
 
 

@@ -24,7 +24,7 @@ from forecaster.errors import (
     PayloadTooLargeError,
 )
 from forecaster.params import Boolean, Options, coerce
-from forecaster.serving import codecs
+from forecaster.serving import codecs, media
 from forecaster.serving.environment import MB, QUANTILE_CHOICES, ServingEnvironment
 
 if TYPE_CHECKING:
@@ -215,8 +215,8 @@ def create_app(environment: ServingEnvironment, *, model: ForecastModel | None =
 
     @app.post("/invocations")
     def invocations() -> Response:
-        content_type = codecs.request_media_type(request.headers.get("Content-Type"))
-        accept = codecs.response_media_type(request.headers.get("Accept"), default=content_type)
+        content_type = media.request_media_type(request.headers.get("Content-Type"))
+        accept = media.response_media_type(request.headers.get("Accept"), default=content_type)
         options = RequestOptions.parse(request.headers.get(CUSTOM_ATTRIBUTES), environment.default_quantiles)
         model = holder.get(wait_s=environment.timeout_s)
         body = read_body(limit)

@@ -31,8 +31,8 @@ from typing import Any
 from forecaster.errors import DataValidationError, ForecasterError, ModelNotReadyError
 from forecaster.io import atomic_path
 from forecaster.params import Interval, Options, coerce
-from forecaster.serving.codecs import CSV, JSONLINES
 from forecaster.serving.environment import MB, QUANTILE_CHOICES
+from forecaster.serving.media import CSV, JSONLINES
 
 logger = logging.getLogger(__name__)
 
