@@ -254,3 +254,32 @@ def test_run_record_is_json_with_inputs_outputs_and_timing(built):
     assert set(split["outputs"]) == {"train", "history", "future", "truth"}
     assert split["seconds"] >= 0 and split["started_at"] <= split["finished_at"]
     assert pd.Timestamp(document["started_at"]) <= pd.Timestamp(document["finished_at"])
+
+
+def test_registration_is_repeated_when_the_registry_lost_it(built, data_dir, tmp_path):
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    params = {**FAST, "InputData": str(data_dir)}
+    first = run_pipeline("build", workdir, params, progress=False)  # a new registry: only RegisterModel runs
+    assert [n for n, s in first["steps"].items() if s["status"] == "Succeeded" and not s.get("cache_hit")] == [
+        "RegisterModel"
+    ]
+    assert run_pipeline("build", workdir, params, progress=False)["steps"]["RegisterModel"]["cache_hit"] is True
+    (workdir / "registry.db").unlink()
+    again = run_pipeline("build", workdir, params, progress=False)
+    assert not again["steps"]["RegisterModel"].get("cache_hit")
+    assert [v.version for v in open_registry(again["registry"]).list_versions(GROUP)] == [1]
+
+
+def test_one_work_directory_holds_one_pipeline(built, tmp_path):
+    workdir = built[0]
+    with pytest.raises(InvalidParameterError, match="holds a run of the build pipeline"):
+        run_pipeline(
+            "model-quality",
+            workdir,
+            {
+                "ForecastsData": workdir / "Postprocess/output/forecasts",
+                "GroundTruthData": workdir / "Split/output/truth",
+                "ModelQualityBaselineUri": workdir / "ModelQualityBaseline/output/baseline",
+            },
+            progress=False,
+        )

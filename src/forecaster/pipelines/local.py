@@ -7,7 +7,8 @@ directory, which mirrors a processing job's ``/opt/ml/processing/{input,output}`
     <workdir>/run.json                      the run record: parameters, and per step status, inputs, outputs,
                                             timing, the failure reason and a cache key
     <workdir>/<Step>/output/<name>/...      the step's outputs
-    <workdir>/<Step>/input/<name>/...       parameter inputs that are files, staged into a folder (hard links)
+    <workdir>/<Step>/input/<name>/...       inputs that are files, staged into a folder (hard links), as a
+                                            processing job mounts an S3 object in a folder
     <workdir>/<Step>/log.txt                what the step printed
     <workdir>/registry.db                   the default model registry (``--registry`` overrides)
 
@@ -165,11 +166,11 @@ class LocalRun:
         return self.output_path(step, output)
 
     def _inputs(self, spec: StepSpec, folder: Path) -> dict[str, Path]:
-        """Input name -> local path; a parameter input that is a file is staged into ``<step>/input/<name>/``."""
+        """Input name -> local path; an input that is a file is staged into ``<step>/input/<name>/``."""
         inputs = {}
         for name, ref in spec.inputs.items():
             path = self._source(ref)
-            if ref.startswith("param:") and path.is_file():
+            if path.is_file():
                 staged = folder / "input" / name / path.name
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -203,6 +204,14 @@ class LocalRun:
     def _reusable(self, spec: StepSpec, old: dict[str, Any] | None, key: str) -> bool:
         if not old or old.get("status") != "Succeeded" or old.get("cache_key") != key:
             return False
+        if spec.kind == "register":  # the registered version must still be there (a registry file can be removed)
+            from forecaster.registry import open_registry
+
+            package = old.get("model_package") or {}
+            try:
+                open_registry(self.registry_url).get(package.get("group", ""), int(package.get("version", 0)))
+            except ForecasterError:
+                return False
         return all(self.output_path(spec.name, name).exists() for name in spec.outputs)
 
     # -- running --------------------------------------------------------------------------------------------
@@ -253,7 +262,12 @@ class LocalRun:
             previous = read_json(path)
         except ForecasterError:
             return {}
-        return previous if previous.get("pipeline") == self.key else {}
+        if previous.get("pipeline") not in (None, self.key):
+            raise InvalidParameterError(
+                f"Work directory {self.workdir} holds a run of the {previous['pipeline']} pipeline. Use another "
+                f"--workdir for the {self.key} pipeline (one work directory per pipeline)."
+            )
+        return previous
 
     def run(self) -> dict[str, Any]:
         """Run the pipeline; return the run record (also in ``<workdir>/run.json``).
