@@ -283,3 +283,12 @@ def test_one_work_directory_holds_one_pipeline(built, tmp_path):
             },
             progress=False,
         )
+
+
+def test_report_over_a_build_work_directory_plots_the_evaluation_window(built, tmp_path):
+    workdir = built[0]
+    out = tmp_path / "report.html"
+    assert main(["report", "--workdir", str(workdir), "--out", str(out)]) == 0
+    html = out.read_text()
+    forecast_section = html.split("<h2>Forecast vs actual</h2>")[1].split("<h2>")[0]
+    assert "<img" in forecast_section  # Postprocess forecasts joined with Split's truth

@@ -17,6 +17,8 @@ file(s)                                   section
 ``**/feature_drift.json``                 per-feature drift distances against their thresholds
 ``**/*violations*.json``                  every violation, with the step directory it came from
 ========================================  ====================================================================
+
+Without a ``predictions`` table, a ``forecasts`` table (the pipelines' Postprocess output) is plotted.
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
 
     from forecaster.checks.evaluation import join_predictions
 
-    pred_path, truth_path = _table_in(workdir, "predictions"), _table_in(workdir, "truth")
+    # predictions/ (a check's input), else forecasts/ (the Postprocess output of the pipelines)
+    pred_path = _table_in(workdir, "predictions") or _table_in(workdir, "forecasts")
+    truth_path = _table_in(workdir, "truth")
     if pred_path is None or truth_path is None:
         return _note("Predictions or truth not found (predictions/ and truth/ tables); forecast plots omitted.")
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
+from forecaster.pipelines.steps import BUILD
 from forecaster.pipelines.table import PipelineSpec
 
 #: what the approved-model resolver fills in, per pipeline
@@ -24,7 +25,8 @@ RESOLVED = {
     "inference": ("ModelDataUrl", "ModelPackageArn", "DataQualityBaselineUri", "ExplainabilityBaselineUri"),
     "model-quality": ("ModelQualityBaselineUri",),
 }
-DEFAULT_GROUP = "forecaster-demand"
+#: where the build pipeline registers by default
+DEFAULT_GROUP = str(BUILD.defaults()["ModelPackageGroupName"])
 
 
 def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
