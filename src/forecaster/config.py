@@ -24,6 +24,8 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "early_stopping_rounds": [Interval(int, 0, 10000)],
     "learning_rate": [Interval(float, 0.0, 1.0, closed="right")],
     "num_leaves": [Interval(int, 2, 131072)],
+    "quantile_num_leaves": [Interval(int, 2, 131072)],
+    "quantile_bagging_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "min_data_in_leaf": [Interval(int, 1, None)],
     "feature_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "lambda_l2": [Interval(float, 0.0, None)],
@@ -49,11 +51,13 @@ class TrainConfig:
     spec: str = "default"
     objective: str = "tweedie"
     tweedie_variance_power: float = 1.2
-    num_boost_round: int = 600
+    num_boost_round: int = 500
     quantile_num_boost_round: int = 300
-    early_stopping_rounds: int = 50
-    learning_rate: float = 0.05
-    num_leaves: int = 127
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.1
+    num_leaves: int = 63
+    quantile_num_leaves: int = 31
+    quantile_bagging_fraction: float = 0.5
     min_data_in_leaf: int = 100
     feature_fraction: float = 0.8
     lambda_l2: float = 1.0
@@ -63,7 +67,7 @@ class TrainConfig:
     min_history_days: int = 7
     validation_days: int = 0
     refit: bool = True
-    stockout_handling: str = "exclude"
+    stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0
     keys_as_features: bool = True
     seed: int = 42

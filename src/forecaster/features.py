@@ -13,6 +13,8 @@ of the known campaign plan) enter as they are. Column names and meanings:
   ``zero_share_28``, ``same_weekday_mean`` (mean of the last 4 observed days with d's weekday),
   ``same_weekday_last``, ``noncampaign_mean_28``, ``campaign_uplift`` (56-day mean on campaign days / on other
   days, for the series) and ``item_campaign_uplift`` (the same over all series of the item)
+- hierarchy at t0: ``item_mean_7/28`` (mean daily target of the item over all its stores), ``item_trend``
+  (their ratio) and ``store_trend`` (7- over 28-day mean of the store over all its items)
 - past-only columns: ``<col>_lag_0`` and ``<col>_mean_7``
 - categoricals: the static columns (and the keys when ``keys_as_features``) as integer codes into vocabularies
 """
@@ -60,6 +62,9 @@ def feature_set(spec: DatasetSpec, keys_as_features: bool = True) -> FeatureSet:
     kinds.update({f"mean_{w}": "float" for w in MEAN_WINDOWS})
     kinds.update({f"std_{w}": "float" for w in STD_WINDOWS})
     kinds.update(dict.fromkeys(("zero_share_28", "same_weekday_mean", "same_weekday_last"), "float"))
+    kinds.update(dict.fromkeys(("item_mean_7", "item_mean_28", "item_trend"), "float"))
+    if len(spec.keys) > 1:
+        kinds["store_trend"] = "float"
     if spec.campaign:
         kinds.update(dict.fromkeys(("noncampaign_mean_28", "campaign_uplift", "item_campaign_uplift"), "float"))
     for column in spec.past_only:
@@ -127,6 +132,7 @@ def build_features(
         warnings.simplefilter("ignore", RuntimeWarning)  # all four days unobserved -> NaN, as intended
         columns["same_weekday_mean"] = np.nanmean(weekly, axis=0)
     columns["same_weekday_last"] = weekly[0]
+    columns.update(_hierarchy_history(panel, spec, history, series_idx, origin_idx))
     if spec.campaign:
         columns.update(_campaign_history(panel, spec, series_idx, origin_idx))
     for column in spec.past_only:
@@ -224,33 +230,56 @@ def campaign_run_lengths(plan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return day, left, since
 
 
+class _GroupHistory:
+    """Window means of groups of series (all stores of an item, all items of a store) at each origin."""
+
+    def __init__(self, history: _History, codes: np.ndarray) -> None:
+        self.codes = codes
+        self.sums = pd.DataFrame(history.sums).groupby(codes).sum().to_numpy()
+        self.counts = pd.DataFrame(history.counts).groupby(codes).sum().to_numpy()
+        self.window = history.window
+
+    def mean(self, rows: np.ndarray, origin: np.ndarray, width: int) -> np.ndarray:
+        groups = self.codes[rows]
+        count = self.window(self.counts, groups, origin, width)
+        with np.errstate(all="ignore"):
+            return np.where(count > 0, self.window(self.sums, groups, origin, width) / count, np.nan)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        ratio = numerator / denominator
+    return np.where(np.isfinite(ratio), ratio, np.nan)
+
+
+def _hierarchy_history(
+    panel: Panel, spec: DatasetSpec, history: _History, series_idx: np.ndarray, origin_idx: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Level and trend of the item over all its stores, and the trend of the store over all its items."""
+    item = _GroupHistory(history, pd.factorize(panel.series[spec.keys[-1]])[0])
+    item_7, item_28 = item.mean(series_idx, origin_idx, 7), item.mean(series_idx, origin_idx, 28)
+    columns = {"item_mean_7": item_7, "item_mean_28": item_28, "item_trend": _ratio(item_7, item_28)}
+    if len(spec.keys) > 1:
+        store = _GroupHistory(history, pd.factorize(panel.series[spec.keys[0]])[0])
+        columns["store_trend"] = _ratio(store.mean(series_idx, origin_idx, 7), store.mean(series_idx, origin_idx, 28))
+    return columns
+
+
 def _campaign_history(
     panel: Panel, spec: DatasetSpec, series_idx: np.ndarray, origin_idx: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Baseline (non-campaign) level and past campaign uplift of the series and of its item, up to the origin."""
     observed = ~np.isnan(panel.target)
     on = (np.nan_to_num(panel.covariates[spec.campaign]) > 0) & observed
-    off = ~on & observed
     on_stats = _History(panel.target, mask=~on)
-    off_stats = _History(panel.target, mask=~off)
-    with np.errstate(all="ignore"):
-        series_uplift = on_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW) / off_stats.mean(
-            series_idx, origin_idx, UPLIFT_WINDOW
-        )
-    item_codes, _ = pd.factorize(panel.series[spec.keys[-1]])
-    n_items = int(item_codes.max()) + 1
-
-    def item_window(stats: _History, cumulative: np.ndarray) -> np.ndarray:
-        grouped = np.zeros((n_items, cumulative.shape[1]))
-        np.add.at(grouped, item_codes, cumulative)
-        return stats.window(grouped, item_codes[series_idx], origin_idx, UPLIFT_WINDOW)
-
-    with np.errstate(all="ignore"):
-        item_on = item_window(on_stats, on_stats.sums) / item_window(on_stats, on_stats.counts)
-        item_off = item_window(off_stats, off_stats.sums) / item_window(off_stats, off_stats.counts)
-        item_uplift = item_on / item_off
+    off_stats = _History(panel.target, mask=on | ~observed)
+    item_codes = pd.factorize(panel.series[spec.keys[-1]])[0]
+    series_on = on_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    series_off = off_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    item_on = _GroupHistory(on_stats, item_codes).mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    item_off = _GroupHistory(off_stats, item_codes).mean(series_idx, origin_idx, UPLIFT_WINDOW)
     return {
         "noncampaign_mean_28": off_stats.mean(series_idx, origin_idx, 28),
-        "campaign_uplift": np.where(np.isfinite(series_uplift), series_uplift, np.nan),
-        "item_campaign_uplift": np.where(np.isfinite(item_uplift), item_uplift, np.nan),
+        "campaign_uplift": _ratio(series_on, series_off),
+        "item_campaign_uplift": _ratio(item_on, item_off),
     }

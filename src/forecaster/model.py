@@ -121,9 +121,12 @@ def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
         params["objective"] = config.objective
         if config.objective == "tweedie":
             params["tweedie_variance_power"] = config.tweedie_variance_power
-    else:
+    else:  # quantile leaf values are re-estimated from sorted residuals: smaller trees on half the rows
         params["objective"] = "quantile"
         params["alpha"] = int(model[1:]) / 100
+        params["num_leaves"] = config.quantile_num_leaves
+        if config.quantile_bagging_fraction < 1.0:
+            params.update(bagging_fraction=config.quantile_bagging_fraction, bagging_freq=1, bagging_seed=config.seed)
     return params
 
 

@@ -16,7 +16,10 @@ References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs
 
 from __future__ import annotations
 
+from forecaster.config import TrainConfig
 from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
+
+_TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
 
 
 def _argv(line: str) -> tuple[str, ...]:
@@ -106,10 +109,15 @@ BUILD = PipelineSpec(
         ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
         ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
         ParamSpec("Horizon", "integer", 14, "forecast horizon in days (also the evaluation window)"),
-        ParamSpec("NumBoostRound", "integer", 300, "LightGBM boosting rounds"),
-        ParamSpec("QuantileNumBoostRound", "integer", 300, "LightGBM boosting rounds of the quantile boosters"),
-        ParamSpec("NumLeaves", "integer", 127, "LightGBM num_leaves"),
-        ParamSpec("LearningRate", "float", 0.05, "LightGBM learning rate"),
+        ParamSpec("NumBoostRound", "integer", _TRAINING.num_boost_round, "LightGBM boosting rounds"),
+        ParamSpec(
+            "QuantileNumBoostRound",
+            "integer",
+            _TRAINING.quantile_num_boost_round,
+            "LightGBM boosting rounds of the quantile boosters",
+        ),
+        ParamSpec("NumLeaves", "integer", _TRAINING.num_leaves, "LightGBM num_leaves"),
+        ParamSpec("LearningRate", "float", _TRAINING.learning_rate, "LightGBM learning rate"),
         ParamSpec("NumThreads", "integer", 0, "LightGBM threads of the training job (0: every CPU)"),
         ParamSpec("TrainingInstanceType", "string", "ml.m5.2xlarge", "instance type of the training job"),
         ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job"),
