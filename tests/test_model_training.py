@@ -132,3 +132,22 @@ def test_a_directory_holding_model_tar_gz_loads_like_the_unpacked_model(tmp_path
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(ModelArtifactError, match="not a readable model archive"):
         ForecastModel.load(tmp_path / "bad.tar.gz")
+
+
+def test_calibration_factors_make_held_out_coverage_nominal():
+    from forecaster.model import calibration_factors
+
+    rng = np.random.default_rng(0)
+    y = rng.gamma(2.0, 5.0, 20000)
+    raw = np.column_stack([np.full(y.size, 3.0), np.full(y.size, 8.0), np.full(y.size, 12.0)])
+    factors = calibration_factors(raw, y, (0.1, 0.5, 0.9), bounds=(0.01, 100))
+    calibrated = raw * np.asarray(factors)
+    coverage = [(y <= calibrated[:, i]).mean() for i in range(3)]
+    np.testing.assert_allclose(coverage, [0.1, 0.5, 0.9], atol=0.005)
+    assert calibration_factors(raw[:50], y[:50], (0.1, 0.5, 0.9)) == (1.0, 1.0, 1.0)  # too few rows: unchanged
+
+
+def test_trained_model_stores_its_calibration(trained_model_dir):
+    schema = FeatureSchema.load(trained_model_dir)
+    assert len(schema.quantile_calibration) == 3
+    assert all(0.5 <= c <= 2.0 for c in schema.quantile_calibration)

@@ -39,6 +39,8 @@ class FeatureSchema:
     scale_floor: float
     keys_as_features: bool = True
     quantiles: tuple[float, ...] = QUANTILES
+    #: factor per quantile that makes its held-out coverage nominal (conformal calibration on the validation window)
+    quantile_calibration: tuple[float, ...] = (1.0, 1.0, 1.0)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -62,6 +64,7 @@ class FeatureSchema:
             "horizon": self.horizon,
             "quantiles": list(self.quantiles),
             "scale_floor": self.scale_floor,
+            "quantile_calibration": list(self.quantile_calibration),
             "keys_as_features": self.keys_as_features,
             "spec": self.spec.to_dict(),
         }
@@ -82,6 +85,7 @@ class FeatureSchema:
                 horizon=int(data["horizon"]),
                 quantiles=tuple(float(q) for q in data["quantiles"]),
                 scale_floor=float(data["scale_floor"]),
+                quantile_calibration=tuple(float(c) for c in data.get("quantile_calibration", (1.0,) * 3)),
                 keys_as_features=bool(data.get("keys_as_features", True)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )

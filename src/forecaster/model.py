@@ -85,12 +85,16 @@ class ForecastModel:
         """Per-row demand level the quantile boosters are relative to."""
         return np.nan_to_num(X[:, self._scale_column], nan=0.0).clip(min=0.0) + self.schema.scale_floor
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Return (n, 3) P10, P50, P90; sorted per row, so p10 <= p50 <= p90 always, and non-negative."""
+    def predict_uncalibrated(self, X: np.ndarray) -> np.ndarray:
+        """Return (n, 3) raw quantile-booster outputs in units (not calibrated, not sorted)."""
         X = self.check_matrix(X)
         scale = self.scale(X)
-        columns = [self.boosters[f"q{round(q * 100)}"].predict(X) * scale for q in self.schema.quantiles]
-        return np.sort(np.column_stack(columns), axis=1).clip(min=0.0)
+        return np.column_stack([self.boosters[f"q{round(q * 100)}"].predict(X) * scale for q in self.schema.quantiles])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return (n, 3) P10, P50, P90: calibrated, sorted per row (p10 <= p50 <= p90 always), non-negative."""
+        calibrated = self.predict_uncalibrated(X) * np.asarray(self.schema.quantile_calibration)
+        return np.sort(calibrated, axis=1).clip(min=0.0)
 
     def predict_mean(self, X: np.ndarray) -> np.ndarray:
         """Return the point forecast (expected demand)."""
@@ -191,6 +195,25 @@ class _LabelledSet:
         self.dataset.set_label(self.rows.y / self.scale if relative else self.rows.y)
         self.dataset.set_weight(self.rows.weight * self.scale if relative else self.rows.weight)
         return self.dataset
+
+
+def calibration_factors(
+    raw: np.ndarray, y: np.ndarray, quantiles: tuple[float, ...], bounds: tuple[float, float] = (0.5, 2.0)
+) -> tuple[float, ...]:
+    """Factor c per quantile q such that a share q of held-out actuals lies at or below c x forecast.
+
+    ``raw`` are uncalibrated quantile forecasts of held-out rows with actuals ``y``; rows forecasting 0 carry no
+    information on the factor and are left out. Factors are bounded to ``bounds`` to survive tiny windows.
+    """
+    factors = []
+    for column, q in enumerate(quantiles):
+        positive = raw[:, column] > 0
+        if positive.sum() < 100:
+            factors.append(1.0)
+            continue
+        ratio = y[positive] / raw[positive, column]
+        factors.append(float(np.clip(np.quantile(ratio, q), *bounds)))
+    return tuple(round(f, 6) for f in factors)
 
 
 def _scale(X: np.ndarray, schema: FeatureSchema) -> np.ndarray:

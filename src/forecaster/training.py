@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from forecaster.config import TrainConfig
 from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet, build_features, feature_set
 from forecaster.io import atomic_directory, write_json
-from forecaster.model import ForecastModel, TrainingSet, fit_boosters
+from forecaster.model import ForecastModel, TrainingSet, calibration_factors, fit_boosters
 from forecaster.panel import Panel, build_panel
 from forecaster.spec import DatasetSpec
 
@@ -132,6 +133,9 @@ def fit_artifact(
     logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+    calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
+    schema = dataclasses.replace(schema, quantile_calibration=calibration)
+    model = ForecastModel(model.boosters, schema)
     scores = validation_metrics(model, valid_rows, data, cut, config)
     if config.refit:
         del fit_rows
