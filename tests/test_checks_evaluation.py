@@ -95,6 +95,9 @@ def test_cli_evaluate_writes_evaluation_json(tmp_path):
     doc = json.loads((out / "evaluation.json").read_text())
     schemas.validate(doc, "evaluation", "cli")
     assert {"campaign", "non_campaign"} <= set(doc["forecast_metrics"])
+    rows = pd.read_csv(out / "evaluation.csv")  # the managed model-quality baseline's dataset
+    assert list(rows.columns) == ["p50", "actual"] and len(rows) == doc["dataset"]["item_count"]
+    assert abs((rows.p50 - rows.actual).abs().mean() - doc["regression_metrics"]["mae"]["value"]) < 1e-9
 
 
 def test_cli_unknown_input_name_is_rejected(tmp_path, capsys):

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
 from forecaster.errors import DataValidationError
-from forecaster.io import atomic_directory, read_json, read_table, write_json
+from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,25 @@ def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None
     return resolve_spec(spec or "default")
 
 
-def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> dict[str, Any]:
+def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
     columns = {"id_cols": list(spec.keys), "time_col": spec.date, "target_col": spec.target}
-    return evaluation.evaluate(
-        read_table(predictions), read_table(truth), **columns, campaign_col=spec.campaign, seed=seed
-    )
+    predicted, actual = read_table(predictions), read_table(truth)
+    document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
+    joined = evaluation.join_predictions(predicted, actual, **columns)
+    point = "p50" if "p50" in joined.columns else "mean"
+    return document, pd.DataFrame({"p50": joined[point], "actual": joined["y"]})
 
 
 def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:
-    """Score predictions against the truth; writes ``<out>/evaluation.json``."""
-    document = _evaluate_files(predictions, truth, spec, seed)
+    """Score predictions against the truth; writes ``<out>/evaluation.json``.
+
+    Also writes ``evaluation.csv`` (header ``p50,actual``): the joined rows in the layout a managed Model Monitor
+    model-quality baseline reads (``inference_attribute=p50``, ``ground_truth_attribute=actual``).
+    """
+    document, rows = _evaluate_files(predictions, truth, spec, seed)
     with atomic_directory(out) as stage:
         write_json(document, stage / "evaluation.json")
+        write_table(rows, stage / "evaluation.csv")
     return document
 
 
@@ -111,7 +120,7 @@ def run_check_model_quality(
     constraints_path = Path(baseline) / "constraints.json" if Path(baseline).is_dir() else Path(baseline)
     constraints = read_json(constraints_path)
     schemas.validate(constraints, "model_quality_constraints", constraints_path)
-    document = _evaluate_files(predictions, truth, spec, seed)
+    document, _ = _evaluate_files(predictions, truth, spec, seed)
     violations = model_quality.check(document, constraints)
     with atomic_directory(out) as stage:
         write_json(model_quality.baseline_statistics(document), stage / "statistics.json")
