@@ -12,7 +12,7 @@ help:
 	@echo "make demo         synthesize data and run the whole flow locally (no AWS)"
 	@echo "make test         lint + the test suite"
 	@echo "make docker-test  build both images and run them for real"
-	@echo "make bench        accuracy + serving benchmarks (needs ../shared/data/freshretailnet)"
+	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/checks.py
 
 lock:
 	rm -rf /tmp/forecaster-lock && $(PYTHON) -m venv /tmp/forecaster-lock
