@@ -90,11 +90,13 @@ def build_features(
     origin_idx: np.ndarray,
     horizon: np.ndarray,
     known_days: int,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """Return the (rows, features) float64 matrix for rows (series_idx, origin_idx, horizon), in ``features`` order.
+    """Return the (rows, features) matrix for rows (series_idx, origin_idx, horizon), in ``features`` order.
 
     Everything computed from target or past-only values reads days <= origin only; known-future values are read
-    up to ``origin + known_days`` (the model's horizon) at most, as at inference.
+    up to ``origin + known_days`` (the model's horizon) at most, as at inference. Columns are written straight
+    into the result (of ``dtype``: training uses float32), so no second copy of the rows is ever held.
     """
     series_idx = np.asarray(series_idx, dtype=np.int64)
     horizon = np.asarray(horizon, dtype=np.int64)
@@ -102,10 +104,9 @@ def build_features(
     origin_idx = np.asarray(origin_idx, dtype=np.int64) - offset
     day_idx = origin_idx + horizon
     history = _History(panel.target)
-    columns: dict[str, np.ndarray] = {
-        "horizon": horizon.astype(float),
-        "weekday": ((panel.dates[0].dayofweek + day_idx) % 7).astype(float),
-    }
+    columns = _Matrix(features.names, series_idx.size, dtype)
+    columns["horizon"] = horizon
+    columns["weekday"] = (panel.dates[0].dayofweek + day_idx) % 7
     for column in spec.known_future:
         grid = panel.covariates[column]
         columns[column] = grid[series_idx, day_idx]
@@ -113,7 +114,7 @@ def build_features(
     if spec.campaign:
         plan = np.nan_to_num(panel.covariates[spec.campaign]) > 0
         for name, grid in zip(CAMPAIGN_FEATURES, campaign_run_lengths(plan), strict=True):
-            columns[name] = grid[series_idx, day_idx].astype(float)
+            columns[name] = grid[series_idx, day_idx]
         columns["campaign_days_left"] = np.minimum(columns["campaign_days_left"], known_days - horizon + 1)
     for k in range(LAGS):
         columns[f"lag_{k}"] = history.value(series_idx, origin_idx - k)
@@ -142,7 +143,25 @@ def build_features(
     for column in features.categorical:
         codes = encode_categories(panel.series[column], vocabularies[column])
         columns[column] = codes[series_idx]
-    return np.column_stack([columns[name] for name in features.names]).astype(np.float64, copy=False)
+    return columns.matrix
+
+
+class _Matrix:
+    """The feature matrix being filled column by column, addressed by feature name."""
+
+    def __init__(self, names: tuple[str, ...], rows: int, dtype: type) -> None:
+        self.matrix = np.empty((rows, len(names)), dtype=dtype)
+        self.index = {name: i for i, name in enumerate(names)}
+
+    def __setitem__(self, name: str, values: np.ndarray) -> None:
+        self.matrix[:, self.index[name]] = values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.matrix[:, self.index[name]]
+
+    def update(self, values: dict[str, np.ndarray]) -> None:
+        for name, column in values.items():
+            self[name] = column
 
 
 def _trim(panel: Panel, first_origin: int) -> tuple[Panel, int]:
