@@ -39,7 +39,6 @@ class ForecastModel:
     def __init__(self, boosters: dict[str, lgb.Booster], schema: FeatureSchema) -> None:
         self.boosters = boosters
         self.schema = schema
-        self._scale_column = schema.feature_names.index(SCALE_FEATURE)
 
     # -------------------------------------------------------------------------------------------- persistence
     @classmethod
@@ -83,7 +82,7 @@ class ForecastModel:
 
     def scale(self, X: np.ndarray) -> np.ndarray:
         """Per-row demand level the quantile boosters are relative to."""
-        return np.nan_to_num(X[:, self._scale_column], nan=0.0).clip(min=0.0) + self.schema.scale_floor
+        return _scale(X, self.schema)
 
     def predict_uncalibrated(self, X: np.ndarray) -> np.ndarray:
         """Return (n, 3) raw quantile-booster outputs in units (not calibrated, not sorted)."""
@@ -217,5 +216,6 @@ def calibration_factors(
 
 
 def _scale(X: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    """The recent level (``mean_28``) plus the schema's floor: what quantile targets are divided by."""
     column = schema.feature_names.index(SCALE_FEATURE)
     return np.nan_to_num(X[:, column], nan=0.0).clip(min=0.0) + schema.scale_floor

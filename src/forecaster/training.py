@@ -137,7 +137,7 @@ def fit_artifact(
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
     schema = dataclasses.replace(schema, quantile_calibration=calibration)
     model = ForecastModel(model.boosters, schema)
-    scores = validation_metrics(model, valid_rows, data, cut, config)
+    scores = validation_metrics(model, valid_rows, data)
     if config.refit:
         del fit_rows
         all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
@@ -165,9 +165,7 @@ def fit_artifact(
     return scores
 
 
-def validation_metrics(
-    model: ForecastModel, rows: TrainingSet, data: TrainingData, origin: int, config: TrainConfig
-) -> dict[str, float]:
+def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingData) -> dict[str, float]:
     """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
     quantiles = model.predict(rows.X)
     p50 = quantiles[:, 1]
