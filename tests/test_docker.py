@@ -29,8 +29,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_BASE = "local/debian:bookworm"
 PUBLIC_BASE = "debian:bookworm-slim"
-TRAIN_TAG = "forecaster-train:test"
-INFER_TAG = "forecaster-infer:test"
+# FORECASTER_TEST_TAG lets several checkouts share one engine without building over each other's images
+TRAIN_TAG = f"forecaster-train:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
+INFER_TAG = f"forecaster-infer:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
 INFER_SIZE_LIMIT_MB = 600
 HORIZON = 7
 HYPERPARAMETERS = {"horizon": str(HORIZON), "num_boost_round": "40", "quantile_num_boost_round": "30"}
