@@ -324,6 +324,57 @@ def test_train_image_runs_processing_commands(train_image, model_dir, inference_
     np.testing.assert_allclose(in_container.to_numpy(np.float64), expected.to_numpy(np.float64), equal_nan=True)
 
 
+@docker
+def test_processing_reads_a_model_tar_gz_with_the_images_python(train_image, model_dir, inference_case, tmp_path):
+    # a processing job gets the training job's model.tar.gz as it is (not unpacked); the image's Python is
+    # Debian's 3.11.2, whose tarfile has no extractall(filter=...)
+    from forecaster.artifact import pack_model
+
+    pack_model(model_dir, tmp_path / "model" / "model.tar.gz")
+    folder = inference_case["folder"]
+    (tmp_path / "out").mkdir()
+    result = sh(
+        "docker", "run", "--rm", "--network", "none",
+        "-v", f"{tmp_path / 'model'}:/opt/ml/processing/input/model:ro",
+        "-v", f"{folder}:/opt/ml/processing/input/data:ro",
+        "-v", f"{tmp_path / 'out'}:/opt/ml/processing/output/features",
+        train_image, "sh", "-c", "python3 --version && forecaster preprocess"
+        " --model-dir /opt/ml/processing/input/model --history /opt/ml/processing/input/data/history.csv"
+        " --future /opt/ml/processing/input/data/future.csv --out /opt/ml/processing/output/features",
+    )  # fmt: skip
+    give_back_files(train_image, tmp_path / "out")
+    assert "Python 3.11" in result.stdout
+    in_container = pd.read_csv(tmp_path / "out" / "features.csv", header=None)
+    np.testing.assert_allclose(
+        in_container.to_numpy(np.float64), inference_case["features"].to_numpy(np.float64), equal_nan=True
+    )
+
+
+@docker
+def test_split_writes_into_output_directories_that_are_mount_points(train_image, tmp_path):
+    # SageMaker and the SDK's local mode bind-mount each processing output: /opt/ml/processing/output/<name>
+    # can be written into, never removed or renamed (EBUSY)
+    from forecaster.pipelines.split import SPLITS
+    from forecaster.synth import generate
+
+    generate(stores=2, items=3, days=40, seed=1).to_csv(tmp_path / "sales.csv", index=False)
+    mounts = []
+    for name in SPLITS:
+        (tmp_path / name).mkdir()
+        mounts += ["-v", f"{tmp_path / name}:/opt/ml/processing/output/{name}"]
+    (tmp_path / "train" / "stale.parquet").write_text("an earlier run's file")
+    sh(
+        "docker", "run", "--rm", "--network", "none", *mounts,
+        "-v", f"{tmp_path / 'sales.csv'}:/opt/ml/processing/input/data/sales.csv:ro",
+        train_image, "forecaster", "split", "--input", "data=/opt/ml/processing/input/data", "--horizon", "5",
+        "--out", "/opt/ml/processing/output",
+    )  # fmt: skip
+    for name in SPLITS:
+        give_back_files(train_image, tmp_path / name)
+        assert [p.name for p in (tmp_path / name).iterdir()] == [f"{name}.parquet"]
+    assert len(pd.read_parquet(tmp_path / "truth" / "truth.parquet")) == 2 * 3 * 5
+
+
 # ---- inference image ------------------------------------------------------------------------------------------
 @docker
 def test_inference_image_is_small_and_has_only_the_server(infer_image):

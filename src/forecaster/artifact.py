@@ -118,15 +118,47 @@ def model_files(model_dir: str | Path) -> Path:
 
 @functools.cache
 def _unpacked(tarball: str, mtime_ns: int) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="forecaster-model-"))
+    return unpack_model(tarball, Path(tempfile.mkdtemp(prefix="forecaster-model-")))
+
+
+def unpack_model(tarball: str | Path, target: str | Path) -> Path:
+    """Unpack a ``model.tar.gz`` into the existing directory ``target``, as SageMaker fills ``/opt/ml/model``.
+
+    Raises:
+        ModelArtifactError: for an unreadable archive, one with a member that is not a plain file inside it,
+            or one without a ``feature_schema.json``.
+    """
+    target = Path(target)
     try:
         with tarfile.open(tarball, "r:gz") as archive:
-            archive.extractall(target, filter="data")
+            # filter= exists from Python 3.11.4 on (and is the default from 3.14); the images' 3.11.2 lacks it
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(target, members=_plain_members(archive, str(tarball)), **safety)
     except (tarfile.TarError, OSError) as error:
         raise ModelArtifactError(f"{tarball} is not a readable model archive: {error}") from error
     if not (target / SCHEMA_FILE).is_file():
         raise ModelArtifactError(f"{tarball} holds no {SCHEMA_FILE}: it is not a forecaster model archive.")
     return target
+
+
+def _plain_members(archive: tarfile.TarFile, tarball: str) -> list[tarfile.TarInfo]:
+    """The archive's members, refused unless each is a plain file or directory inside the archive.
+
+    The images' Python (Debian's 3.11.2) predates ``extractall(filter="data")`` (3.11.4), which would do this:
+    the check is made here, on every Python, and the members get plain permissions.
+    """
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or ".." in parts:
+            raise ModelArtifactError(
+                f"{tarball} holds {member.name!r}, which is not a plain file inside the archive: refusing to "
+                f"unpack it. Use the {MODEL_TARBALL} the training job wrote."
+            )
+        member.mode = 0o755 if member.isdir() else 0o644
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+    return members
 
 
 def pack_model(model_dir: str | Path, tarball: str | Path) -> Path:

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import re
 import shutil
-import tarfile
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -163,6 +162,7 @@ def unpack_model(model_data: Path, target: Path) -> Path:
     ``model_data`` is a ``model.tar.gz``, a folder holding one, or a model folder (returned as it is).
     """
     from forecaster.artifact import MODEL_TARBALL, SCHEMA_FILE
+    from forecaster.artifact import unpack_model as unpack
 
     tarball = model_data / MODEL_TARBALL if model_data.is_dir() else model_data
     if model_data.is_dir() and (model_data / SCHEMA_FILE).is_file():
@@ -172,11 +172,9 @@ def unpack_model(model_data: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        with tarfile.open(tarball, "r:gz") as archive:
-            archive.extractall(target, filter="data")
-    except (tarfile.TarError, OSError) as error:
-        raise PipelineStepError(f"{tarball} is not a readable model archive: {error}") from error
-    return target
+        return unpack(tarball, target)
+    except ForecasterError as error:
+        raise PipelineStepError(error.reason) from error
 
 
 def run_transform_step(ctx: StepContext) -> dict[str, Any]:
