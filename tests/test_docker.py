@@ -304,6 +304,41 @@ def test_sigterm_stops_training_with_a_failure_reason(train_image, tmp_path):
 
 
 @docker
+def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
+    # InstanceCount=2 as SageMaker (and SDK local mode) runs it: one container per host on one network,
+    # hostnames algo-1/algo-2, resourceconfig.json naming both; SageMaker merges both hosts' /opt/ml/model
+    network = f"forecaster-hosts-{os.environ.get('FORECASTER_TEST_TAG', 'test')}-{os.getpid()}"
+    sh("docker", "network", "create", network)
+    containers = []
+    try:
+        for host in ("algo-1", "algo-2"):
+            root = write_job(tmp_path / host, HYPERPARAMETERS)
+            (root / "input" / "config" / "resourceconfig.json").write_text(
+                json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"], "current_group_name": "g"})
+            )
+            mounts = [arg for sub in ("input", "model", "output") for arg in ("-v", f"{root / sub}:/opt/ml/{sub}")]
+            network_args = ["--network", network, "--network-alias", host, "--hostname", host]
+            containers.append(sh("docker", "run", "-d", *network_args, *mounts, train_image, "train").stdout.strip())
+        exit_codes = [int(sh("docker", "wait", c, timeout=900).stdout) for c in containers]
+        states = [json.loads(sh("docker", "inspect", "-f", "{{json .State}}", c).stdout) for c in containers]
+        logs = sh("docker", "logs", containers[1]).stderr + sh("docker", "logs", containers[1]).stdout
+    finally:
+        for container in containers:
+            sh("docker", "rm", "-f", container, check=False)
+        sh("docker", "network", "rm", network, check=False)
+        for host in ("algo-1", "algo-2"):
+            give_back_files(train_image, tmp_path / host)
+    assert exit_codes == [0, 0], logs[-3000:]
+    assert {"feature_schema.json", "model_mean.txt"} <= model_files(tmp_path / "algo-1" / "model")
+    assert model_files(tmp_path / "algo-2" / "model") == set()
+    assert "host algo-2 of ['algo-1', 'algo-2'] does not train" in logs, logs[-3000:]
+    assert "algo-1 has finished; host algo-2 exits without a model" in logs, logs[-3000:]
+    # compose (SDK local mode) stops every container when the first exits: algo-2 must outlive algo-1
+    finished = [pd.Timestamp(state["FinishedAt"]) for state in states]
+    assert finished[1] >= finished[0], states
+
+
+@docker
 def test_train_image_runs_processing_commands(train_image, model_dir, inference_case):
     # ScriptProcessor steps run `forecaster <command>` in this image
     folder = inference_case["folder"]
