@@ -224,12 +224,13 @@ def inference_case(model_dir: Path, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("inference")
     history.to_csv(folder / "history.csv", index=False)
     future.to_csv(folder / "future.csv", index=False)
-    features, _ = build_inference_features(model_dir, history, future)
+    features, keys = build_inference_features(model_dir, history, future)
     model = ForecastModel.load(model_dir)
     X = features.to_numpy(dtype=np.float64)
     return {
         "folder": folder,
         "features": features,
+        "keys": keys,
         "expected": model.predict(X),
         "csv": features.to_csv(header=False, index=False).encode(),
         "jsonlines": "".join(
@@ -561,6 +562,34 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
         MEASURED["sigterm_to_exit_s"] = round(time.monotonic() - stop_start, 2)
     finally:
         sh("docker", "rm", "-f", container, check=False)
+
+
+@docker
+def test_batch_transform_defaults_to_every_quantile_and_postprocess_takes_it(infer_image, model_dir, inference_case):
+    # what SageMaker's CreateTransformJob sets in the container, and no custom attributes (a transform job
+    # cannot send them): the answer must be p10,p50,p90, which `forecaster postprocess` needs
+    from forecaster.cli.main import main
+
+    batch = ["-e", "SAGEMAKER_BATCH=True", "-e", "SAGEMAKER_BATCH_STRATEGY=MULTI_RECORD"]
+    container = start_server(infer_image, model_dir, "--network", "none", *batch, "-e", "SAGEMAKER_MAX_PAYLOAD_IN_MB=6")
+    try:
+        deadline, status = time.monotonic() + 120, 0
+        while status != 200 and time.monotonic() < deadline:
+            status, _ = exec_http(container, "/ping")
+            time.sleep(0.2)
+        assert status == 200, sh("docker", "logs", container, check=False).stderr[-3000:]
+        status, body = exec_http(container, "/invocations", inference_case["csv"])
+    finally:
+        sh("docker", "rm", "-f", container, check=False)
+    assert status == 200, body[:500]
+    folder = inference_case["folder"] / "batch"
+    folder.mkdir()
+    (folder / "features.csv.out").write_bytes(body)
+    inference_case["keys"].to_csv(folder / "keys.csv", index=False)
+    args = ["--keys", str(folder / "keys.csv"), "--predictions", str(folder / "features.csv.out")]
+    assert main(["postprocess", *args, "--out", str(folder / "forecasts.csv")]) == 0
+    forecasts = pd.read_csv(folder / "forecasts.csv")
+    np.testing.assert_allclose(forecasts[["p10", "p50", "p90"]].to_numpy(), inference_case["expected"], rtol=1e-9)
 
 
 @docker

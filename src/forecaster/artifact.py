@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from forecaster import __version__
+from forecaster.contract import BOOSTER_KEYS, QUANTILES
 from forecaster.errors import ModelArtifactError
 from forecaster.io import read_json
 from forecaster.spec import DatasetSpec
@@ -23,8 +24,8 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
 MODEL_TARBALL = "model.tar.gz"
-QUANTILES = (0.1, 0.5, 0.9)
-BOOSTER_FILES = {"mean": "model_mean.txt", "q10": "model_q10.txt", "q50": "model_q50.txt", "q90": "model_q90.txt"}
+#: booster key -> its file in the model directory (``model_mean.txt``, ``model_q10.txt``, ...)
+BOOSTER_FILES = {key: f"model_{key}.txt" for key in BOOSTER_KEYS}
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class FeatureSchema:
     keys_as_features: bool = True
     quantiles: tuple[float, ...] = QUANTILES
     #: factor per quantile that makes its held-out coverage nominal (conformal calibration on the validation window)
-    quantile_calibration: tuple[float, ...] = (1.0, 1.0, 1.0)
+    quantile_calibration: tuple[float, ...] = (1.0,) * len(QUANTILES)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -85,7 +86,9 @@ class FeatureSchema:
                 horizon=int(data["horizon"]),
                 quantiles=tuple(float(q) for q in data["quantiles"]),
                 scale_floor=float(data["scale_floor"]),
-                quantile_calibration=tuple(float(c) for c in data.get("quantile_calibration", (1.0,) * 3)),
+                quantile_calibration=tuple(
+                    float(c) for c in data.get("quantile_calibration", (1.0,) * len(data["quantiles"]))
+                ),
                 keys_as_features=bool(data.get("keys_as_features", True)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )

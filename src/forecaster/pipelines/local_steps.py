@@ -170,8 +170,13 @@ def run_training(ctx: StepContext) -> dict[str, Any]:
 
 
 def run_model(ctx: StepContext) -> dict[str, Any]:
-    """A SageMaker model is an image plus model data; locally the model data stands for it."""
-    return {"model_data": str(ctx.inputs["model"]), "image": ctx.param(ctx.spec.settings["image"])}
+    """A SageMaker model is an image, model data and an environment; locally the model data stands for it."""
+    settings = ctx.spec.settings
+    return {
+        "model_data": str(ctx.inputs["model"]),
+        "image": ctx.param(settings["image"]),
+        "environment": dict(settings.get("environment", {})),
+    }
 
 
 def unpack_model(model_data: Path, target: Path) -> Path:
@@ -202,6 +207,10 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
     settings = ctx.spec.settings
     model_dir = unpack_model(ctx.inputs["model"], ctx.folder / "model")
     source = ctx.inputs["data"] / settings["file"]
+    # the container's environment as SageMaker composes it: the model's, then the transform job's
+    model_step = ctx.pipeline.step(ctx.spec.inputs["model"].split(":")[1].split("/")[0])
+    lineage = {name: ctx.param(param) for name, param in settings.get("env", {}).items()}
+    environment = {**model_step.settings.get("environment", {}), **settings.get("environment", {}), **lineage}
     try:
         written = run_transform(
             model_dir,
@@ -211,11 +220,11 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
             concurrency=int(ctx.param("TransformMaxConcurrent")),
             content_type=settings["content_type"],
             accept=settings["accept"],
+            environment=environment,
         )
     except ForecasterError as error:
         raise PipelineStepError(error.reason) from error
-    env = {name: ctx.param(param) for name, param in settings.get("env", {}).items()}
-    return {"written": [str(path) for path in written], "environment": env}
+    return {"written": [str(path) for path in written], "environment": environment}
 
 
 def json_value(document: Any, path: str) -> Any:
