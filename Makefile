@@ -29,13 +29,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-# Image tests (tests/test_docker.py): start dockerd when no engine answers, build the registry-free base image,
-# build both images and run them. Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
+# Image tests (tests/test_docker.py) and SDK local mode (tests/sagemaker_local: the SageMaker SDK runs the images
+# through docker-compose, the pipelines under LocalPipelineSession): start dockerd when no engine answers, build the
+# registry-free base image, build both images and run them.
+# Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= local/debian:bookworm
 docker-test: $(STAMP)
 	docker/dockerd.sh start
 	@if [ "$(BASE_IMAGE)" = "local/debian:bookworm" ]; then docker/local-base-image.sh "$(BASE_IMAGE)"; fi
-	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py
+	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py tests/sagemaker_local
 
 demo: $(STAMP)
 	$(BIN)/python -m forecaster.demo --workdir demo-output

@@ -12,7 +12,7 @@ tests/sagemaker_local/):
 - ``pipeline_session``: a :class:`LocalPipelineSession` with the shims below.
 - ``sagemaker_client``: moto's SageMaker client (model registry).
 
-Shims, each covering one thing SDK 3.27 local mode lacks:
+Shims, each covering one thing SDK 3.27 local mode lacks or does differently from SageMaker:
 
 1. ``create_pipeline``/``start_pipeline_execution``: ``Pipeline.create()``/``start()`` call them on the session's
    ``LocalSagemakerClient``, which no longer has them in v3 (they moved to
@@ -23,6 +23,8 @@ Shims, each covering one thing SDK 3.27 local mode lacks:
 3. ``RegisterModel``: local mode refuses the step type. :func:`execute_pipeline` takes it out of its condition's
    branch before the run and, when the condition chose that branch, sends the step's own ``CreateModelPackage``
    request (every pipeline variable evaluated by the SDK's local executor) to moto's SageMaker.
+4. Transform output location: a local transform job uploads to ``S3OutputPath/<job name>/``, SageMaker to
+   ``S3OutputPath/`` (``transform_output_where_sagemaker_writes_it``, applied by ``sdk_env``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from local_mode import (
     local_config,
     pipeline_session_class,
     require_compose,
+    transform_output_where_sagemaker_writes_it,
 )
 
 from docker_helpers import sh
@@ -72,6 +75,7 @@ def sdk_env(tmp_path_factory) -> Iterator[None]:
         import boto3
         import moto
 
+        transform_output_where_sagemaker_writes_it(patch)
         with moto.mock_aws():
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})

@@ -57,6 +57,20 @@ def local_config(session: Any, root: Path) -> Any:
     return session
 
 
+def transform_output_where_sagemaker_writes_it(patch: pytest.MonkeyPatch) -> None:
+    """Shim 4: a local transform job uploads its ``.out`` files to ``S3OutputPath/<job name>/``; SageMaker writes
+    them to ``S3OutputPath/`` itself (what the Postprocess step reads). Drop the job name from that one upload.
+    """
+    from sagemaker.core.local import entities
+
+    original = entities.move_to_destination
+
+    def move(source: str, destination: str, job_name: str, sagemaker_session: Any, prefix: str = "") -> str:
+        return original(source, destination, "", sagemaker_session, prefix)
+
+    patch.setattr(entities, "move_to_destination", move)
+
+
 def pipeline_session_class() -> type:
     from sagemaker.core.workflow.pipeline_context import LocalPipelineSession as StepSession
     from sagemaker.mlops.local import LocalPipelineSession as ExecutionSession
