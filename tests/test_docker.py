@@ -313,7 +313,7 @@ def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
     containers = []
     try:
         for host in ("algo-1", "algo-2"):
-            root = write_job(tmp_path / host, HYPERPARAMETERS)
+            root = write_job(tmp_path / host, {**HYPERPARAMETERS, "num_threads": "1"})  # one CPU per host
             (root / "input" / "config" / "resourceconfig.json").write_text(
                 json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"], "current_group_name": "g"})
             )
