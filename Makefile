@@ -44,7 +44,7 @@ $(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
 airflow-venv: $(AIRFLOW_STAMP)
 
 airflow-test: $(STAMP) $(AIRFLOW_STAMP)
-	FORECASTER_CLI=$(abspath $(BIN))/forecaster $(AIRFLOW_VENV)/bin/pytest -q tests/airflow
+	FORECASTER_CLI=$(abspath $(BIN))/forecaster $(AIRFLOW_VENV)/bin/pytest -q tests/dags
 
 # Image tests (tests/test_docker.py): start dockerd when no engine answers, build the registry-free base image,
 # build both images and run them. Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim

@@ -176,7 +176,7 @@ def test_config_keys_are_documented_and_checked():
         parse_config({"sorce": "x"})
     with pytest.raises(InvalidParameterError, match="one of \\['local', 'sagemaker'\\]"):
         parse_config({}, {"backend": "lokal"})
-    with pytest.raises(InvalidParameterError, match="must be a int"):
+    with pytest.raises(InvalidParameterError, match="must be of type int"):
         parse_config({"history_days": "many"})
     with pytest.raises(InvalidParameterError, match="s3:// prefix"):
         parse_config({"backend": "sagemaker", "staging": "/tmp/x"})

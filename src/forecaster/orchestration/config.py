@@ -92,7 +92,8 @@ KEYS = {
     "pipeline_names": "SageMaker pipeline name per pipeline (`build`, `inference`, `model-quality`; default "
     "the names `forecaster pipeline upsert` uses)",
     "parameters": 'extra pipeline parameters per pipeline, e.g. `{"inference": {"MinDriftedFeatures": 4}}`',
-    "auto_approve": "retrain only: approve the new version at once (default false: it waits for a reviewer)",
+    "auto_approve": "set by the forecaster_retrain DAG param `auto_approve` (default false: the new version waits "
+    "for a reviewer)",
     "aws_conn_id": "Airflow connection of the sagemaker backend (default `aws_default`)",
     "region": "AWS region of the sagemaker backend (default: the connection's)",
 }
@@ -127,7 +128,7 @@ def parse_config(
             values[name] = value = value.strip().lower() in ("1", "true", "yes")
         if getattr(defaults, name) is not None and not isinstance(value, expected):
             raise InvalidParameterError(
-                f"The {name!r} key of the forecaster configuration must be a {expected.__name__}. Got {value!r}."
+                f"The {name!r} key of the forecaster configuration must be of type {expected.__name__}. Got {value!r}."
             )
     config = OrchestrationConfig(**values)
     if config.backend not in BACKENDS:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from forecaster.artifact import FeatureSchema
-from forecaster.errors import ForecasterError, InvalidParameterError
+from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError
 from forecaster.orchestration import backends, deliver, extract
 from forecaster.orchestration.config import (
     BACKEND_VARIABLE,
@@ -120,7 +120,13 @@ def extract_training(**context: Any) -> dict[str, Any]:
     if config.spec:
         spec = resolve_spec(config.spec)
     else:
-        spec = DatasetSpec.from_dict(_spec_dict(_model(config, "inference")[1], config))
+        try:
+            spec = DatasetSpec.from_dict(_spec_dict(_model(config, "inference")[1], config))
+        except NoApprovedModelError:
+            raise InvalidParameterError(
+                f"No approved model in {config.group!r} to take the dataset spec from: set 'spec' in the "
+                f"{VARIABLE} Variable (a preset name or a spec JSON file) for the first training."
+            ) from None
     target = join(config.staging_root, _dag(context), str(day))
     staged = extract.extract_training(Storage(), config.source, spec, day, config.train_days, target)
     return {**staged, "spec": spec.to_dict(), "parameters": {"InputData": staged["train"]}}

@@ -13,40 +13,11 @@ import os
 
 import pandas as pd
 import pytest
-from tests.airflow.helpers import (
-    FIRST_DAY,
-    HORIZON,
-    QUALITY_DAY,
-    SECOND_DAY,
-    TRAIN_DAY,
-    local_config,
-    run_dag,
-    states,
-    write_source,
-)
+from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY, states
 
 from forecaster.registry import ApprovalStatus, open_registry
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory, dagbag, forecaster_cli):
-    tmp = tmp_path_factory.mktemp("flow")
-    write_source(tmp / "source")
-    config = local_config(tmp, tmp / "source", forecaster_cli)
-    result = {"tmp": tmp, "config": config}
-    with pytest.MonkeyPatch.context() as mp:
-        result["retrain"] = run_dag(
-            dagbag, mp, "forecaster_retrain", TRAIN_DAY, config, backend="local", auto_approve=True
-        )
-        result["first"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
-        result["second"] = run_dag(dagbag, mp, "forecaster_daily_forecast", SECOND_DAY, config)
-        result["quality"] = run_dag(dagbag, mp, "forecaster_model_quality", QUALITY_DAY, config)
-        second = tmp / "deliveries" / str(SECOND_DAY)
-        result["second_files"] = {p: p.stat().st_mtime_ns for p in second.rglob("*") if p.is_file()}
-        result["rerun"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
-    return result
 
 
 def test_retrain_builds_and_auto_approves_when_the_param_says_so(flow):

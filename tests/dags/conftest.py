@@ -59,3 +59,33 @@ def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="session")
+def flow(tmp_path_factory, dagbag, forecaster_cli):
+    """The local flow of test_local_flow.py (its model and outputs also feed the sagemaker-backend tests)."""
+    from dags.helpers import (
+        FIRST_DAY,
+        QUALITY_DAY,
+        SECOND_DAY,
+        TRAIN_DAY,
+        local_config,
+        run_dag,
+        write_source,
+    )
+
+    tmp = tmp_path_factory.mktemp("flow")
+    write_source(tmp / "source")
+    config = local_config(tmp, tmp / "source", forecaster_cli)
+    result = {"tmp": tmp, "config": config}
+    with pytest.MonkeyPatch.context() as mp:
+        result["retrain"] = run_dag(
+            dagbag, mp, "forecaster_retrain", TRAIN_DAY, config, backend="local", auto_approve=True
+        )
+        result["first"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
+        result["second"] = run_dag(dagbag, mp, "forecaster_daily_forecast", SECOND_DAY, config)
+        result["quality"] = run_dag(dagbag, mp, "forecaster_model_quality", QUALITY_DAY, config)
+        second = tmp / "deliveries" / str(SECOND_DAY)
+        result["second_files"] = {p: p.stat().st_mtime_ns for p in second.rglob("*") if p.is_file()}
+        result["rerun"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
+    return result

@@ -52,8 +52,11 @@ def write_source(root: Path, *, stores: int = 3, items: int = 4) -> pd.DataFrame
 
 def local_config(tmp: Path, source: Path | str, cli: str, **extra: Any) -> dict[str, Any]:
     """The forecaster_config of the local backend for the tests: tiny, fast training; drift limits for 12 series."""
+    spec = tmp / "spec.json"
+    spec.write_text(json.dumps(SYNTH_SPEC))
     return {
         "backend": "local",
+        "spec": str(spec),
         "source": str(source),
         "destination": str(tmp / "deliveries"),
         "workdir": str(tmp / "work"),
