@@ -13,15 +13,15 @@ import os
 
 import pandas as pd
 import pytest
-from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY, states
 
+from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY
 from forecaster.registry import ApprovalStatus, open_registry
 
 pytestmark = pytest.mark.slow
 
 
 def test_retrain_builds_and_auto_approves_when_the_param_says_so(flow):
-    assert set(states(flow["retrain"]).values()) == {"success"}
+    assert set(flow["retrain"].values()) == {"success"}
     registry = open_registry(f"sqlite:///{flow['tmp'] / 'work' / 'registry.db'}")
     (version,) = registry.list_versions("forecaster-demand")
     assert version.status == ApprovalStatus.APPROVED
@@ -29,7 +29,7 @@ def test_retrain_builds_and_auto_approves_when_the_param_says_so(flow):
 
 
 def test_first_day_delivers_per_store_files_and_needs_no_retraining(flow):
-    assert states(flow["first"]) == {
+    assert flow["first"] == {
         "extract": "success",
         "start_pipeline": "success",
         "wait_for_pipeline": "success",
@@ -54,7 +54,7 @@ def test_first_day_delivers_per_store_files_and_needs_no_retraining(flow):
 
 
 def test_deeper_campaigns_take_the_retrain_branch(flow, dagbag):
-    result = states(flow["second"])
+    result = flow["second"]
     assert result["trigger_retrain"] == "success" and result["done"] == "skipped"
     decision = json.loads((flow["tmp"] / "deliveries" / str(SECOND_DAY) / "decision.json").read_text())
     assert decision["retrain"] is True and decision["reasons"]
@@ -65,7 +65,7 @@ def test_deeper_campaigns_take_the_retrain_branch(flow, dagbag):
 
 
 def test_model_quality_on_the_ground_truth_takes_the_retrain_branch(flow):
-    assert states(flow["quality"]) == {
+    assert flow["quality"] == {
         "wait_for_ground_truth": "success",
         "extract": "success",
         "start_pipeline": "success",
@@ -81,7 +81,7 @@ def test_model_quality_on_the_ground_truth_takes_the_retrain_branch(flow):
 
 
 def test_rerun_of_an_earlier_date_overwrites_nothing_a_later_date_wrote(flow):
-    assert states(flow["rerun"])["deliver"] == "success"
+    assert flow["rerun"]["deliver"] == "success"
     deliveries = flow["tmp"] / "deliveries"
     assert json.loads((deliveries / "latest.json").read_text())["date"] == str(SECOND_DAY)
     now = {p: p.stat().st_mtime_ns for p in (deliveries / str(SECOND_DAY)).rglob("*") if p.is_file()}

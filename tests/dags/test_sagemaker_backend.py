@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.sagemaker import models as sagemaker_models
-from dags.helpers import FIRST_DAY, run_dag, states
 
+from dags.helpers import FIRST_DAY, run_dag
 from forecaster.pipelines.steps import INFERENCE
 from forecaster.registry.sagemaker import SageMakerRegistry
 
@@ -119,8 +119,8 @@ def test_daily_forecast_on_sagemaker(aws, monkeypatch, dagbag):
     outputs = flow["tmp"] / "work" / "daily_forecast" / str(FIRST_DAY) / "inference"
     calls = _play_pipeline(monkeypatch, outputs, status="Succeeded")
     run = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, _config(flow), backend="sagemaker")
-    assert states(run)["deliver"] == "success", states(run)
-    assert states(run)["done"] == "success"
+    assert run["deliver"] == "success", run
+    assert run["done"] == "success"
     (call,) = calls
     assert call["pipeline"] == "forecaster-daily-inference"
     params = call["parameters"]
@@ -147,7 +147,7 @@ def test_a_failed_execution_fails_the_wait_and_delivers_nothing(aws, monkeypatch
     flow = aws["flow"]
     _play_pipeline(monkeypatch, flow["tmp"], status=status)
     run = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, _config(flow), backend="sagemaker")
-    result = states(run)
+    result = run
     assert result["start_pipeline"] == "success"
     assert result["wait_for_pipeline"] == "failed"
     assert result["deliver"] == "upstream_failed"
