@@ -1,19 +1,11 @@
-"""forecaster_daily_forecast: extract -> batch-inference pipeline -> deliver -> retrain or done (see README)."""
-
-from airflow.sdk import DAG
+"""Airflow DAG forecaster_daily_forecast: extract -> batch-inference pipeline -> deliver -> retrain or done."""
 
 from forecaster.orchestration import dags, tasks
 
-with DAG(
-    dag_id="forecaster_daily_forecast",
-    description="sales + plan -> batch-inference pipeline -> per-store orders and forecasts -> retrain decision",
+with dags.dag(
+    "forecaster_daily_forecast",
+    "sales + plan -> batch-inference pipeline -> per-store orders and forecasts -> retrain decision",
     schedule="@daily",
-    start_date=dags.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=dags.default_args(),
-    params=dags.params(),
-    tags=["forecaster"],
 ):
     extract = dags.python_task(tasks.EXTRACT, tasks.extract_daily)
     start, wait = dags.pipeline_tasks()

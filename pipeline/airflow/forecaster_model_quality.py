@@ -1,21 +1,13 @@
-"""forecaster_model_quality: ground truth arrives -> model-quality pipeline -> retrain or done (see README)."""
+"""Airflow DAG forecaster_model_quality: ground truth arrives -> model-quality pipeline -> retrain or done."""
 
 import datetime as dt
 
-from airflow.sdk import DAG
-
 from forecaster.orchestration import dags, tasks
 
-with DAG(
-    dag_id="forecaster_model_quality",
-    description="ground truth of an earlier forecast -> model-quality pipeline -> retrain decision",
+with dags.dag(
+    "forecaster_model_quality",
+    "ground truth of an earlier forecast -> model-quality pipeline -> retrain decision",
     schedule="@daily",
-    start_date=dags.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=dags.default_args(),
-    params=dags.params(),
-    tags=["forecaster"],
 ):
     half_hour, three_days = dt.timedelta(minutes=30), dt.timedelta(days=3)
     ground_truth = dags.sensor(

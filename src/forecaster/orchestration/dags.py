@@ -14,7 +14,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.providers.standard.sensors.python import PythonSensor
-from airflow.sdk import Param, PokeReturnValue
+from airflow.sdk import DAG, Param, PokeReturnValue
 
 from forecaster.orchestration import tasks
 from forecaster.orchestration.config import BACKENDS
@@ -43,6 +43,21 @@ def default_args() -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "execution_timeout": DEFAULT_TIMEOUT,
     }
+
+
+def dag(dag_id: str, description: str, schedule: str | None) -> DAG:
+    """A forecaster DAG: no catch-up, one run at a time, the default args and params, tag ``forecaster``."""
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        params=params(retrain=dag_id == RETRAIN_DAG),
+        tags=["forecaster"],
+    )
 
 
 def params(*, retrain: bool = False) -> dict[str, Param]:
