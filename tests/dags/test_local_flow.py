@@ -46,7 +46,7 @@ def test_first_day_delivers_per_store_files_and_needs_no_retraining(flow):
     assert (frame["order_units"] >= 0).all()
     assert str(frame["date"].min()) == str(FIRST_DAY)
     forecasts = pd.read_csv(day / "forecasts" / "store_id=S001.csv")
-    assert {"p10", "p50", "p90", "mean"} <= set(forecasts.columns)
+    assert {"p10", "p50", "p90"} <= set(forecasts.columns) and (forecasts["p10"] <= forecasts["p90"]).all()
     decision = json.loads((day / "decision.json").read_text())
     assert decision["retrain"] is False, decision["reasons"]
     manifest = json.loads((day / "manifest.json").read_text())

@@ -43,7 +43,7 @@ def fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **context)
         except ForecasterError as error:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             log.error("%s failed: %s", function.__name__, error.reason)
             raise AirflowFailException(error.reason) from None
