@@ -3,7 +3,7 @@
 Layout of the destination (a folder or an ``s3://`` prefix)::
 
     <destination>/<YYYY-MM-DD>/orders/<store column>=<store>.csv      order proposals of one store
-    <destination>/<YYYY-MM-DD>/forecasts/<store column>=<store>.csv   P10/P50/P90 + mean of one store
+    <destination>/<YYYY-MM-DD>/forecasts/<store column>=<store>.csv   P10/P50/P90 of one store
     <destination>/<YYYY-MM-DD>/decision.json                          the retrain decision of that run
     <destination>/<YYYY-MM-DD>/manifest.json                          written last: files, rows, the execution
     <destination>/latest.json                                         the newest delivered date
