@@ -11,11 +11,14 @@ import datetime as dt
 import functools
 import json
 import logging
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from forecaster.artifact import FeatureSchema
 from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError
+from forecaster.io import write_table
 from forecaster.orchestration import backends, deliver, extract
 from forecaster.orchestration.config import (
     BACKEND_VARIABLE,
@@ -160,8 +163,6 @@ def ground_truth_ready(**context: Any) -> dict[str, Any] | None:
 @fail_fast
 def extract_ground_truth(**context: Any) -> dict[str, Any]:
     """The delivered forecasts of the forecast date and the sales drops of its days, validated and staged."""
-    from forecaster.io import write_table
-
     config, day = config_of(context), day_of(context)
     ready = _pull(context, GROUND_TRUTH)
     model, schema = _model(config, "model-quality")
@@ -169,9 +170,6 @@ def extract_ground_truth(**context: Any) -> dict[str, Any]:
     target = join(config.staging_root, _dag(context), str(day))
     staged = extract.extract_ground_truth(storage, config.source, schema.spec, first, ready["days"], target)
     forecasts = deliver.delivered_forecasts(storage, config.destination, first)
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as tmp:
         local = write_table(forecasts, Path(tmp) / "forecasts.csv")
         storage.put_file(local, join(target, "forecasts", "forecasts.csv"))
