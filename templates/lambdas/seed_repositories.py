@@ -4,7 +4,7 @@ Create/Update: make sure the Bitbucket project and both repositories exist (priv
 repository that has no ``main`` branch yet (an Update never overwrites the team's work), enable Pipelines, set
 the repository variables (``secured: true`` for the secret's ``secured_variables``), and the deployment
 variables of the deploy repository's staging and production environments. Returns the workspace, repository
-and environment UUIDs, which the OIDC roles' trust policies pin.
+and environment UUIDs, which the OIDC roles' trust policies pin, and the OIDC audience of the workspace.
 
 Delete: keeps the repositories (they hold the team's code) unless ``DeleteRepositories`` is ``"true"``; either
 way a repeated Delete, or one after a failed Create, succeeds. Every request, failed or not, is answered on the
@@ -109,7 +109,9 @@ def create_or_update(api: Bitbucket, props: Mapping[str, Any], secret: Mapping[s
     """Create what is missing, seed empty repositories, set variables; return the UUIDs."""
     workspace, project = props["BitbucketWorkspace"], props["ProjectName"]
     files = seed_bundle(props["SeedBucket"], props["SeedKey"], props)
-    data = {"WorkspaceUuid": api.request("GET", f"workspaces/{workspace}")["uuid"]}
+    workspace_uuid = api.request("GET", f"workspaces/{workspace}")["uuid"]
+    # the audience of the workspace's OIDC tokens; their subject is {repository uuid}[{environment uuid}]:{step}
+    data = {"WorkspaceUuid": workspace_uuid, "Audience": f"ari:cloud:bitbucket::workspace/{workspace_uuid.strip('{}')}"}
     key = props["BitbucketProjectKey"]
     if api.request("GET", f"workspaces/{workspace}/projects/{key}", missing_ok=True) is None:
         api.request("POST", f"workspaces/{workspace}/projects", {"name": project, "key": key, "is_private": True})
