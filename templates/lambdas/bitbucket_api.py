@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 LOG = logging.getLogger(__name__)
-#: the API root; BITBUCKET_API_URL replaces it (tests point it at a local server)
-API_URL = os.environ.get("BITBUCKET_API_URL", "https://api.bitbucket.org/2.0")
+#: the API root; the environment variable BITBUCKET_API_URL replaces it (tests point it at a local server)
+API_URL = "https://api.bitbucket.org/2.0"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -62,7 +62,7 @@ class Bitbucket:
 
     Args:
         secret: credentials (see the module docstring).
-        base_url: API root.
+        base_url: API root (default: $BITBUCKET_API_URL, else :data:`API_URL`).
         attempts: tries per request on 429/5xx and connection errors.
         backoff: first wait in seconds; doubles per retry (capped at 30 s).
         deadline: ``time.monotonic()`` value after which no retry starts (the Lambda's remaining time).
@@ -72,13 +72,13 @@ class Bitbucket:
     def __init__(
         self,
         secret: Mapping[str, Any],
-        base_url: str = API_URL,
+        base_url: str | None = None,
         attempts: int = 5,
         backoff: float = 1.0,
         deadline: float | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = (base_url or os.environ.get("BITBUCKET_API_URL") or API_URL).rstrip("/")
         self.headers = {"Authorization": authorization(secret), "Accept": "application/json"}
         self.attempts, self.backoff, self.deadline = attempts, backoff, deadline
         self.sleep = sleep or time.sleep
@@ -146,5 +146,5 @@ def _multipart(fields: Mapping[str, str]) -> tuple[bytes, str]:
     parts = []
     for name, value in fields.items():
         header = f'--{boundary}\r\nContent-Disposition: form-data; name="{urllib.parse.quote(name, safe="/._-")}"'
-        parts.append(f"{header}\r\n\r\n".encode() + value.encode() + b"\r\n")
+        parts.append(f"{header}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n".encode() + value.encode() + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

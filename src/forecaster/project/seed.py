@@ -70,8 +70,8 @@ def seed_files(repository: str) -> dict[str, str]:
 
     def walk(node, prefix: str) -> None:
         for child in node.iterdir():
-            if child.name == "__pycache__":
-                continue
+            if child.name.startswith(".") or child.name == "__pycache__" or child.name.endswith(".pyc"):
+                continue  # caches of tools run in the source tree; seed dot-files are named dot-*
             name = child.name
             if name.startswith(_DOT_PREFIX):
                 name = "." + name[len(_DOT_PREFIX) :]
