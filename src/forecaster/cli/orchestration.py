@@ -112,7 +112,6 @@ def _value_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _values(args: argparse.Namespace) -> dict:
     """Parameter values of ``upsert``/``start``: --params-file, then --param, then the approved model's."""
-    import os
     import sys
 
     from forecaster.cli.core import parse_key_values
@@ -122,10 +121,11 @@ def _values(args: argparse.Namespace) -> dict:
     values |= parse_key_values(args.param, "--param")
     if args.approved_model:
         from forecaster.pipelines.resolve import parameters_for
+        from forecaster.pipelines.sdk import resolve_region
         from forecaster.registry import open_registry
 
-        region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-        version = open_registry(args.registry or f"sagemaker://{region}").latest_approved(args.approved_model)
+        url = args.registry or f"sagemaker://{resolve_region(args.region)}"
+        version = open_registry(url).latest_approved(args.approved_model)
         resolved = parameters_for(version, args.pipeline)
         clash = sorted(set(resolved) & set(values))
         if clash:
@@ -175,16 +175,16 @@ def _start(args: argparse.Namespace) -> int:
     from forecaster.pipelines import executions, sdk
     from forecaster.pipelines.definitions import pipeline_spec
 
+    sdk.require("boto3")  # a plain API call: no SageMaker SDK needed
+    import boto3
+
     spec = pipeline_spec(args.pipeline)
     values = _values(args)
-    with sdk.sdk_environment(args.region) as region:
-        import boto3
-
-        client = boto3.client("sagemaker", region_name=region)
-        arn = executions.start(client, spec, args.name, values, args.display_name)
-        print(arn)
-        if args.wait:
-            print(executions.wait(client, arn, args.timeout))
+    client = boto3.client("sagemaker", region_name=sdk.resolve_region(args.region))
+    arn = executions.start(client, spec, args.name, values, args.display_name)
+    print(arn)
+    if args.wait:
+        print(executions.wait(client, arn, args.timeout))
     return 0
 
 
