@@ -135,3 +135,24 @@ def test_no_access_keys_in_the_seed_code(seeded):
         for path in repo.rglob("*"):
             if path.is_file() and ".git" not in path.parts:
                 assert not re.search(r"AWS_ACCESS_KEY|AWS_SECRET|aws_access_key", path.read_text()), path
+
+
+def test_the_build_repository_logs_in_to_the_release_registry(seeded, monkeypatch):
+    import base64
+    import importlib.util
+
+    import moto
+
+    spec = importlib.util.spec_from_file_location("ecr_login", seeded["build"] / "ci" / "ecr_login.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto.mock_aws():
+        password = module.password("123456789012.dkr.ecr.eu-west-1.amazonaws.com/forecaster-train:0.1.0")
+    import boto3
+
+    with moto.mock_aws():
+        token = boto3.client("ecr", region_name="eu-west-1").get_authorization_token()["authorizationData"][0]
+    assert password and password == base64.b64decode(token["authorizationToken"]).decode().split(":", 1)[1]
