@@ -9,7 +9,14 @@ import pytest
 from forecaster.cli.main import main
 from forecaster.errors import ForecasterError, InvalidParameterError
 from forecaster.pipelines.definitions import pipeline_spec
-from forecaster.pipelines.executions import parameter_values, read_params_file, wait, with_defaults
+from forecaster.pipelines.executions import (
+    parameter_values,
+    read_params_file,
+    read_schedule,
+    schedule,
+    wait,
+    with_defaults,
+)
 
 REGION = "eu-west-1"
 
@@ -88,3 +95,23 @@ def test_start_passes_checked_parameters_and_waits(aws, capsys, tmp_path):
     assert {p["Name"]: p["Value"] for p in sent} == {"Horizon": "7", "CodeVersion": "abc"}
     assert main(["pipeline", "start", "build", "--param", "Horizn=7"]) == 2
     assert "has no parameter Horizn" in capsys.readouterr().err
+
+
+def test_schedule_is_created_then_updated(aws, tmp_path):
+    import boto3
+
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    pipeline = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/p"
+    role = "arn:aws:iam::123456789012:role/scheduler"
+    arn = schedule(scheduler, "p", pipeline, "cron(0 3 * * ? *)", role)
+    assert schedule(scheduler, "p", pipeline, "rate(1 day)", role, "Europe/Helsinki") == arn
+    (listed,) = scheduler.list_schedules()["Schedules"]
+    described = scheduler.get_schedule(Name="p")
+    assert listed["Arn"] == arn and described["ScheduleExpression"] == "rate(1 day)"
+    assert described["ScheduleExpressionTimezone"] == "Europe/Helsinki" and described["Target"]["Arn"] == pipeline
+    with pytest.raises(InvalidParameterError, match="cron"):
+        schedule(scheduler, "p", pipeline, "every day", role)
+    path = tmp_path / "schedules.json"
+    path.write_text(json.dumps({"inference": "rate(1 day)", "model-quality": ""}))
+    assert read_schedule(path, "inference") == "rate(1 day)"
+    assert read_schedule(path, "model-quality") is None and read_schedule(path, "build") is None

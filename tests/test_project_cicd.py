@@ -73,6 +73,7 @@ def ci_env(moto_url, tmp_path):
         "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
         "ARTIFACT_BUCKET": "artifacts",
         "DATA_BUCKET": "data",
+        "SCHEDULER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-scheduler",
         "BITBUCKET_COMMIT": COMMIT,
         "BITBUCKET_BUILD_NUMBER": "7",
         "BITBUCKET_STEP_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
@@ -175,3 +176,18 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
     }
     assert len(executions["staging"]["PipelineExecutionSummaries"]) == 1  # the smoke test
     assert executions["production"]["PipelineExecutionSummaries"] == []
+
+    import boto3
+
+    scheduler = boto3.client("scheduler", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION,
+                             aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    schedules = {item["Name"]: item for item in scheduler.list_schedules()["Schedules"]}
+    assert set(schedules) == {  # config/<stage>/schedules.json: staging runs no scheduled model-quality check
+        f"{PROJECT}-batch-inference-staging",
+        f"{PROJECT}-batch-inference-production",
+        f"{PROJECT}-model-quality-production",
+    }
+    daily = scheduler.get_schedule(Name=f"{PROJECT}-batch-inference-production")
+    assert daily["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert daily["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-production")
+    assert daily["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]

@@ -76,6 +76,9 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
         help="do not let the SDK check the role with IAM (SAGEMAKER_VALIDATE_ROLE=false)",
     )
     _value_options(upsert, "parameter default")
+    upsert.add_argument("--schedule-file", type=Path, help="JSON {pipeline: 'cron(...)'}: schedule this pipeline")
+    upsert.add_argument("--schedule-role", help="role ARN EventBridge Scheduler starts the pipeline as")
+    upsert.add_argument("--schedule-timezone", default="UTC", help="time zone of the schedule (default: UTC)")
     upsert.set_defaults(func=_upsert)
 
     start = commands.add_parser("start", help="start an execution on AWS (your AWS credentials)")
@@ -154,7 +157,10 @@ def _definition(args: argparse.Namespace) -> int:
 
 def _upsert(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
-    from forecaster.pipelines import definitions
+    from forecaster.pipelines import definitions, executions, sdk
+
+    if args.schedule_file:  # fail before the pipeline changes
+        executions.read_schedule(args.schedule_file, args.pipeline)
 
     arn = definitions.upsert(
         args.pipeline,
@@ -168,6 +174,15 @@ def _upsert(args: argparse.Namespace) -> int:
         defaults=_values(args),
     )
     print(arn)
+    expression = executions.read_schedule(args.schedule_file, args.pipeline) if args.schedule_file else None
+    if expression:
+        import boto3
+
+        if not args.schedule_role:
+            raise InvalidParameterError(f"{args.schedule_file} schedules {args.pipeline}: pass --schedule-role too.")
+        scheduler = boto3.client("scheduler", region_name=sdk.resolve_region(args.region))
+        name = arn.rsplit("/", 1)[-1]
+        print(executions.schedule(scheduler, name, arn, expression, args.schedule_role, args.schedule_timezone))
     return 0
 
 

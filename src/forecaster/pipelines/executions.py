@@ -127,3 +127,49 @@ def wait(client: Any, arn: str, timeout: float, poll: float = 30.0) -> str:
         if time.monotonic() >= deadline:
             raise ForecasterError(f"Pipeline execution {arn} is still {status} after {timeout:.0f} s.")
         time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+
+def read_schedule(path: str | Path, pipeline: str) -> str | None:
+    """Return the schedule expression of ``pipeline`` in a schedules file (``{pipeline key: expression}``).
+
+    A pipeline the file does not name, or names with ``""``, has no schedule.
+
+    Raises:
+        InvalidParameterError: when the file is unreadable or no JSON object of strings.
+    """
+    try:
+        schedules = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidParameterError(f"--schedule-file {path}: not a readable JSON file ({error}).") from None
+    if not isinstance(schedules, dict) or not all(isinstance(v, str) for v in schedules.values()):
+        raise InvalidParameterError(f"--schedule-file {path} must hold {{pipeline: 'cron(...)' or 'rate(...)'}}.")
+    return schedules.get(pipeline) or None
+
+
+def schedule(client: Any, name: str, pipeline_arn: str, expression: str, role_arn: str, timezone: str = "UTC") -> str:
+    """Create or update the EventBridge Scheduler schedule ``name`` that starts ``pipeline_arn``; return its ARN.
+
+    Scheduled executions use the pipeline's parameter defaults (what ``upsert`` set for this deployment).
+    ``client`` is a boto3 ``scheduler`` client; ``role_arn`` a role the scheduler assumes to start the pipeline.
+    """
+    if not expression.startswith(("cron(", "rate(", "at(")):
+        raise InvalidParameterError(
+            f"A schedule must be cron(...), rate(...) or at(...) (EventBridge Scheduler). Got {expression!r} instead."
+        )
+    request = {
+        "Name": name,
+        "ScheduleExpression": expression,
+        "ScheduleExpressionTimezone": timezone,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Target": {
+            "Arn": pipeline_arn,
+            "RoleArn": role_arn,
+            "SageMakerPipelineParameters": {"PipelineParameterList": []},
+        },
+    }
+    try:
+        client.get_schedule(Name=name)
+    except client.exceptions.ResourceNotFoundException:
+        return client.create_schedule(**request)["ScheduleArn"]
+    return client.update_schedule(**request)["ScheduleArn"]
