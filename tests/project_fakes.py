@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -151,7 +152,7 @@ def _handler(fake: FakeBitbucket) -> type[BaseHTTPRequestHandler]:
                 status, answer = 401, {"error": {"message": "bad credentials"}}
             else:
                 body = _decode(self.headers.get("Content-Type", ""), data)
-                status, answer = fake.handle(self.command, self.path, body)
+                status, answer = fake.handle(self.command, urllib.parse.unquote(self.path), body)
             payload = b"" if answer is None else json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

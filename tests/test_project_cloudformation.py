@@ -158,3 +158,19 @@ def test_project_template_takes_what_sagemaker_passes_and_product_offers_it():
         "AWS::ServiceCatalog::LaunchRoleConstraint",
     } <= kinds
     assert {"Key": "sagemaker:studio-visibility", "Value": "true"} in product["Product"]["Properties"]["Tags"]
+
+
+def test_names_the_template_hands_out_match_what_it_creates():
+    from forecaster.project.seed import REPOSITORIES
+
+    resources = _template(TEMPLATES / "project.yml")["Resources"]
+    seed = resources["SeedRepositories"]["Properties"]
+    handed_out = [seed["RepositoryVariables"]["build"]["AWS_OIDC_ROLE_ARN"]]
+    handed_out += [variables["AWS_OIDC_ROLE_ARN"] for variables in seed["DeploymentVariables"].values()]
+    role_names = {
+        resources[name]["Properties"]["RoleName"]["Fn::Sub"]
+        for name in ("BuildRole", "StagingDeployRole", "ProductionDeployRole")
+    }
+    assert {arn["Fn::Sub"].rsplit("/", 1)[1] for arn in handed_out} == role_names
+    environment = resources["TriggerFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["DEPLOY_REPOSITORY"] == {"Fn::Sub": f"${{SageMakerProjectName}}-{REPOSITORIES['deploy']}"}

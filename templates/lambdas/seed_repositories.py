@@ -25,6 +25,7 @@ import urllib.request
 import zipfile
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from bitbucket_api import Bitbucket, load_secret
 
@@ -133,7 +134,8 @@ def create_or_update(api: Bitbucket, props: Mapping[str, Any], secret: Mapping[s
             for name, uuid in _environments(api, path).items():
                 data[f"{name}EnvironmentUuid"] = uuid
                 variables = props.get("DeploymentVariables", {}).get(name.lower(), {})
-                _set_variables(api, f"{path}/deployments_config/environments/{uuid}/variables", variables, {})
+                environment = f"{path}/deployments_config/environments/{quote(uuid)}/variables"
+                _set_variables(api, environment, variables, {})
     return data
 
 
@@ -144,7 +146,7 @@ def _set_variables(api: Bitbucket, path: str, plain: Mapping[str, str], secured:
     for name, value, is_secured in values:
         body = {"key": name, "value": str(value), "secured": is_secured}
         if name in existing:
-            api.request("PUT", f"{path}/{existing[name]}", body)
+            api.request("PUT", f"{path}/{quote(existing[name])}", body)
         else:
             api.request("POST", path, body)
 
