@@ -97,6 +97,10 @@ def test_bundle_holds_the_raw_seed_files_and_the_manifest(tmp_path):
 
 
 def test_pipelines_validate_against_the_bitbucket_schema(seeded):
+    from importlib import resources
+
+    vendored = resources.files("check_jsonschema") / "builtin_schemas" / "vendor" / "bitbucket-pipelines.json"
+    assert vendored.is_file()  # the schema ships in the package: no network at test time
     files = [str(repo / "bitbucket-pipelines.yml") for repo in seeded.values()]
     command = [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.bitbucket-pipelines", *files]
     done = subprocess.run(command, capture_output=True, text=True)
