@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from forecaster import __version__
 from forecaster.cli.main import main
 from forecaster.errors import InvalidParameterError
 from forecaster.project.seed import REPOSITORIES, TOKENS, init
@@ -92,6 +93,8 @@ def test_bundle_holds_the_raw_seed_files_and_the_manifest(tmp_path):
         names = archive.namelist()
         manifest = json.loads(archive.read("manifest.json"))
         assert "{{project_name}}" in archive.read("build/bitbucket-pipelines.yml").decode()
+        requirements = archive.read("build/requirements.txt").decode()
+    assert f"forecaster[pipelines]=={__version__}\n" in requirements  # the release that wrote the seed
     assert manifest == {"tokens": TOKENS, "repositories": REPOSITORIES}
     assert {"build/.gitignore", "build/settings/build.json", "deploy/config/staging/inference.json"} <= set(names)
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from forecaster import __version__
 from forecaster.errors import ForecasterError, InvalidParameterError
 from forecaster.io import atomic_path
 
@@ -34,6 +35,8 @@ REPOSITORIES = {"build": "model-build", "deploy": "model-deploy"}
 TOKENS = {"{{project_name}}": "ProjectName", "{{bitbucket_workspace}}": "BitbucketWorkspace"}
 #: a project name fits every resource named after it (SageMaker project, ECR, S3 prefix, Bitbucket slug)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+#: filled when the files are read: the seed repositories pin the forecaster release that wrote them
+VERSION_TOKEN = "{{forecaster_version}}"
 DEFAULT_WORKSPACE = "your-workspace"
 _DOT_PREFIX = "dot-"
 _COMMIT_ENV = {
@@ -64,7 +67,10 @@ def check_name(name: str) -> str:
 
 
 def seed_files(repository: str) -> dict[str, str]:
-    """Return the raw seed files of ``repository`` (``build`` or ``deploy``): relative path -> text, sorted."""
+    """Return the seed files of ``repository`` (``build`` or ``deploy``): relative path -> text, sorted.
+
+    The project tokens (:data:`TOKENS`) are left in; the forecaster version (:data:`VERSION_TOKEN`) is filled.
+    """
     root = resources.files("forecaster.project") / "seed" / repository
     files: dict[str, str] = {}
 
@@ -81,7 +87,7 @@ def seed_files(repository: str) -> dict[str, str]:
                 files[f"{prefix}{name}"] = child.read_text(encoding="utf-8")
 
     walk(root, "")
-    return dict(sorted(files.items()))
+    return {path: text.replace(VERSION_TOKEN, __version__) for path, text in sorted(files.items())}
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
