@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from forecaster.serving.app import CUSTOM_ATTRIBUTES, create_app
 from forecaster.serving.environment import MB, ServingEnvironment
-from test_serving_helpers import csv_lines, to_csv
+from serving_helpers import csv_lines, to_csv
 
-pytest_plugins = ["test_serving_helpers"]
+pytest_plugins = ["serving_helpers"]
 
 
 def make_client(model=None, model_dir="/nonexistent", **env):

@@ -75,7 +75,7 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
         help="do not let the SDK check the role with IAM (SAGEMAKER_VALIDATE_ROLE=false)",
     )
     upsert.set_defaults(func=_upsert)
-    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.steps
+    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.catalog
     run = commands.add_parser("run", help="run a pipeline on this machine (--local): same steps, local folders")
     run.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
     run.add_argument("--local", action="store_true", help="run here (required: executions on AWS start there)")
