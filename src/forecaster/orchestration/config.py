@@ -14,7 +14,7 @@ from typing import Any
 
 from forecaster.errors import InvalidParameterError
 from forecaster.pipelines.local_params import DEFAULT_GROUP
-from forecaster.pipelines.steps import PIPELINES
+from forecaster.pipelines.catalog import PIPELINES
 
 #: the Airflow Variable that holds the configuration (JSON); ``AIRFLOW_VAR_FORECASTER_CONFIG`` works too
 VARIABLE = "forecaster_config"
