@@ -384,12 +384,13 @@ def test_processing_reads_a_model_tar_gz_with_the_images_python(train_image, mod
 def test_split_writes_into_output_directories_that_are_mount_points(train_image, tmp_path):
     # SageMaker and the SDK's local mode bind-mount each processing output: /opt/ml/processing/output/<name>
     # can be written into, never removed or renamed (EBUSY)
-    from forecaster.pipelines.split import SPLITS
     from forecaster.synth import generate
+
+    splits = ("train", "history", "future", "truth")  # the outputs of `forecaster split`
 
     generate(stores=2, items=3, days=40, seed=1).to_csv(tmp_path / "sales.csv", index=False)
     mounts = []
-    for name in SPLITS:
+    for name in splits:
         (tmp_path / name).mkdir()
         mounts += ["-v", f"{tmp_path / name}:/opt/ml/processing/output/{name}"]
     (tmp_path / "train" / "stale.parquet").write_text("an earlier run's file")
@@ -399,7 +400,7 @@ def test_split_writes_into_output_directories_that_are_mount_points(train_image,
         train_image, "forecaster", "split", "--input", "data=/opt/ml/processing/input/data", "--horizon", "5",
         "--out", "/opt/ml/processing/output",
     )  # fmt: skip
-    for name in SPLITS:
+    for name in splits:
         give_back_files(train_image, tmp_path / name)
         assert [p.name for p in (tmp_path / name).iterdir()] == [f"{name}.parquet"]
     assert len(pd.read_parquet(tmp_path / "truth" / "truth.parquet")) == 2 * 3 * 5
