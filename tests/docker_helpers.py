@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,6 @@ PUBLIC_BASE = "debian:bookworm-slim"
 # FORECASTER_TEST_TAG lets several checkouts share one engine without building over each other's images
 TRAIN_TAG = f"forecaster-train:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
 INFER_TAG = f"forecaster-infer:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
-#: build seconds and image sizes of this session (written to bench/results/docker.json by test_docker.py)
-MEASURED: dict[str, float | str] = {}
 
 
 # ---- engine detection: skip on a laptop, fail in CI ----------------------------------------------------------
@@ -80,7 +77,6 @@ def give_back_files(image: str, path: Path) -> None:
 
 
 def build(kind: str, tag: str, base_image: str) -> str:
-    start = time.monotonic()
     result = subprocess.run(
         [str(ROOT / "docker" / "build.sh"), kind, tag],
         capture_output=True,
@@ -90,9 +86,6 @@ def build(kind: str, tag: str, base_image: str) -> str:
     )
     if result.returncode != 0:
         pytest.fail(f"docker/build.sh {kind} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
-    MEASURED[f"{kind}_build_s"] = round(time.monotonic() - start, 1)
-    MEASURED[f"{kind}_image_mb"] = round(image_mb(tag), 1)
-    MEASURED["base_image"] = base_image
     return tag
 
 

@@ -17,8 +17,6 @@ from forecaster.io import atomic_directory, read_table, write_table
 from forecaster.params import coerce
 from forecaster.spec import DatasetSpec
 
-SPLITS = ("train", "history", "future", "truth")
-
 
 def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -> dict[str, pd.DataFrame]:
     """Return ``{"train", "history", "future", "truth"}`` frames; the last ``horizon`` days are held out.
