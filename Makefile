@@ -13,7 +13,7 @@ help:
 	@echo "make test         the full gate: lint + every test (docker and slow ones included)"
 	@echo "make test-fast    unit tests only (-m 'not slow and not docker'): the edit-test loop, ~1-2 min"
 	@echo "make lint         ruff check + ruff format --check"
-	@echo "make docker-test  build both images and run them for real (tests/test_docker.py)"
+	@echo "make docker-test  build both images, run them for real and through the SageMaker SDK (local mode)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
 	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
 
