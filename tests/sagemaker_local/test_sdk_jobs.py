@@ -155,8 +155,11 @@ def test_batch_transform_output_is_what_postprocess_reads_by_default(images, loc
 @pytest.fixture(scope="module")
 def endpoint(images, local_session, model_tarball):
     """A local endpoint of the inference image (host port 8080, the SDK's ``local.serving_port``)."""
+    from sagemaker.core.helper.session_helper import production_variant
+
     name = create_model(local_session, images[1], model_tarball, "endpoint")
-    config = local_session.create_endpoint_config(name, name, initial_instance_count=1, instance_type="local")
+    variant = production_variant(model_name=name, instance_type="local", initial_instance_count=1)
+    config = local_session.create_endpoint_config(name, [variant])
     local_session.create_endpoint(name, config, wait=True)
     try:
         yield name
