@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,9 +52,12 @@ def image_id(tag: str) -> str:
 
 
 def local_config(session: Any, root: Path) -> Any:
-    """``local_code`` (no default-bucket lookup) and a container root inside the test's temporary folder."""
+    """``local_code`` (no default-bucket lookup), a container root inside the test's temporary folder, and the
+    host port of local endpoints and transforms: 8080 (``FORECASTER_SDK_SERVING_PORT`` to run two sessions at once).
+    """
     root.mkdir(parents=True, exist_ok=True)
-    session.config = {"local": {"local_code": True, "container_root": str(root)}}
+    port = int(os.environ.get("FORECASTER_SDK_SERVING_PORT", "8080"))
+    session.config = {"local": {"local_code": True, "container_root": str(root), "serving_port": port}}
     return session
 
 
@@ -179,8 +183,7 @@ def execute_pipeline(session: Any, key: str, parameters: dict[str, Any]) -> Pipe
     for name, (condition, if_branch, step) in removed.items():
         outcome = execution.step_execution[condition].properties.get("Outcome")
         if execution.status == "Succeeded" and outcome == if_branch:
-            (register,) = step.steps
-            request = LocalPipelineExecutor(execution, session)._parse_arguments(register.arguments, name)
+            request = LocalPipelineExecutor(execution, session)._parse_arguments(step.arguments, name)
             client = boto3.client("sagemaker", region_name=REGION)
             group = request["ModelPackageGroupName"]
             if not client.list_model_package_groups(NameContains=group)["ModelPackageGroupSummaryList"]:

@@ -148,9 +148,7 @@ def assert_same_files(got: Path, expected: Path) -> None:
         if name.endswith(".json"):
             assert_same_json(json.loads((got / name).read_text()), json.loads((expected / name).read_text()), name)
         elif name.endswith(".csv"):
-            pd.testing.assert_frame_equal(
-                pd.read_csv(got / name, header=None), pd.read_csv(expected / name, header=None), rtol=1e-9
-            )
+            pd.testing.assert_frame_equal(pd.read_csv(got / name), pd.read_csv(expected / name), rtol=1e-9)
         else:
             assert (got / name).read_bytes() == (expected / name).read_bytes(), name
 
