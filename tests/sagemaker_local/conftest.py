@@ -52,7 +52,7 @@ from docker_helpers import sh
 
 @pytest.fixture(scope="package")
 def images(train_image: str, infer_image: str) -> Iterator[tuple[str, str]]:
-    """(training/processing image, inference image); local-mode containers they left behind are removed after."""
+    """(training/processing image, inference image); exited local-mode containers they left are removed after."""
     require_compose()
     before = set(containers())
     yield train_image, infer_image

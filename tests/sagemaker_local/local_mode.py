@@ -43,7 +43,9 @@ def require_compose() -> None:
 
 
 def containers() -> dict[str, tuple[str, str]]:
-    out = sh("docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Image}}").stdout
+    """Exited containers (id -> (name, image)): a running one may belong to another test session."""
+    fmt = "{{.ID}} {{.Names}} {{.Image}}"
+    out = sh("docker", "ps", "-a", "--no-trunc", "--filter", "status=exited", "--format", fmt).stdout
     return {line.split()[0]: tuple(line.split()[1:3]) for line in out.splitlines() if line.strip()}
 
 

@@ -119,7 +119,8 @@ def create_model(session: Any, image: str, model_tarball: Path, name: str, envir
     (folder / "model.tar.gz").write_bytes(model_tarball.read_bytes())
     model_data = upload(folder, s3_uri("models", name)) + "model.tar.gz"
     container = {"Image": image, "ModelDataUrl": model_data, "Environment": environment or {}}
-    return session.create_model(name, role=ROLE, container_defs=container)
+    session.create_model(name, role=ROLE, container_defs=container)
+    return name
 
 
 def test_batch_transform_output_is_what_postprocess_reads_by_default(images, local_session, model_tarball, features):
@@ -189,13 +190,11 @@ def test_endpoint_answers_csv_with_the_median(local_session, endpoint, model_tar
 
 
 def test_endpoint_answers_json_lines_with_every_quantile(local_session, endpoint, model_tarball, features):
-    from forecaster.artifact import read_feature_schema
+    from forecaster.artifact import FeatureSchema
 
-    names = read_feature_schema(model_tarball.parent / "model").feature_names
-    rows = pd.read_csv(features / "features.csv", header=None, names=names)
-    body = "".join(
-        json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}) + "\n" for r in rows.to_dict("records")
-    )
+    names = list(FeatureSchema.load(model_tarball.parent / "model").feature_names)
+    rows = pd.read_csv(features / "features.csv", header=None, names=names).to_dict("records")
+    body = "".join(json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}) + "\n" for r in rows)
     status, answer = invoke(
         local_session, endpoint, body.encode(), "application/jsonlines", "application/jsonlines",
         CustomAttributes="quantiles=all",
