@@ -135,6 +135,7 @@ def test_batch_transform_output_is_what_postprocess_reads_by_default(images, loc
         assemble_with="Line",
         accept="text/csv",
         output_path=s3_uri("transform", "out"),
+        base_transform_job_name="forecaster-transform",  # else the SDK asks the (real) API for the model's image
         sagemaker_session=local_session,
     )
     data = upload(features, s3_uri("transform", "in")) + "features.csv"
