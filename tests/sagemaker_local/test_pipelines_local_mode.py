@@ -122,8 +122,9 @@ def runner_output(workdir: Path, step: str, output: str) -> Path:
     return workdir / step / "output" / output
 
 
-#: keys that record when a step ran (``evaluation_time``, ``created_at``, ...)
-WALL_CLOCK = ("_time", "_at", "timestamp")
+#: keys that record when and where a step ran: wall clock (``evaluation_time``, ``seconds``...) and input paths
+#: (``/opt/ml/processing/input/...`` in a container, the work directory in the local runner)
+WALL_CLOCK = ("_time", "_at", "timestamp", "seconds", "inputs")
 
 
 def assert_same_json(got: Any, expected: Any, where: str = "$") -> None:
