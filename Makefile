@@ -13,7 +13,7 @@ help:
 	@echo "make test         the full gate: lint + every test (docker and slow ones included)"
 	@echo "make test-fast    unit tests only (-m 'not slow and not docker'): the edit-test loop, ~1-2 min"
 	@echo "make lint         ruff check + ruff format --check"
-	@echo "make docker-test  build both images and run them for real (tests/test_docker.py)"
+	@echo "make docker-test  build both images, run them for real and through the SageMaker SDK (local mode)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
 	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
 
@@ -53,13 +53,15 @@ airflow-test: $(STAMP) $(AIRFLOW_STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not docker"
 
-# Image tests (tests/test_docker.py): start dockerd when no engine answers, build the registry-free base image,
-# build both images and run them. Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
+# Image tests (tests/test_docker.py) and SDK local mode (tests/sagemaker_local: the SageMaker SDK runs the images
+# through docker-compose, the pipelines under LocalPipelineSession): start dockerd when no engine answers, build the
+# registry-free base image, build both images and run them.
+# Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= local/debian:bookworm
 docker-test: $(STAMP)
 	docker/dockerd.sh start
 	@if [ "$(BASE_IMAGE)" = "local/debian:bookworm" ]; then docker/local-base-image.sh "$(BASE_IMAGE)"; fi
-	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py
+	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py tests/sagemaker_local
 
 demo: $(STAMP)
 	$(BIN)/python -m forecaster.demo --workdir demo-output

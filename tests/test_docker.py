@@ -26,50 +26,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCAL_BASE = "local/debian:bookworm"
-PUBLIC_BASE = "debian:bookworm-slim"
-# FORECASTER_TEST_TAG lets several checkouts share one engine without building over each other's images
-TRAIN_TAG = f"forecaster-train:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
-INFER_TAG = f"forecaster-infer:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
+from docker_helpers import give_back_files, image_mb, require_docker, sh
+
 INFER_SIZE_LIMIT_MB = 600
 HORIZON = 7
 HYPERPARAMETERS = {"horizon": str(HORIZON), "num_boost_round": "40", "quantile_num_boost_round": "30"}
 
 docker = pytest.mark.docker
-
-
-# ---- engine detection: skip on a laptop, fail in CI ----------------------------------------------------------
-def is_ci(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    return environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def docker_problem() -> str | None:
-    """Why Docker cannot be used here, or None when an engine answers."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        info = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
-        )
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if info.returncode != 0:
-        detail = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"no Docker engine answers (docker info: {detail})"
-    return None
-
-
-def require_docker() -> None:
-    problem = docker_problem()
-    if problem is None:
-        return
-    if is_ci():
-        pytest.fail(
-            f"CI=true but {problem}. CI must build and run the images: .ci/run installs docker.io and starts "
-            "the engine with docker/dockerd.sh start."
-        )
-    pytest.skip(f"{problem}; start Docker (or run `make docker-test`, which starts dockerd) to run the image tests")
 
 
 def test_missing_docker_skips_locally_but_fails_under_ci(monkeypatch):
@@ -93,18 +56,6 @@ def test_atomic_writes_are_readable_by_other_users(tmp_path):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
-def sh(*args: str, timeout: float = 600, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure show its output in the test report."""
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def image_mb(tag: str) -> float:
-    return int(sh("docker", "image", "inspect", "-f", "{{.Size}}", tag).stdout) / 1e6
-
-
 def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
     try:
@@ -112,14 +63,6 @@ def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def give_back_files(image: str, path: Path) -> None:
-    """Files a root container wrote into a bind mount: hand them to the user running the tests."""
-    if os.getuid() != 0 and path.exists():
-        owner = f"{os.getuid()}:{os.getgid()}"
-        chown = ["--user", "0", "--entrypoint", "chown", "-v", f"{path}:/x"]
-        sh("docker", "run", "--rm", *chown, image, "-R", owner, "/x")
 
 
 def write_job(root: Path, hyperparameters: dict[str, str]) -> Path:
@@ -154,37 +97,7 @@ def model_files(model_dir: Path) -> set[str]:
     return {path.name for path in model_dir.iterdir()}
 
 
-# ---- fixtures: engine, images, a trained model -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    require_docker()
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
-    has_local = sh("docker", "image", "inspect", LOCAL_BASE, check=False).returncode == 0
-    return LOCAL_BASE if has_local else PUBLIC_BASE
-
-
-def build(kind: str, tag: str, base_image: str) -> str:
-    result = subprocess.run(
-        [str(ROOT / "docker" / "build.sh"), kind, tag],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        env={**os.environ, "BASE_IMAGE": base_image},
-    )
-    if result.returncode != 0:
-        pytest.fail(f"docker/build.sh {kind} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
-    return tag
-
-
-@pytest.fixture(scope="module")
-def train_image(base_image: str) -> str:
-    return build("train", TRAIN_TAG, base_image)
-
-
-@pytest.fixture(scope="module")
-def infer_image(base_image: str) -> str:
-    return build("infer", INFER_TAG, base_image)
+# ---- fixtures: a trained model (the engine and the images: tests/conftest.py) ---------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -412,12 +325,12 @@ def test_inference_image_is_small_and_has_only_the_server(infer_image):
     assert image_mb(infer_image) <= INFER_SIZE_LIMIT_MB
     probe = sh(
         "docker", "run", "--rm", "--entrypoint", "sh", infer_image, "-c",
-        "command -v gcc cc pip pip3 || true; id -u;"
+        "command -v gcc cc pip pip3 || true; echo $FORECASTER_SERVER_UID;"
         " python3 -c 'import importlib.util as u; print([m for m in (\"sagemaker\", \"sagemaker_training\","
         " \"shap\", \"boto3\", \"flask\", \"gunicorn\", \"lightgbm\") if u.find_spec(m)])'",
     )  # fmt: skip
     lines = probe.stdout.split()
-    assert lines[0] != "0", "the server must not run as root"
+    assert lines[0] not in ("0", "$FORECASTER_SERVER_UID"), "the server must not run as root (entry point: setpriv)"
     assert "['flask', 'gunicorn', 'lightgbm']" in probe.stdout, probe.stdout
     assert not [line for line in lines if line.startswith("/")], f"tools that should not be there: {probe.stdout}"
 
