@@ -24,6 +24,8 @@ SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
 MODEL_TARBALL = "model.tar.gz"
 QUANTILES = (0.1, 0.5, 0.9)
+#: the column of the point forecast in every output (server with quantiles=all, transform, forecasts, evaluation)
+POINT_COLUMN = "mean"
 BOOSTER_FILES = {"mean": "model_mean.txt", "q10": "model_q10.txt", "q50": "model_q50.txt", "q90": "model_q90.txt"}
 
 
@@ -41,6 +43,10 @@ class FeatureSchema:
     quantiles: tuple[float, ...] = QUANTILES
     #: factor per quantile that makes its held-out coverage nominal (conformal calibration on the validation window)
     quantile_calibration: tuple[float, ...] = (1.0, 1.0, 1.0)
+    #: the point forecast (``mean`` column) = (1 - point_blend) x mean booster + point_blend x P50 booster, times
+    #: point_scale; artifacts written before these fields existed read as the mean booster alone (0.0, 1.0)
+    point_blend: float = 0.0
+    point_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -65,6 +71,8 @@ class FeatureSchema:
             "quantiles": list(self.quantiles),
             "scale_floor": self.scale_floor,
             "quantile_calibration": list(self.quantile_calibration),
+            "point_blend": self.point_blend,
+            "point_scale": self.point_scale,
             "keys_as_features": self.keys_as_features,
             "spec": self.spec.to_dict(),
         }
@@ -87,6 +95,8 @@ class FeatureSchema:
                 scale_floor=float(data["scale_floor"]),
                 quantile_calibration=tuple(float(c) for c in data.get("quantile_calibration", (1.0,) * 3)),
                 keys_as_features=bool(data.get("keys_as_features", True)),
+                point_blend=float(data.get("point_blend", 0.0)),
+                point_scale=float(data.get("point_scale", 1.0)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )
         except (KeyError, TypeError, ValueError) as error:

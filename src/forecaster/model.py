@@ -96,8 +96,18 @@ class ForecastModel:
         return np.sort(calibrated, axis=1).clip(min=0.0)
 
     def predict_mean(self, X: np.ndarray) -> np.ndarray:
-        """Return the point forecast (expected demand)."""
-        return self.boosters["mean"].predict(self.check_matrix(X)).clip(min=0.0)
+        """Return the point forecast (the ``mean`` column): the point booster blended with the calibrated P50 one.
+
+        The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``.
+        """
+        X = self.check_matrix(X)
+        point = self.boosters["mean"].predict(X)
+        blend = self.schema.point_blend
+        if blend > 0:
+            factor = self.schema.quantile_calibration[self.schema.quantiles.index(0.5)]
+            median = self.boosters["q50"].predict(X) * self.scale(X) * factor
+            point = (1.0 - blend) * point + blend * median
+        return (point * self.schema.point_scale).clip(min=0.0)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of the point booster in raw-score space; the last column is the expected value."""

@@ -101,7 +101,7 @@ def _decision(workdir: Path) -> str:
 def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     import matplotlib.pyplot as plt
 
-    from forecaster.checks.evaluation import join_predictions
+    from forecaster.checks.evaluation import join_predictions, point_column
 
     # predictions/ (a check's input), else forecasts/ (the Postprocess output of the pipelines)
     pred_path = _table_in(workdir, "predictions") or _table_in(workdir, "forecasts")
@@ -122,7 +122,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     keys = list(spec.keys)
     totals = joined.groupby(keys)["y"].sum().sort_values(ascending=False)
     chosen = totals.index[: max(1, max_series)]
-    point = "p50" if "p50" in joined.columns else "mean"
+    point = point_column(joined)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.4 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):
         key = key if isinstance(key, tuple) else (key,)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from forecaster.artifact import POINT_COLUMN
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
 from forecaster.errors import DataValidationError
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
@@ -40,15 +41,16 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
     predicted, actual = read_table(predictions), read_table(truth)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
-    point = "p50" if "p50" in joined.columns else "mean"
-    return document, pd.DataFrame({"p50": joined[point], "actual": joined["y"]})
+    point = evaluation.point_column(joined)
+    return document, pd.DataFrame({POINT_COLUMN: joined[point], "actual": joined["y"]})
 
 
 def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:
     """Score predictions against the truth; writes ``<out>/evaluation.json``.
 
-    Also writes ``evaluation.csv`` (header ``p50,actual``): the joined rows in the layout a managed Model Monitor
-    model-quality baseline reads (``inference_attribute=p50``, ``ground_truth_attribute=actual``).
+    Also writes ``evaluation.csv`` (header ``mean,actual``: the point forecast and the actual): the joined rows in
+    the layout a managed Model Monitor model-quality baseline reads (``inference_attribute=mean``,
+    ``ground_truth_attribute=actual``).
     """
     document, rows = _evaluate_files(predictions, truth, spec, seed)
     with atomic_directory(out) as stage:

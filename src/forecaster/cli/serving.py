@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transform.add_argument("--content-type", choices=("text/csv", "application/jsonlines"), default="text/csv")
     transform.add_argument("--accept", choices=("text/csv", "application/jsonlines"), default="text/csv")
     transform.add_argument(
-        "--quantiles", choices=("all", "p50"), default="all", help="all = p10,p50,p90 (default); p50 = one column"
+        "--quantiles", choices=("all", "p50"), default="all", help="all = p10,p50,p90,mean (default); p50 = one column"
     )
     transform.set_defaults(func=_transform)
 

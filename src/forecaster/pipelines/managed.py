@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forecaster.artifact import POINT_COLUMN
 from forecaster.pipelines.table import StepSpec
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 _JSON = "application/json"
 #: file of ``forecaster evaluate`` with a header and the columns the managed model-quality job reads
-EVALUATION_DATASET = ("evaluation.csv", "p50", "actual")
+EVALUATION_DATASET = ("evaluation.csv", POINT_COLUMN, "actual")
 
 
 def supports(spec: StepSpec) -> bool:
