@@ -9,7 +9,7 @@ import pytest
 from forecaster import training
 from forecaster.artifact import BOOSTER_FILES, FeatureSchema
 from forecaster.errors import DataValidationError, ModelArtifactError
-from forecaster.forecasting import forecast
+from forecaster.forecasting import build_inference_features, forecast
 from forecaster.model import ForecastModel
 from forecaster.training import TrainingData, fit_artifact
 
@@ -201,3 +201,17 @@ def test_metadata_counts_the_rows_of_each_fit(trained_model_dir):
     rows = meta["training_rows"]
     assert rows["final_fit"] > rows["early_stopping_fit"] > 0 and rows["validation"] > 0
     assert set(meta["validation_metrics"]) >= {"wape", "bias", "wape_p50", "coverage_p90"}
+
+
+def test_a_relative_point_booster_forecasts_in_units(
+    tmp_path, history_frame, future_frame, synthetic_spec, train_config
+):
+    config = train_config.replace(point_relative=True, point_blend=0.5)
+    fit_artifact(history_frame, synthetic_spec, config, tmp_path / "relative")
+    model = ForecastModel.load(tmp_path / "relative")
+    assert model.schema.point_relative and model.schema.point_blend == 0.5
+    X = build_inference_features(model, history_frame, future_frame)[0].to_numpy()
+    relative = model.boosters["mean"].predict(X)
+    assert relative.mean() < 0.5 * model.predict_mean(X).mean()  # the booster learned target / level
+    out = forecast(model, history_frame, future_frame)
+    assert 0.5 < out["mean"].sum() / out["p50"].sum() < 2.0  # the point forecast is back in units

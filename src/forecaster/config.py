@@ -38,6 +38,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "validation_sample": [Interval(float, 0.0, 1.0, closed="right")],
     "point_blend": [Interval(float, 0.0, 1.0)],
     "point_bias_correction": [Boolean()],
+    "point_relative": [Boolean()],
     "stockout_handling": [Options(("exclude", "weight", "recover", "none"))],
     "stockout_max_hours": [Interval(float, 0.0, 24.0)],
     "keys_as_features": [Boolean()],
@@ -73,6 +74,7 @@ class TrainConfig:
     validation_sample: float = 0.25
     point_blend: float = 0.0
     point_bias_correction: bool = False
+    point_relative: bool = False
     stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0
     keys_as_features: bool = True

@@ -145,6 +145,7 @@ def fit_artifact(
         spec=spec,
         scale_floor=_scale_floor(data.panel.target),
         keys_as_features=config.keys_as_features,
+        point_relative=config.point_relative,
     )
     valid_rows = data.rows(*data.window(cut, config), config.replace(stockout_handling="none"))
     if len(valid_rows) == 0:
