@@ -164,7 +164,8 @@ def test_point_forecast_blends_the_point_and_calibrated_p50_boosters(trained_mod
     model = ForecastModel.load(trained_model_dir)
     X = feature_frame.to_numpy()
     mean_booster = model.boosters["mean"].predict(X)
-    np.testing.assert_allclose(model.predict_mean(X), mean_booster.clip(min=0))  # blend 0: the point booster
+    alone = ForecastModel(model.boosters, dataclasses.replace(model.schema, point_blend=0.0, point_scale=1.0))
+    np.testing.assert_allclose(alone.predict_mean(X), mean_booster.clip(min=0))  # blend 0: the point booster
     p50 = model.predict_uncalibrated(X)[:, 1] * model.schema.quantile_calibration[1]
     blended = ForecastModel(model.boosters, dataclasses.replace(model.schema, point_blend=0.25, point_scale=1.1))
     expected = (0.75 * mean_booster + 0.25 * p50) * 1.1
@@ -197,6 +198,8 @@ def test_the_early_stopping_fit_draws_a_share_of_the_rows(monkeypatch, history_f
 
 
 def test_metadata_counts_the_rows_of_each_fit(trained_model_dir):
+    schema = FeatureSchema.load(trained_model_dir)  # the defaults: P50 in the blend, bias factor from the window
+    assert schema.point_blend == 0.25 and 0.8 <= schema.point_scale <= 1.25
     meta = json.loads((trained_model_dir / "metadata.json").read_text())
     rows = meta["training_rows"]
     assert rows["final_fit"] > rows["early_stopping_fit"] > 0 and rows["validation"] > 0

@@ -72,8 +72,8 @@ class TrainConfig:
     validation_days: int = 0
     refit: bool = True
     validation_sample: float = 0.25
-    point_blend: float = 0.0
-    point_bias_correction: bool = False
+    point_blend: float = 0.25
+    point_bias_correction: bool = True
     point_relative: bool = False
     stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0
