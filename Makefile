@@ -6,13 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := serve,train,checks,pipelines,dev,bench
 
-.PHONY: help venv test lint demo bench docker-test lock clean airflow-venv airflow-test
+.PHONY: help venv test test-fast lint demo bench bench-docker docker-test lock clean airflow-venv airflow-test
 
 help:
 	@echo "make demo         synthesize data and run the whole flow locally (no AWS)"
-	@echo "make test         lint + the test suite"
-	@echo "make docker-test  build both images and run them for real"
+	@echo "make test         the full gate: lint + every test (docker and slow ones included)"
+	@echo "make test-fast    unit tests only (-m 'not slow and not docker'): the edit-test loop, ~1-2 min"
+	@echo "make lint         ruff check + ruff format --check"
+	@echo "make docker-test  build both images and run them for real (tests/test_docker.py)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
+	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +49,10 @@ airflow-venv: $(AIRFLOW_STAMP)
 airflow-test: $(STAMP) $(AIRFLOW_STAMP)
 	FORECASTER_CLI=$(abspath $(BIN))/forecaster $(AIRFLOW_VENV)/bin/pytest -q tests/dags
 
+# The edit-test loop: no lint, no end-to-end (slow) and no image (docker) tests. `make test` stays the gate.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not docker"
+
 # Image tests (tests/test_docker.py): start dockerd when no engine answers, build the registry-free base image,
 # build both images and run them. Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= local/debian:bookworm
@@ -61,6 +68,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/checks.py
+
+bench-docker: $(STAMP)
+	$(BIN)/python bench/docker.py
 
 lock:
 	rm -rf /tmp/forecaster-lock && $(PYTHON) -m venv /tmp/forecaster-lock

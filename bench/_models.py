@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from _scoring import DATE, KEYS, TARGET
+from forecaster.contract import QUANTILES, quantile_column
 
 KNOWN_FUTURE = ["activity_flag", "discount", "holiday_flag"]
 STATIC = ["city_id", "management_group_id", "first_category_id", "second_category_id", "third_category_id"]
-QUANTILE_COLUMNS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+QUANTILE_COLUMNS = {quantile_column(q): q for q in QUANTILES}
 PREDICTION_COLUMNS = ["p10", "p50", "p90", "mean"]
 
 # mlforecast's LGBMRegressor arguments: forecaster's TrainConfig defaults translated (min_data_in_leaf,

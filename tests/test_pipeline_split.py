@@ -8,8 +8,8 @@ import pytest
 from forecaster.cli.main import build_parser, main
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table
+from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.split import split_for_evaluation
-from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import render_args
 from forecaster.spec import DatasetSpec
 from forecaster.synth import generate
@@ -51,6 +51,11 @@ def test_split_errors(frame):
         split_for_evaluation(frame, spec, 40)
     with pytest.raises(InvalidParameterError, match="'horizon' parameter"):
         split_for_evaluation(frame, spec, 0)
+    # the range training accepts (a horizon split holds out is the one the model is then trained for)
+    with pytest.raises(
+        InvalidParameterError, match=r"'horizon' parameter of split must be an int in the range \[1, 366\]"
+    ):
+        split_for_evaluation(frame, spec, 400)
 
 
 @pytest.mark.parametrize("key", list(PIPELINES))

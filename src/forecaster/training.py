@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from forecaster import metrics as m
 from forecaster.artifact import METADATA_FILE, FeatureSchema, frame_hash, library_versions
 from forecaster.config import TrainConfig
+from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet, build_features, feature_set
 from forecaster.io import atomic_directory, write_json
@@ -199,18 +200,20 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
     ``wape_p50`` (the P50 as a point forecast) for comparison.
     """
     quantiles = model.predict(rows.X)
+    levels = model.schema.quantiles
     point = model.predict_mean(rows.X)
     scores = {
         "wape": m.wape(rows.y, point),
         "bias": m.bias(rows.y, point),
         "mae": m.mae(rows.y, point),
         "rmse": m.rmse(rows.y, point),
-        "wape_p50": m.wape(rows.y, quantiles[:, 1]),
-        "coverage_p10": m.coverage(rows.y, quantiles[:, 0]),
-        "coverage_p90": m.coverage(rows.y, quantiles[:, 2]),
+        "wape_p50": m.wape(rows.y, quantiles[:, levels.index(MEDIAN)]),
+        # the outer quantiles: the share of actuals below P10 and below P90
+        f"coverage_{quantile_column(levels[0])}": m.coverage(rows.y, quantiles[:, 0]),
+        f"coverage_{quantile_column(levels[-1])}": m.coverage(rows.y, quantiles[:, -1]),
     }
-    for i, q in enumerate(model.schema.quantiles):
-        scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
+    for i, q in enumerate(levels):
+        scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
     if data.spec.campaign:
         campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
         scores["wape_campaign"] = m.wape(rows.y[campaign], point[campaign])

@@ -15,7 +15,7 @@ from moto import mock_aws
 from moto.sagemaker import models as sagemaker_models
 
 from dags.helpers import FIRST_DAY, run_dag
-from forecaster.pipelines.steps import INFERENCE
+from forecaster.pipelines.catalog import INFERENCE
 from forecaster.registry.sagemaker import SageMakerRegistry
 
 pytestmark = pytest.mark.slow

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 from forecaster.io import TABLE_SUFFIXES, atomic_path, read_table
 
@@ -123,13 +124,15 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     totals = joined.groupby(keys)["y"].sum().sort_values(ascending=False)
     chosen = totals.index[: max(1, max_series)]
     point = point_column(joined)
+    lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.4 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):
         key = key if isinstance(key, tuple) else (key,)
         rows = joined[np.logical_and.reduce([joined[k] == v for k, v in zip(keys, key, strict=True)])]
         rows = rows.sort_values(spec.date)
-        if {"p10", "p90"} <= set(rows.columns):
-            ax.fill_between(rows[spec.date], rows["p10"], rows["p90"], alpha=0.25, label="P10-P90")
+        if {lowest, highest} <= set(rows.columns):
+            band = f"{lowest.upper()}-{highest.upper()}"
+            ax.fill_between(rows[spec.date], rows[lowest], rows[highest], alpha=0.25, label=band)
         ax.plot(rows[spec.date], rows[point], label=f"forecast ({point})")
         ax.plot(rows[spec.date], rows["y"], "k.-", label="actual")
         if "campaign" in rows.columns and rows["campaign"].any():
@@ -280,11 +283,11 @@ def render(workdir: str | Path, *, spec: Any, max_series: int = 4) -> str:
 
 def write_report(workdir: str | Path, out: str | Path, *, spec: Any = None, max_series: int = 4) -> Path:
     """Render the report and write it atomically to ``out``; the spec defaults to the model's, else 'default'."""
-    from forecaster.checks.steps import resolve_columns
+    from forecaster.checks.jobs import load_dataset_spec
 
     if spec is None or isinstance(spec, str | Path):
         schemas = _find(Path(workdir), "feature_schema.json") if spec is None and Path(workdir).is_dir() else []
-        spec = resolve_columns(spec, schemas[0].parent if schemas else None)
+        spec = load_dataset_spec(spec, schemas[0].parent if schemas else None)
     text = render(workdir, spec=spec, max_series=max_series)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -90,7 +90,7 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default: 3600)")
     _value_options(start, "execution parameter")
     start.set_defaults(func=_start)
-    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.steps
+    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.catalog
     run = commands.add_parser("run", help="run a pipeline on this machine (--local): same steps, local folders")
     run.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
     run.add_argument("--local", action="store_true", help="run here (required: executions on AWS start there)")
@@ -205,6 +205,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
+    from forecaster.cli.main import run_command
     from forecaster.pipelines.local import RUN_FILE, run_pipeline
 
     if not args.local:
@@ -219,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         registry=args.registry,
         group=args.group,
         progress=not args.no_progress,
+        command_runner=run_command,
     )
     print(f"{record['name']}: {record['status']} in {record['seconds']:.1f} s; record: {args.workdir / RUN_FILE}")
     for name, step in record["steps"].items():

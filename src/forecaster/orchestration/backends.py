@@ -24,7 +24,7 @@ from forecaster.errors import ForecasterError, PipelineStepError
 from forecaster.io import read_json
 from forecaster.orchestration.config import OrchestrationConfig
 from forecaster.orchestration.storage import join
-from forecaster.pipelines.steps import PIPELINES
+from forecaster.pipelines.catalog import PIPELINES
 
 log = logging.getLogger(__name__)
 #: SageMaker states of a finished execution that did not succeed (the provider's sensor fails only on Failed)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from forecaster.errors import InvalidParameterError
+from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import DEFAULT_GROUP
-from forecaster.pipelines.steps import PIPELINES
 
 #: the Airflow Variable that holds the configuration (JSON); ``AIRFLOW_VAR_FORECASTER_CONFIG`` works too
 VARIABLE = "forecaster_config"

@@ -1,7 +1,8 @@
-"""The check steps as functions of paths: what the CLI, the processing image and the local runner call.
+"""The check jobs as functions of paths: what the CLI, the processing image and the local runner call.
 
-Each step reads its inputs, computes, and writes its output directory atomically (all files or none). Each
-returns the main document it wrote, so a caller can log or branch on it.
+One function per check job (``run_evaluate``, ``run_check_data_quality``, ...). Each reads its inputs, computes,
+and writes its output directory atomically (all files or none). Each returns the main document it wrote, so a
+caller can log or branch on it.
 """
 
 from __future__ import annotations
@@ -9,30 +10,30 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from forecaster.artifact import POINT_COLUMN
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
-from forecaster.errors import DataValidationError
+from forecaster.contract import POINT_COLUMN
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
+if TYPE_CHECKING:
+    from forecaster.spec import DatasetSpec
+
 log = logging.getLogger(__name__)
+#: ``forecaster evaluate``'s row file (header ``mean,actual``: the point forecast and the actual): the columns a
+#: managed model-quality job reads
+EVALUATION_DATASET = ("evaluation.csv", POINT_COLUMN, "actual")
 
 
-def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None) -> Any:
-    """The dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
-    from forecaster.spec import DatasetSpec, resolve_spec
+def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = None) -> DatasetSpec:
+    """Load the dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
+    from forecaster.artifact import FeatureSchema
+    from forecaster.spec import resolve_spec
 
-    if model_dir is not None:
-        from forecaster.artifact import model_files  # a folder holding model.tar.gz works too
-
-        path = model_files(model_dir) / "feature_schema.json"
-        schema = read_json(path)
-        if not isinstance(schema, dict) or "spec" not in schema:
-            raise DataValidationError(f"{path} has no 'spec' entry; pass --spec instead of --model-dir.")
-        return DatasetSpec.from_dict(schema["spec"], source=f"spec in {path}")
+    if model_dir is not None:  # a folder holding model.tar.gz (a job's model input) works too
+        return FeatureSchema.load(model_dir).spec
     return resolve_spec(spec or "default")
 
 
@@ -42,7 +43,8 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
     point = evaluation.point_column(joined)
-    return document, pd.DataFrame({POINT_COLUMN: joined[point], "actual": joined["y"]})
+    _, column, actual = EVALUATION_DATASET
+    return document, pd.DataFrame({column: joined[point], actual: joined["y"]})
 
 
 def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:
