@@ -92,6 +92,11 @@ def repeat_to_size(rows: np.ndarray, size_bytes: int) -> tuple[bytes, np.ndarray
     return body + b"".join(lines[i] for i in extra), np.concatenate([index, extra]).astype(int)
 
 
+def all_columns(model, rows) -> np.ndarray:
+    """What ``quantiles=all`` answers: every quantile, then the point forecast ``mean``."""
+    return np.column_stack([model.predict(rows), model.predict_mean(rows)])
+
+
 def csv_lines(answer: bytes) -> list[list[float]]:
     return [[float(v) for v in line.split(",")] for line in answer.decode().splitlines()]
 

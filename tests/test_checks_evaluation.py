@@ -23,7 +23,7 @@ def _frames(n_series=30, days=10, seed=0):
     pred = truth[["store_id", "item_id", "date"]].copy()
     pred["mean"] = truth["units_sold"] * 0.9 + 1
     pred["p10"] = pred["mean"] * 0.5
-    pred["p50"] = pred["mean"]
+    pred["p50"] = pred["mean"] * 0.95  # the point forecast (mean) is what is scored, not p50
     pred["p90"] = pred["mean"] * 1.6
     pred["date"] = pred["date"].dt.strftime("%Y-%m-%d")  # CSV-style dates must still join
     return pred, truth
@@ -96,8 +96,8 @@ def test_cli_evaluate_writes_evaluation_json(tmp_path):
     schemas.validate(doc, "evaluation", "cli")
     assert {"campaign", "non_campaign"} <= set(doc["forecast_metrics"])
     rows = pd.read_csv(out / "evaluation.csv")  # the managed model-quality baseline's dataset
-    assert list(rows.columns) == ["p50", "actual"] and len(rows) == doc["dataset"]["item_count"]
-    assert abs((rows.p50 - rows.actual).abs().mean() - doc["regression_metrics"]["mae"]["value"]) < 1e-9
+    assert list(rows.columns) == ["mean", "actual"] and len(rows) == doc["dataset"]["item_count"]
+    assert abs((rows["mean"] - rows.actual).abs().mean() - doc["regression_metrics"]["mae"]["value"]) < 1e-9
 
 
 def test_cli_unknown_input_name_is_rejected(tmp_path, capsys):

@@ -56,31 +56,34 @@ def test_preprocess_then_postprocess_matches_in_process_forecast(
     model = ForecastModel.load(trained_model_dir)
     assert len(lines[0].split(",")) == len(model.schema.feature_names)
     features = pd.read_csv(out / "features.csv", header=None)
-    quantiles = model.predict(features.to_numpy())
-    (tmp_path / "features.csv.out").write_text(
-        "\n".join(",".join(repr(float(v)) for v in row) for row in quantiles) + "\n"
-    )
+    lines = np.column_stack([model.predict(features.to_numpy()), model.predict_mean(features.to_numpy())])
+    (tmp_path / "features.csv.out").write_text("\n".join(",".join(repr(float(v)) for v in row) for row in lines) + "\n")
     result = read_table(postprocess(out / "keys.csv", tmp_path / "features.csv.out", tmp_path / "forecast.csv"))
     expected = predictions_frame(model, features.set_axis(list(model.schema.feature_names), axis=1), keys)
-    np.testing.assert_allclose(result[["p10", "p50", "p90"]], expected[["p10", "p50", "p90"]], rtol=1e-12)
+    columns = ["p10", "p50", "p90", "mean"]
+    np.testing.assert_allclose(result[columns], expected[columns], rtol=1e-12)
     in_process = forecast(trained_model_dir, history_frame, future_frame)
-    np.testing.assert_allclose(result["p50"], in_process["p50"], rtol=1e-12)
+    np.testing.assert_allclose(result[columns], in_process[columns], rtol=1e-12)
+    assert result[["store_id", "item_id"]].equals(in_process[["store_id", "item_id"]].astype(object))
 
 
 def test_postprocess_rejects_misaligned_predictions(tmp_path):
     (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\nS1,a,2024-01-02\n")
-    (tmp_path / "p.out").write_text("1,2,3\n")
+    (tmp_path / "p.out").write_text("1,2,3,2\n")
     with pytest.raises(DataValidationError, match=r"1 prediction lines but .* 2 rows"):
         postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
     (tmp_path / "p.out").write_text("2\n3\n")
     with pytest.raises(DataValidationError, match="quantiles=all"):
+        postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+    (tmp_path / "p.out").write_text("1,2,3\n1,2,3\n")  # an earlier image's output: no point forecast
+    with pytest.raises(DataValidationError, match=r"3 columns per line; expected 4 \(p10,p50,p90,mean\)"):
         postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
 def test_postprocess_names_a_non_numeric_prediction_line(tmp_path):
     (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\nS1,a,2024-01-02\n")
-    (tmp_path / "p.out").write_text("1,2,3\n1,oops,3\n")
+    (tmp_path / "p.out").write_text("1,2,3,2\n1,oops,3,2\n")
     with pytest.raises(DataValidationError, match="line 2 has the non-numeric p50 value 'oops'"):
         postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
 
@@ -98,9 +101,10 @@ def test_order_proposals_interpolate_the_service_level_and_round_up_to_packs():
 
 def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
     (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\n")
-    (tmp_path / "p.out").write_text("1.0,2.2,3.0\n")
+    (tmp_path / "p.out").write_text("1.0,2.2,3.0,2.5\n")
     postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "forecasts.csv", service_level=0.5)
     orders = read_table(tmp_path / "order_proposals.csv")
     assert orders.to_dict("records") == [
-        {"store_id": "S1", "item_id": "a", "date": "2024-01-01", "order_units": 3.0, "service_level": 0.5}
+        {"store_id": "S1", "item_id": "a", "date": "2024-01-01", "mean": 2.5, "order_units": 3.0, "service_level": 0.5}
     ]
+    assert read_table(tmp_path / "forecasts.csv")["mean"].tolist() == [2.5]

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 from forecaster import training
 from forecaster.artifact import BOOSTER_FILES, FeatureSchema
 from forecaster.errors import DataValidationError, ModelArtifactError
-from forecaster.forecasting import forecast
+from forecaster.forecasting import build_inference_features, forecast
 from forecaster.model import ForecastModel
 from forecaster.training import TrainingData, fit_artifact
 
@@ -96,8 +98,11 @@ def test_too_short_history_says_how_long_it_must_be(tmp_path, history_frame, syn
         fit_artifact(short, synthetic_spec, train_config, tmp_path / "m")
 
 
-@pytest.mark.parametrize(("mode", "kept"), [("none", 1.0), ("exclude", 0.0), ("weight", 0.75)])
-def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train_config, mode, kept):
+@pytest.mark.parametrize(
+    ("mode", "kept", "recovered"),
+    [("none", 1.0, 1.0), ("exclude", 0.0, 1.0), ("weight", 0.75, 1.0), ("recover", 0.75, 1 / 0.75)],
+)
+def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train_config, mode, kept, recovered):
     frame = synthetic_spec.validate_frame(history_frame)
     data = TrainingData.from_frame(frame, synthetic_spec, train_config)
     stockout = data.panel.covariates["stockout_hours"]
@@ -106,6 +111,8 @@ def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train
     config = train_config.replace(stockout_handling=mode)
     rows = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
     assert (rows.weight.tolist() or [0.0]) == [kept]
+    if kept:  # "recover": sales of a day 3/4 in stock count as 3/4 of its demand
+        assert rows.y[0] == pytest.approx(data.panel.target[series, day] * recovered)
 
 
 def test_loading_an_incomplete_model_dir_is_a_clear_error(tmp_path, trained_model_dir):
@@ -192,3 +199,63 @@ def test_trained_model_stores_its_calibration(trained_model_dir):
     schema = FeatureSchema.load(trained_model_dir)
     assert len(schema.quantile_calibration) == 3
     assert all(0.5 <= c <= 2.0 for c in schema.quantile_calibration)
+
+
+def test_point_forecast_blends_the_point_and_calibrated_p50_boosters(trained_model_dir, feature_frame):
+    model = ForecastModel.load(trained_model_dir)
+    X = feature_frame.to_numpy()
+    mean_booster = model.boosters["mean"].predict(X)
+    alone = ForecastModel(model.boosters, dataclasses.replace(model.schema, point_blend=0.0, point_scale=1.0))
+    np.testing.assert_allclose(alone.predict_mean(X), mean_booster.clip(min=0))  # blend 0: the point booster
+    p50 = model.predict_uncalibrated(X)[:, 1] * model.schema.quantile_calibration[1]
+    blended = ForecastModel(model.boosters, dataclasses.replace(model.schema, point_blend=0.25, point_scale=1.1))
+    expected = (0.75 * mean_booster + 0.25 * p50) * 1.1
+    np.testing.assert_allclose(blended.predict_mean(X), expected.clip(min=0), rtol=1e-12)
+
+
+def test_a_schema_without_point_fields_reads_as_the_point_booster_alone(tmp_path, trained_model_dir, feature_frame):
+    old = tmp_path / "old"
+    shutil.copytree(trained_model_dir, old)
+    schema = json.loads((old / "feature_schema.json").read_text())
+    schema.update(point_blend=0.5, point_scale=2.0)
+    (tmp_path / "new.json").write_text(json.dumps(schema))
+    del schema["point_blend"], schema["point_scale"]  # as written before the point forecast was configurable
+    (old / "feature_schema.json").write_text(json.dumps(schema))
+    model = ForecastModel.load(old)
+    X = feature_frame.to_numpy()
+    np.testing.assert_allclose(model.predict_mean(X), model.boosters["mean"].predict(X).clip(min=0))
+    assert FeatureSchema.from_dict(json.loads((tmp_path / "new.json").read_text())).point_blend == 0.5
+
+
+def test_the_early_stopping_fit_draws_a_share_of_the_rows(monkeypatch, history_frame, synthetic_spec, train_config):
+    monkeypatch.setattr(training, "MIN_SAMPLE_ROWS", 0)
+    data = TrainingData.from_frame(synthetic_spec.validate_frame(history_frame), synthetic_spec, train_config)
+    last_day = len(data.panel.dates) - 1
+    full = data.sample(last_day, train_config, np.random.default_rng(0))[0].size
+    quarter = data.sample(last_day, train_config, np.random.default_rng(0), share=0.25)[0].size
+    assert quarter == pytest.approx(0.25 * full, rel=0.1)
+    monkeypatch.setattr(training, "MIN_SAMPLE_ROWS", 10**9)  # small data: every row, whatever the share
+    assert data.sample(last_day, train_config, np.random.default_rng(0), share=0.25)[0].size == full
+
+
+def test_metadata_counts_the_rows_of_each_fit(trained_model_dir):
+    schema = FeatureSchema.load(trained_model_dir)  # the defaults: P50 in the blend, bias factor from the window
+    assert schema.point_blend == 0.25 and 0.8 <= schema.point_scale <= 1.25
+    meta = json.loads((trained_model_dir / "metadata.json").read_text())
+    rows = meta["training_rows"]
+    assert rows["final_fit"] > rows["early_stopping_fit"] > 0 and rows["validation"] > 0
+    assert set(meta["validation_metrics"]) >= {"wape", "bias", "wape_p50", "coverage_p90"}
+
+
+def test_a_relative_point_booster_forecasts_in_units(
+    tmp_path, history_frame, future_frame, synthetic_spec, train_config
+):
+    config = train_config.replace(point_relative=True, point_blend=0.5)
+    fit_artifact(history_frame, synthetic_spec, config, tmp_path / "relative")
+    model = ForecastModel.load(tmp_path / "relative")
+    assert model.schema.point_relative and model.schema.point_blend == 0.5
+    X = build_inference_features(model, history_frame, future_frame)[0].to_numpy()
+    relative = model.boosters["mean"].predict(X)
+    assert relative.mean() < 0.5 * model.predict_mean(X).mean()  # the booster learned target / level
+    out = forecast(model, history_frame, future_frame)
+    assert 0.5 < out["mean"].sum() / out["p50"].sum() < 2.0  # the point forecast is back in units

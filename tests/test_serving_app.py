@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from forecaster.serving.app import CUSTOM_ATTRIBUTES, create_app
 from forecaster.serving.environment import MB, ServingEnvironment
-from serving_helpers import csv_lines, to_csv
+from serving_helpers import all_columns, csv_lines, to_csv
 
 pytest_plugins = ["serving_helpers"]
 
@@ -53,7 +53,7 @@ def test_csv_p50_by_default_equals_in_process_predictions(client, serving_model,
 
 
 def test_all_quantiles_on_request_or_by_environment_default(client, serving_model, feature_rows):
-    expected = serving_model.predict(feature_rows)
+    expected = all_columns(serving_model, feature_rows)
     response = post(client, to_csv(feature_rows), attributes="quantiles=all")
     assert np.array_equal(np.array(csv_lines(response.data)), expected)
     default_all = make_client(serving_model, default_quantiles="all")
@@ -89,7 +89,7 @@ def test_jsonlines_and_json_by_feature_name(client, serving_model, feature_rows)
     assert [json.loads(line)["p50"] for line in response.data.decode().splitlines()] == expected.tolist()
     response = post(client, json.dumps({"instances": records}).encode(), "application/json", attributes="quantiles=all")
     predictions = response.get_json()["predictions"]
-    assert [p["p50"] for p in predictions] == expected.tolist() and set(predictions[0]) == {"p10", "p50", "p90"}
+    assert [p["p50"] for p in predictions] == expected.tolist() and set(predictions[0]) == {"p10", "p50", "p90", "mean"}
     response = post(client, json.dumps(records).encode(), "application/json", accept="text/csv")
     assert [row[0] for row in csv_lines(response.data)] == expected.tolist()
 
@@ -274,7 +274,7 @@ def test_fuzz_json_bodies_never_5xx(client, serving_model, data):
 
 def test_after_fuzzing_answers_are_unchanged(client, serving_model, feature_rows):
     response = post(client, to_csv(feature_rows), attributes="quantiles=all")
-    assert np.array_equal(np.array(csv_lines(response.data)), serving_model.predict(feature_rows))
+    assert np.array_equal(np.array(csv_lines(response.data)), all_columns(serving_model, feature_rows))
 
 
 def test_requests_wait_for_a_load_in_progress_instead_of_failing(serving_model_dir, feature_rows, monkeypatch):

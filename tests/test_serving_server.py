@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import http_request
-from serving_helpers import csv_lines, repeat_to_size, slow_load_env, to_csv
+from serving_helpers import all_columns, csv_lines, repeat_to_size, slow_load_env, to_csv
 from test_serving_app import ACCEPTS, ATTRIBUTES, CONTENT_TYPES, csv_bodies
 
 pytest_plugins = ["serving_helpers"]
@@ -43,7 +43,7 @@ def test_ping_invocations_and_execution_parameters(server, serving_model, featur
     assert http_request(server.port, "GET", "/ping").status == 200
     answer = invoke(server.port, to_csv(feature_rows), {"X-Amzn-SageMaker-Custom-Attributes": "quantiles=all"})
     assert answer.status == 200 and answer.content_type.startswith("text/csv")
-    assert np.array_equal(np.array(csv_lines(answer.body)), serving_model.predict(feature_rows))
+    assert np.array_equal(np.array(csv_lines(answer.body)), all_columns(serving_model, feature_rows))
     parameters = json.loads(http_request(server.port, "GET", "/execution-parameters").body)
     assert parameters == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 100}
 
@@ -109,7 +109,7 @@ def test_concurrent_requests_each_get_their_own_answer(server, serving_model, fe
             assert answer.status == 400
         else:
             rows = batches[index % len(batches)]
-            assert np.array_equal(np.array(csv_lines(answer.body)), serving_model.predict(rows))
+            assert np.array_equal(np.array(csv_lines(answer.body)), all_columns(serving_model, rows))
 
 
 def test_ping_is_503_while_the_model_loads_then_200(start_server, tmp_path, serving_model, feature_rows):

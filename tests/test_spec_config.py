@@ -65,6 +65,14 @@ def test_validate_frame_casts_and_drops_extra_columns():
     assert out["units_sold"].dtype == np.float64 and out["date"].dtype == "datetime64[ns]"
 
 
+def test_validate_frame_holds_keys_as_categoricals_of_their_strings():
+    frame = _frame().assign(store_id=[7, 10, 10])  # integer keys: the strings "7" and "10"
+    out = DatasetSpec.preset("default").validate_frame(frame)
+    assert isinstance(out["store_id"].dtype, pd.CategoricalDtype)
+    assert out["store_id"].cat.categories.tolist() == ["10", "7"]  # sorted as strings, one string per value
+    assert out["store_id"].astype(str).tolist() == ["7", "10", "10"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -12,7 +12,7 @@ import pytest
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import run_transform
-from serving_helpers import csv_lines, repeat_to_size, to_csv
+from serving_helpers import all_columns, csv_lines, repeat_to_size, to_csv
 
 pytest_plugins = ["serving_helpers"]
 pytestmark = pytest.mark.slow
@@ -35,9 +35,9 @@ def test_multi_batch_file_in_order_equals_in_process_predictions(
         "features.csv.out",
         "sub/small.csv.out",
     ]
-    expected = serving_model.predict(feature_rows)
+    expected = all_columns(serving_model, feature_rows)
     got = np.array(csv_lines((tmp_path / "out" / "features.csv.out").read_bytes()))
-    assert got.shape == (len(index), 3)  # one output line per input line
+    assert got.shape == (len(index), 4)  # one output line per input line: p10, p50, p90, mean
     assert np.array_equal(got, expected[index])
     assert np.array_equal(np.array(csv_lines(written[2].read_bytes())), expected[:5])
     assert written[0].read_bytes() == b""
@@ -103,7 +103,7 @@ def test_cli_transform(tmp_path, serving_model_dir, serving_model, feature_rows)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip() == str(tmp_path / "out" / "features.csv.out")
     got = np.array(csv_lines((tmp_path / "out" / "features.csv.out").read_bytes()))
-    assert np.array_equal(got, serving_model.predict(feature_rows))
+    assert np.array_equal(got, all_columns(serving_model, feature_rows))
     bad = subprocess.run(
         [*command[:-4], "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "o2")],
         capture_output=True,

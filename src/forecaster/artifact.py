@@ -42,6 +42,12 @@ class FeatureSchema:
     quantiles: tuple[float, ...] = QUANTILES
     #: factor per quantile that makes its held-out coverage nominal (conformal calibration on the validation window)
     quantile_calibration: tuple[float, ...] = (1.0,) * len(QUANTILES)
+    #: the point forecast (``mean`` column) = (1 - point_blend) x mean booster + point_blend x P50 booster, times
+    #: point_scale; artifacts written before these fields existed read as the mean booster alone (0.0, 1.0)
+    point_blend: float = 0.0
+    point_scale: float = 1.0
+    #: the point booster learns target / series level (like the quantile boosters); False in older artifacts
+    point_relative: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -66,6 +72,9 @@ class FeatureSchema:
             "quantiles": list(self.quantiles),
             "scale_floor": self.scale_floor,
             "quantile_calibration": list(self.quantile_calibration),
+            "point_blend": self.point_blend,
+            "point_scale": self.point_scale,
+            "point_relative": self.point_relative,
             "keys_as_features": self.keys_as_features,
             "spec": self.spec.to_dict(),
         }
@@ -90,6 +99,9 @@ class FeatureSchema:
                     float(c) for c in data.get("quantile_calibration", (1.0,) * len(data["quantiles"]))
                 ),
                 keys_as_features=bool(data.get("keys_as_features", True)),
+                point_blend=float(data.get("point_blend", 0.0)),
+                point_scale=float(data.get("point_scale", 1.0)),
+                point_relative=bool(data.get("point_relative", False)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -36,7 +36,11 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "min_history_days": [Interval(int, 1, 3660)],
     "validation_days": [Interval(int, 0, 366)],
     "refit": [Boolean()],
-    "stockout_handling": [Options(("exclude", "weight", "none"))],
+    "validation_sample": [Interval(float, 0.0, 1.0, closed="right")],
+    "point_blend": [Interval(float, 0.0, 1.0)],
+    "point_bias_correction": [Boolean()],
+    "point_relative": [Boolean()],
+    "stockout_handling": [Options(("exclude", "weight", "recover", "none"))],
     "stockout_max_hours": [Interval(float, 0.0, 24.0)],
     "keys_as_features": [Boolean()],
     "seed": [Interval(int, 0, 2**31 - 1)],
@@ -68,6 +72,10 @@ class TrainConfig:
     min_history_days: int = 7
     validation_days: int = 0
     refit: bool = True
+    validation_sample: float = 0.25
+    point_blend: float = 0.25
+    point_bias_correction: bool = True
+    point_relative: bool = False
     stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0
     keys_as_features: bool = True

@@ -31,6 +31,9 @@ QUANTILE_COLUMNS: tuple[str, ...] = tuple(quantile_column(q) for q in QUANTILES)
 MEDIAN_COLUMN = quantile_column(MEDIAN)
 #: Key of the point (mean) booster.
 POINT_BOOSTER = "mean"
+#: Column of the point forecast in every output: the server's last column with ``quantiles=all``, the transform
+#: lines, forecasts, order proposals, ``evaluation.csv``; the one number the metrics and the approval gate score.
+POINT_COLUMN = "mean"
 #: Every booster of a model: the point booster, then one per quantile level.
 BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
 
@@ -63,6 +66,6 @@ MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
 MAX_CONCURRENT_TRANSFORMS_ENV = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
 #: Environment of the model a batch transform runs (``CreateModel`` and ``CreateTransformJob``): every
-#: quantile, because ``forecaster postprocess`` needs ``p10,p50,p90`` and a transform job cannot send custom
-#: attributes. (The container also defaults to every quantile when :data:`BATCH_ENV` is set.)
+#: quantile and the point forecast, because ``forecaster postprocess`` needs ``p10,p50,p90,mean`` and a
+#: transform job cannot send custom attributes. (The container also defaults to them when :data:`BATCH_ENV` is set.)
 TRANSFORM_ENVIRONMENT = MappingProxyType({DEFAULT_QUANTILES_ENV: ALL_QUANTILES})

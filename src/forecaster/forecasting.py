@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, QUANTILE_COLUMNS, QUANTILES
+from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, POINT_COLUMN, QUANTILE_COLUMNS, QUANTILES
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
@@ -17,6 +17,7 @@ from forecaster.spec import DatasetSpec
 
 FEATURES_FILE = "features.csv"
 KEYS_FILE = "keys.csv"
+OUTPUT_COLUMNS = (*QUANTILE_COLUMNS, POINT_COLUMN)  # a transform line: the quantiles, then the point forecast
 
 
 def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
@@ -50,6 +51,7 @@ def build_inference_features(
     X = build_features(panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon)
     features = pd.DataFrame(X, columns=list(schema.feature_names))
     keys = fut[[*spec.keys, spec.date]].reset_index(drop=True)
+    keys[list(spec.keys)] = keys[list(spec.keys)].astype(str)  # plain strings out, as the keys came in
     keys[spec.date] = keys[spec.date].dt.strftime("%Y-%m-%d")
     return features, keys
 
@@ -83,7 +85,7 @@ def _check_future(spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, orig
             f"The future data has no rows for {_series(row, keys)}, which is in the history. {how_to} "
             "To stop forecasting a series, drop its history rows."
         )
-    counts = fut.groupby(keys, sort=False)[spec.date].size()
+    counts = fut.groupby(keys, sort=False, observed=True)[spec.date].size()
     short = counts[counts < n_days]
     if not short.empty:
         series_key = short.index[0] if len(keys) > 1 else (short.index[0],)
@@ -106,7 +108,7 @@ def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.Dat
     X = features.to_numpy(dtype=np.float64)
     out = keys.copy()
     out[list(QUANTILE_COLUMNS)] = model.predict(X)
-    out["mean"] = model.predict_mean(X)
+    out[POINT_COLUMN] = model.predict_mean(X)
     return out
 
 
@@ -129,6 +131,8 @@ def preprocess(model_dir: str | Path, history: str | Path, future: str | Path, o
 def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_size: float = 1.0) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
+    The point forecast (``mean``, expected demand) is kept next to the order.
+
     The quantile is interpolated linearly between P10, P50 and P90 (the contract's quantiles), so
     ``service_level`` must be in [0.1, 0.9]:
     0.5 orders the median, 0.8 covers demand on about four days out of five (less waste than P90, fewer
@@ -147,7 +151,7 @@ def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_si
     upper = int(np.clip(np.searchsorted(levels, service_level), 1, len(levels) - 1))
     weight = (service_level - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
     demand = values[:, upper - 1] + weight * (values[:, upper] - values[:, upper - 1])
-    out = forecasts.drop(columns=[c for c in (*QUANTILE_COLUMNS, "mean") if c in forecasts.columns])
+    out = forecasts.drop(columns=list(QUANTILE_COLUMNS))
     out["order_units"] = np.ceil(np.round(demand / pack_size, 9)) * pack_size
     out["service_level"] = service_level
     return out
@@ -161,7 +165,7 @@ def postprocess(
     service_level: float = 0.8,
     pack_size: float = 1.0,
 ) -> Path:
-    """Join ``keys.csv`` with batch-transform output lines (``p10,p50,p90``) into a forecast table.
+    """Join ``keys.csv`` with batch-transform output lines (``p10,p50,p90,mean``) into a forecast table.
 
     Also writes order proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next
     to ``out``).
@@ -193,25 +197,29 @@ def _read_predictions(path: Path) -> pd.DataFrame:
             frame = pd.read_json(file, lines=True)
         else:
             frame = pd.read_csv(file, header=None)
-            if frame.shape[1] != len(QUANTILE_COLUMNS):
+            if frame.shape[1] != len(OUTPUT_COLUMNS):
                 raise DataValidationError(
-                    f"{file} has {frame.shape[1]} columns per line; expected {len(QUANTILE_COLUMNS)} "
-                    f"({','.join(QUANTILE_COLUMNS)}). Run the transform with every quantile: give the model the "
+                    f"{file} has {frame.shape[1]} columns per line; expected {len(OUTPUT_COLUMNS)} "
+                    f"({','.join(OUTPUT_COLUMNS)}). Run the transform with every quantile: give the model the "
                     f"environment {DEFAULT_QUANTILES_ENV}={ALL_QUANTILES} (the pipelines do), or send "
-                    f"X-Amzn-SageMaker-Custom-Attributes: quantiles={ALL_QUANTILES}."
+                    f"X-Amzn-SageMaker-Custom-Attributes: quantiles={ALL_QUANTILES}; images before the point "
+                    "forecast was added wrote p10,p50,p90 only."
                 )
-            frame.columns = list(QUANTILE_COLUMNS)
+            frame.columns = list(OUTPUT_COLUMNS)
             numeric = frame.apply(pd.to_numeric, errors="coerce")
             bad = numeric.isna() & frame.notna()
             if bad.to_numpy().any():
                 line, column = np.argwhere(bad.to_numpy())[0]
                 raise DataValidationError(
-                    f"{file} line {line + 1} has the non-numeric {QUANTILE_COLUMNS[column]} value "
+                    f"{file} line {line + 1} has the non-numeric {OUTPUT_COLUMNS[column]} value "
                     f"{frame.iat[line, column]!r}; prediction lines must be numbers."
                 )
             frame = numeric
-        missing = [c for c in QUANTILE_COLUMNS if c not in frame.columns]
+        missing = [c for c in OUTPUT_COLUMNS if c not in frame.columns]
         if missing:
-            raise DataValidationError(f"{file} lacks the prediction field {missing[0]!r}.")
+            raise DataValidationError(
+                f"{file} lacks the prediction field {missing[0]!r}; rerun the transform with quantiles=all on this "
+                "forecaster version's image."
+            )
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

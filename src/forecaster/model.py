@@ -20,6 +20,8 @@ from forecaster.io import write_json
 logger = logging.getLogger(__name__)
 
 SCALE_FEATURE = "mean_28"  # quantile boosters learn target / scale: their error is then relative to the level
+#: variance power of each point objective (Tweedie: its own): the loss of a target divided by s scales with s^(2-p)
+POINT_LOSS_POWER = {"poisson": 1.0, "regression": 0.0}
 
 
 @dataclass
@@ -97,8 +99,20 @@ class ForecastModel:
         return np.sort(calibrated, axis=1).clip(min=0.0)
 
     def predict_mean(self, X: np.ndarray) -> np.ndarray:
-        """Return the point forecast (expected demand)."""
-        return self.boosters["mean"].predict(self.check_matrix(X)).clip(min=0.0)
+        """Return the point forecast (the ``mean`` column): the point booster blended with the calibrated P50 one.
+
+        The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``.
+        """
+        X = self.check_matrix(X)
+        point = self.boosters["mean"].predict(X)
+        if self.schema.point_relative:
+            point = point * self.scale(X)
+        blend = self.schema.point_blend
+        if blend > 0:
+            factor = self.schema.quantile_calibration[self.schema.quantiles.index(0.5)]
+            median = self.boosters["q50"].predict(X) * self.scale(X) * factor
+            point = (1.0 - blend) * point + blend * median
+        return (point * self.schema.point_scale).clip(min=0.0)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of the point booster in raw-score space; the last column is the expected value."""
@@ -149,16 +163,17 @@ def fit_boosters(
     many rounds (a refit on all data after early stopping).
     """
     dataset_params = {"max_bin": config.max_bin, "verbosity": -1, "num_threads": config.resolved_threads}
+    power = POINT_LOSS_POWER.get(config.objective, config.tweedie_variance_power)
     train_set = _LabelledSet(train, schema, lgb.Dataset(
         train.X, train.y, weight=train.weight, categorical_feature=schema.categorical_indices,
         feature_name=list(schema.feature_names), params=dataset_params,
-    ).construct())  # fmt: skip
+    ).construct(), power)  # fmt: skip
     valid_set = None
     if valid is not None and rounds is None and config.early_stopping_rounds:
         valid_set = _LabelledSet(valid, schema, lgb.Dataset(
             valid.X, valid.y, reference=train_set.dataset, categorical_feature=schema.categorical_indices,
             feature_name=list(schema.feature_names), params=dataset_params,
-        ).construct())  # fmt: skip
+        ).construct(), power)  # fmt: skip
     boosters: dict[str, lgb.Booster] = {}
     used: dict[str, int] = {}
     for name in BOOSTER_FILES:
@@ -182,18 +197,25 @@ def fit_boosters(
 class _LabelledSet:
     """A binned LightGBM dataset whose label and weight switch between the point and the quantile boosters.
 
-    Quantile boosters learn target / scale with weight x scale: the pinball loss in units, relative targets.
+    Quantile boosters learn target / scale with weight x scale: the pinball loss in units, relative targets. The
+    point booster does the same when the schema says ``point_relative`` (series-level normalised target).
     """
 
-    def __init__(self, rows: TrainingSet, schema: FeatureSchema, dataset: lgb.Dataset) -> None:
+    def __init__(
+        self, rows: TrainingSet, schema: FeatureSchema, dataset: lgb.Dataset, point_power: float | None = None
+    ) -> None:
         self.rows = rows
+        self.schema = schema
         self.scale = _scale(rows.X, schema)
         self.dataset = dataset
+        # a relative point target keeps the point loss in units: Tweedie deviance scales with scale^(2 - power)
+        self.point_weight_power = 2.0 - point_power if point_power is not None else 1.0
 
     def labelled(self, booster: str) -> lgb.Dataset:
-        relative = booster != "mean"
+        relative = booster != "mean" or self.schema.point_relative
         self.dataset.set_label(self.rows.y / self.scale if relative else self.rows.y)
-        self.dataset.set_weight(self.rows.weight * self.scale if relative else self.rows.weight)
+        power = 1.0 if booster != "mean" else self.point_weight_power
+        self.dataset.set_weight(self.rows.weight * self.scale**power if relative else self.rows.weight)
         return self.dataset
 
 

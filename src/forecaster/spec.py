@@ -147,8 +147,8 @@ class DatasetSpec:
         """Check ``frame`` against the spec and return a clean copy with canonical dtypes.
 
         ``kind`` is ``history`` (every column, the target included) or ``future`` (keys, date and the
-        known-future columns only). Keys and statics become strings, the date a day-precision timestamp,
-        numeric roles float64. Extra columns are dropped.
+        known-future columns only). Keys and statics become categoricals of strings (one string per distinct value,
+        not per row), the date a day-precision timestamp, numeric roles float64. Extra columns are dropped.
 
         Raises:
             DataValidationError: naming the column (and the first bad row) and how to fix it.
@@ -173,7 +173,7 @@ class DatasetSpec:
         for column in (*self.keys, *(self.static if kind == "history" else ())):
             values = frame[column].reset_index(drop=True)
             _require_present(values, column, kind, role="key" if column in self.keys else "static")
-            out[column] = values.astype(str)
+            out[column] = string_categories(values)
         out[self.date] = _parse_dates(frame[self.date].reset_index(drop=True), self.date, kind)
         numeric = (self.target, *self.numeric_covariates) if kind == "history" else self.known_future
         for column in numeric:
@@ -198,6 +198,14 @@ class DatasetSpec:
                 f"(row {row + 1}); aggregate to one row per series and day."
             )
         return out
+
+
+def string_categories(values: pd.Series) -> pd.Categorical:
+    """``values`` as a categorical of their string forms, categories sorted (what ``astype(str)`` gives, lean)."""
+    codes, uniques = pd.factorize(values)
+    labels = pd.Index(uniques).astype(str)
+    categories = labels.unique().sort_values()
+    return pd.Categorical.from_codes(categories.get_indexer(labels)[codes], categories=categories)
 
 
 def resolve_spec(value: str | Path) -> DatasetSpec:

@@ -26,6 +26,9 @@ from forecaster.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
+#: the early-stopping fit of a refit run draws at least this many rows (or all there are)
+MIN_SAMPLE_ROWS = 100_000
+
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -55,8 +58,10 @@ class TrainingData:
             hours = np.nan_to_num(self.panel.covariates[self.spec.stockout][series, days])
             if config.stockout_handling == "exclude":
                 weight = np.where(hours > config.stockout_max_hours, 0.0, 1.0)
-            else:
+            else:  # weight (and recover): a day counts in proportion to its hours in stock
                 weight = 1.0 - np.clip(hours, 0, 24) / 24.0
+            if config.stockout_handling == "recover":  # sales / in-stock share, at most 2x: demand, not sales
+                target = target / np.clip(weight, 0.5, 1.0)
         keep = ~np.isnan(target) & (weight > 0)
         series, origins, horizons = series[keep], origins[keep], horizons[keep]
         X = build_features(  # float32: half the memory; LightGBM bins float32 directly
@@ -65,8 +70,14 @@ class TrainingData:
         )  # fmt: skip
         return TrainingSet(X=X, y=target[keep], weight=weight[keep])
 
-    def sample(self, last_day: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """Draw up to ``max_train_rows`` (series, origin, horizon) rows whose target day is <= ``last_day``."""
+    def sample(
+        self, last_day: int, config: TrainConfig, rng: np.random.Generator, share: float = 1.0
+    ) -> tuple[np.ndarray, ...]:
+        """Draw (series, origin, horizon) rows whose target day is <= ``last_day``.
+
+        About ``share x min(candidates, max_train_rows)`` rows, but never fewer than ``MIN_SAMPLE_ROWS`` (or all
+        candidates when there are fewer).
+        """
         n_series = self.panel.n_series
         origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
         if origins.size == 0:
@@ -76,7 +87,9 @@ class TrainingData:
                 "Provide a longer history or lower min_history_days / validation_days."
             )
         total = n_series * origins.size * config.horizon
-        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < config.max_train_rows / total)
+        wanted = min(total, config.max_train_rows)
+        wanted = max(share * wanted, min(wanted, MIN_SAMPLE_ROWS))
+        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < wanted / total)
         series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
         origin, horizon = origins[origin_pos], horizon_pos + 1
         enough = self.observed_counts[series, origin + 1] >= config.min_history_days
@@ -113,10 +126,16 @@ def fit_artifact(
                 f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
             )
         cut_date = frame[spec.date].max()
+        for column in (*spec.keys, *spec.static):  # one category set, so the concatenation stays categorical
+            categories = frame[column].cat.categories.union(valid_frame[column].cat.categories)
+            frame[column] = frame[column].cat.set_categories(categories)
+            valid_frame[column] = valid_frame[column].cat.set_categories(categories)
         frame = pd.concat([frame, valid_frame], ignore_index=True)
     else:
         cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+    data_hash = frame_hash(frame)
     data = TrainingData.from_frame(frame, spec, config)
+    del frame  # the panel holds what training needs
     cut = data.panel.day_index(cut_date)
     rng = np.random.default_rng(config.seed)
     schema = FeatureSchema(
@@ -127,27 +146,34 @@ def fit_artifact(
         spec=spec,
         scale_floor=_scale_floor(data.panel.target),
         keys_as_features=config.keys_as_features,
+        point_relative=config.point_relative,
     )
-    fit_rows = data.rows(*data.sample(cut, config, rng), config)
     valid_rows = data.rows(*data.window(cut, config), config.replace(stockout_handling="none"))
     if len(valid_rows) == 0:
         raise DataValidationError("The validation window has no observed target values; check the data's dates.")
+    # refit: the early-stopping fit sees a share of the rows (rounds, calibration, metrics); one full fit follows
+    share = config.validation_sample if config.refit else 1.0
+    fit_rows = data.rows(*data.sample(cut, config, rng, share=share), config)
+    row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
     logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+    del fit_rows
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
-    schema = dataclasses.replace(schema, quantile_calibration=calibration)
+    schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
+    if config.point_bias_correction:
+        schema = dataclasses.replace(schema, point_scale=bias_factor(ForecastModel(model.boosters, schema), valid_rows))
     model = ForecastModel(model.boosters, schema)
     scores = validation_metrics(model, valid_rows, data)
     if config.refit:
-        del fit_rows
         all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
+        row_counts["final_fit"] = len(all_rows)
         with _Progress(config, "refit", rounds) as progress:
             model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
     metadata = {
         "forecaster_version": library_versions()["forecaster"],
         "libraries": library_versions(),
-        "training_data_hash": frame_hash(frame),
+        "training_data_hash": data_hash,
         "training_window": {
             "start": str(data.panel.dates[0].date()),
             "end": str(data.panel.dates[-1].date()),
@@ -156,6 +182,7 @@ def fit_artifact(
         "series": data.panel.n_series,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
+        "training_rows": row_counts,
         "validation_metrics": scores,
         "training_seconds": round(time.monotonic() - started, 1),
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -167,16 +194,20 @@ def fit_artifact(
 
 
 def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingData) -> dict[str, float]:
-    """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
+    """Scores of the held-out window.
+
+    The point forecast's WAPE (all / campaign days), bias, MAE and RMSE; the quantiles' pinball loss and coverage;
+    ``wape_p50`` (the P50 as a point forecast) for comparison.
+    """
     quantiles = model.predict(rows.X)
     levels = model.schema.quantiles
-    p50 = quantiles[:, levels.index(MEDIAN)]
+    point = model.predict_mean(rows.X)
     scores = {
-        "wape": m.wape(rows.y, p50),
-        "bias": m.bias(rows.y, p50),
-        "mae": m.mae(rows.y, p50),
-        "rmse": m.rmse(rows.y, p50),
-        "wape_mean": m.wape(rows.y, model.predict_mean(rows.X)),
+        "wape": m.wape(rows.y, point),
+        "bias": m.bias(rows.y, point),
+        "mae": m.mae(rows.y, point),
+        "rmse": m.rmse(rows.y, point),
+        "wape_p50": m.wape(rows.y, quantiles[:, levels.index(MEDIAN)]),
         # the outer quantiles: the share of actuals below P10 and below P90
         f"coverage_{quantile_column(levels[0])}": m.coverage(rows.y, quantiles[:, 0]),
         f"coverage_{quantile_column(levels[-1])}": m.coverage(rows.y, quantiles[:, -1]),
@@ -185,9 +216,15 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
         scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
     if data.spec.campaign:
         campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
-        scores["wape_campaign"] = m.wape(rows.y[campaign], p50[campaign])
-        scores["wape_non_campaign"] = m.wape(rows.y[~campaign], p50[~campaign])
+        scores["wape_campaign"] = m.wape(rows.y[campaign], point[campaign])
+        scores["wape_non_campaign"] = m.wape(rows.y[~campaign], point[~campaign])
     return {name: round(float(value), 6) for name, value in scores.items()}
+
+
+def bias_factor(model: ForecastModel, rows: TrainingSet, bounds: tuple[float, float] = (0.8, 1.25)) -> float:
+    """Factor that removes the point forecast's bias on held-out ``rows`` (sum of actuals / sum of forecasts)."""
+    predicted = float(model.predict_mean(rows.X).sum())
+    return round(float(np.clip(rows.y.sum() / predicted, *bounds)), 6) if predicted > 0 else 1.0
 
 
 def _scale_floor(target: np.ndarray) -> float:

@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
-from forecaster.contract import MEDIAN_COLUMN
+from forecaster.contract import POINT_COLUMN
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
 if TYPE_CHECKING:
     from forecaster.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
-#: ``forecaster evaluate``'s row file (header ``p50,actual``): the columns a managed model-quality job reads
-EVALUATION_DATASET = ("evaluation.csv", MEDIAN_COLUMN, "actual")
+#: ``forecaster evaluate``'s row file (header ``mean,actual``: the point forecast and the actual): the columns a
+#: managed model-quality job reads
+EVALUATION_DATASET = ("evaluation.csv", POINT_COLUMN, "actual")
 
 
 def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = None) -> DatasetSpec:
@@ -41,16 +42,17 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
     predicted, actual = read_table(predictions), read_table(truth)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
-    _, median, actual = EVALUATION_DATASET
-    point = median if median in joined.columns else "mean"
-    return document, pd.DataFrame({median: joined[point], actual: joined["y"]})
+    point = evaluation.point_column(joined)
+    _, column, actual = EVALUATION_DATASET
+    return document, pd.DataFrame({column: joined[point], actual: joined["y"]})
 
 
 def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:
     """Score predictions against the truth; writes ``<out>/evaluation.json``.
 
-    Also writes ``evaluation.csv`` (header ``p50,actual``): the joined rows in the layout a managed Model Monitor
-    model-quality baseline reads (``inference_attribute=p50``, ``ground_truth_attribute=actual``).
+    Also writes ``evaluation.csv`` (header ``mean,actual``: the point forecast and the actual): the joined rows in
+    the layout a managed Model Monitor model-quality baseline reads (``inference_attribute=mean``,
+    ``ground_truth_attribute=actual``).
     """
     document, rows = _evaluate_files(predictions, truth, spec, seed)
     with atomic_directory(out) as stage:

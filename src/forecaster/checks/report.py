@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.contract import MEDIAN_COLUMN, POINT_BOOSTER, QUANTILE_COLUMNS
+from forecaster.contract import QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 from forecaster.io import TABLE_SUFFIXES, atomic_path, read_table
 
@@ -102,7 +102,7 @@ def _decision(workdir: Path) -> str:
 def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     import matplotlib.pyplot as plt
 
-    from forecaster.checks.evaluation import join_predictions
+    from forecaster.checks.evaluation import join_predictions, point_column
 
     # predictions/ (a check's input), else forecasts/ (the Postprocess output of the pipelines)
     pred_path = _table_in(workdir, "predictions") or _table_in(workdir, "forecasts")
@@ -123,7 +123,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     keys = list(spec.keys)
     totals = joined.groupby(keys)["y"].sum().sort_values(ascending=False)
     chosen = totals.index[: max(1, max_series)]
-    point = MEDIAN_COLUMN if MEDIAN_COLUMN in joined.columns else POINT_BOOSTER
+    point = point_column(joined)
     lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.4 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):

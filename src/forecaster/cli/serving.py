@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quantiles",
         choices=QUANTILE_CHOICES,
         default=None,
-        help=f"{ALL_QUANTILES} = every quantile (the batch default); p50 = one column",
+        help=f"{ALL_QUANTILES} = every quantile and the point forecast mean (the batch default); p50 = one column",
     )
     transform.set_defaults(func=_transform)
 

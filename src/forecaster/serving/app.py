@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +24,7 @@ from forecaster.contract import (
     MAX_PAYLOAD_ENV,
     MEDIAN_COLUMN,
     MEDIAN_ONLY,
+    POINT_COLUMN,
     QUANTILE_CHOICES,
     quantile_column,
 )
@@ -118,7 +120,7 @@ class RequestOptions:
     """What a request asks for through ``X-Amzn-SageMaker-Custom-Attributes`` (``quantiles=all, explain=true``).
 
     Attributes:
-        quantiles: ``p50`` (one column) or ``all`` (every quantile of the model).
+        quantiles: ``p50`` (one column) or ``all`` (every quantile of the model, then the point forecast ``mean``).
         explain: add per-row SHAP contributions (LightGBM ``pred_contrib`` of the point booster).
     """
 
@@ -198,6 +200,8 @@ def predict(model: ForecastModel, matrix: Any, options: RequestOptions) -> codec
     if options.quantiles == MEDIAN_ONLY:
         keep = names.index(MEDIAN_COLUMN)
         names, values = (MEDIAN_COLUMN,), values[:, keep : keep + 1]
+    else:  # every quantile and the point forecast
+        names, values = (*names, POINT_COLUMN), np.column_stack([values, model.predict_mean(matrix)])
     if not options.explain:
         return codecs.Predictions(names, values)
     contribution_names = (*model.schema.feature_names, "expected_value")

@@ -1,0 +1,143 @@
+"""The models of the accuracy benchmark: baselines, mlforecast (the peer) and forecaster.
+
+Each runner takes the history (every column, before the fold's origin), the future frame (keys, date and the
+known-future columns of the forecast days only) and the options, and returns keys, date and the forecast columns
+``mean`` (the point forecast), ``p10``, ``p50`` and ``p90``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _scoring import DATE, KEYS, TARGET
+from forecaster.contract import QUANTILES, quantile_column
+
+KNOWN_FUTURE = ["activity_flag", "discount", "holiday_flag"]
+STATIC = ["city_id", "management_group_id", "first_category_id", "second_category_id", "third_category_id"]
+QUANTILE_COLUMNS = {quantile_column(q): q for q in QUANTILES}
+PREDICTION_COLUMNS = ["p10", "p50", "p90", "mean"]
+
+# mlforecast's LGBMRegressor arguments: forecaster's TrainConfig defaults translated (min_data_in_leaf,
+# feature_fraction, lambda_l2, max_bin, tweedie_variance_power). mlforecast has no validation split for early
+# stopping, so every model gets a fixed 300 rounds. Override with --lgb / --lgb-quantile KEY=VALUE.
+LGB_SHARED = {
+    "learning_rate": 0.05,
+    "num_leaves": 127,
+    "min_child_samples": 100,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "max_bin": 255,
+}
+LGB_MEAN = {"objective": "tweedie", "tweedie_variance_power": 1.2, "n_estimators": 300}
+LGB_QUANTILE = {"objective": "quantile", "n_estimators": 300}
+
+
+def _grid(history: pd.DataFrame, future: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """History target as an (n_series, n_days) matrix; checks the grid is complete (every series every day)."""
+    n_series = history.groupby(KEYS, sort=False).ngroups
+    n_days = history[DATE].nunique()
+    if len(history) != n_series * n_days or len(future) != n_series * future[DATE].nunique():
+        raise ValueError("The baselines need every series on every day (a complete grid); fill the gaps first.")
+    return history[TARGET].to_numpy(dtype=float).reshape(n_series, n_days), n_series
+
+
+def run_seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:
+    """Repeat each series' last 7 days."""
+    values, _ = _grid(history, future)
+    horizon = future[DATE].nunique()
+    last_week = values[:, -7:]
+    point = np.tile(last_week, (1, -(-horizon // 7)))[:, :horizon]
+    out = future[[*KEYS, DATE]].copy()
+    out["p50"] = out["mean"] = point.ravel()
+    return out
+
+
+def run_mean28(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:
+    """Mean of each series' last 28 days; P10/P90 are the empirical quantiles of those 28 days."""
+    values, _ = _grid(history, future)
+    horizon = future[DATE].nunique()
+    window = values[:, -28:]
+    out = future[[*KEYS, DATE]].copy()
+    out["mean"] = out["p50"] = np.repeat(window.mean(axis=1), horizon)
+    out["p10"] = np.repeat(np.quantile(window, 0.1, axis=1), horizon)
+    out["p90"] = np.repeat(np.quantile(window, 0.9, axis=1), horizon)
+    return out
+
+
+def _series_id(frame: pd.DataFrame) -> pd.Series:
+    return frame["store_id"].astype(np.int64) * 1000 + frame["product_id"].astype(np.int64)
+
+
+def run_mlforecast(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:
+    """mlforecast 1.1.0, recursive LightGBM: one Tweedie model (mean) and three quantile models (P10/P50/P90)."""
+    import lightgbm as lgb
+    from mlforecast import MLForecast
+    from mlforecast.lag_transforms import RollingMean
+
+    shared = {**LGB_SHARED, "n_jobs": options.threads, "verbosity": -1, "random_state": 0}
+    models = {"mean": lgb.LGBMRegressor(**{**shared, **LGB_MEAN, **options.lgb})}
+    for name, alpha in QUANTILE_COLUMNS.items():
+        models[name] = lgb.LGBMRegressor(**{**shared, **LGB_QUANTILE, **options.lgb_quantile, "alpha": alpha})
+    fcst = MLForecast(
+        models=models,
+        freq="D",
+        lags=[7, 14, 21, 28],
+        lag_transforms={1: [RollingMean(window_size=7), RollingMean(window_size=28)], 7: [RollingMean(window_size=7)]},
+        date_features=["dayofweek"],
+        num_threads=options.threads,
+    )
+    static = [*KEYS, *STATIC]  # the same categoricals forecaster uses (keys_as_features=True)
+    train = history[[DATE, TARGET, *KNOWN_FUTURE, *static]].rename(columns={DATE: "ds", TARGET: "y"})
+    train.insert(0, "unique_id", _series_id(history))
+    for column in static:
+        train[column] = train[column].astype("category")
+    fcst.fit(train, static_features=static)
+    x_df = future[[DATE, *KNOWN_FUTURE]].rename(columns={DATE: "ds"})
+    x_df.insert(0, "unique_id", _series_id(future))
+    predictions = fcst.predict(future[DATE].nunique(), X_df=x_df)
+    predictions["store_id"] = (predictions["unique_id"] // 1000).astype(history["store_id"].dtype)
+    predictions["product_id"] = (predictions["unique_id"] % 1000).astype(history["product_id"].dtype)
+    predictions[PREDICTION_COLUMNS] = predictions[PREDICTION_COLUMNS].clip(lower=0.0)  # sales are never negative
+    return predictions.rename(columns={"ds": DATE})[[*KEYS, DATE, *PREDICTION_COLUMNS]]
+
+
+def run_forecaster(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:
+    """Forecaster: train the artifact on the history, then forecast the future frame (known-future columns only)."""
+    from forecaster.config import TrainConfig
+    from forecaster.forecasting import forecast
+    from forecaster.spec import DatasetSpec
+    from forecaster.training import fit_artifact
+
+    spec = DatasetSpec.preset("freshretailnet")
+    hyperparameters = {"horizon": future[DATE].nunique(), "num_threads": options.threads, **options.params}
+    config = TrainConfig.from_hyperparameters(hyperparameters)
+    with tempfile.TemporaryDirectory(prefix="forecaster-bench-") as tmp:
+        model_dir = Path(tmp) / "model"
+        fit_artifact(history, spec, config, model_dir)
+        predictions = forecast(model_dir, history, future)
+    # forecaster returns keys and dates as strings (its vocabularies are strings): back to the input's dtypes
+    for key in KEYS:
+        predictions[key] = predictions[key].astype(history[key].dtype)
+    predictions[DATE] = pd.to_datetime(predictions[DATE]).astype(history[DATE].dtype)
+    return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS]]
+
+
+def _forecaster_none(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:
+    options.params = {**options.params, "stockout_handling": "none"}
+    return run_forecaster(history, future, options)
+
+
+MODELS: dict[str, tuple[str, Callable[[pd.DataFrame, pd.DataFrame, argparse.Namespace], pd.DataFrame]]] = {
+    "seasonal_naive_7": ("seasonal naive 7", run_seasonal_naive),
+    "mean_28": ("mean 28 (P10/P90: empirical)", run_mean28),
+    "forecaster": ("forecaster", run_forecaster),
+    "mlforecast": ("mlforecast 1.1.0 (LightGBM, recursive)", run_mlforecast),
+    "forecaster_no_stockout_handling": ("forecaster, stockout_handling=none", _forecaster_none),
+}
+LEARNED = ("mlforecast", "forecaster", "forecaster_no_stockout_handling")
