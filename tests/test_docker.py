@@ -471,7 +471,7 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
 @docker
 def test_batch_transform_defaults_to_every_quantile_and_postprocess_takes_it(infer_image, model_dir, inference_case):
     # what SageMaker's CreateTransformJob sets in the container, and no custom attributes (a transform job
-    # cannot send them): the answer must be p10,p50,p90, which `forecaster postprocess` needs
+    # cannot send them): the answer must be p10,p50,p90,mean, which `forecaster postprocess` needs
     from forecaster.cli.main import main
 
     batch = ["-e", "SAGEMAKER_BATCH=True", "-e", "SAGEMAKER_BATCH_STRATEGY=MULTI_RECORD"]
