@@ -65,7 +65,7 @@ class TrainingData:
         return TrainingSet(X=X, y=target[keep], weight=weight[keep])
 
     def sample(self, last_day: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """Draw up to ``max_train_rows`` (series, origin, horizon) rows whose target day is <= ``last_day``."""
+        """Draw up to ``config.train_rows`` (series, origin, horizon) rows whose target day is <= ``last_day``."""
         n_series = self.panel.n_series
         origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
         if origins.size == 0:
@@ -75,7 +75,7 @@ class TrainingData:
                 "Provide a longer history or lower min_history_days / validation_days."
             )
         total = n_series * origins.size * config.horizon
-        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < config.max_train_rows / total)
+        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < config.train_rows(n_series) / total)
         series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
         origin, horizon = origins[origin_pos], horizon_pos + 1
         enough = self.observed_counts[series, origin + 1] >= config.min_history_days
@@ -87,6 +87,52 @@ class TrainingData:
         horizons = np.arange(1, min(config.horizon, len(self.panel.dates) - 1 - origin) + 1)
         series = np.repeat(np.arange(self.panel.n_series), horizons.size)
         return series, np.full(series.size, origin), np.tile(horizons, self.panel.n_series)
+
+
+def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig, cut_date: pd.Timestamp) -> None:
+    """Fail fast, before any feature is built, when a validated history cannot train a model.
+
+    Training needs ``min_history_days`` observed days of at least one series before ``cut_date`` (the start of
+    the validation window) and an observed target after it.
+
+    Raises:
+        DataValidationError: saying what is too short and how to fix it.
+    """
+    before = frame[frame[spec.date] <= cut_date]
+    span = int((cut_date - frame[spec.date].min()).days) + 1 if not before.empty else 0
+    observed = before[before[spec.target].notna()].groupby(list(spec.keys), sort=False).size()
+    if span <= config.min_history_days or observed.empty or observed.max() < config.min_history_days:
+        raise DataValidationError(
+            f"The training data covers {span} days before the {config.resolved_validation_days}-day validation "
+            f"window (longest series: {int(observed.max()) if not observed.empty else 0} observed days); at least "
+            f"{config.min_history_days + 1} days with {config.min_history_days} observed days of one series are "
+            "needed (min_history_days). Provide a longer history or lower min_history_days / validation_days."
+        )
+    after = frame[(frame[spec.date] > cut_date) & frame[spec.target].notna()]
+    if after.empty:
+        raise DataValidationError(
+            f"The validation window after {cut_date.date()} has no observed target values; check the data's dates."
+        )
+
+
+def data_report(panel: Panel, spec: DatasetSpec) -> dict[str, Any]:
+    """Series count and absent days inside the series' lives (logged at train time, stored in the metadata)."""
+    gaps = panel.gaps if panel.gaps is not None else np.zeros(panel.n_series, dtype=int)
+    report = {
+        "series": panel.n_series,
+        "days": len(panel.dates),
+        "series_with_gaps": int((gaps > 0).sum()),
+        "missing_days": int(gaps.sum()),
+        "missing_days_as": spec.missing_days,
+    }
+    if report["missing_days"]:
+        logger.warning(
+            "the history has no row for %d series-days in %d of %d series (between a series' first and last row); "
+            "counted as %s (the spec's missing_days)",
+            report["missing_days"], report["series_with_gaps"], panel.n_series,
+            "0 sales" if spec.missing_days == "zero" else "unobserved",
+        )  # fmt: skip
+    return report
 
 
 def fit_artifact(
@@ -115,7 +161,11 @@ def fit_artifact(
         frame = pd.concat([frame, valid_frame], ignore_index=True)
     else:
         cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+    check_trainable(frame, spec, config, cut_date)
+    lap = _Laps(started, "validate")
     data = TrainingData.from_frame(frame, spec, config)
+    report = data_report(data.panel, spec)
+    lap("panel")
     cut = data.panel.day_index(cut_date)
     rng = np.random.default_rng(config.seed)
     schema = FeatureSchema(
@@ -132,8 +182,11 @@ def fit_artifact(
     if len(valid_rows) == 0:
         raise DataValidationError("The validation window has no observed target values; check the data's dates.")
     logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    report["training_rows"] = len(fit_rows)
+    lap("features")
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+    lap("fit")
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
     schema = dataclasses.replace(schema, quantile_calibration=calibration)
     model = ForecastModel(model.boosters, schema)
@@ -143,6 +196,7 @@ def fit_artifact(
         all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
         with _Progress(config, "refit", rounds) as progress:
             model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+        lap("refit")
     metadata = {
         "forecaster_version": library_versions()["forecaster"],
         "libraries": library_versions(),
@@ -153,10 +207,12 @@ def fit_artifact(
             "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
         },
         "series": data.panel.n_series,
+        "data_report": report,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
         "validation_metrics": scores,
         "training_seconds": round(time.monotonic() - started, 1),
+        "phase_seconds": lap.seconds,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     with atomic_directory(model_dir) as stage:
@@ -191,6 +247,20 @@ def _scale_floor(target: np.ndarray) -> float:
     """Smallest demand level quantile boosters divide by: 5 % of the average daily target (> 0)."""
     level = float(np.nanmean(target)) if np.isfinite(target).any() else 0.0
     return max(0.05 * level, 1e-3)
+
+
+class _Laps:
+    """Seconds spent per training phase (stored in the metadata: what takes the time)."""
+
+    def __init__(self, started: float, first: str) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = started
+        self(first)
+
+    def __call__(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(now - self.last, 2)
+        self.last = now
 
 
 class _Progress:
