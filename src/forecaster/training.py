@@ -105,8 +105,9 @@ def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig,
         raise DataValidationError(
             f"The training data covers {span} days before the {config.resolved_validation_days}-day validation "
             f"window (longest series: {int(observed.max()) if not observed.empty else 0} observed days); at least "
-            f"{config.min_history_days + 1} days with {config.min_history_days} observed days of one series are "
-            "needed (min_history_days). Provide a longer history or lower min_history_days / validation_days."
+            f"{config.min_history_days + 1} are needed, {config.min_history_days} of them observed in one series "
+            f"(min_history_days={config.min_history_days}). Provide a longer history or lower min_history_days / "
+            "validation_days."
         )
     after = frame[(frame[spec.date] > cut_date) & frame[spec.target].notna()]
     if after.empty:

@@ -41,9 +41,16 @@ def _categorical(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_spec(args: argparse.Namespace) -> object | None:
+    """The spec given with --spec, else the model's (None when neither names one)."""
     from forecaster.checks import steps
+    from forecaster.errors import DataValidationError
 
-    return steps.resolve_columns(args.spec, args.model_dir) if args.spec or args.model_dir else None
+    if args.spec:
+        return steps.resolve_columns(args.spec)
+    try:
+        return steps.resolve_columns(None, args.model_dir) if args.model_dir else None
+    except DataValidationError:  # a feature schema without a spec only names the columns
+        return None
 
 
 def _inputs(args: argparse.Namespace, known: tuple[str, ...]) -> dict[str, list[Path]]:
