@@ -234,6 +234,8 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
         "wape_mean": m.wape(rows.y, model.predict_mean(rows.X)),
         "coverage_p10": m.coverage(rows.y, quantiles[:, 0]),
         "coverage_p90": m.coverage(rows.y, quantiles[:, 2]),
+        "coverage_p10_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 0]),  # days with sales only
+        "coverage_p90_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 2]),
     }
     for i, q in enumerate(model.schema.quantiles):
         scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
