@@ -46,7 +46,7 @@ def test_metrics_match_reference_and_split_by_campaign():
     inside = ((y >= pred["p10"]) & (y <= pred["p90"])).mean()
     assert overall["coverage"]["p10_p90"] == pytest.approx(inside)
     sold = y > 0  # coverage on days with sales: zero sales do not count as hits
-    assert 0 < (~sold).sum() and overall["coverage"]["p10_sold"] == pytest.approx((y[sold] <= pred["p10"][sold]).mean())
+    assert (~sold).sum() > 0 and overall["coverage"]["p10_sold"] == pytest.approx((y[sold] <= pred["p10"][sold]).mean())
     camp = truth["campaign"].to_numpy() == 1
     assert doc["forecast_metrics"]["campaign"]["rows"] == camp.sum()
     assert doc["forecast_metrics"]["campaign"]["wape"] == pytest.approx(metrics.wape(y[camp], yhat[camp]))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_json, read_table, write_table
 from forecaster.pipelines.local import run_pipeline
 from forecaster.registry import open_registry
@@ -178,3 +178,9 @@ def test_build_pipeline_fails_at_split_before_training_on_too_short_data(data_di
     record = read_json(tmp_path / "run/run.json")
     assert record["steps"]["Split"]["status"] == "Failed"
     assert record["steps"].get("Train", {}).get("status") in (None, "NotExecuted", "Pending")
+
+
+def test_build_pipeline_checks_training_parameters_before_any_step(data_dir, tmp_path):
+    with pytest.raises(InvalidParameterError, match=r"'num_leaves' parameter of the Train step .* Got '1'"):
+        run_pipeline("build", tmp_path / "run", {**FAST_PIPELINE, "NumLeaves": 1, "InputData": str(data_dir)})
+    assert not (tmp_path / "run" / "Split").exists()

@@ -38,9 +38,9 @@ def current_host(config_file: Path) -> str | None:
         return None
 
 
-def resolves(host: str, seconds: float = RESOLVE_SECONDS) -> bool:
-    """Whether ``host`` resolves by DNS within ``seconds`` (retried every half second)."""
-    deadline = time.monotonic() + seconds
+def resolves(host: str, seconds: float | None = None) -> bool:
+    """Whether ``host`` resolves by DNS within ``seconds`` (default ``RESOLVE_SECONDS``; retried every 0.5 s)."""
+    deadline = time.monotonic() + (RESOLVE_SECONDS if seconds is None else seconds)
     while True:
         try:
             socket.getaddrinfo(host, None)
