@@ -128,7 +128,7 @@ def test_forecast_skips_ended_and_new_series_and_reports_them(model_dir, tmp_pat
 
 def test_split_keeps_history_and_future_consistent(data_dir, tmp_path):
     out = tmp_path / "split"
-    argv = ["split", "--input", f"data={data_dir}", "--spec", str(data_dir / "spec.json"), "--horizon", "7"]
+    argv = ["split", "--input", f"data={data_dir}", "--horizon", "7"]  # the spec.json beside the data
     assert main([*argv, "--out", str(out)]) == 0
     spec = DatasetSpec.from_json(data_dir / "spec.json")
     history, future = read_table(out / "history"), read_table(out / "future")
