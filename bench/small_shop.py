@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, RESULTS_DIR, machine_info, markdown_table
 
 FRN = Path("/work/shared/data/freshretailnet/daily_2024-03-28_2024-06-11.parquet")
-CONFIGS = {"unscaled": {"rows_per_series": 0}, "scaled": {}}
+CONFIGS = {"unscaled": {"rows_per_series": 0}, "scaled": {}, "scaled-1000": {"rows_per_series": 1000}}
 
 
 def one_shop(items: int = 250, days: int = 1095, seed: int = 7) -> tuple[pd.DataFrame, dict]:

@@ -17,6 +17,9 @@ from forecaster.pipelines.local import RUN_FILE, run_pipeline
 from forecaster.registry import ApprovalStatus, open_registry
 from forecaster.synth import write_dataset
 
+#: end to end: every test runs a pipeline through the local runner (tens of seconds)
+pytestmark = pytest.mark.slow
+
 GROUP = "forecaster-demand"
 #: tiny, fast training through the pipeline's own parameters (one LightGBM thread: the CI machine is busy)
 FAST = {

@@ -44,12 +44,12 @@ def test_unresolvable_current_host_writes_a_failure_within_seconds(tmp_path, mon
 
 
 def test_missing_extra_names_the_extra_instead_of_a_traceback(monkeypatch, capsys, tmp_path):
-    import forecaster.checks.steps as steps
+    import forecaster.checks.jobs as jobs
 
     def needs_jsonschema(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'jsonschema'", name="jsonschema")
 
-    monkeypatch.setattr(steps, "run_decide", needs_jsonschema)
+    monkeypatch.setattr(jobs, "run_decide", needs_jsonschema)
     (tmp_path / "violations").mkdir()
     argv = ["decide-retrain", "--input", f"violations={tmp_path / 'violations'}", "--out", str(tmp_path / "out")]
     assert main(argv) == 7

@@ -67,7 +67,7 @@ class TrainConfig:
     lambda_l2: float = 1.0
     max_bin: int = 255
     max_train_rows: int = 2_000_000
-    rows_per_series: int = 1000
+    rows_per_series: int = 400
     origin_stride: int = 1
     min_history_days: int = 7
     validation_days: int = 0

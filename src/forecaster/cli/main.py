@@ -8,16 +8,17 @@ import sys
 from collections.abc import Sequence
 
 from forecaster import __version__
-from forecaster.cli import checks, core, orchestration, serving
+from forecaster.cli import checks, core, orchestration, project, serving
 from forecaster.errors import ForecasterError, MissingExtraError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
-COMMAND_MODULES = (core, serving, checks, orchestration)
+COMMAND_MODULES = (core, serving, checks, orchestration, project)
 #: top-level module -> the extra of ``pyproject.toml`` that installs it
 EXTRA_OF_MODULE = {
     "flask": "serve", "gunicorn": "serve", "sagemaker_training": "train",
     "shap": "checks", "matplotlib": "checks", "sklearn": "checks", "numba": "checks", "jsonschema": "checks",
     "sagemaker": "pipelines", "boto3": "pipelines", "moto": "pipelines", "mlforecast": "bench", "psutil": "bench",
+    "airflow": "airflow",
 }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Resolve the latest approved model into pipeline parameters, outside the pipeline (notes §C.6, pitfall 13).
+"""Resolve the latest approved model into pipeline parameters, outside the pipeline (docs/sagemaker-notes.md §4).
 
 A pipeline cannot look up "the latest approved model package" at run time by itself, so the batch-inference
 and model-quality pipelines take the model data URL and the baseline locations as parameters;
@@ -41,6 +41,8 @@ def parameters_for(version: ModelVersion, pipeline: str) -> dict[str, str]:
     if pipeline == "inference":
         parameters["ModelDataUrl"] = version.model_data_url
         parameters["ModelPackageArn"] = version.identifier
+        if version.image_uri:  # the model runs in the image it was built and evaluated with
+            parameters["InferenceImage"] = version.image_uri
     for parameter, kind in folders.items():
         uri = version.baselines.get(kind)
         if not uri:

@@ -1,7 +1,8 @@
 """What the SageMaker SDK v3 needs around it: environment, session, and an offline (moto) AWS.
 
 Importing ``sagemaker.mlops.workflow`` needs a region, ``ModelTrainer`` validates the role against IAM unless
-``SAGEMAKER_VALIDATE_ROLE=false``, and decorated calls send telemetry unless it is opted out (notes §C.3).
+``SAGEMAKER_VALIDATE_ROLE=false``, and decorated calls send telemetry unless it is opted out
+(docs/sagemaker-notes.md §2).
 :func:`offline_aws` sets all of that for the duration of a ``with`` block, with fake credentials and moto's
 in-process AWS, and restores the caller's environment afterwards. :func:`sdk_environment` only adds what is
 missing (region, telemetry opt-out) and never touches real credentials: it is what ``upsert`` runs under.
@@ -98,6 +99,18 @@ def _telemetry_config() -> Iterator[str]:
         yield str(path)
 
 
+def resolve_region(region: str | None) -> str:
+    """Return ``region``, else ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+
+    Raises:
+        InvalidParameterError: when no region is given or configured.
+    """
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
+    return region
+
+
 @contextlib.contextmanager
 def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[str]:
     """Environment for talking to real AWS: adds a region and the telemetry opt-out, keeps credentials.
@@ -114,9 +127,7 @@ def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[
         InvalidParameterError: when no region is given or configured.
     """
     require("sagemaker.mlops", "boto3")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
+    region = resolve_region(region)
     with _telemetry_config() as config:
         values: dict[str, str | None] = {"AWS_DEFAULT_REGION": region}
         if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:

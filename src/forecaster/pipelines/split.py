@@ -25,8 +25,6 @@ from forecaster.training import check_trainable
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "history", "future", "truth")
-
 
 def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -> dict[str, pd.DataFrame]:
     """Return ``{"train", "history", "future", "truth"}`` frames; the last ``horizon`` days are held out.
