@@ -217,12 +217,13 @@ def inference_case(model_dir: Path, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("inference")
     history.to_csv(folder / "history.csv", index=False)
     future.to_csv(folder / "future.csv", index=False)
-    features, _ = build_inference_features(model_dir, history, future)
+    features, keys = build_inference_features(model_dir, history, future)
     model = ForecastModel.load(model_dir)
     X = features.to_numpy(dtype=np.float64)
     return {
         "folder": folder,
         "features": features,
+        "keys": keys,
         "expected": model.predict(X),
         "csv": features.to_csv(header=False, index=False).encode(),
         "jsonlines": "".join(
@@ -324,6 +325,42 @@ def test_sigterm_stops_training_with_a_failure_reason(train_image, tmp_path):
 
 
 @docker
+def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
+    # InstanceCount=2 as SageMaker (and SDK local mode) runs it: one container per host on one network,
+    # hostnames algo-1/algo-2, resourceconfig.json naming both; SageMaker merges both hosts' /opt/ml/model
+    network = f"forecaster-hosts-{os.environ.get('FORECASTER_TEST_TAG', 'test')}-{os.getpid()}"
+    sh("docker", "network", "create", network)
+    containers = []
+    try:
+        for host in ("algo-1", "algo-2"):
+            root = write_job(tmp_path / host, {**HYPERPARAMETERS, "num_threads": "1"})  # one CPU per host
+            (root / "input" / "config" / "resourceconfig.json").write_text(
+                json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"], "current_group_name": "g"})
+            )
+            mounts = [arg for sub in ("input", "model", "output") for arg in ("-v", f"{root / sub}:/opt/ml/{sub}")]
+            network_args = ["--network", network, "--network-alias", host, "--hostname", host]
+            containers.append(sh("docker", "run", "-d", *network_args, *mounts, train_image, "train").stdout.strip())
+        exit_codes = [int(sh("docker", "wait", c, timeout=900).stdout) for c in containers]
+        states = [json.loads(sh("docker", "inspect", "-f", "{{json .State}}", c).stdout) for c in containers]
+        logs = sh("docker", "logs", containers[1]).stderr + sh("docker", "logs", containers[1]).stdout
+    finally:
+        for container in containers:
+            sh("docker", "rm", "-f", container, check=False)
+        sh("docker", "network", "rm", network, check=False)
+        for host in ("algo-1", "algo-2"):
+            give_back_files(train_image, tmp_path / host)
+    assert exit_codes == [0, 0], logs[-3000:]
+    assert {"feature_schema.json", "model_mean.txt"} <= model_files(tmp_path / "algo-1" / "model")
+    assert model_files(tmp_path / "algo-2" / "model") == set()
+    assert "host algo-2 of ['algo-1', 'algo-2'] does not train" in logs, logs[-3000:]
+    # algo-2 waits until algo-1's container is gone (as compose needs), then exits without a model
+    assert "algo-1 has finished (it no longer resolves); host algo-2 exits without a model" in logs, logs[-3000:]
+    # compose (SDK local mode) stops every container when the first exits: algo-2 must outlive algo-1
+    finished = [pd.Timestamp(state["FinishedAt"]) for state in states]
+    assert finished[1] >= finished[0], states
+
+
+@docker
 def test_train_image_runs_processing_commands(train_image, model_dir, inference_case):
     # processing steps (a Processor with this image) run `forecaster <command>` in this image
     folder = inference_case["folder"]
@@ -342,6 +379,58 @@ def test_train_image_runs_processing_commands(train_image, model_dir, inference_
     expected = inference_case["features"]
     assert in_container.shape == expected.shape
     np.testing.assert_allclose(in_container.to_numpy(np.float64), expected.to_numpy(np.float64), equal_nan=True)
+
+
+@docker
+def test_processing_reads_a_model_tar_gz_with_the_images_python(train_image, model_dir, inference_case, tmp_path):
+    # a processing job gets the training job's model.tar.gz as it is (not unpacked); the image's Python is
+    # Debian's 3.11.2, whose tarfile has no extractall(filter=...)
+    from forecaster.artifact import pack_model
+
+    pack_model(model_dir, tmp_path / "model" / "model.tar.gz")
+    folder = inference_case["folder"]
+    (tmp_path / "out").mkdir()
+    result = sh(
+        "docker", "run", "--rm", "--network", "none",
+        "-v", f"{tmp_path / 'model'}:/opt/ml/processing/input/model:ro",
+        "-v", f"{folder}:/opt/ml/processing/input/data:ro",
+        "-v", f"{tmp_path / 'out'}:/opt/ml/processing/output/features",
+        train_image, "sh", "-c", "python3 --version && forecaster preprocess"
+        " --model-dir /opt/ml/processing/input/model --history /opt/ml/processing/input/data/history.csv"
+        " --future /opt/ml/processing/input/data/future.csv --out /opt/ml/processing/output/features",
+    )  # fmt: skip
+    give_back_files(train_image, tmp_path / "out")
+    assert "Python 3.11" in result.stdout
+    in_container = pd.read_csv(tmp_path / "out" / "features.csv", header=None)
+    np.testing.assert_allclose(
+        in_container.to_numpy(np.float64), inference_case["features"].to_numpy(np.float64), equal_nan=True
+    )
+
+
+@docker
+def test_split_writes_into_output_directories_that_are_mount_points(train_image, tmp_path):
+    # SageMaker and the SDK's local mode bind-mount each processing output: /opt/ml/processing/output/<name>
+    # can be written into, never removed or renamed (EBUSY)
+    from forecaster.synth import generate
+
+    splits = ("train", "history", "future", "truth")  # the outputs of `forecaster split`
+
+    generate(stores=2, items=3, days=40, seed=1).to_csv(tmp_path / "sales.csv", index=False)
+    mounts = []
+    for name in splits:
+        (tmp_path / name).mkdir()
+        mounts += ["-v", f"{tmp_path / name}:/opt/ml/processing/output/{name}"]
+    (tmp_path / "train" / "stale.parquet").write_text("an earlier run's file")
+    sh(
+        "docker", "run", "--rm", "--network", "none", *mounts,
+        "-v", f"{tmp_path / 'sales.csv'}:/opt/ml/processing/input/data/sales.csv:ro",
+        train_image, "forecaster", "split", "--input", "data=/opt/ml/processing/input/data", "--horizon", "5",
+        "--out", "/opt/ml/processing/output",
+    )  # fmt: skip
+    for name in splits:
+        give_back_files(train_image, tmp_path / name)
+        assert [p.name for p in (tmp_path / name).iterdir()] == [f"{name}.parquet"]
+    assert len(pd.read_parquet(tmp_path / "truth" / "truth.parquet")) == 2 * 3 * 5
 
 
 # ---- inference image ------------------------------------------------------------------------------------------
@@ -491,3 +580,31 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
         assert stop_and_exit_code(container) == 0
     finally:
         sh("docker", "rm", "-f", container, check=False)
+
+
+@docker
+def test_batch_transform_defaults_to_every_quantile_and_postprocess_takes_it(infer_image, model_dir, inference_case):
+    # what SageMaker's CreateTransformJob sets in the container, and no custom attributes (a transform job
+    # cannot send them): the answer must be p10,p50,p90, which `forecaster postprocess` needs
+    from forecaster.cli.main import main
+
+    batch = ["-e", "SAGEMAKER_BATCH=True", "-e", "SAGEMAKER_BATCH_STRATEGY=MULTI_RECORD"]
+    container = start_server(infer_image, model_dir, "--network", "none", *batch, "-e", "SAGEMAKER_MAX_PAYLOAD_IN_MB=6")
+    try:
+        deadline, status = time.monotonic() + 120, 0
+        while status != 200 and time.monotonic() < deadline:
+            status, _ = exec_http(container, "/ping")
+            time.sleep(0.2)
+        assert status == 200, sh("docker", "logs", container, check=False).stderr[-3000:]
+        status, body = exec_http(container, "/invocations", inference_case["csv"])
+    finally:
+        sh("docker", "rm", "-f", container, check=False)
+    assert status == 200, body[:500]
+    folder = inference_case["folder"] / "batch"
+    folder.mkdir()
+    (folder / "features.csv.out").write_bytes(body)
+    inference_case["keys"].to_csv(folder / "keys.csv", index=False)
+    args = ["--keys", str(folder / "keys.csv"), "--predictions", str(folder / "features.csv.out")]
+    assert main(["postprocess", *args, "--out", str(folder / "forecasts.csv")]) == 0
+    forecasts = pd.read_csv(folder / "forecasts.csv")
+    np.testing.assert_allclose(forecasts[["p10", "p50", "p90"]].to_numpy(), inference_case["expected"], rtol=1e-9)

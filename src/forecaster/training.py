@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from forecaster import metrics as m
 from forecaster.artifact import METADATA_FILE, FeatureSchema, frame_hash, library_versions
 from forecaster.config import TrainConfig
+from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet, build_features, feature_set
 from forecaster.io import atomic_directory, write_json
@@ -225,20 +226,23 @@ def fit_artifact(
 def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingData) -> dict[str, float]:
     """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
     quantiles = model.predict(rows.X)
-    p50 = quantiles[:, 1]
+    levels = model.schema.quantiles
+    p50 = quantiles[:, levels.index(MEDIAN)]
     scores = {
         "wape": m.wape(rows.y, p50),
         "bias": m.bias(rows.y, p50),
         "mae": m.mae(rows.y, p50),
         "rmse": m.rmse(rows.y, p50),
         "wape_mean": m.wape(rows.y, model.predict_mean(rows.X)),
-        "coverage_p10": m.coverage(rows.y, quantiles[:, 0]),
-        "coverage_p90": m.coverage(rows.y, quantiles[:, 2]),
-        "coverage_p10_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 0]),  # days with sales only
-        "coverage_p90_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 2]),
+        # the outer quantiles: the share of actuals below P10 and below P90
+        f"coverage_{quantile_column(levels[0])}": m.coverage(rows.y, quantiles[:, 0]),
+        f"coverage_{quantile_column(levels[-1])}": m.coverage(rows.y, quantiles[:, -1]),
+        # days with sales only: a zero sale is below every quantile
+        f"coverage_{quantile_column(levels[0])}_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 0]),
+        f"coverage_{quantile_column(levels[-1])}_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, -1]),
     }
-    for i, q in enumerate(model.schema.quantiles):
-        scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
+    for i, q in enumerate(levels):
+        scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
     if data.spec.campaign:
         campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
         scores["wape_campaign"] = m.wape(rows.y[campaign], p50[campaign])

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecaster.config import TrainConfig
+from forecaster.config import HYPERPARAMETER_CONSTRAINTS, TrainConfig
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import atomic_directory, read_table, write_table
+from forecaster.params import coerce
 from forecaster.spec import DatasetSpec
 from forecaster.training import check_trainable
 
@@ -30,11 +31,12 @@ def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -
     """Return ``{"train", "history", "future", "truth"}`` frames; the last ``horizon`` days are held out.
 
     Raises:
-        InvalidParameterError: for a horizon below 1.
+        InvalidParameterError: for a horizon outside the range training accepts.
         DataValidationError: when the data does not fit the spec or spans no more than ``horizon`` days.
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int >= 1. Got {horizon!r} instead.")
+    if isinstance(horizon, bool):
+        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int. Got {horizon!r} instead.")
+    horizon = coerce("horizon", horizon, HYPERPARAMETER_CONSTRAINTS["horizon"], "split")  # the training range
     frame = spec.validate_frame(frame, kind="history")
     days = frame[spec.date].drop_duplicates().sort_values()
     if len(days) <= horizon:
