@@ -174,7 +174,8 @@ def test_build_pipeline_fails_at_split_before_training_on_too_short_data(data_di
     (short / "spec.json").write_text(json.dumps(SPEC))
     with pytest.raises(Exception, match="Split") as error:
         run_pipeline("build", tmp_path / "run", {**FAST_PIPELINE, "InputData": str(short)}, progress=False)
-    assert "min_history_days" in str(error.value) or "training data covers" in str(error.value)
+    reason = str(error.value) + (tmp_path / "run" / "Split" / "log.txt").read_text()
+    assert "training data covers" in reason and "min_history_days" in reason
     record = read_json(tmp_path / "run/run.json")
     assert record["steps"]["Split"]["status"] == "Failed"
     assert record["steps"].get("Train", {}).get("status") in (None, "NotExecuted", "Pending")
