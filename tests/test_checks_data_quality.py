@@ -204,3 +204,32 @@ def test_failed_check_leaves_no_partial_output(tmp_path):
         ]
     )
     assert rc == 3 and not out.exists()
+
+
+def test_raw_data_with_a_spec_does_not_profile_the_date_column(tmp_path):
+    from forecaster.synth import generate
+
+    frame = generate(stores=2, items=3, days=40, seed=0)
+    base, current = frame[frame["date"] < "2024-01-31"], frame[frame["date"] >= "2024-01-31"]
+    base.to_csv(tmp_path / "base.csv", index=False)
+    current.to_csv(tmp_path / "current.csv", index=False)
+    argv = ["--spec", "default", "--out"]
+    assert (
+        main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'base.csv'}", *argv, str(tmp_path / "b")])
+        == 0
+    )
+    names = [f["name"] for f in json.loads((tmp_path / "b" / "constraints.json").read_text())["features"]]
+    assert "date" not in names and {"store_id", "item_id", "units_sold"} <= set(names)
+    inputs = ["--input", f"baseline={tmp_path / 'b'}", "--input", f"dataset={tmp_path / 'current.csv'}"]
+    assert main(["check", "data-quality", *inputs, *argv, str(tmp_path / "v")]) == 0
+    violations = json.loads((tmp_path / "v" / "constraint_violations.json").read_text())["violations"]
+    assert "date" not in {v["feature_name"] for v in violations}  # every new day used to be a domain violation
+    # without the spec the date column is profiled as a category and every new day is a violation
+    assert (
+        main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'base.csv'}", "--out", str(tmp_path / "b2")])
+        == 0
+    )
+    inputs[1] = f"baseline={tmp_path / 'b2'}"
+    assert main(["check", "data-quality", *inputs, "--out", str(tmp_path / "v2")]) == 0
+    violations = json.loads((tmp_path / "v2" / "constraint_violations.json").read_text())["violations"]
+    assert "date" in {v["feature_name"] for v in violations}

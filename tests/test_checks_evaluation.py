@@ -45,6 +45,8 @@ def test_metrics_match_reference_and_split_by_campaign():
     assert overall["pinball"]["p90"] == pytest.approx(metrics.pinball(y, pred["p90"], 0.9))
     inside = ((y >= pred["p10"]) & (y <= pred["p90"])).mean()
     assert overall["coverage"]["p10_p90"] == pytest.approx(inside)
+    sold = y > 0  # coverage on days with sales: zero sales do not count as hits
+    assert (~sold).sum() > 0 and overall["coverage"]["p10_sold"] == pytest.approx((y[sold] <= pred["p10"][sold]).mean())
     camp = truth["campaign"].to_numpy() == 1
     assert doc["forecast_metrics"]["campaign"]["rows"] == camp.sum()
     assert doc["forecast_metrics"]["campaign"]["wape"] == pytest.approx(metrics.wape(y[camp], yhat[camp]))

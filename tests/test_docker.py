@@ -168,6 +168,33 @@ def test_train_image_writes_the_model(training_job):
 
 
 @docker
+def test_whole_opt_ml_mounted_trains(train_image, tmp_path):
+    # the classic bring-your-own-container habit: one directory over all of /opt/ml hides /opt/ml/code
+    root = write_job(tmp_path / "test_dir", {**HYPERPARAMETERS, "num_boost_round": "10"})
+    result = sh("docker", "run", "--rm", "--hostname", "algo-1", "-v", f"{root}:/opt/ml", train_image, "train",
+                check=False)  # fmt: skip
+    give_back_files(train_image, root)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert (root / "output" / "success").exists()
+    assert (root / "model" / "feature_schema.json").exists()
+    assert "copied the image's entry script" in result.stdout + result.stderr
+
+
+@docker
+def test_unresolvable_host_fails_within_seconds_with_what_to_do(train_image, tmp_path):
+    root = write_job(tmp_path / "opt_ml", HYPERPARAMETERS)
+    mounts = [arg for sub in ("input", "model", "output") for arg in ("-v", f"{root / sub}:/opt/ml/{sub}")]
+    start = time.monotonic()
+    result = sh("docker", "run", "--rm", *mounts, train_image, "train", check=False, timeout=120)  # no --hostname
+    seconds = time.monotonic() - start
+    give_back_files(train_image, root)
+    assert result.returncode != 0
+    assert seconds < 60, f"took {seconds:.0f} s"
+    failure = (root / "output" / "failure").read_text()
+    assert "--hostname algo-1" in failure and "--hostname algo-1" in result.stderr
+
+
+@docker
 def test_model_files_are_readable_by_the_unprivileged_server_user(model_dir: Path):
     # SageMaker tars /opt/ml/model as written; the inference image runs as a non-root user
     unreadable = [p.name for p in [model_dir, *model_dir.iterdir()] if not p.stat().st_mode & 0o004]

@@ -167,12 +167,18 @@ def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built
 
 def test_training_failure_reason_comes_from_the_failure_file(built, data_dir, tmp_path):
     workdir = copy_workdir(built[0], tmp_path / "build")
-    with pytest.raises(PipelineStepError, match=r"Step Train .*learning_rate") as caught:
+    # invalid training parameters are refused before any step runs (nothing is recorded)
+    with pytest.raises(InvalidParameterError, match=r"'learning_rate' parameter of the Train step"):
         run_pipeline("build", workdir, {**FAST, "InputData": str(data_dir), "LearningRate": 5}, progress=False)
+    # a failure only the training job sees (the reused Split output spoiled): its reason is the failure file's
+    train_file = workdir / "Split/output/train/train.parquet"
+    read_table(train_file).drop(columns="units_sold").to_parquet(train_file)
+    with pytest.raises(PipelineStepError, match=r"Step Train .*units_sold") as caught:
+        run_pipeline("build", workdir, {**FAST, "InputData": str(data_dir), "NumLeaves": 9}, progress=False)
     assert "Fix the cause and run the same command again" in caught.value.reason
     record = read_json(workdir / RUN_FILE)
     assert record["steps"]["Split"]["cache_hit"] is True
-    assert "learning_rate" in record["steps"]["Train"]["reason"]
+    assert "units_sold" in record["steps"]["Train"]["reason"]
 
 
 def test_condition_failing_stops_at_the_fail_step_and_registers_nothing(built, data_dir, tmp_path):

@@ -47,7 +47,7 @@ def test_build_step_graph(defs):
     assert upstream(steps["CreateModel"]) == {"Train"}
     assert upstream(steps["Transform"]) == {"CreateModel", "Preprocess"}
     assert upstream(steps["Postprocess"]) == {"Preprocess", "Transform"}
-    assert upstream(steps["Evaluate"]) == {"Postprocess", "Split"}
+    assert upstream(steps["Evaluate"]) == {"Postprocess", "Split", "Train"}  # the model names the spec columns
     assert upstream(steps["DataQualityBaseline"]) == {"Preprocess", "Train"}
     assert upstream(steps["ModelQualityBaseline"]) == {"Evaluate"}
     assert upstream(steps["ExplainabilityBaseline"]) == {"Train", "Preprocess"}

@@ -76,14 +76,13 @@ def test_validate_frame_holds_keys_as_categoricals_of_their_strings():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f.drop(columns="discount"), "no column 'discount'"),
+        (lambda f: f.drop(columns="discount"), r"no column 'discount'.*spec in effect: preset 'default'"),
         (
             lambda f: f.assign(units_sold=["1", "two", "3"]),
             r"'units_sold' column \(target\).*must be numeric.*'two' in row 2",
         ),
-        (lambda f: f.assign(units_sold=[1, -2, 3]), "must be non-negative.*row 2"),
         (lambda f: f.assign(date=["2024-01-01", "2024-01-01", "2024-01-01"]), "more than one row for store_id=A"),
-        (lambda f: f.assign(date=["2024-01-01", "soon", "2024-01-01"]), "must hold dates.*'soon' in row 2"),
+        (lambda f: f.assign(date=["2024-01-01", "soon", "2024-01-01"]), "must hold ISO dates.*'soon' in row 2"),
         (lambda f: f.assign(store_id=["A", None, "B"]), "'store_id' column \\(key\\).*missing value in row 2"),
         (lambda f: f.iloc[:0], "has no rows"),
     ],
@@ -91,6 +90,39 @@ def test_validate_frame_holds_keys_as_categoricals_of_their_strings():
 def test_validate_frame_names_column_and_row(change, message):
     with pytest.raises(DataValidationError, match=message):
         DatasetSpec.preset("default").validate_frame(change(_frame()))
+
+
+def test_spec_options_dates_returns_and_their_errors(caplog):
+    frame = _frame().assign(date=["31/05/2024", "01/06/2024", "02/06/2024"], units_sold=[1, -2, 3])
+    with pytest.raises(DataValidationError, match=r"ISO dates.*'31/05/2024' in row 1.*date_format"):
+        DatasetSpec.preset("default").validate_frame(frame)
+    spec = DatasetSpec.from_dict({**DatasetSpec.preset("default").to_dict(), "date_format": "%d/%m/%Y"})
+    out = spec.validate_frame(frame)
+    assert out["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-05-31", "2024-06-01", "2024-06-02"]
+    assert out["units_sold"].tolist() == [1.0, 0.0, 3.0]  # negative_target: clip (the default), with a warning
+    assert "1 of 3 history rows have a negative 'units_sold'" in caplog.text
+    refuse = DatasetSpec.from_dict({**spec.to_dict(), "negative_target": "error"})
+    with pytest.raises(DataValidationError, match=r"must be non-negative. Got -2.0 in row 2"):
+        refuse.validate_frame(frame)
+    with pytest.raises(InvalidParameterError, match=r"'missing_days' entry .* must be one of \['zero', 'unobserved'\]"):
+        DatasetSpec.from_dict({**spec.to_dict(), "missing_days": "skip"})
+
+
+def test_missing_days_zero_fills_gaps_inside_a_series_life_only():
+    from forecaster.panel import build_panel
+
+    days = pd.to_datetime(["2024-01-01", "2024-01-04", "2024-01-02", "2024-01-03"])
+    frame = pd.DataFrame(
+        {"store_id": "A", "item_id": ["x", "x", "y", "y"], "date": days, "units_sold": [1.0, 2.0, 5.0, 6.0],
+         "campaign": 0, "discount": 1.0, "holiday": 0}
+    )  # fmt: skip
+    zero = DatasetSpec.preset("default")
+    panel = build_panel(zero, zero.validate_frame(frame))
+    assert panel.gaps.tolist() == [2, 0]  # x misses 2nd and 3rd; y lives 2nd..3rd only
+    np.testing.assert_array_equal(panel.target[0], [1, 0, 0, 2])
+    np.testing.assert_array_equal(panel.target[1], [np.nan, 5, 6, np.nan])  # before/after its life: no data
+    unobserved = DatasetSpec.from_dict({**zero.to_dict(), "missing_days": "unobserved"})
+    assert np.isnan(build_panel(unobserved, unobserved.validate_frame(frame)).target[0, 1:3]).all()
 
 
 def test_hyperparameters_accept_raw_and_json_encoded_strings():

@@ -39,6 +39,13 @@ class DataValidationError(ForecasterError, ValueError):
     exit_code = 3
 
 
+class MissingExtraError(ForecasterError):
+    """A command needs an optional dependency group (``pip install 'forecaster[EXTRA]'``) that is not installed."""
+
+    status = 500
+    exit_code = 7
+
+
 class ModelArtifactError(ForecasterError):
     """The model directory is missing, incomplete or from an incompatible version."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,34 @@ from forecaster.model import ForecastModel
 from forecaster.panel import build_panel
 from forecaster.spec import DatasetSpec
 
+logger = logging.getLogger(__name__)
+
 FEATURES_FILE = "features.csv"
 KEYS_FILE = "keys.csv"
 OUTPUT_COLUMNS = (*QUANTILE_COLUMNS, POINT_COLUMN)  # a transform line: the quantiles, then the point forecast
+SKIPPED_FILE = "skipped_series.csv"
+#: why a series is not forecast (the ``reason`` column of ``skipped_series.csv``)
+SKIP_REASONS = {
+    "ended": "in the history but not in the future frame (no longer planned)",
+    "new": "in the future frame but without history rows (nothing to forecast from)",
+    "inactive": "no sale within the last ACTIVE_DAYS days of the history",
+}
+
+
+@dataclass(frozen=True)
+class InferenceRows:
+    """Feature rows of the forecast series, their keys + target date, and the series skipped (keys + reason)."""
+
+    features: pd.DataFrame
+    keys: pd.DataFrame
+    skipped: pd.DataFrame
+
+    def summary(self) -> str:
+        """One line: how many series are forecast and how many were skipped, by reason."""
+        forecast_count = len(self.keys.drop_duplicates(self.keys.columns[:-1].tolist()))
+        counts = self.skipped["reason"].value_counts()
+        detail = ", ".join(f"{reason}: {counts[reason]}" for reason in SKIP_REASONS if reason in counts)
+        return f"{forecast_count} series forecast, {len(self.skipped)} skipped" + (f" ({detail})" if detail else "")
 
 
 def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
@@ -27,20 +54,38 @@ def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
 def build_inference_features(
     model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (features, keys): one feature row per series × future day, and its keys + target date.
+    """Return (features, keys) of :func:`inference_rows` (the series it skips are logged)."""
+    rows = inference_rows(model, history, future)
+    return rows.features, rows.keys
 
-    The forecast origin is the last day of ``history``; ``future`` must hold every day after it, up to the
-    model's horizon, for every series to forecast, with the known-future columns filled in.
+
+def inference_rows(
+    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+) -> InferenceRows:
+    """Feature rows for every *active* series × future day, and the series skipped.
+
+    The forecast origin is the last day of ``history``; ``future`` holds the days after it (up to the model's
+    horizon) with the known-future columns filled in. A series is forecast when it has history and rows in
+    ``future`` (and, with ``active_days`` > 0, a sale within the last ``active_days`` history days); the others
+    are returned in ``skipped`` with a reason (:data:`SKIP_REASONS`), so changing assortments never stop a run.
+
+    Raises:
+        DataValidationError: for frames that do not fit the spec, future days outside the horizon, or when no
+            series is left to forecast.
     """
+    if isinstance(active_days, bool) or not isinstance(active_days, int) or active_days < 0:
+        raise InvalidParameterError(f"The 'active_days' parameter must be an int >= 0. Got {active_days!r} instead.")
     model = _as_model(model)
     schema, spec = model.schema, model.schema.spec
+    keys = list(spec.keys)
     hist = spec.validate_frame(history, kind="history")
-    fut = spec.validate_frame(future, kind="future").sort_values([*spec.keys, spec.date], kind="stable")
+    fut = spec.validate_frame(future, kind="future").sort_values([*keys, spec.date], kind="stable")
     origin_date = hist[spec.date].max()
-    _check_future(spec, hist, fut, origin_date, schema.horizon)
+    _check_future(spec, fut, origin_date, schema.horizon)
+    hist, fut, skipped = _active_series(spec, hist, fut, origin_date, active_days)
     panel = build_panel(spec, hist, fut)
-    lookup = pd.MultiIndex.from_frame(panel.series[list(spec.keys)])
-    series = lookup.get_indexer(pd.MultiIndex.from_frame(fut[list(spec.keys)]))
+    lookup = pd.MultiIndex.from_frame(panel.series[keys])
+    series = lookup.get_indexer(pd.MultiIndex.from_frame(fut[keys]))
     horizon = (fut[spec.date] - origin_date).dt.days.to_numpy()
     origin = np.full(len(fut), panel.day_index(origin_date))
     feature_set = FeatureSet(
@@ -50,14 +95,45 @@ def build_inference_features(
     )
     X = build_features(panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon)
     features = pd.DataFrame(X, columns=list(schema.feature_names))
-    keys = fut[[*spec.keys, spec.date]].reset_index(drop=True)
-    keys[list(spec.keys)] = keys[list(spec.keys)].astype(str)  # plain strings out, as the keys came in
-    keys[spec.date] = keys[spec.date].dt.strftime("%Y-%m-%d")
-    return features, keys
+    key_frame = fut[[*keys, spec.date]].reset_index(drop=True)
+    key_frame[keys] = key_frame[keys].astype(str)  # plain strings out, as the keys came in
+    key_frame[spec.date] = key_frame[spec.date].dt.strftime("%Y-%m-%d")
+    rows = InferenceRows(features, key_frame, skipped)
+    logger.info("%s", rows.summary())
+    return rows
 
 
-def _check_future(spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, origin: pd.Timestamp, horizon: int) -> None:
-    """Raise DataValidationError naming the first series/day the future frame lacks or has too much of."""
+def _active_series(
+    spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, origin: pd.Timestamp, active_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(history, future) of the series to forecast, and the skipped series' keys with a reason."""
+    keys = list(spec.keys)
+    merged = hist[keys].drop_duplicates().merge(fut[keys].drop_duplicates(), on=keys, how="outer", indicator=True)
+    reason = merged["_merge"].map({"left_only": "ended", "right_only": "new", "both": ""}).astype(str)
+    if active_days:
+        recent = hist[(hist[spec.date] > origin - pd.Timedelta(days=active_days)) & (hist[spec.target] > 0)]
+        sold = merged[keys].merge(recent[keys].drop_duplicates(), on=keys, how="left", indicator="_sold")
+        reason = reason.where((reason != "") | (sold["_sold"] == "both").to_numpy(), "inactive")
+    merged["reason"] = reason.to_numpy()
+    skipped = merged.loc[merged["reason"] != "", [*keys, "reason"]].reset_index(drop=True)
+    active = merged.loc[merged["reason"] == "", keys]
+    if active.empty:
+        raise DataValidationError(
+            f"No series to forecast: none of the {len(merged)} series has both history rows and future rows"
+            f"{f' and a sale in the last {active_days} days' if active_days else ''}. Check that the future frame "
+            f"uses the same {keys} values as the history."
+        )
+    if not skipped.empty:
+        first = skipped.iloc[0]
+        logger.warning(
+            "skipping %d series, e.g. %s (%s); the list is in %s", len(skipped), _series(first, keys),
+            SKIP_REASONS[first["reason"]].replace("ACTIVE_DAYS", str(active_days)), SKIPPED_FILE,
+        )  # fmt: skip
+    return hist.merge(active, on=keys), fut.merge(active, on=keys), skipped
+
+
+def _check_future(spec: DatasetSpec, fut: pd.DataFrame, origin: pd.Timestamp, horizon: int) -> None:
+    """Raise DataValidationError naming the first future day outside the horizon (logs series with missing days)."""
     keys = list(spec.keys)
     how_to = (
         f"Build the future frame with one row per series and day from {(origin + pd.Timedelta(days=1)).date()} "
@@ -72,31 +148,13 @@ def _check_future(spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, orig
             f"The future data has {spec.date}={row[spec.date].date()} for {_series(row, keys)}, outside the "
             f"{horizon} days after the last history day {origin.date()}. {how_to}"
         )
-    n_days = int(days.max())
-    hist_series = hist[keys].drop_duplicates()
-    fut_series = fut[keys].drop_duplicates()
-    merged = hist_series.merge(fut_series, on=keys, how="outer", indicator=True)
-    if (merged["_merge"] == "right_only").any():
-        row = merged[merged["_merge"] == "right_only"].iloc[0]
-        raise DataValidationError(f"The future data has {_series(row, keys)}, which has no history. {how_to}")
-    if (merged["_merge"] == "left_only").any():
-        row = merged[merged["_merge"] == "left_only"].iloc[0]
-        raise DataValidationError(
-            f"The future data has no rows for {_series(row, keys)}, which is in the history. {how_to} "
-            "To stop forecasting a series, drop its history rows."
-        )
     counts = fut.groupby(keys, sort=False, observed=True)[spec.date].size()
-    short = counts[counts < n_days]
+    short = counts[counts < int(days.max())]
     if not short.empty:
-        series_key = short.index[0] if len(keys) > 1 else (short.index[0],)
-        have = set(fut.loc[(fut[keys] == pd.Series(series_key, index=keys)).all(axis=1), spec.date])
-        missing_day = next(
-            d for d in pd.date_range(origin + pd.Timedelta(days=1), periods=n_days, freq="D") if d not in have
-        )
-        raise DataValidationError(
-            f"The future data has no row for {_series(pd.Series(series_key, index=keys), keys)} on "
-            f"{missing_day.date()} (every series needs the same {n_days} days). {how_to}"
-        )
+        logger.warning(
+            "%d series have future rows for fewer than %d days (e.g. %s: %d); they are forecast for the days given",
+            len(short), int(days.max()), short.index[0], short.iloc[0],
+        )  # fmt: skip
 
 
 def _series(row: pd.Series, keys: list[str]) -> str:
@@ -112,19 +170,36 @@ def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.Dat
     return out
 
 
-def forecast(model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
-    """Preprocess, predict in-process and postprocess: one forecast row per series × future day."""
+def forecast(
+    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+) -> pd.DataFrame:
+    """Preprocess, predict in-process and postprocess: one forecast row per active series × future day."""
+    return forecast_rows(model, history, future, active_days)[0]
+
+
+def forecast_rows(
+    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+) -> tuple[pd.DataFrame, InferenceRows]:
+    """(forecasts, the inference rows with the skipped series) of :func:`forecast`."""
     model = _as_model(model)
-    features, keys = build_inference_features(model, history, future)
-    return predictions_frame(model, features, keys)
+    rows = inference_rows(model, history, future, active_days)
+    return predictions_frame(model, rows.features, rows.keys), rows
 
 
-def preprocess(model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path) -> Path:
-    """Write ``features.csv`` (header-less, schema order: what batch transform sends) and ``keys.csv``."""
-    features, keys = build_inference_features(model_dir, read_table(history), read_table(future))
+def preprocess(
+    model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path, active_days: int = 0
+) -> Path:
+    """Write the batch files into ``out_dir`` and return it.
+
+    ``features.csv`` (header-less, schema order: what batch transform sends), ``keys.csv`` and
+    ``skipped_series.csv`` (the series not forecast, with the reason).
+    """
+    rows = inference_rows(model_dir, read_table(history), read_table(future), active_days)
     out_dir = Path(out_dir)
-    write_table(features, out_dir / FEATURES_FILE, header=False)
-    write_table(keys, out_dir / KEYS_FILE)
+    write_table(rows.features, out_dir / FEATURES_FILE, header=False)
+    write_table(rows.keys, out_dir / KEYS_FILE)
+    write_table(rows.skipped, out_dir / SKIPPED_FILE)
+    print(rows.summary())
     return out_dir
 
 

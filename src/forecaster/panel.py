@@ -19,12 +19,15 @@ class Panel:
         dates: every day from the first to the last date (daily, no gaps).
         target: (n_series, n_days) target; NaN where unknown (no row, or a future day).
         covariates: (n_series, n_days) array per known-future and past-only column; NaN where unknown.
+        gaps: (n_series,) days without a history row between the series' first and last row (``missing_days``
+            of the spec says whether they count as 0 or as unknown).
     """
 
     series: pd.DataFrame
     dates: pd.DatetimeIndex
     target: np.ndarray
     covariates: dict[str, np.ndarray]
+    gaps: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:
@@ -61,6 +64,7 @@ def build_panel(spec: DatasetSpec, history: pd.DataFrame, future: pd.DataFrame |
     hist_rows, hist_cols = positions(history)
     target = np.full(shape, np.nan)
     target[hist_rows, hist_cols] = history[spec.target].to_numpy(dtype=float)
+    gaps = _fill_gaps(spec, target, hist_rows, hist_cols, None if future is None else positions(future)[0])
     covariates = {}
     for column in spec.past_only:
         grid = np.full(shape, np.nan)
@@ -73,4 +77,29 @@ def build_panel(spec: DatasetSpec, history: pd.DataFrame, future: pd.DataFrame |
         if future is not None:
             grid[fut_rows, fut_cols] = future[column].to_numpy(dtype=float)
         covariates[column] = grid
-    return Panel(series=series, dates=dates, target=target, covariates=covariates)
+    return Panel(series=series, dates=dates, target=target, covariates=covariates, gaps=gaps)
+
+
+def _fill_gaps(
+    spec: DatasetSpec, target: np.ndarray, rows: np.ndarray, cols: np.ndarray, forecast_rows: np.ndarray | None
+) -> np.ndarray:
+    """Count each series' absent days inside its life; set them to 0 in ``target`` when ``missing_days`` is zero.
+
+    A series lives from its first history row to its last one; a series being forecast (``forecast_rows``) up to
+    the last history day, since it is still sold.
+    """
+    n_series = target.shape[0]
+    present = np.zeros(target.shape, dtype=bool)
+    present[rows, cols] = True
+    first = np.full(n_series, target.shape[1])
+    last = np.full(n_series, -1)
+    np.minimum.at(first, rows, cols)
+    np.maximum.at(last, rows, cols)
+    if forecast_rows is not None and cols.size:
+        last[np.unique(forecast_rows)] = np.maximum(last[np.unique(forecast_rows)], cols.max())
+    days = np.arange(target.shape[1])
+    alive = (days >= first[:, None]) & (days <= last[:, None])
+    absent = alive & ~present
+    if spec.missing_days == "zero":
+        target[absent] = 0.0
+    return absent.sum(axis=1)

@@ -12,11 +12,23 @@ A spec is a small JSON document (see ``presets/*.json``)::
 - ``past_only``: numeric covariates known only afterwards (stockout hours, weather actuals).
 - ``campaign``: which known-future column is the 0/1 campaign flag (campaign features and metrics).
 - ``stockout``: which past-only column holds the hours (0–24) a series was out of stock that day.
+
+Options (how to read the data, not column roles):
+
+- ``date_format``: a ``strftime`` format such as ``"%d/%m/%Y"``; without it dates must be ISO (``2024-05-31``,
+  also with a time of day).
+- ``missing_days``: what an *absent* row means. ``"zero"`` (default): a day with no row between a series' first
+  row and its last row (at inference: the last history day) sold nothing, as in sales exports that only list
+  days with sales. ``"unobserved"``: the day is unknown (like a row with an empty target). Before a series'
+  first row and after its last row it does not exist either way.
+- ``negative_target``: ``"clip"`` (default) sets negative targets (returns) to 0 and logs a warning with their
+  count; ``"error"`` refuses the data.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,10 +39,17 @@ import pandas as pd
 
 from forecaster.errors import DataValidationError, InvalidParameterError
 
+logger = logging.getLogger(__name__)
+
 PRESETS = ("default", "freshretailnet")
 _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
 _NAME_FIELDS = ("date", "target")
-_OPTIONAL_FIELDS = ("campaign", "stockout")
+_OPTIONAL_FIELDS = ("campaign", "stockout", "date_format")
+#: spec options with a fixed set of values; the first value is the default
+OPTION_VALUES: dict[str, tuple[str, ...]] = {
+    "missing_days": ("zero", "unobserved"),
+    "negative_target": ("clip", "error"),
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,10 @@ class DatasetSpec:
     past_only: tuple[str, ...] = ()
     campaign: str | None = None
     stockout: str | None = None
+    date_format: str | None = None
+    missing_days: str = OPTION_VALUES["missing_days"][0]
+    negative_target: str = OPTION_VALUES["negative_target"][0]
+    source: str = field(default="", compare=False, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +99,7 @@ class DatasetSpec:
         missing = [name for name in ("keys", *_NAME_FIELDS) if name not in data]
         if missing:
             raise InvalidParameterError(f"The {source} must have the entry {missing[0]!r}. Add it (see README).")
-        known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS)
+        known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS) | set(OPTION_VALUES)
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidParameterError(
@@ -100,7 +123,14 @@ class DatasetSpec:
                     f"The {name!r} entry of the {source} must be a column name. Got {value!r} instead."
                 )
             values[name] = value
-        return cls(**values)
+        for name, allowed in OPTION_VALUES.items():
+            value = data.get(name, allowed[0])
+            if value not in allowed:
+                raise InvalidParameterError(
+                    f"The {name!r} entry of the {source} must be one of {list(allowed)}. Got {value!r} instead."
+                )
+            values[name] = value
+        return cls(**values, source=source)
 
     @classmethod
     def from_json(cls, path: str | Path) -> DatasetSpec:
@@ -129,6 +159,7 @@ class DatasetSpec:
         """Return the JSON form of the spec."""
         data = asdict(self)
         data.pop("extra")
+        data.pop("source")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     # ----------------------------------------------------------------------------------------------- roles
@@ -163,6 +194,8 @@ class DatasetSpec:
                 if kind == "future"
                 else f"The spec expects columns {required}."
             )
+            if self.source:
+                hint += f" (spec in effect: {self.source}; pass --spec to choose another)"
             raise DataValidationError(
                 f"The {kind} data has no column {missing[0]!r} (missing: {missing}). {hint} "
                 f"Columns found: {list(frame.columns)}."
@@ -174,7 +207,7 @@ class DatasetSpec:
             values = frame[column].reset_index(drop=True)
             _require_present(values, column, kind, role="key" if column in self.keys else "static")
             out[column] = string_categories(values)
-        out[self.date] = _parse_dates(frame[self.date].reset_index(drop=True), self.date, kind)
+        out[self.date] = _parse_dates(frame[self.date].reset_index(drop=True), self.date, kind, self.date_format)
         numeric = (self.target, *self.numeric_covariates) if kind == "history" else self.known_future
         for column in numeric:
             role = "target" if column == self.target else "covariate"
@@ -184,11 +217,18 @@ class DatasetSpec:
                 _require_present(out[column], column, kind, role="known-future")
         if kind == "history":
             negative = np.flatnonzero(out[self.target].to_numpy() < 0)
-            if negative.size:
+            if negative.size and self.negative_target == "error":
                 raise DataValidationError(
                     f"The {self.target!r} column (target) must be non-negative. Got {out[self.target].iat[negative[0]]}"
-                    f" in row {negative[0] + 1} instead; record returns separately or clip them to 0."
+                    f' in row {negative[0] + 1} instead; record returns separately, or set "negative_target": '
+                    '"clip" in the spec to count them as 0.'
                 )
+            if negative.size:
+                logger.warning(
+                    "%d of %d %s rows have a negative %r (returns); counted as 0 (negative_target=clip)",
+                    negative.size, len(out), kind, self.target,
+                )  # fmt: skip
+                out.loc[negative, self.target] = 0.0
         duplicated = out.duplicated([*self.keys, self.date])
         if duplicated.any():
             row = int(np.flatnonzero(duplicated.to_numpy())[0])
@@ -228,14 +268,19 @@ def _require_present(values: pd.Series, column: str, kind: str, role: str) -> No
         )
 
 
-def _parse_dates(values: pd.Series, column: str, kind: str) -> pd.Series:
-    parsed = pd.to_datetime(values, errors="coerce")
+def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | None) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        text = values.astype("string")
+        parsed = pd.to_datetime(text, errors="coerce", format=date_format or "ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        expected = f"dates in the format {date_format!r}" if date_format else "ISO dates like 2024-05-31"
         raise DataValidationError(
-            f"The {column!r} column (date) of the {kind} data must hold dates like 2024-05-31. "
-            f"Got {values.iat[row]!r} in row {row + 1} instead."
+            f"The {column!r} column (date) of the {kind} data must hold {expected}. Got {values.iat[row]!r} in row "
+            f'{row + 1} instead. For another format set "date_format" in the spec (e.g. "%d/%m/%Y").'
         )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)

@@ -75,7 +75,7 @@ class TrainingData:
     ) -> tuple[np.ndarray, ...]:
         """Draw (series, origin, horizon) rows whose target day is <= ``last_day``.
 
-        About ``share x min(candidates, max_train_rows)`` rows, but never fewer than ``MIN_SAMPLE_ROWS`` (or all
+        About ``share x min(candidates, config.train_rows(n_series))`` rows, but never fewer than ``MIN_SAMPLE_ROWS`` (or all
         candidates when there are fewer).
         """
         n_series = self.panel.n_series
@@ -87,7 +87,7 @@ class TrainingData:
                 "Provide a longer history or lower min_history_days / validation_days."
             )
         total = n_series * origins.size * config.horizon
-        wanted = min(total, config.max_train_rows)
+        wanted = min(total, config.train_rows(n_series))
         wanted = max(share * wanted, min(wanted, MIN_SAMPLE_ROWS))
         chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < wanted / total)
         series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
@@ -101,6 +101,53 @@ class TrainingData:
         horizons = np.arange(1, min(config.horizon, len(self.panel.dates) - 1 - origin) + 1)
         series = np.repeat(np.arange(self.panel.n_series), horizons.size)
         return series, np.full(series.size, origin), np.tile(horizons, self.panel.n_series)
+
+
+def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig, cut_date: pd.Timestamp) -> None:
+    """Fail fast, before any feature is built, when a validated history cannot train a model.
+
+    Training needs ``min_history_days`` observed days of at least one series before ``cut_date`` (the start of
+    the validation window) and an observed target after it.
+
+    Raises:
+        DataValidationError: saying what is too short and how to fix it.
+    """
+    before = frame[frame[spec.date] <= cut_date]
+    span = int((cut_date - frame[spec.date].min()).days) + 1 if not before.empty else 0
+    observed = before[before[spec.target].notna()].groupby(list(spec.keys), sort=False).size()
+    if span <= config.min_history_days or observed.empty or observed.max() < config.min_history_days:
+        raise DataValidationError(
+            f"The training data covers {span} days before the {config.resolved_validation_days}-day validation "
+            f"window (longest series: {int(observed.max()) if not observed.empty else 0} observed days); at least "
+            f"{config.min_history_days + 1} are needed, {config.min_history_days} of them observed in one series "
+            f"(min_history_days={config.min_history_days}). Provide a longer history or lower min_history_days / "
+            "validation_days."
+        )
+    after = frame[(frame[spec.date] > cut_date) & frame[spec.target].notna()]
+    if after.empty:
+        raise DataValidationError(
+            f"The validation window after {cut_date.date()} has no observed target values; check the data's dates."
+        )
+
+
+def data_report(panel: Panel, spec: DatasetSpec) -> dict[str, Any]:
+    """Series count and absent days inside the series' lives (logged at train time, stored in the metadata)."""
+    gaps = panel.gaps if panel.gaps is not None else np.zeros(panel.n_series, dtype=int)
+    report = {
+        "series": panel.n_series,
+        "days": len(panel.dates),
+        "series_with_gaps": int((gaps > 0).sum()),
+        "missing_days": int(gaps.sum()),
+        "missing_days_as": spec.missing_days,
+    }
+    if report["missing_days"]:
+        logger.warning(
+            "the history has no row for %d series-days in %d of %d series (between a series' first and last row); "
+            "counted as %s (the spec's missing_days)",
+            report["missing_days"], report["series_with_gaps"], panel.n_series,
+            "0 sales" if spec.missing_days == "zero" else "unobserved",
+        )  # fmt: skip
+    return report
 
 
 def fit_artifact(
@@ -133,9 +180,13 @@ def fit_artifact(
         frame = pd.concat([frame, valid_frame], ignore_index=True)
     else:
         cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+    check_trainable(frame, spec, config, cut_date)
+    lap = _Laps(started, "validate")
     data_hash = frame_hash(frame)
     data = TrainingData.from_frame(frame, spec, config)
     del frame  # the panel holds what training needs
+    report = data_report(data.panel, spec)
+    lap("panel")
     cut = data.panel.day_index(cut_date)
     rng = np.random.default_rng(config.seed)
     schema = FeatureSchema(
@@ -156,9 +207,12 @@ def fit_artifact(
     fit_rows = data.rows(*data.sample(cut, config, rng, share=share), config)
     row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
     logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    report["training_rows"] = len(fit_rows)
+    lap("features")
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
     del fit_rows
+    lap("fit")
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
     schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
     if config.point_bias_correction:
@@ -170,6 +224,7 @@ def fit_artifact(
         row_counts["final_fit"] = len(all_rows)
         with _Progress(config, "refit", rounds) as progress:
             model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+        lap("refit")
     metadata = {
         "forecaster_version": library_versions()["forecaster"],
         "libraries": library_versions(),
@@ -180,11 +235,13 @@ def fit_artifact(
             "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
         },
         "series": data.panel.n_series,
+        "data_report": report,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
         "training_rows": row_counts,
         "validation_metrics": scores,
         "training_seconds": round(time.monotonic() - started, 1),
+        "phase_seconds": lap.seconds,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     with atomic_directory(model_dir) as stage:
@@ -211,6 +268,9 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
         # the outer quantiles: the share of actuals below P10 and below P90
         f"coverage_{quantile_column(levels[0])}": m.coverage(rows.y, quantiles[:, 0]),
         f"coverage_{quantile_column(levels[-1])}": m.coverage(rows.y, quantiles[:, -1]),
+        # days with sales only: a zero sale is below every quantile
+        f"coverage_{quantile_column(levels[0])}_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, 0]),
+        f"coverage_{quantile_column(levels[-1])}_sold": m.coverage(rows.y[rows.y > 0], quantiles[rows.y > 0, -1]),
     }
     for i, q in enumerate(levels):
         scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
@@ -231,6 +291,20 @@ def _scale_floor(target: np.ndarray) -> float:
     """Smallest demand level quantile boosters divide by: 5 % of the average daily target (> 0)."""
     level = float(np.nanmean(target)) if np.isfinite(target).any() else 0.0
     return max(0.05 * level, 1e-3)
+
+
+class _Laps:
+    """Seconds spent per training phase (stored in the metadata: what takes the time)."""
+
+    def __init__(self, started: float, first: str) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = started
+        self(first)
+
+    def __call__(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(now - self.last, 2)
+        self.last = now
 
 
 class _Progress:

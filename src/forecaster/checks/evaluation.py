@@ -166,6 +166,11 @@ def forecast_metrics(frame: pd.DataFrame, point: str) -> dict[str, Any]:
         low, high = frame[lowest].to_numpy(dtype=float), frame[highest].to_numpy(dtype=float)
         inside = (y >= low) & (y <= high)
         out["coverage"][f"{lowest}_{highest}"] = float(inside.mean()) if len(y) else "NaN"
+    sold = y > 0  # intermittent demand: a zero sale is at or below every quantile, so coverage counts it as hit
+    for column in quantiles:
+        out["coverage"][f"{column}_sold"] = _finite(
+            metrics.coverage(y[sold], frame[column].to_numpy(dtype=float)[sold])
+        )
     return out
 
 

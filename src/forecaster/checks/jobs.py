@@ -37,6 +37,14 @@ def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = No
     return resolve_spec(spec or "default")
 
 
+def _spec_roles(frame: pd.DataFrame, spec: Any, categorical: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """Drop the spec's date column; declare its keys and static columns categorical."""
+    if spec is None:
+        return frame, list(categorical or ())
+    named = [c for c in (*spec.keys, *spec.static) if c in frame.columns]
+    return frame.drop(columns=[spec.date], errors="ignore"), [*(categorical or ()), *named]
+
+
 def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
     columns = {"id_cols": list(spec.keys), "time_col": spec.date, "target_col": spec.target}
     predicted, actual = read_table(predictions), read_table(truth)
@@ -69,10 +77,15 @@ def run_baseline_data_quality(
     categorical: list[str] | None = None,
     comparison_threshold: float = 0.1,
     categorical_comparison_threshold: float = 0.1,
+    spec: Any = None,
 ) -> dict[str, Any]:
-    """Profile ``dataset``; writes ``statistics.json`` and ``constraints.json``."""
+    """Profile ``dataset``; writes ``statistics.json`` and ``constraints.json``.
+
+    With a dataset ``spec``, its date column is not profiled (every new day would be a new category) and its
+    keys and static columns are categorical.
+    """
     columns = data_quality.feature_schema_columns(model_dir) if model_dir else None
-    frame = data_quality.load_dataset(dataset, columns)
+    frame, categorical = _spec_roles(data_quality.load_dataset(dataset, columns), spec, categorical)
     stats, constraints = data_quality.baseline(
         frame,
         data_quality.declared_types(columns, categorical),
@@ -92,11 +105,15 @@ def run_check_data_quality(
     *,
     model_dir: Path | None = None,
     categorical: list[str] | None = None,
+    spec: Any = None,
 ) -> dict[str, Any]:
-    """Check ``dataset`` against a baseline; writes violations, statistics and feature drift."""
+    """Check ``dataset`` against a baseline; writes violations, statistics and feature drift.
+
+    ``spec``: as in :func:`run_baseline_data_quality`.
+    """
     stats, constraints = data_quality.read_baseline(baseline)
     columns = data_quality.feature_schema_columns(model_dir) if model_dir else None
-    frame = data_quality.load_dataset(dataset, columns)
+    frame, categorical = _spec_roles(data_quality.load_dataset(dataset, columns), spec, categorical)
     declared = {n: t for n, t in data_quality.declared_types(columns, categorical).items() if n in frame.columns}
     violations, current, drift = data_quality.check(frame, stats, constraints, declared)
     with atomic_directory(out) as stage:

@@ -60,9 +60,14 @@ def _table_in(workdir: Path, name: str) -> Path | None:
     return None
 
 
+#: fonts tried in order per glyph (matplotlib's font fallback): Latin, then CJK from Debian's fonts-noto-cjk
+FONT_FAMILIES = ["DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "sans-serif"]
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
+    fig.tight_layout()  # panel titles and tick labels must not overlap
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -125,7 +130,8 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     chosen = totals.index[: max(1, max_series)]
     point = point_column(joined)
     lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
-    fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.4 * len(chosen)), squeeze=False)
+    plt.rcParams["font.family"] = FONT_FAMILIES  # non-Latin series names (CJK with fonts-noto-cjk installed)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.6 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):
         key = key if isinstance(key, tuple) else (key,)
         rows = joined[np.logical_and.reduce([joined[k] == v for k, v in zip(keys, key, strict=True)])]

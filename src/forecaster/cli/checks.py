@@ -33,6 +33,24 @@ def _categorical(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--categorical", default="", help="comma-separated columns to treat as categorical (String) values"
     )
+    parser.add_argument(
+        "--spec",
+        help="dataset spec (preset or JSON file; default: the model's with --model-dir) for raw data with a header: "
+        "its date column is not profiled, its keys and static columns are categorical",
+    )
+
+
+def _data_spec(args: argparse.Namespace) -> object | None:
+    """The spec given with --spec, else the model's (None when neither names one)."""
+    from forecaster.checks import jobs
+    from forecaster.errors import DataValidationError
+
+    if args.spec:
+        return jobs.load_dataset_spec(args.spec)
+    try:
+        return jobs.load_dataset_spec(None, args.model_dir) if args.model_dir else None
+    except DataValidationError:  # a feature schema without a spec only names the columns
+        return None
 
 
 def _inputs(args: argparse.Namespace, known: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -84,6 +102,7 @@ def _baseline_data_quality(args: argparse.Namespace) -> int:
         _out(args, "baseline"),
         model_dir=args.model_dir,
         categorical=_names(args.categorical),
+        spec=_data_spec(args),
         comparison_threshold=args.comparison_threshold,
         categorical_comparison_threshold=args.categorical_comparison_threshold,
     )
@@ -100,6 +119,7 @@ def _check_data_quality(args: argparse.Namespace) -> int:
         _out(args, "violations"),
         model_dir=args.model_dir,
         categorical=_names(args.categorical),
+        spec=_data_spec(args),
     )
     return 1 if args.fail_on_violation and violations["violations"] else 0
 
@@ -244,7 +264,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wape", type=float, help="retrain when a found evaluation's overall WAPE is above this")
     p.set_defaults(func=_decide, command_path="decide-retrain")
 
-    p = subparsers.add_parser("report", help="one self-contained HTML report of a pipeline work directory")
+    p = subparsers.add_parser(
+        "report",
+        help="one self-contained HTML report of a pipeline work directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One self-contained HTML report of a work directory. Files are found by name anywhere under "
+        "--workdir;\neach section is drawn from what exists (a note replaces a missing one):\n"
+        "  decision.json                         retrain decision\n"
+        "  predictions/ or forecasts/ + truth/   forecast vs actual plots (a CSV/Parquet table in each folder,\n"
+        "                                        or predictions.csv / forecasts.csv / truth.csv; spec columns)\n"
+        "  evaluation.json                       metrics table and model-quality trend\n"
+        "  analysis.json                         SHAP importances\n"
+        "  feature_drift.json, ndcg.json         drift distances\n"
+        "  *violations*.json                     every violation\n"
+        "  feature_schema.json                   the spec, when --spec is not given",
+    )
     p.add_argument("--workdir", type=Path, required=True, help="work directory of the local pipeline runner")
     p.add_argument("--out", type=Path, required=True, help="HTML file to write")
     p.add_argument("--spec", default=None, help="dataset spec (default: from the model, else 'default')")

@@ -23,9 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
 
     train = subparsers.add_parser("train", help="train a model directory from a history file")
-    train.add_argument("--data", required=True, type=Path, help="history (CSV/Parquet file or directory)")
+    train.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="history (CSV/Parquet file or directory; a spec.json beside it is used)",
+    )
     train.add_argument("--validation", type=Path, help="optional validation data that follows --data in time")
-    train.add_argument("--spec", help="preset name (default, freshretailnet) or spec JSON file")
+    train.add_argument(
+        "--spec", help="preset name (default, freshretailnet) or spec JSON file (default: spec.json next to --data)"
+    )
     train.add_argument("--model-dir", required=True, type=Path)
     train.add_argument("--horizon", help=f"days to forecast (default {DEFAULT_HORIZON})")
     train.add_argument(
@@ -57,6 +64,13 @@ def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--history", required=True, type=Path, help="past rows, target included")
     parser.add_argument("--future", required=True, type=Path, help="the next days' known-future covariates")
+    parser.add_argument(
+        "--active-days",
+        type=int,
+        default=0,
+        help="also skip series without a sale in the last N history days (0: forecast every series that has "
+        "history and future rows). Skipped series are listed in skipped_series.csv",
+    )
 
 
 def parse_key_values(pairs: list[str], flag: str = "--hp") -> dict[str, str]:
@@ -91,9 +105,10 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             hyperparameters[name] = str(getattr(args, name))
     config = TrainConfig.from_hyperparameters(hyperparameters)
-    bundled = args.data / "spec.json" if args.data.is_dir() else None
-    if "spec" not in hyperparameters and bundled is not None and bundled.is_file():
+    bundled = (args.data if args.data.is_dir() else args.data.parent) / "spec.json"
+    if "spec" not in hyperparameters and bundled.is_file():
         spec = DatasetSpec.from_json(bundled)
+        print(f"spec: {bundled} (next to --data; --spec overrides)")
     else:
         spec = resolve_spec(config.spec)
     validation = read_table(args.validation) if args.validation else None
@@ -105,8 +120,8 @@ def _train(args: argparse.Namespace) -> int:
 def _preprocess(args: argparse.Namespace) -> int:
     from forecaster.forecasting import preprocess
 
-    out = preprocess(args.model_dir, args.history, args.future, args.out)
-    print(f"wrote {out / 'features.csv'} and {out / 'keys.csv'}")
+    out = preprocess(args.model_dir, args.history, args.future, args.out, args.active_days)
+    print(f"wrote {out / 'features.csv'}, {out / 'keys.csv'} and {out / 'skipped_series.csv'}")
     return 0
 
 
@@ -119,10 +134,13 @@ def _postprocess(args: argparse.Namespace) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
-    from forecaster.forecasting import forecast
+    from forecaster.forecasting import SKIPPED_FILE, forecast_rows
     from forecaster.io import read_table, write_table
 
-    predictions = forecast(args.model_dir, read_table(args.history), read_table(args.future))
+    predictions, rows = forecast_rows(
+        args.model_dir, read_table(args.history), read_table(args.future), args.active_days
+    )
     write_table(predictions, args.out)
-    print(f"wrote {len(predictions)} forecast rows to {args.out}")
+    skipped = write_table(rows.skipped, args.out.with_name(SKIPPED_FILE))
+    print(f"{rows.summary()}; wrote {len(predictions)} forecast rows to {args.out}, skipped series to {skipped}")
     return 0

@@ -9,10 +9,17 @@ from collections.abc import Sequence
 
 from forecaster import __version__
 from forecaster.cli import checks, core, orchestration, project, serving
-from forecaster.errors import ForecasterError
+from forecaster.errors import ForecasterError, MissingExtraError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
 COMMAND_MODULES = (core, serving, checks, orchestration, project)
+#: top-level module -> the extra of ``pyproject.toml`` that installs it
+EXTRA_OF_MODULE = {
+    "flask": "serve", "gunicorn": "serve", "sagemaker_training": "train",
+    "shap": "checks", "matplotlib": "checks", "sklearn": "checks", "numba": "checks", "jsonschema": "checks",
+    "sagemaker": "pipelines", "boto3": "pipelines", "moto": "pipelines", "mlforecast": "bench", "psutil": "bench",
+    "airflow": "airflow",
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except ModuleNotFoundError as error:
+            extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+            if extra is None:
+                raise
+            raise MissingExtraError(
+                f"This command needs the {extra!r} extra (module {error.name!r} is not installed). Install it with "
+                f"pip install 'forecaster[{extra}]' (in a checkout: make venv, or "
+                f".venv/bin/pip install -e '.[{extra}]')."
+            ) from error
     except ForecasterError as error:
         print(f"forecaster {args.command}: error: {error.reason}", file=sys.stderr)
         return error.exit_code

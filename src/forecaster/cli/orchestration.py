@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``split``, ``pipeline`` and ``registry`` to ``subparsers``."""
     split = subparsers.add_parser("split", help="hold out the last HORIZON days: train/ history/ future/ truth/")
     split.add_argument("--input", action="append", default=[], metavar="data=PATH", help="history table(s)")
-    split.add_argument("--spec", default="default", help="preset name or spec JSON file (default: default)")
+    split.add_argument(
+        "--spec", help="preset name or spec JSON file (default: a spec.json next to the data, else 'default')"
+    )
     split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
     split.add_argument("--out", type=Path, default=Path("/opt/ml/processing/output"), help="output directory")
     split.set_defaults(func=_split)
@@ -39,7 +41,9 @@ def _split(args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidParameterError(f"forecaster split takes only --input data=PATH. Got {unknown} too.")
     data = inputs.get("data", "/opt/ml/processing/input/data")
-    for name, path in write_split(data, resolve_spec(args.spec), args.horizon, args.out).items():
+    bundled = (Path(data) if Path(data).is_dir() else Path(data).parent) / "spec.json"
+    spec = args.spec or (str(bundled) if bundled.is_file() else "default")
+    for name, path in write_split(data, resolve_spec(spec), args.horizon, args.out).items():
         print(f"{name}: {path}")
     return 0
 

@@ -182,11 +182,16 @@ BUILD = PipelineSpec(
             "Evaluate",
             "processing",
             command=("evaluate",),
+            # the model's spec names the key, date and target columns of forecasts and truth
             args=_argv(
                 "--input predictions={input:forecasts}/forecasts.csv --input truth={input:truth} "
-                "--out {output:evaluation}"
+                "--model-dir {input:model} --out {output:evaluation}"
             ),
-            inputs={"forecasts": "step:Postprocess/forecasts", "truth": "step:Split/truth"},
+            inputs={
+                "forecasts": "step:Postprocess/forecasts",
+                "truth": "step:Split/truth",
+                "model": "step:Train/model",
+            },
             outputs=("evaluation",),
             settings={"property_file": ("Evaluation", "evaluation", "evaluation.json")},
         ),

@@ -73,6 +73,17 @@ def _approved(key: str, registry_url: str, group: str) -> dict[str, str]:
         ) from error
 
 
+def _check_hyperparameters(pipeline: PipelineSpec, params: Mapping[str, str]) -> None:
+    """Validate what a training step will pass as hyperparameters now, not after the steps before it."""
+    from forecaster.config import TrainConfig
+
+    for step in pipeline.steps:
+        mapping = step.settings.get("hyperparameters", {}) if step.kind == "training" else {}
+        values = {name: params[param] for name, param in mapping.items() if name != "spec"}
+        if values:
+            TrainConfig.from_hyperparameters(values, caller=f"the {step.name} step (pipeline parameters)")
+
+
 def resolve_parameters(
     key: str,
     pipeline: PipelineSpec,
@@ -114,6 +125,7 @@ def resolve_parameters(
                 f"{params[name]!r} instead. Pass --param {name}=PATH."
             )
         params[name] = str(path.resolve())
+    _check_hyperparameters(pipeline, params)
     if "Spec" in params:
         spec = Path(params["Spec"]).expanduser()
         if "Spec" not in given and "InputData" in params:
