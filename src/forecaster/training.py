@@ -75,8 +75,8 @@ class TrainingData:
     ) -> tuple[np.ndarray, ...]:
         """Draw (series, origin, horizon) rows whose target day is <= ``last_day``.
 
-        About ``share x min(candidates, config.train_rows(n_series))`` rows, but never fewer than ``MIN_SAMPLE_ROWS`` (or all
-        candidates when there are fewer).
+        About ``share x min(candidates, config.train_rows(n_series))`` rows, but never fewer than
+        ``MIN_SAMPLE_ROWS`` (or all candidates when there are fewer).
         """
         n_series = self.panel.n_series
         origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
