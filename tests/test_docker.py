@@ -138,6 +138,7 @@ def inference_case(model_dir: Path, tmp_path_factory) -> dict:
         "features": features,
         "keys": keys,
         "expected": model.predict(X),
+        "expected_point": model.predict_mean(X),
         "csv": features.to_csv(header=False, index=False).encode(),
         "jsonlines": "".join(
             json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}) + "\n"
@@ -484,11 +485,17 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
                 time.sleep(0.2)
         logs = sh("docker", "logs", container, check=False).stderr[-4000:]
         assert status == 200, f"/ping never answered 200 with --read-only --network none:\n{logs}"
-        uids = sh("docker", "exec", container, "sh", "-c", "stat -c %u /proc/[0-9]*/ | sort -u").stdout.split()
-        assert "0" not in uids, f"processes running as root: {uids}"
+        # the image starts as root and the entry point drops to FORECASTER_SERVER_UID; look as that user, so
+        # the `docker exec` shell itself is not counted as a root process
+        server_uid = sh("docker", "exec", container, "sh", "-c", "echo $FORECASTER_SERVER_UID").stdout.strip()
+        assert server_uid not in ("", "0"), "the inference image must name an unprivileged FORECASTER_SERVER_UID"
+        listing = "stat -c %u /proc/[0-9]*/ | sort -u"
+        uids = sh("docker", "exec", "--user", server_uid, container, "sh", "-c", listing).stdout.split()
+        assert uids == [server_uid], f"processes running as another user (root?): {uids}"
         status, body = exec_http(container, "/invocations", inference_case["csv"])
         assert status == 200, body[:500]
-        np.testing.assert_allclose(parse_csv_predictions(body), inference_case["expected"], rtol=1e-9, atol=1e-9)
+        expected = np.column_stack([inference_case["expected"], inference_case["expected_point"]])  # p10,p50,p90,mean
+        np.testing.assert_allclose(parse_csv_predictions(body), expected, rtol=1e-9, atol=1e-9)
         # SIGTERM → gunicorn shuts down gracefully; exit 137 would mean it was ignored and SIGKILL was needed
         assert stop_and_exit_code(container) == 0
     finally:
