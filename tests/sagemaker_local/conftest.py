@@ -33,7 +33,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from local_mode import (
+
+from docker_helpers import sh
+
+from .local_mode import (
     BUCKET,
     ENVIRONMENT,
     LOCAL_MODE_CONTAINER,
@@ -46,8 +49,6 @@ from local_mode import (
     require_compose,
     transform_output_where_sagemaker_writes_it,
 )
-
-from docker_helpers import sh
 
 
 @pytest.fixture(scope="package")

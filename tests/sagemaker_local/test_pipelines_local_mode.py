@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from local_mode import download, execute_pipeline, s3_uri, upload
 
 from forecaster.io import read_table
 from forecaster.pipelines.local import run_pipeline
@@ -25,6 +24,8 @@ from forecaster.pipelines.resolve import approved_model_parameters
 from forecaster.registry import ApprovalStatus, open_registry
 from forecaster.registry.sagemaker import SageMakerRegistry
 from forecaster.synth import write_dataset
+
+from .local_mode import download, execute_pipeline, s3_uri, upload
 
 pytestmark = pytest.mark.docker
 

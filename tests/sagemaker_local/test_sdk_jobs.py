@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from local_mode import ROLE, download, s3_uri, upload
 
 from forecaster.forecasting import OUTPUT_COLUMNS
 from forecaster.synth import write_dataset
+
+from .local_mode import ROLE, download, s3_uri, upload
 
 pytestmark = pytest.mark.docker
 
