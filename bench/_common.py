@@ -129,3 +129,29 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
 def gib(n_bytes: float | None) -> float | None:
     """Bytes to GiB (None stays None)."""
     return None if n_bytes is None else n_bytes / 2**30
+
+
+def synthetic_model(
+    workdir: Path, hyperparameters: dict[str, Any], *, stores: int, items: int, days: int, seed: int
+) -> tuple[Path, Any]:
+    """Train (or reuse) ``workdir/model`` on synthetic data; return it and its real inference feature rows.
+
+    The last ``hyperparameters["horizon"]`` days are the future frame whose feature rows are returned (float64).
+    """
+    import numpy as np
+
+    from forecaster.config import TrainConfig
+    from forecaster.forecasting import build_inference_features
+    from forecaster.spec import DatasetSpec
+    from forecaster.synth import SYNTH_SPEC, generate
+    from forecaster.training import fit_artifact
+
+    spec = DatasetSpec.from_dict(SYNTH_SPEC)
+    frame = generate(stores=stores, items=items, days=days, seed=seed)
+    cut = frame[spec.date].max() - np.timedelta64(int(hyperparameters["horizon"]), "D")
+    history, future = frame[frame[spec.date] <= cut], frame[frame[spec.date] > cut].drop(columns=[spec.target])
+    model_dir = workdir / "model"
+    if not (model_dir / "feature_schema.json").exists():
+        fit_artifact(history, spec, TrainConfig.from_hyperparameters(hyperparameters), model_dir)
+    features, _ = build_inference_features(model_dir, history, future)
+    return model_dir, features.to_numpy(dtype=np.float64)

@@ -28,15 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from _common import RESULTS_DIR, machine_info, markdown_table, stopwatch
-from forecaster.config import TrainConfig
-from forecaster.forecasting import build_inference_features
+from _common import RESULTS_DIR, machine_info, markdown_table, stopwatch, synthetic_model
 from forecaster.model import ForecastModel
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import ServerProcess, http_request, iter_batches, run_transform
-from forecaster.spec import DatasetSpec
-from forecaster.synth import SYNTH_SPEC, generate
-from forecaster.training import fit_artifact
 
 HORIZON = 14
 #: Default model shape (31 leaves, 0.05 learning rate) with fewer rounds than the defaults, so the benchmark trains
@@ -47,15 +42,7 @@ HYPERPARAMETERS = {"horizon": HORIZON, "num_boost_round": 300, "quantile_num_boo
 
 def train_model(workdir: Path) -> tuple[Path, np.ndarray]:
     """Train with default hyperparameters; return the model dir and real inference feature rows."""
-    spec = DatasetSpec.from_dict(SYNTH_SPEC)
-    frame = generate(stores=5, items=10, days=300, seed=7)
-    cut = frame[spec.date].max() - np.timedelta64(HORIZON, "D")
-    history, future = frame[frame[spec.date] <= cut], frame[frame[spec.date] > cut].drop(columns=[spec.target])
-    model_dir = workdir / "model"
-    if not (model_dir / "feature_schema.json").exists():
-        fit_artifact(history, spec, TrainConfig.from_hyperparameters(HYPERPARAMETERS), model_dir)
-    features, _ = build_inference_features(model_dir, history, future)
-    return model_dir, features.to_numpy(dtype=np.float64)
+    return synthetic_model(workdir, HYPERPARAMETERS, stores=5, items=10, days=300, seed=7)
 
 
 def synthetic_rows(base: np.ndarray, n_rows: int, model: ForecastModel, seed: int = 0) -> np.ndarray:

@@ -39,14 +39,9 @@ import psutil
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from _common import RESULTS_DIR, machine_info, markdown_table
-from forecaster.config import TrainConfig
-from forecaster.forecasting import build_inference_features
+from _common import RESULTS_DIR, machine_info, markdown_table, synthetic_model
 from forecaster.model import ForecastModel
 from forecaster.serving.transform import ServerProcess, http_request
-from forecaster.spec import DatasetSpec
-from forecaster.synth import SYNTH_SPEC, generate
-from forecaster.training import fit_artifact
 
 HORIZON = 7
 HYPERPARAMETERS = {"horizon": HORIZON, "num_boost_round": 40, "quantile_num_boost_round": 30, "num_threads": 1}
@@ -69,14 +64,7 @@ class Case:
 
 def train(workdir: Path) -> tuple[Path, np.ndarray]:
     """A small model on synthetic data and its real inference feature rows."""
-    spec = DatasetSpec.from_dict(SYNTH_SPEC)
-    frame = generate(stores=3, items=4, days=120, seed=11)
-    cut = frame[spec.date].max() - np.timedelta64(HORIZON, "D")
-    history, future = frame[frame[spec.date] <= cut], frame[frame[spec.date] > cut].drop(columns=[spec.target])
-    model_dir = workdir / "model"
-    fit_artifact(history, spec, TrainConfig.from_hyperparameters(HYPERPARAMETERS), model_dir)
-    features, _ = build_inference_features(model_dir, history, future)
-    return model_dir, features.to_numpy(dtype=np.float64)
+    return synthetic_model(workdir, HYPERPARAMETERS, stores=3, items=4, days=120, seed=11)
 
 
 def csv_line(row: np.ndarray) -> str:

@@ -12,6 +12,15 @@ from typing import Any
 GOLDEN = Path(__file__).parent / "golden"
 #: set FORECASTER_UPDATE_GOLDEN=1 to rewrite the golden files (then review the diff)
 UPDATE_GOLDEN = os.environ.get("FORECASTER_UPDATE_GOLDEN") == "1"
+#: tiny, fast training through the pipelines' own parameters (one LightGBM thread: the CI machine is busy)
+FAST_PIPELINE_PARAMETERS: dict[str, Any] = {
+    "Horizon": 7,
+    "NumBoostRound": 20,
+    "QuantileNumBoostRound": 10,
+    "NumLeaves": 7,
+    "NumThreads": 1,
+    "TransformMaxConcurrent": 1,
+}
 
 
 class NetworkBlocked(AssertionError):

@@ -16,24 +16,18 @@ from forecaster.errors import ForecasterError, InvalidParameterError, NoApproved
 from forecaster.io import read_json, read_table
 from forecaster.pipelines.local import RUN_FILE
 from forecaster.pipelines.local import run_pipeline as run_pipeline_program
+from forecaster.pipelines.local_params import DEFAULT_GROUP
 from forecaster.registry import ApprovalStatus, open_registry
 from forecaster.synth import write_dataset
+from pipeline_helpers import FAST_PIPELINE_PARAMETERS
 
 #: processing steps in this process, through the CLI's own parser (what the CLI hands the runner)
 run_pipeline = functools.partial(run_pipeline_program, command_runner=run_command)
 #: end to end: every test runs a pipeline through the local runner (tens of seconds)
 pytestmark = pytest.mark.slow
 
-GROUP = "forecaster-demand"
-#: tiny, fast training through the pipeline's own parameters (one LightGBM thread: the CI machine is busy)
-FAST = {
-    "Horizon": 7,
-    "NumBoostRound": 20,
-    "QuantileNumBoostRound": 10,
-    "NumLeaves": 7,
-    "NumThreads": 1,
-    "TransformMaxConcurrent": 1,
-}
+GROUP = DEFAULT_GROUP
+FAST = FAST_PIPELINE_PARAMETERS
 BUILD_STEPS = [
     "Split",
     "Train",

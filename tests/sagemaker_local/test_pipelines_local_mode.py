@@ -20,25 +20,19 @@ import pytest
 
 from forecaster.io import read_table
 from forecaster.pipelines.local import run_pipeline
+from forecaster.pipelines.local_params import DEFAULT_GROUP
 from forecaster.pipelines.resolve import approved_model_parameters
 from forecaster.registry import ApprovalStatus, open_registry
 from forecaster.registry.sagemaker import SageMakerRegistry
 from forecaster.synth import write_dataset
+from pipeline_helpers import FAST_PIPELINE_PARAMETERS
 
 from .local_mode import download, execute_pipeline, s3_uri, upload
 
 pytestmark = pytest.mark.docker
 
-GROUP = "forecaster-demand"
-#: tiny, fast training through the pipelines' own parameters (typed as SageMaker types them)
-FAST: dict[str, Any] = {
-    "Horizon": 7,
-    "NumBoostRound": 20,
-    "QuantileNumBoostRound": 10,
-    "NumLeaves": 7,
-    "NumThreads": 1,
-    "TransformMaxConcurrent": 1,
-}
+GROUP = DEFAULT_GROUP
+FAST = FAST_PIPELINE_PARAMETERS
 #: the synthetic data with the default preset (a preset exists in the image; a host spec.json does not)
 SPEC = "default"
 
