@@ -9,7 +9,8 @@ from forecaster.artifact import BOOSTER_FILES, FeatureSchema
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.forecasting import forecast
 from forecaster.model import ForecastModel
-from forecaster.training import TrainingData, fit_artifact
+from forecaster.training import fit_artifact
+from forecaster.training_rows import ChainSummary, PartitionData, summarize
 
 
 def test_artifact_holds_models_schema_and_metadata(trained_model_dir, history_frame, train_config):
@@ -99,12 +100,13 @@ def test_too_short_history_says_how_long_it_must_be(tmp_path, history_frame, syn
 @pytest.mark.parametrize(("mode", "kept"), [("none", 1.0), ("exclude", 0.0), ("weight", 0.75)])
 def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train_config, mode, kept):
     frame = synthetic_spec.validate_frame(history_frame)
-    data = TrainingData.from_frame(frame, synthetic_spec, train_config)
+    chain = ChainSummary.combine([summarize((frame, synthetic_spec))], synthetic_spec, train_config)
+    data = PartitionData(frame, chain)
     stockout = data.panel.covariates["stockout_hours"]
     series, day = np.argwhere(stockout > 0)[0]
     stockout[series, day] = 6.0  # a quarter of the day out of stock
     config = train_config.replace(stockout_handling=mode)
-    rows = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
+    rows, _ = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
     assert (rows.weight.tolist() or [0.0]) == [kept]
 
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecaster.artifact import FeatureSchema
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
 from forecaster.panel import build_panel
 from forecaster.spec import DatasetSpec
+from forecaster.totals import GroupTotals
 
-FEATURES_FILE = "features.csv"
-KEYS_FILE = "keys.csv"
 QUANTILE_COLUMNS = ("p10", "p50", "p90")
 
 
@@ -23,16 +23,26 @@ def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
     return model if isinstance(model, ForecastModel) else ForecastModel.load(model)
 
 
+def _as_schema(model: ForecastModel | FeatureSchema | str | Path) -> FeatureSchema:
+    if isinstance(model, ForecastModel):
+        return model.schema
+    return model if isinstance(model, FeatureSchema) else FeatureSchema.load(model)
+
+
 def build_inference_features(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame
+    model: ForecastModel | FeatureSchema | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    totals: GroupTotals | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (features, keys): one feature row per series × future day, and its keys + target date.
 
     The forecast origin is the last day of ``history``; ``future`` must hold every day after it, up to the
-    model's horizon, for every series to forecast, with the known-future columns filled in.
+    model's horizon, for every series to forecast, with the known-future columns filled in. ``totals``: the
+    group totals of the whole chain when ``history`` is one partition of it (default: of ``history``).
     """
-    model = _as_model(model)
-    schema, spec = model.schema, model.schema.spec
+    schema = _as_schema(model)
+    spec = schema.spec
     hist = spec.validate_frame(history, kind="history")
     fut = spec.validate_frame(future, kind="future").sort_values([*spec.keys, spec.date], kind="stable")
     origin_date = hist[spec.date].max()
@@ -47,7 +57,9 @@ def build_inference_features(
         kinds=schema.kinds,
         categorical=tuple(schema.categorical_features),
     )
-    X = build_features(panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon)
+    X = build_features(
+        panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon, totals=totals
+    )
     features = pd.DataFrame(X, columns=list(schema.feature_names))
     keys = fut[[*spec.keys, spec.date]].reset_index(drop=True)
     keys[spec.date] = keys[spec.date].dt.strftime("%Y-%m-%d")
@@ -117,15 +129,6 @@ def forecast(model: ForecastModel | str | Path, history: pd.DataFrame, future: p
     return predictions_frame(model, features, keys)
 
 
-def preprocess(model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path) -> Path:
-    """Write ``features.csv`` (header-less, schema order: what batch transform sends) and ``keys.csv``."""
-    features, keys = build_inference_features(model_dir, read_table(history), read_table(future))
-    out_dir = Path(out_dir)
-    write_table(features, out_dir / FEATURES_FILE, header=False)
-    write_table(keys, out_dir / KEYS_FILE)
-    return out_dir
-
-
 def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_size: float = 1.0) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
@@ -151,6 +154,11 @@ def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_si
     return out
 
 
+def file_name(stem: str, partition: str) -> str:
+    """``features.csv`` / ``features-P.csv`` (``stem``: features or keys) of partition ``P`` (preprocess output)."""
+    return f"{stem}-{partition}.csv" if partition else f"{stem}.csv"
+
+
 def postprocess(
     keys: str | Path,
     predictions: str | Path,
@@ -159,23 +167,43 @@ def postprocess(
     service_level: float = 0.8,
     pack_size: float = 1.0,
 ) -> Path:
-    """Join ``keys.csv`` with batch-transform output lines (``p10,p50,p90``) into a forecast table.
+    """Join keys with batch-transform output lines (``p10,p50,p90``) into one forecast table.
 
-    Also writes order proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next
-    to ``out``).
+    ``keys`` is a ``keys.csv`` (its predictions: a ``.out`` file or a folder of them) or a folder of per-partition
+    ``keys-P.csv`` files, each paired with ``features-P.csv.out`` in the ``predictions`` folder. Also writes order
+    proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next to ``out``).
     """
-    key_frame = read_table(keys, dtype=str)
-    predicted = _read_predictions(Path(predictions))
-    if len(predicted) != len(key_frame):
-        raise DataValidationError(
-            f"{predictions} has {len(predicted)} prediction lines but {keys} has {len(key_frame)} rows; they must "
-            "align line by line (use the .out files of the same features.csv)."
-        )
-    out_frame = pd.concat([key_frame.reset_index(drop=True), predicted], axis=1)
+    keys, predictions = Path(keys), Path(predictions)
+    if keys.is_dir():
+        names = sorted(p.name for p in keys.glob("keys*.csv"))
+        if not names:
+            raise DataValidationError(f"No keys file (keys.csv or keys-<partition>.csv) in {keys}.")
+        pairs = [
+            (keys / name, predictions / f"{file_name('features', name[len('keys-') : -4] if '-' in name else '')}.out")
+            for name in names
+        ]
+    else:
+        pairs = [(keys, predictions)]
+    out_frame = pd.concat([_joined(*pair) for pair in pairs], ignore_index=True)
     proposals = order_proposals(out_frame, service_level, pack_size)
     write_table(out_frame, out)
     write_table(proposals, orders or Path(out).with_name("order_proposals.csv"))
     return Path(out)
+
+
+def _joined(keys: Path, predictions: Path) -> pd.DataFrame:
+    if not predictions.exists():
+        raise DataValidationError(
+            f"{predictions} does not exist: the batch transform wrote no predictions for {keys} (check its log)."
+        )
+    key_frame = read_table(keys, dtype=str)
+    predicted = _read_predictions(predictions)
+    if len(predicted) != len(key_frame):
+        raise DataValidationError(
+            f"{predictions} has {len(predicted)} prediction lines but {keys} has {len(key_frame)} rows; they must "
+            "align line by line (use the .out files of the same features file)."
+        )
+    return pd.concat([key_frame.reset_index(drop=True), predicted], axis=1)
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:

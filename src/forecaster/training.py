@@ -1,134 +1,99 @@
-"""The training lifecycle: validate data, build feature rows, fit, validate, write the artifact atomically."""
+"""The training lifecycle: validate data, build feature rows, fit, validate, write the artifact atomically.
+
+Feature rows are built partition by partition (:mod:`forecaster.training_rows`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from forecaster import metrics as m
-from forecaster.artifact import METADATA_FILE, FeatureSchema, frame_hash, library_versions
+from forecaster import training_rows as rows_
+from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
 from forecaster.config import TrainConfig
 from forecaster.errors import DataValidationError
-from forecaster.features import FeatureSet, build_features, feature_set
-from forecaster.io import atomic_directory, write_json
+from forecaster.features import FeatureSet
+from forecaster.io import atomic_directory, read_table, write_json
 from forecaster.model import ForecastModel, TrainingSet, calibration_factors, fit_boosters
-from forecaster.panel import Panel, build_panel
+from forecaster.partitions import map_partitions, partitions
 from forecaster.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """A validated history as a panel, with what every feature row of it needs."""
-
-    panel: Panel
-    spec: DatasetSpec
-    features: FeatureSet
-    vocabularies: dict[str, list[str]]
-    observed_counts: np.ndarray  # (series, days + 1) cumulative count of observed target days
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig) -> TrainingData:
-        panel = build_panel(spec, frame)
-        features = feature_set(spec, config.keys_as_features)
-        vocabularies = {c: sorted(panel.series[c].dropna().astype(str).unique()) for c in features.categorical}
-        counts = np.zeros((panel.n_series, len(panel.dates) + 1))
-        np.cumsum(~np.isnan(panel.target), axis=1, out=counts[:, 1:])
-        return cls(panel, spec, features, vocabularies, counts)
-
-    def rows(self, series: np.ndarray, origins: np.ndarray, horizons: np.ndarray, config: TrainConfig) -> TrainingSet:
-        """Feature rows with targets and stockout weights; rows with an unknown target are dropped."""
-        days = origins + horizons
-        target = self.panel.target[series, days]
-        weight = np.ones_like(target)
-        if self.spec.stockout and config.stockout_handling != "none":
-            hours = np.nan_to_num(self.panel.covariates[self.spec.stockout][series, days])
-            if config.stockout_handling == "exclude":
-                weight = np.where(hours > config.stockout_max_hours, 0.0, 1.0)
-            else:
-                weight = 1.0 - np.clip(hours, 0, 24) / 24.0
-        keep = ~np.isnan(target) & (weight > 0)
-        series, origins, horizons = series[keep], origins[keep], horizons[keep]
-        X = build_features(  # float32: half the memory; LightGBM bins float32 directly
-            self.panel, self.spec, self.features, self.vocabularies, series, origins, horizons, config.horizon,
-            dtype=np.float32,
-        )  # fmt: skip
-        return TrainingSet(X=X, y=target[keep], weight=weight[keep])
-
-    def sample(self, last_day: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """Draw up to ``max_train_rows`` (series, origin, horizon) rows whose target day is <= ``last_day``."""
-        n_series = self.panel.n_series
-        origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
-        if origins.size == 0:
-            raise DataValidationError(
-                f"The training data covers {last_day + 1} days before the validation window; at least "
-                f"{config.min_history_days + 1} are needed (min_history_days={config.min_history_days}). "
-                "Provide a longer history or lower min_history_days / validation_days."
-            )
-        total = n_series * origins.size * config.horizon
-        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < config.max_train_rows / total)
-        series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
-        origin, horizon = origins[origin_pos], horizon_pos + 1
-        enough = self.observed_counts[series, origin + 1] >= config.min_history_days
-        keep = (origin + horizon <= last_day) & enough
-        return series[keep], origin[keep], horizon[keep]
-
-    def window(self, origin: int, config: TrainConfig) -> tuple[np.ndarray, ...]:
-        """Every series at ``origin`` for horizons 1..H that fall inside the data."""
-        horizons = np.arange(1, min(config.horizon, len(self.panel.dates) - 1 - origin) + 1)
-        series = np.repeat(np.arange(self.panel.n_series), horizons.size)
-        return series, np.full(series.size, origin), np.tile(horizons, self.panel.n_series)
-
-
 def fit_artifact(
-    train: pd.DataFrame,
+    train: pd.DataFrame | str | Path,
     spec: DatasetSpec,
     config: TrainConfig,
     model_dir: str | Path,
     validation: pd.DataFrame | None = None,
+    workers: int | None = 1,
 ) -> dict[str, float]:
     """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
 
-    Without ``validation`` the last ``validation_days`` of ``train`` are held out (a time split, never random).
-    The model is written atomically: on any error ``model_dir`` is left as it was.
+    ``train`` is a frame, or the path of a table: one file or a folder of partitions (see
+    :mod:`forecaster.partitions`), whose training rows are built partition by partition in ``workers`` processes
+    (default: one per core). Without ``validation`` the last ``validation_days`` are held out (a time split, never
+    random). The model is written atomically: on any error ``model_dir`` is left as it was.
     """
     started = time.monotonic()
-    frame = spec.validate_frame(train, kind="history")
-    if validation is not None:
-        valid_frame = spec.validate_frame(validation, kind="history")
-        overlap = valid_frame[spec.date].min() <= frame[spec.date].max()
-        if overlap:
-            raise DataValidationError(
-                f"The validation data must start after the training data ends ({frame[spec.date].max().date()}); "
-                f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
-            )
-        cut_date = frame[spec.date].max()
-        frame = pd.concat([frame, valid_frame], ignore_index=True)
-    else:
+    if isinstance(train, pd.DataFrame):
+        frame = spec.validate_frame(train, kind="history")
         cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
-    data = TrainingData.from_frame(frame, spec, config)
-    cut = data.panel.day_index(cut_date)
-    rng = np.random.default_rng(config.seed)
+        if validation is not None:
+            cut_date = frame[spec.date].max()
+            valid_frame = spec.validate_frame(validation, kind="history")
+            if valid_frame[spec.date].min() <= cut_date:
+                raise DataValidationError(
+                    f"The validation data must start after the training data ends ({cut_date.date()}); "
+                    f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
+                )
+            frame = pd.concat([frame, valid_frame], ignore_index=True)
+        sources: list[rows_.Source] = [frame]
+    else:
+        if validation is not None:
+            raise DataValidationError("Validation data goes with a training frame; for a path, hold out days.")
+        sources = list(partitions(train))
+        cut_date = None
+    summaries = map_partitions(rows_.summarize, [(s, spec) for s in sources], workers)
+    shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
+    if shared:  # files split by time, not by series: read them as one table (memory: the whole table)
+        logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
+        sources = [spec.validate_frame(read_table(train), kind="history")]
+        summaries = [rows_.summarize((sources[0], spec))]
+    chain = rows_.ChainSummary.combine(summaries, spec, config)
+    if cut_date is None:
+        cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)
+    cut = int((cut_date - chain.dates[0]).days)
+    n_series = len(chain.series)
+    plan = rows_.RowPlan(
+        cut=cut,
+        fit_rate=rows_.sampling_rate(n_series, cut, config),
+        refit_rate=rows_.sampling_rate(n_series, len(chain.dates) - 1, config) if config.refit else 0.0,
+        refit=config.refit,
+    )
+    parts = map_partitions(rows_.partition_rows, [(s, chain, plan, config) for s in sources], workers)
+    del sources
     schema = FeatureSchema(
-        feature_names=data.features.names,
-        kinds=data.features.kinds,
-        categories=data.vocabularies,
+        feature_names=chain.features.names,
+        kinds=chain.features.kinds,
+        categories=chain.vocabularies,
         horizon=config.horizon,
         spec=spec,
-        scale_floor=_scale_floor(data.panel.target),
+        scale_floor=max(0.05 * chain.level, 1e-3),  # quantile boosters divide by at least 5 % of the mean demand
         keys_as_features=config.keys_as_features,
     )
-    fit_rows = data.rows(*data.sample(cut, config, rng), config)
-    valid_rows = data.rows(*data.window(cut, config), config.replace(stockout_handling="none"))
+    fit_rows = rows_.gather([(p.fit, p.fit_rank) for p in parts])
+    valid_rows = rows_.gather([(p.valid, p.valid_rank) for p in parts])
+    refit_parts = [(p.refit, p.refit_rank) for p in parts] if config.refit else []
+    del parts
     if len(valid_rows) == 0:
         raise DataValidationError("The validation window has no observed target values; check the data's dates.")
     logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
@@ -137,22 +102,23 @@ def fit_artifact(
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
     schema = dataclasses.replace(schema, quantile_calibration=calibration)
     model = ForecastModel(model.boosters, schema)
-    scores = validation_metrics(model, valid_rows, data)
+    scores = validation_metrics(model, valid_rows, spec, chain.features)
     if config.refit:
         del fit_rows
-        all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
+        all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
+        del refit_parts
         with _Progress(config, "refit", rounds) as progress:
             model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
     metadata = {
         "forecaster_version": library_versions()["forecaster"],
         "libraries": library_versions(),
-        "training_data_hash": frame_hash(frame),
+        "training_data_hash": chain.digest,
         "training_window": {
-            "start": str(data.panel.dates[0].date()),
-            "end": str(data.panel.dates[-1].date()),
+            "start": str(chain.dates[0].date()),
+            "end": str(chain.dates[-1].date()),
             "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
         },
-        "series": data.panel.n_series,
+        "series": n_series,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
         "validation_metrics": scores,
@@ -165,7 +131,9 @@ def fit_artifact(
     return scores
 
 
-def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingData) -> dict[str, float]:
+def validation_metrics(
+    model: ForecastModel, rows: TrainingSet, spec: DatasetSpec, features: FeatureSet
+) -> dict[str, float]:
     """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
     quantiles = model.predict(rows.X)
     p50 = quantiles[:, 1]
@@ -180,17 +148,11 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
     }
     for i, q in enumerate(model.schema.quantiles):
         scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
-    if data.spec.campaign:
-        campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
+    if spec.campaign:
+        campaign = rows.X[:, features.names.index(spec.campaign)] > 0
         scores["wape_campaign"] = m.wape(rows.y[campaign], p50[campaign])
         scores["wape_non_campaign"] = m.wape(rows.y[~campaign], p50[~campaign])
     return {name: round(float(value), 6) for name, value in scores.items()}
-
-
-def _scale_floor(target: np.ndarray) -> float:
-    """Smallest demand level quantile boosters divide by: 5 % of the average daily target (> 0)."""
-    level = float(np.nanmean(target)) if np.isfinite(target).any() else 0.0
-    return max(0.05 * level, 1e-3)
 
 
 class _Progress:

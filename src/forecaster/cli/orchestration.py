@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from forecaster.cli.core import add_workers_option
 from forecaster.errors import InvalidParameterError
 
 PIPELINE_KEYS = ("build", "inference", "model-quality")
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--spec", default="default", help="preset name or spec JSON file (default: default)")
     split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
     split.add_argument("--out", type=Path, default=Path("/opt/ml/processing/output"), help="output directory")
+    add_workers_option(split)
     split.set_defaults(func=_split)
     _register_pipeline(subparsers)
     _register_registry(subparsers)
@@ -38,7 +40,7 @@ def _split(args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidParameterError(f"forecaster split takes only --input data=PATH. Got {unknown} too.")
     data = inputs.get("data", "/opt/ml/processing/input/data")
-    for name, path in write_split(data, resolve_spec(args.spec), args.horizon, args.out).items():
+    for name, path in write_split(data, resolve_spec(args.spec), args.horizon, args.out, args.workers).items():
         print(f"{name}: {path}")
     return 0
 

@@ -185,7 +185,7 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
 
     settings = ctx.spec.settings
     model_dir = unpack_model(ctx.inputs["model"], ctx.folder / "model")
-    source = ctx.inputs["data"] / settings["file"]
+    source = ctx.inputs["data"]
     try:
         written = run_transform(
             model_dir,

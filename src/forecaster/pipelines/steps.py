@@ -31,7 +31,12 @@ def _common(prefix: str) -> tuple[ParamSpec, ...]:
     return (
         ParamSpec("ProcessingImage", "string", "forecaster-train:latest", "training/processing image URI (ECR)"),
         ParamSpec("ProcessingInstanceType", "string", "ml.m5.xlarge", "instance type of the processing jobs"),
-        ParamSpec("ProcessingInstanceCount", "integer", 1, "instance count of the processing jobs"),
+        ParamSpec(
+            "ProcessingInstanceCount",
+            "integer",
+            1,
+            "instance count of the sharded processing step (Preprocess: whole partitions per instance)",
+        ),
         ParamSpec("OutputPrefix", "string", f"s3://forecaster-artifacts/{prefix}", "S3 prefix of every output"),
     )
 
@@ -45,44 +50,56 @@ _TRANSFORM = (
 )
 
 
-def _transform(model: Ref, features: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
+def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
     """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline."""
     return (
         StepSpec("CreateModel", "model", inputs={"model": model}, settings={"image": "InferenceImage"}),
         StepSpec(
             "Transform",
             "transform",
-            inputs={"model": "step:CreateModel/model", "data": features},
+            inputs={"model": "step:CreateModel/model", "data": "step:Preprocess/features"},
             outputs=("predictions",),
             instance=("TransformInstanceType", "TransformInstanceCount"),
-            # the header-less feature rows of `forecaster preprocess`; keys.csv sits next to it
+            # the header-less feature rows of `forecaster preprocess`: one file per partition under the prefix,
+            # so each transform instance gets whole files; the keys files are in another output
             # env: container variable -> parameter (recorded on the transform job: which package produced it)
-            settings={"file": "features.csv", "content_type": "text/csv", "accept": "text/csv", "env": env or {}},
+            settings={"content_type": "text/csv", "accept": "text/csv", "env": env or {}},
         ),
         StepSpec(
             "Postprocess",
             "processing",
             command=("postprocess",),
-            args=_argv(
-                "--keys {input:features}/keys.csv --predictions {input:predictions}/features.csv.out "
-                "--out {output:forecasts}/forecasts.csv"
-            ),
-            inputs={"features": features, "predictions": "step:Transform/predictions"},
+            args=_argv("--keys {input:keys} --predictions {input:predictions} --out {output:forecasts}/forecasts.csv"),
+            inputs={"keys": "step:Preprocess/keys", "predictions": "step:Transform/predictions"},
             outputs=("forecasts",),
         ),
     )
 
 
-def _preprocess(model: Ref, history: Ref, future: Ref) -> StepSpec:
-    return StepSpec(
-        "Preprocess",
-        "processing",
-        command=("preprocess",),
-        args=_argv(
-            "--model-dir {input:model} --history {input:history} --future {input:future} --out {output:features}"
+def _preprocess(model: Ref, history: Ref, future: Ref) -> tuple[StepSpec, StepSpec]:
+    """GroupTotals (first pass over the whole history) -> Preprocess (sharded by history partition)."""
+    return (
+        StepSpec(
+            "GroupTotals",
+            "processing",
+            command=("group-totals",),
+            args=_argv("--history {input:history} --model-dir {input:model} --out {output:totals}"),
+            inputs={"model": model, "history": history},
+            outputs=("totals",),
         ),
-        inputs={"model": model, "history": history, "future": future},
-        outputs=("features",),
+        StepSpec(
+            "Preprocess",
+            "processing",
+            command=("preprocess",),
+            args=_argv(
+                "--model-dir {input:model} --history {input:history} --future {input:future} "
+                "--totals {input:totals} --out {output:features} --keys-out {output:keys}"
+            ),
+            inputs={"model": model, "history": history, "future": future, "totals": "step:GroupTotals/totals"},
+            outputs=("features", "keys"),
+            instance=("ProcessingInstanceType", "ProcessingInstanceCount"),
+            sharded=("history",),
+        ),
     )
 
 
@@ -92,7 +109,7 @@ def _explain(name: str, output: str, settings: dict | None = None) -> StepSpec:
         "processing",
         command=("explain",),
         args=(
-            *_argv("--model-dir {input:model} --input dataset={input:features}/features.csv --out"),
+            *_argv("--model-dir {input:model} --input dataset={input:features} --out"),
             f"{{output:{output}}}",
         ),
         inputs={"model": "step:CreateModel/model", "features": "step:Preprocess/features"},
@@ -159,8 +176,8 @@ BUILD = PipelineSpec(
                 },
             },
         ),
-        _preprocess("step:Train/model", "step:Split/history", "step:Split/future"),
-        *_transform("step:Train/model", "step:Preprocess/features"),
+        *_preprocess("step:Train/model", "step:Split/history", "step:Split/future"),
+        *_transform("step:Train/model"),
         StepSpec(
             "Evaluate",
             "processing",
@@ -179,7 +196,7 @@ BUILD = PipelineSpec(
             command=("baseline", "data-quality"),
             # the header-less feature rows the model sees, named from the model's feature schema
             args=_argv(
-                "--input dataset={input:features}/features.csv --model-dir {input:model} "
+                "--input dataset={input:features} --model-dir {input:model} "
                 "--comparison-threshold {param:DataDriftThreshold} --out {output:baseline}"
             ),
             inputs={"features": "step:Preprocess/features", "model": "step:Train/model"},
@@ -269,13 +286,13 @@ INFERENCE = PipelineSpec(
         ParamSpec("MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain"),
     ),
     steps=(
-        _preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
+        *_preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
         StepSpec(
             "DataQualityCheck",
             "processing",
             command=("check", "data-quality"),
             args=_argv(
-                "--input baseline={input:baseline} --input dataset={input:features}/features.csv "
+                "--input baseline={input:baseline} --input dataset={input:features} "
                 "--model-dir {input:model} --out {output:violations}"
             ),
             inputs={
@@ -286,7 +303,7 @@ INFERENCE = PipelineSpec(
             outputs=("violations",),
             settings={"check": "data_quality"},
         ),
-        *_transform("param:ModelDataUrl", "step:Preprocess/features", {"FORECASTER_MODEL_PACKAGE": "ModelPackageArn"}),
+        *_transform("param:ModelDataUrl", {"FORECASTER_MODEL_PACKAGE": "ModelPackageArn"}),
         _explain("Explain", "attributions"),
         StepSpec(
             "AttributionDriftCheck",
