@@ -31,15 +31,14 @@ def _common(prefix: str) -> tuple[ParamSpec, ...]:
     return (
         ParamSpec("ProcessingImage", "string", "forecaster-train:latest", "training/processing image URI (ECR)"),
         ParamSpec("ProcessingInstanceType", "string", "ml.m5.xlarge", "instance type of the processing jobs"),
-        ParamSpec(
-            "ProcessingInstanceCount",
-            "integer",
-            1,
-            "instance count of the sharded processing step (Preprocess: whole partitions per instance)",
-        ),
         ParamSpec("OutputPrefix", "string", f"s3://forecaster-artifacts/{prefix}", "S3 prefix of every output"),
     )
 
+
+#: the sharded processing step (Preprocess) runs on this many instances, each with whole history partitions
+_SHARDED = ParamSpec(
+    "ProcessingInstanceCount", "integer", 1, "instance count of Preprocess (whole history partitions per instance)"
+)
 
 _TRANSFORM = (
     ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
@@ -123,6 +122,7 @@ BUILD = PipelineSpec(
     description="split -> train -> batch transform on the evaluation window -> evaluate -> baselines -> register",
     parameters=(
         *_common("build"),
+        _SHARDED,
         ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
         ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
         ParamSpec("Horizon", "integer", 14, "forecast horizon in days (also the evaluation window)"),
@@ -265,6 +265,7 @@ INFERENCE = PipelineSpec(
     "-> attribution-drift check -> retrain decision",
     parameters=(
         *_common("inference"),
+        _SHARDED,
         ParamSpec("HistoryData", "string", "s3://forecaster-data/history/", "S3 prefix of recent history"),
         ParamSpec("FutureData", "string", "s3://forecaster-data/future/", "S3 prefix of known-future features"),
         *_TRANSFORM,
