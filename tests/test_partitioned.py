@@ -8,7 +8,7 @@ import pytest
 
 from forecaster.errors import DataValidationError
 from forecaster.forecasting import postprocess
-from forecaster.io import read_table, write_table
+from forecaster.io import read_table, write_json, write_table
 from forecaster.model import ForecastModel
 from forecaster.partitioned import group_totals, preprocess
 from forecaster.partitions import partitions
@@ -149,3 +149,45 @@ def test_missing_predictions_of_a_partition_name_the_file(tmp_path, trained_mode
     (tmp_path / "pred").mkdir()
     with pytest.raises(DataValidationError, match=r"features-store_id=S001\.csv\.out does not exist"):
         postprocess(tmp_path / "o", tmp_path / "pred", tmp_path / "forecasts.csv")
+
+
+def test_split_cuts_every_partition_at_the_cutoff_of_the_whole_table(tmp_path, synthetic_frame, synthetic_spec):
+    from forecaster.pipelines.split import write_split
+
+    early = synthetic_frame[~((synthetic_frame["store_id"] == "S003") & (synthetic_frame["date"] > "2024-04-20"))]
+    write_split(_write(early, tmp_path / "one.csv"), synthetic_spec, 7, tmp_path / "single")
+    write_split(_hive(early, tmp_path / "hive"), synthetic_spec, 7, tmp_path / "parted", workers=2)
+    assert sorted(p.name for p in (tmp_path / "parted" / "history").iterdir()) == [
+        "store_id=S001.parquet",
+        "store_id=S002.parquet",
+        "store_id=S003.parquet",
+    ]
+    # S003 ended before the evaluation window: no future/truth file for it, and no day of it held out
+    assert sorted(p.name for p in (tmp_path / "parted" / "future").iterdir()) == [
+        "store_id=S001.parquet",
+        "store_id=S002.parquet",
+    ]
+    for name in ("history", "future", "truth"):
+        single = read_table(tmp_path / "single" / name).sort_values(["store_id", "item_id", "date"])
+        parted = read_table(tmp_path / "parted" / name).sort_values(["store_id", "item_id", "date"])
+        pd.testing.assert_frame_equal(parted.reset_index(drop=True), single.reset_index(drop=True))
+
+
+def test_local_build_pipeline_on_partitioned_data_writes_and_transforms_one_file_per_partition(tmp_path):
+    from forecaster.pipelines.local import run_pipeline
+    from forecaster.synth import SYNTH_SPEC, generate
+
+    frame = generate(stores=3, items=3, days=90, seed=3)
+    data = _hive(frame, tmp_path / "sales")
+    write_json(SYNTH_SPEC, tmp_path / "spec.json")
+    params = {"Horizon": 7, "NumBoostRound": 20, "QuantileNumBoostRound": 10, "NumLeaves": 7, "NumThreads": 1}
+    params |= {"TransformMaxConcurrent": 1, "InputData": str(data), "Spec": str(tmp_path / "spec.json")}
+    record = run_pipeline("build", tmp_path / "run", params, progress=False)
+    assert record["status"] == "Succeeded"
+    names = ["store_id=S001", "store_id=S002", "store_id=S003"]
+    features = tmp_path / "run" / "Preprocess" / "output" / "features"
+    assert sorted(p.name for p in features.iterdir()) == [f"features-{n}.csv" for n in names]
+    predictions = tmp_path / "run" / "Transform" / "output" / "predictions"
+    assert sorted(p.name for p in predictions.iterdir()) == [f"features-{n}.csv.out" for n in names]
+    forecasts = read_table(tmp_path / "run" / "Postprocess" / "output" / "forecasts" / "forecasts.csv")
+    assert len(forecasts) == 3 * 3 * 7 and sorted(forecasts["store_id"].unique()) == ["S001", "S002", "S003"]

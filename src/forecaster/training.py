@@ -96,7 +96,8 @@ def fit_artifact(
     del parts
     if len(valid_rows) == 0:
         raise DataValidationError("The validation window has no observed target values; check the data's dates.")
-    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    row_build_seconds = round(time.monotonic() - started, 1)
+    logger.info("training rows: %d, validation rows: %d (%.1f s)", len(fit_rows), len(valid_rows), row_build_seconds)
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
@@ -122,6 +123,7 @@ def fit_artifact(
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
         "validation_metrics": scores,
+        "row_build_seconds": row_build_seconds,
         "training_seconds": round(time.monotonic() - started, 1),
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
