@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench pipeline docker
-	$(BIN)/ruff format --check src tests bench pipeline docker
+	$(BIN)/ruff check src tests bench pipeline docker templates
+	$(BIN)/ruff format --check src tests bench pipeline docker templates
 
 test: lint
 	$(BIN)/pytest -q

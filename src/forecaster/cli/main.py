@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from forecaster import __version__
-from forecaster.cli import checks, core, orchestration, serving
+from forecaster.cli import checks, core, orchestration, project, serving
 from forecaster.errors import ForecasterError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
-COMMAND_MODULES = (core, serving, checks, orchestration)
+COMMAND_MODULES = (core, serving, checks, orchestration, project)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
-"""Sub-commands of the orchestration layer: ``pipeline definition|upsert`` and ``registry ...``.
+"""Sub-commands of the orchestration layer: ``pipeline definition|upsert|start|run`` and ``registry ...``.
 
 ``forecaster pipeline definition build --out build.json`` writes a SageMaker pipeline definition with no AWS
-account and no network; ``forecaster pipeline upsert`` creates/updates it on AWS. ``forecaster registry``
+account and no network; ``forecaster pipeline upsert`` creates/updates it on AWS (parameter defaults from
+``--param``/``--params-file``/``--approved-model``) and ``pipeline start`` starts it. ``forecaster registry``
 lists, approves, rejects and resolves model versions in the local (SQLite) or SageMaker registry.
 """
 
@@ -76,7 +77,21 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not let the SDK check the role with IAM (SAGEMAKER_VALIDATE_ROLE=false)",
     )
+    _value_options(upsert, "parameter default")
+    upsert.add_argument("--schedule-file", type=Path, help="JSON {pipeline: 'cron(...)'}: schedule this pipeline")
+    upsert.add_argument("--schedule-role", help="role ARN EventBridge Scheduler starts the pipeline as")
+    upsert.add_argument("--schedule-timezone", default="UTC", help="time zone of the schedule (default: UTC)")
     upsert.set_defaults(func=_upsert)
+
+    start = commands.add_parser("start", help="start an execution on AWS (your AWS credentials)")
+    start.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
+    start.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+    start.add_argument("--name", help="pipeline name (default: forecaster-model-build, ...)")
+    start.add_argument("--display-name", help="execution display name (e.g. the commit)")
+    start.add_argument("--wait", action="store_true", help="wait for the execution; exit 1 unless it succeeds")
+    start.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default: 3600)")
+    _value_options(start, "execution parameter")
+    start.set_defaults(func=_start)
     # `pipeline run ... --local`: the local runner walking forecaster.pipelines.steps
     run = commands.add_parser("run", help="run a pipeline on this machine (--local): same steps, local folders")
     run.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
@@ -87,6 +102,42 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--group", help="model package group of the approved model (default: forecaster-demand)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar and step lines")
     run.set_defaults(func=_run)
+
+
+def _value_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=f"{what} (repeatable)")
+    parser.add_argument("--params-file", type=Path, help=f"JSON object of {what}s (--param wins)")
+    parser.add_argument(
+        "--approved-model",
+        metavar="GROUP",
+        help="add the model parameters of GROUP's latest approved version (inference, model-quality)",
+    )
+    parser.add_argument("--registry", help="registry URL for --approved-model (default: sagemaker://REGION)")
+
+
+def _values(args: argparse.Namespace) -> dict:
+    """Parameter values of ``upsert``/``start``: --params-file, then --param, then the approved model's."""
+    import sys
+
+    from forecaster.cli.core import parse_key_values
+    from forecaster.pipelines.executions import read_params_file
+
+    values = read_params_file(args.params_file) if args.params_file else {}
+    values |= parse_key_values(args.param, "--param")
+    if args.approved_model:
+        from forecaster.pipelines.resolve import parameters_for
+        from forecaster.pipelines.sdk import resolve_region
+        from forecaster.registry import open_registry
+
+        url = args.registry or f"sagemaker://{resolve_region(args.region)}"
+        version = open_registry(url).latest_approved(args.approved_model)
+        resolved = parameters_for(version, args.pipeline)
+        clash = sorted(set(resolved) & set(values))
+        if clash:
+            raise InvalidParameterError(f"--approved-model sets {', '.join(clash)}: do not pass them as well.")
+        print(f"latest approved: {version.identifier} (version {version.version})", file=sys.stderr)
+        values |= resolved
+    return values
 
 
 def _definition(args: argparse.Namespace) -> int:
@@ -108,7 +159,10 @@ def _definition(args: argparse.Namespace) -> int:
 
 def _upsert(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
-    from forecaster.pipelines import definitions
+    from forecaster.pipelines import definitions, executions, sdk
+
+    if args.schedule_file:  # fail before the pipeline changes
+        executions.read_schedule(args.schedule_file, args.pipeline)
 
     arn = definitions.upsert(
         args.pipeline,
@@ -119,8 +173,35 @@ def _upsert(args: argparse.Namespace) -> int:
         name=args.name,
         tags=parse_key_values(args.tag, "--tag"),
         validate_role=not args.skip_role_validation,
+        defaults=_values(args),
     )
     print(arn)
+    expression = executions.read_schedule(args.schedule_file, args.pipeline) if args.schedule_file else None
+    if expression:
+        import boto3
+
+        if not args.schedule_role:
+            raise InvalidParameterError(f"{args.schedule_file} schedules {args.pipeline}: pass --schedule-role too.")
+        scheduler = boto3.client("scheduler", region_name=sdk.resolve_region(args.region))
+        name = arn.rsplit("/", 1)[-1]
+        print(executions.schedule(scheduler, name, arn, expression, args.schedule_role, args.schedule_timezone))
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from forecaster.pipelines import executions, sdk
+    from forecaster.pipelines.definitions import pipeline_spec
+
+    sdk.require("boto3")  # a plain API call: no SageMaker SDK needed
+    import boto3
+
+    spec = pipeline_spec(args.pipeline)
+    values = _values(args)
+    client = boto3.client("sagemaker", region_name=sdk.resolve_region(args.region))
+    arn = executions.start(client, spec, args.name, values, args.display_name)
+    print(arn)
+    if args.wait:
+        print(executions.wait(client, arn, args.timeout))
     return 0
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from forecaster.errors import InvalidParameterError
 from forecaster.io import atomic_path
 from forecaster.pipelines import sdk
+from forecaster.pipelines.executions import with_defaults
 from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import PipelineSpec
 
@@ -30,13 +32,24 @@ def pipeline_spec(key: str) -> PipelineSpec:
 
 
 def build_pipeline(
-    key: str, *, role: str, region: str, bucket: str | None, managed_checks: bool = False, name: str | None = None
+    key: str,
+    *,
+    role: str,
+    region: str,
+    bucket: str | None,
+    managed_checks: bool = False,
+    name: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Return the SDK ``Pipeline`` object of ``key``; call inside an SDK environment (see :mod:`.sdk`)."""
+    """Return the SDK ``Pipeline`` object of ``key``; call inside an SDK environment (see :mod:`.sdk`).
+
+    ``defaults`` replaces the default values of some parameters (checked against the parameter table).
+    """
     from forecaster.pipelines.builder import PipelineBuilder
 
     session = sdk.pipeline_session(region, bucket)
-    builder = PipelineBuilder(pipeline_spec(key), role=role, session=session, managed_checks=managed_checks, name=name)
+    spec = with_defaults(pipeline_spec(key), defaults or {})
+    builder = PipelineBuilder(spec, role=role, session=session, managed_checks=managed_checks, name=name)
     return builder.build()
 
 
@@ -75,18 +88,28 @@ def upsert(
     name: str | None = None,
     tags: dict[str, str] | None = None,
     validate_role: bool = True,
+    defaults: Mapping[str, Any] | None = None,
 ) -> str:
     """Create or update pipeline ``key`` in the account of the caller's credentials; return its ARN.
 
+    ``defaults`` replaces parameter defaults (the values scheduled and parameter-less executions use).
+
     Raises:
-        InvalidParameterError: for a role that is no ARN, no region, or a role the SDK's IAM check rejects.
+        InvalidParameterError: for a role that is no ARN, no region, an unknown parameter, or a role the SDK's
+            IAM check rejects.
     """
     if not role.startswith("arn:"):
         raise InvalidParameterError(f"The 'role' parameter must be an IAM role ARN (arn:aws:iam::...). Got {role!r}.")
     with sdk.sdk_environment(region, validate_role) as resolved:
         try:
             pipeline = build_pipeline(
-                key, role=role, region=resolved, bucket=bucket, managed_checks=managed_checks, name=name
+                key,
+                role=role,
+                region=resolved,
+                bucket=bucket,
+                managed_checks=managed_checks,
+                name=name,
+                defaults=defaults,
             )
             tag_list = [{"Key": k, "Value": v} for k, v in (tags or {}).items()] or None
             response = pipeline.upsert(role_arn=role, description=pipeline_spec(key).description, tags=tag_list)

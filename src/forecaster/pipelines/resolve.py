@@ -41,6 +41,8 @@ def parameters_for(version: ModelVersion, pipeline: str) -> dict[str, str]:
     if pipeline == "inference":
         parameters["ModelDataUrl"] = version.model_data_url
         parameters["ModelPackageArn"] = version.identifier
+        if version.image_uri:  # the model runs in the image it was built and evaluated with
+            parameters["InferenceImage"] = version.image_uri
     for parameter, kind in folders.items():
         uri = version.baselines.get(kind)
         if not uri:

@@ -98,6 +98,18 @@ def _telemetry_config() -> Iterator[str]:
         yield str(path)
 
 
+def resolve_region(region: str | None) -> str:
+    """Return ``region``, else ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+
+    Raises:
+        InvalidParameterError: when no region is given or configured.
+    """
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
+    return region
+
+
 @contextlib.contextmanager
 def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[str]:
     """Environment for talking to real AWS: adds a region and the telemetry opt-out, keeps credentials.
@@ -114,9 +126,7 @@ def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[
         InvalidParameterError: when no region is given or configured.
     """
     require("sagemaker.mlops", "boto3")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise InvalidParameterError("No AWS region: pass --region or set AWS_DEFAULT_REGION.")
+    region = resolve_region(region)
     with _telemetry_config() as config:
         values: dict[str, str | None] = {"AWS_DEFAULT_REGION": region}
         if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:

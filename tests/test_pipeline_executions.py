@@ -1,0 +1,117 @@
+"""Parameter values from --param/--params-file, and `forecaster pipeline start` against moto (in-process AWS)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forecaster.cli.main import main
+from forecaster.errors import ForecasterError, InvalidParameterError
+from forecaster.pipelines.definitions import pipeline_spec
+from forecaster.pipelines.executions import (
+    parameter_values,
+    read_params_file,
+    read_schedule,
+    schedule,
+    wait,
+    with_defaults,
+)
+
+REGION = "eu-west-1"
+
+
+def test_values_are_checked_against_the_parameter_table_and_cast():
+    spec = pipeline_spec("build")
+    assert parameter_values(spec, {"Horizon": "7", "LearningRate": "0.1", "Spec": "x"}) == {
+        "Horizon": 7,
+        "LearningRate": 0.1,
+        "Spec": "x",
+    }
+    with pytest.raises(InvalidParameterError, match="has no parameter Horizn"):
+        parameter_values(spec, {"Horizn": 7})
+    with pytest.raises(InvalidParameterError, match="'Horizon' parameter of forecaster-model-build must be a integer"):
+        parameter_values(spec, {"Horizon": "two weeks"})
+    changed = with_defaults(spec, {"Horizon": 28})
+    assert changed.defaults()["Horizon"] == 28 and spec.defaults()["Horizon"] == 14  # the table is untouched
+
+
+def test_params_file_expands_set_variables_and_refuses_unset_ones(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"OutputPrefix": "s3://${BUCKET}/x", "Horizon": 7, "Spec": "$$HOME"}))
+    assert read_params_file(path, {"BUCKET": "b"}) == {"OutputPrefix": "s3://b/x", "Horizon": 7, "Spec": "$HOME"}
+    with pytest.raises(InvalidParameterError, match=r"names variable \$\{BUCKET\}, which is not set"):
+        read_params_file(path, {})
+    path.write_text("[1, 2]")
+    with pytest.raises(InvalidParameterError, match="one JSON object"):
+        read_params_file(path, {})
+    with pytest.raises(InvalidParameterError, match="not a readable JSON file"):
+        read_params_file(tmp_path / "missing.json", {})
+
+
+class _Executions:
+    def __init__(self, states, reason="step Train failed"):
+        self.states, self.reason = list(states), reason
+
+    def describe_pipeline_execution(self, PipelineExecutionArn):
+        return {"PipelineExecutionStatus": self.states.pop(0), "FailureReason": self.reason}
+
+
+def test_wait_returns_on_success_and_raises_on_failure_or_timeout():
+    assert wait(_Executions(["Executing", "Succeeded"]), "arn", timeout=5, poll=0.01) == "Succeeded"
+    with pytest.raises(ForecasterError, match="ended Failed: step Train failed"):
+        wait(_Executions(["Failed"]), "arn", timeout=5, poll=0.01)
+    with pytest.raises(ForecasterError, match="still Executing after 0 s"):
+        wait(_Executions(["Executing"] * 100), "arn", timeout=0.0, poll=0.01)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    import moto
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto.mock_aws():
+        import boto3
+
+        yield boto3.client("sagemaker", region_name=REGION)
+
+
+def test_start_passes_checked_parameters_and_waits(aws, capsys, tmp_path):
+    aws.create_pipeline(
+        PipelineName="forecaster-model-build",
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []}),
+        RoleArn="arn:aws:iam::123456789012:role/r",
+    )
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"Horizon": 7, "CodeVersion": "from-file"}))
+    args = ["pipeline", "start", "build", "--params-file", str(params), "--param", "CodeVersion=abc", "--wait"]
+    assert main(args) == 0
+    arn, status = capsys.readouterr().out.split()
+    assert status == "Succeeded" and ":pipeline/forecaster-model-build/execution/" in arn
+    sent = aws.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in sent} == {"Horizon": "7", "CodeVersion": "abc"}
+    assert main(["pipeline", "start", "build", "--param", "Horizn=7"]) == 2
+    assert "has no parameter Horizn" in capsys.readouterr().err
+
+
+def test_schedule_is_created_then_updated(aws, tmp_path):
+    import boto3
+
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    pipeline = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/p"
+    role = "arn:aws:iam::123456789012:role/scheduler"
+    arn = schedule(scheduler, "p", pipeline, "cron(0 3 * * ? *)", role)
+    assert schedule(scheduler, "p", pipeline, "rate(1 day)", role, "Europe/Helsinki") == arn
+    (listed,) = scheduler.list_schedules()["Schedules"]
+    described = scheduler.get_schedule(Name="p")
+    assert listed["Arn"] == arn and described["ScheduleExpression"] == "rate(1 day)"
+    assert described["ScheduleExpressionTimezone"] == "Europe/Helsinki" and described["Target"]["Arn"] == pipeline
+    with pytest.raises(InvalidParameterError, match="cron"):
+        schedule(scheduler, "p", pipeline, "every day", role)
+    path = tmp_path / "schedules.json"
+    path.write_text(json.dumps({"inference": "rate(1 day)", "model-quality": ""}))
+    assert read_schedule(path, "inference") == "rate(1 day)"
+    assert read_schedule(path, "model-quality") is None and read_schedule(path, "build") is None

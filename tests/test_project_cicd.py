@@ -1,0 +1,193 @@
+"""The seed repositories' Bitbucket pipelines, line by line in a shell, against moto_server on 127.0.0.1.
+
+What Bitbucket would provide is set as environment: the repository and deployment variables the seeding
+Lambda sets, BITBUCKET_COMMIT and an OIDC token file. Only two things are left out: steps that build images
+(``services: [docker]``) and ``pip install`` (the test's virtual environment has the pinned packages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forecaster.project.seed import init
+from forecaster.registry.sagemaker import SageMakerRegistry
+
+pytestmark = pytest.mark.slow
+
+PROJECT, REGION, ACCOUNT = "demand-fresh", "eu-west-1", "123456789012"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PIPELINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-sagemaker-pipelines"
+BIN = Path(sys.executable).parent
+ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+#: a stand-in for pip in the CI shell: the packages are installed already
+PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def ci_env(moto_url, tmp_path):
+    """The environment of a Bitbucket step: repository variables, build variables, AWS at moto_server."""
+    token = tmp_path / "oidc-token"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "FORECASTER_"))}
+    env |= {
+        "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
+        "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",  # moto's; the seed code itself only uses the OIDC web identity
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCOUNT_ID": ACCOUNT,
+        "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
+        "ARTIFACT_BUCKET": "artifacts",
+        "DATA_BUCKET": "data",
+        "SCHEDULER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-scheduler",
+        "BITBUCKET_COMMIT": COMMIT,
+        "BITBUCKET_BUILD_NUMBER": "7",
+        "BITBUCKET_STEP_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
+        "AWS_OIDC_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-bitbucket-build",
+    }
+    token.write_text(env["BITBUCKET_STEP_OIDC_TOKEN"])
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION, aws_access_key_id="testing",
+                      aws_secret_access_key="testing")  # fmt: skip
+    s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    return env
+
+
+def _client(env: dict):
+    import boto3
+
+    return boto3.client(
+        "sagemaker",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _run_steps(repo: Path, steps: list[dict], env: dict) -> list[str]:
+    """Run each step's script lines in order in a fresh bash (as Bitbucket runs steps); return the step names."""
+    ran = []
+    for entry in steps:
+        step = entry["step"]
+        if "docker" in step.get("services", []):
+            continue  # image builds need a Docker engine and ECR
+        lines = [line for line in step["script"] if isinstance(line, str)]
+        script = "set -eo pipefail\n" + PIP_STUB + "\n".join(lines) + "\n"
+        done = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"step {step['name']!r} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        ran.append(step["name"])
+    return ran
+
+
+def _parameters(client, name: str) -> dict:
+    definition = json.loads(client.describe_pipeline(PipelineName=name)["PipelineDefinition"])
+    return {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+
+
+def test_build_then_approval_then_deploy(ci_env, tmp_path):
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    client = _client(ci_env)
+
+    build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
+    ran = _run_steps(repos["build"], build["pipelines"]["branches"]["main"], ci_env)
+    assert ran == ["Lint and test", "Upsert and start the model-build pipeline"]
+    name = f"{PROJECT}-model-build"
+    parameters = _parameters(client, name)
+    assert parameters["ProcessingImage"] == f"{ECR}/{PROJECT}-train:{COMMIT}"
+    assert parameters["InferenceImage"] == f"{ECR}/{PROJECT}-infer:{COMMIT}"
+    assert parameters["CodeVersion"] == COMMIT and parameters["ModelPackageGroupName"] == PROJECT
+    assert parameters["InputData"] == f"s3://data/{PROJECT}/history/" and parameters["Spec"] == "/opt/ml/code/spec.json"
+    assert client.describe_pipeline(PipelineName=name)["RoleArn"] == PIPELINE_ROLE
+    assert len(client.list_pipeline_executions(PipelineName=name)["PipelineExecutionSummaries"]) == 1
+
+    # what the model-build pipeline's RegisterModel step leaves, then a reviewer's approval
+    registry = SageMakerRegistry(client=client)
+    run = "s3://artifacts/model-build/exec-1"
+    baselines = {
+        "data_quality_constraints": f"{run}/DataQualityBaseline/baseline/constraints.json",
+        "model_quality_constraints": f"{run}/ModelQualityBaseline/baseline/constraints.json",
+        "explainability_report": f"{run}/ExplainabilityBaseline/baseline/analysis.json",
+    }
+    image = f"{ECR}/{PROJECT}-infer:{COMMIT}"
+    version = registry.register(PROJECT, f"{run}/Train/model.tar.gz", image_uri=image, baselines=baselines)
+    registry.register(PROJECT, "s3://artifacts/newer-but-pending/model.tar.gz", image_uri=image, baselines=baselines)
+    registry.approve(PROJECT, version.version, "backtest reviewed")
+
+    deploy = yaml.safe_load((repos["deploy"] / "bitbucket-pipelines.yml").read_text())
+    env = ci_env | {"MODEL_PACKAGE_ARN": version.identifier}
+    assert _run_steps(repos["deploy"], deploy["pipelines"]["branches"]["main"], env) == ["Validate stage configs"]
+    steps = [entry for entry in deploy["pipelines"]["custom"]["deploy-approved-model"] if "step" in entry]
+    for entry in steps:  # each deployment has its own OIDC role (a deployment variable)
+        stage = entry["step"]["deployment"]
+        _run_steps(repos["deploy"], [entry], env | {"AWS_OIDC_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{stage}"})
+    for stage in ("staging", "production"):
+        inference = _parameters(client, f"{PROJECT}-batch-inference-{stage}")
+        assert inference["ModelPackageArn"] == version.identifier
+        assert inference["ModelDataUrl"] == f"{run}/Train/model.tar.gz" and inference["InferenceImage"] == image
+        assert inference["DataQualityBaselineUri"] == f"{run}/DataQualityBaseline/baseline"
+        assert inference["OutputPrefix"] == f"s3://artifacts/{stage}/batch-inference"
+        quality = _parameters(client, f"{PROJECT}-model-quality-{stage}")
+        assert quality["ModelQualityBaselineUri"] == f"{run}/ModelQualityBaseline/baseline"
+        assert quality["GroundTruthData"] == f"s3://data/{PROJECT}/{stage}/ground-truth/"
+    instance_types = {
+        stage: _parameters(client, f"{PROJECT}-batch-inference-{stage}")["TransformInstanceType"]
+        for stage in ("staging", "production")
+    }
+    assert instance_types == {"staging": "ml.m5.xlarge", "production": "ml.m5.4xlarge"}
+    executions = {
+        stage: client.list_pipeline_executions(PipelineName=f"{PROJECT}-batch-inference-{stage}")
+        for stage in ("staging", "production")
+    }
+    assert len(executions["staging"]["PipelineExecutionSummaries"]) == 1  # the smoke test
+    assert executions["production"]["PipelineExecutionSummaries"] == []
+
+    import boto3
+
+    scheduler = boto3.client("scheduler", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION,
+                             aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    schedules = {item["Name"]: item for item in scheduler.list_schedules()["Schedules"]}
+    assert set(schedules) == {  # config/<stage>/schedules.json: staging runs no scheduled model-quality check
+        f"{PROJECT}-batch-inference-staging",
+        f"{PROJECT}-batch-inference-production",
+        f"{PROJECT}-model-quality-production",
+    }
+    daily = scheduler.get_schedule(Name=f"{PROJECT}-batch-inference-production")
+    assert daily["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert daily["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-production")
+    assert daily["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]

@@ -1,0 +1,221 @@
+"""templates/lambdas against a fake Bitbucket server on 127.0.0.1 and moto (Secrets Manager, S3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forecaster.project.seed import REPOSITORIES, bundle, render, seed_files
+from project_fakes import WORKSPACE_UUID, FakeBitbucket
+
+LAMBDAS = Path(__file__).resolve().parents[1] / "templates" / "lambdas"
+REGION = "eu-west-1"
+WORKSPACE, PROJECT, KEY = "acme", "demand-fresh", "DEMAND"
+SECRET = {"token": "test-token", "secured_variables": {"PIP_INDEX_URL": "https://ci:s3cret@pypi.acme.test/simple"}}
+BUILD_ROLE = "arn:aws:iam::123456789012:role/demand-fresh-bitbucket-build"
+
+
+class Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def fake():
+    server = FakeBitbucket(WORKSPACE)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def aws(monkeypatch, tmp_path):
+    import boto3
+    import moto
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with moto.mock_aws():
+        secret = boto3.client("secretsmanager").create_secret(Name="bitbucket", SecretString=json.dumps(SECRET))
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="assets", CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.upload_file(str(bundle(tmp_path / "seed.zip")), "assets", "forecaster-project/seed.zip")
+        yield secret["ARN"]
+
+
+@pytest.fixture
+def lambdas(monkeypatch, fake):
+    """The Lambda modules, talking to the fake server, with recorded (not slept) backoff waits."""
+    monkeypatch.syspath_prepend(str(LAMBDAS))
+    monkeypatch.setenv("BITBUCKET_API_URL", fake.url)
+    import bitbucket_api
+    import seed_repositories
+    import trigger_deploy
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(bitbucket_api.time, "sleep", sleeps.append)
+    return seed_repositories, trigger_deploy, sleeps
+
+
+def _event(fake, secret_arn, request="Create", **changes):
+    properties = {
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:seed",
+        "ProjectName": PROJECT,
+        "BitbucketWorkspace": WORKSPACE,
+        "BitbucketProjectKey": KEY,
+        "SecretArn": secret_arn,
+        "SeedBucket": "assets",
+        "SeedKey": "forecaster-project/seed.zip",
+        "DeleteRepositories": "false",
+        "RepositoryVariables": {
+            "build": {"AWS_OIDC_ROLE_ARN": BUILD_ROLE, "ARTIFACT_BUCKET": "artifacts"},
+            "deploy": {"ARTIFACT_BUCKET": "artifacts"},
+        },
+        "DeploymentVariables": {
+            "staging": {"AWS_OIDC_ROLE_ARN": "arn:aws:iam::123456789012:role/demand-fresh-bitbucket-staging"},
+            "production": {"AWS_OIDC_ROLE_ARN": "arn:aws:iam::123456789012:role/demand-fresh-bitbucket-production"},
+        },
+    } | changes
+    return {
+        "RequestType": request,
+        "ResponseURL": fake.cfn_url,
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/SC-1/abc",
+        "RequestId": f"request-{request}",
+        "LogicalResourceId": "SeedRepositories",
+        "ResourceType": "Custom::BitbucketRepositories",
+        "ResourceProperties": properties,
+        **({"PhysicalResourceId": f"{WORKSPACE}/{PROJECT}"} if request != "Create" else {}),
+    }
+
+
+def _variables(variables: dict) -> dict:
+    return {key: (value["value"], value["secured"]) for key, value in variables.items()}
+
+
+def test_create_makes_the_project_and_seeds_both_repositories(fake, aws, lambdas):
+    seed, _, _ = lambdas
+    data = seed.handler(_event(fake, aws), Context())
+
+    (answer,) = fake.cfn_responses
+    assert answer["Status"] == "SUCCESS" and answer["RequestId"] == "request-Create"
+    assert answer["PhysicalResourceId"] == f"{WORKSPACE}/{PROJECT}" and answer["Data"] == data
+    assert data["Audience"] == f"ari:cloud:bitbucket::workspace/{WORKSPACE_UUID.strip('{}')}"
+    assert fake.projects[KEY]["name"] == PROJECT and fake.projects[KEY]["is_private"] is True
+    values = {"ProjectName": PROJECT, "BitbucketWorkspace": WORKSPACE}
+    for key, suffix in REPOSITORIES.items():
+        repo = fake.repositories[f"{PROJECT}-{suffix}"]
+        assert repo["body"] == {"scm": "git", "is_private": True, "project": {"key": KEY}}
+        assert data[f"{key.capitalize()}RepositoryUuid"] == repo["uuid"]
+        (commit,) = repo["commits"]
+        files = {path: render(text, values) for path, text in seed_files(key).items()}
+        assert commit == {"message": f"Seed {PROJECT}-{suffix} (forecaster project template)", "branch": "main"} | files
+        assert "bitbucket-pipelines.yml" in files and "{{" not in "".join(files.values())
+        assert repo["pipelines_enabled"] is True
+        assert _variables(repo["variables"])["PIP_INDEX_URL"] == (SECRET["secured_variables"]["PIP_INDEX_URL"], True)
+    build = fake.repositories[f"{PROJECT}-model-build"]
+    assert _variables(build["variables"])["AWS_OIDC_ROLE_ARN"] == (BUILD_ROLE, False)
+    deploy = fake.repositories[f"{PROJECT}-model-deploy"]
+    environments = {e["name"]: e for e in deploy["environments"].values()}
+    assert set(environments) == {"Staging", "Production"}
+    assert data["ProductionEnvironmentUuid"] == environments["Production"]["uuid"]
+    staging_role = _variables(environments["Staging"]["variables"])["AWS_OIDC_ROLE_ARN"]
+    assert staging_role == ("arn:aws:iam::123456789012:role/demand-fresh-bitbucket-staging", False)
+
+
+def test_update_keeps_the_code_and_updates_variables(fake, aws, lambdas):
+    seed, _, _ = lambdas
+    seed.handler(_event(fake, aws), Context())
+    variables = {"build": {"AWS_OIDC_ROLE_ARN": BUILD_ROLE, "ARTIFACT_BUCKET": "new"}, "deploy": {}}
+    seed.handler(_event(fake, aws, "Update", RepositoryVariables=variables), Context())
+
+    assert [r["Status"] for r in fake.cfn_responses] == ["SUCCESS", "SUCCESS"]
+    build = fake.repositories[f"{PROJECT}-model-build"]
+    assert len(build["commits"]) == 1  # an Update never commits over the team's work
+    assert _variables(build["variables"])["ARTIFACT_BUCKET"] == ("new", False)
+    puts = [path for method, path, _ in fake.requests if method == "PUT" and "/variables/" in path]
+    assert puts  # updated in place, not created twice
+
+
+def test_a_bitbucket_500_fails_the_stack_with_the_reason_after_retries(fake, aws, lambdas):
+    seed, _, sleeps = lambdas
+    fake.fail[("POST", f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-build")] = [500] * 5
+    assert seed.handler(_event(fake, aws), Context()) == {}
+
+    (answer,) = fake.cfn_responses
+    assert answer["Status"] == "FAILED"
+    assert "answered 500" in answer["Reason"] and f"{PROJECT}-model-build" in answer["Reason"]
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]  # 5 attempts, exponential backoff
+
+
+def test_429_is_retried_after_retry_after(fake, aws, lambdas):
+    seed, _, sleeps = lambdas
+    fake.fail[("GET", f"/2.0/workspaces/{WORKSPACE}")] = [429, 503]
+    seed.handler(_event(fake, aws), Context())
+    assert fake.cfn_responses[-1]["Status"] == "SUCCESS"
+    assert sleeps == [1.0, 2.0]
+
+
+def test_bad_credentials_fail_the_stack_at_once(fake, aws, lambdas, monkeypatch):
+    import boto3
+
+    seed, _, sleeps = lambdas
+    boto3.client("secretsmanager").put_secret_value(SecretId=aws, SecretString=json.dumps({"token": "wrong"}))
+    seed.handler(_event(fake, aws), Context())
+    (answer,) = fake.cfn_responses
+    assert answer["Status"] == "FAILED" and "answered 401" in answer["Reason"] and sleeps == []
+
+
+def test_delete_is_idempotent_and_keeps_repositories_by_default(fake, aws, lambdas):
+    seed, _, _ = lambdas
+    seed.handler(_event(fake, aws), Context())
+    seed.handler(_event(fake, aws, "Delete"), Context())
+    assert len(fake.repositories) == 2  # DeleteRepositories=false: the team's code stays
+
+    for _ in range(2):
+        seed.handler(_event(fake, aws, "Delete", DeleteRepositories="true"), Context())
+    assert [r["Status"] for r in fake.cfn_responses] == ["SUCCESS"] * 4
+    assert fake.repositories == {} and fake.projects == {}
+
+
+def test_trigger_starts_the_custom_pipeline_on_approval_only(fake, aws, lambdas, monkeypatch):
+    _, trigger, _ = lambdas
+    for key, value in {
+        "SECRET_ARN": aws,
+        "BITBUCKET_WORKSPACE": WORKSPACE,
+        "DEPLOY_REPOSITORY": f"{PROJECT}-model-deploy",
+        "MODEL_PACKAGE_GROUP": PROJECT,
+    }.items():
+        monkeypatch.setenv(key, value)
+    fake.projects[KEY] = {"key": KEY}
+    fake._repository("POST", f"{PROJECT}-model-deploy", "", {"project": {"key": KEY}})
+    arn = f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{PROJECT}/3"
+
+    def event(group: str, status: str) -> dict:
+        detail = {"ModelPackageGroupName": group, "ModelApprovalStatus": status, "ModelPackageArn": arn}
+        return {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": detail}
+
+    assert trigger.handler(event(PROJECT, "Rejected"), Context())["started"] is False
+    assert trigger.handler(event("other-group", "Approved"), Context())["started"] is False
+    assert fake.requests == []
+    started = trigger.handler(event(PROJECT, "Approved"), Context())
+    assert started["started"] is True and started["build_number"] == 1
+    ((method, path, body),) = fake.requests
+    assert (method, path) == ("POST", f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-deploy/pipelines")
+    assert body == {
+        "target": {
+            "type": "pipeline_ref_target",
+            "ref_type": "branch",
+            "ref_name": "main",
+            "selector": {"type": "custom", "pattern": "deploy-approved-model"},
+        },
+        "variables": [{"key": "MODEL_PACKAGE_ARN", "value": arn}],
+    }
+
+
+def test_the_lambda_and_the_package_name_the_same_repositories(lambdas):
+    seed, _, _ = lambdas
+    assert tuple(REPOSITORIES.values()) == seed.REPOSITORY_SUFFIXES
