@@ -39,6 +39,7 @@ from _common import (
     run_child,
     stopwatch,
 )
+from forecaster.contract import QUANTILES, quantile_column
 
 DEFAULT_DATA = Path("/work/shared/data/freshretailnet/daily_2024-03-28_2024-06-11.parquet")
 KEYS = ["store_id", "product_id"]
@@ -48,7 +49,7 @@ CAMPAIGN = "activity_flag"
 STOCKOUT = "stockout_hours"
 KNOWN_FUTURE = ["activity_flag", "discount", "holiday_flag"]
 STATIC = ["city_id", "management_group_id", "first_category_id", "second_category_id", "third_category_id"]
-QUANTILE_COLUMNS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+QUANTILE_COLUMNS = {quantile_column(q): q for q in QUANTILES}
 PREDICTION_COLUMNS = ["p10", "p50", "p90", "mean"]
 
 # mlforecast's LGBMRegressor arguments: forecaster's TrainConfig defaults translated (learning_rate, num_leaves,

@@ -8,8 +8,23 @@ set -eu
 case "${1:-serve}" in
 serve)
     [ $# -gt 0 ] && shift
+    model_dir="${SM_MODEL_DIR:-/opt/ml/model}"
+    if [ "$(id -u)" = 0 ] && [ -n "${FORECASTER_SERVER_UID:-}" ]; then
+        # started as root (the inference image's default): serve as the unprivileged user. SageMaker's
+        # /opt/ml/model is world-readable; the SDK's local mode mounts a 0700 root-owned temporary directory
+        # there, which that user cannot read: then serve a readable copy from /tmp.
+        as_server="setpriv --reuid=$FORECASTER_SERVER_UID --regid=$FORECASTER_SERVER_UID --clear-groups"
+        if [ -n "$($as_server find "$model_dir" ! -readable -print -quit 2>&1)" ]; then
+            echo "forecaster-entrypoint: $model_dir is not readable by uid $FORECASTER_SERVER_UID; serving a copy" >&2
+            copy="$(mktemp -d /tmp/model.XXXXXX)"
+            cp -R "$model_dir/." "$copy/"
+            chown -R "$FORECASTER_SERVER_UID:$FORECASTER_SERVER_UID" "$copy"
+            model_dir="$copy"
+        fi
+        exec $as_server forecaster serve --model-dir "$model_dir" "$@"
+    fi
     # exec: the server becomes PID 1 and gets SIGTERM directly (graceful gunicorn shutdown)
-    exec forecaster serve --model-dir "${SM_MODEL_DIR:-/opt/ml/model}" "$@"
+    exec forecaster serve --model-dir "$model_dir" "$@"
     ;;
 train)
     # PID 1 ignores every signal it has no handler for, and the toolkit installs none: run it as a child in

@@ -73,3 +73,25 @@ def trained_model_dir(tmp_path_factory, history_frame, synthetic_spec, train_con
 @pytest.fixture(scope="session")
 def feature_frame(trained_model_dir, history_frame, future_frame) -> pd.DataFrame:
     return build_inference_features(trained_model_dir, history_frame, future_frame)[0]
+
+
+# ---- Docker: the engine and both images, built once per session (tests/docker_helpers.py) ----------------------
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    from docker_helpers import pick_base_image
+
+    return pick_base_image()
+
+
+@pytest.fixture(scope="session")
+def train_image(base_image: str) -> str:
+    from docker_helpers import TRAIN_TAG, build
+
+    return build("train", TRAIN_TAG, base_image)
+
+
+@pytest.fixture(scope="session")
+def infer_image(base_image: str) -> str:
+    from docker_helpers import INFER_TAG, build
+
+    return build("infer", INFER_TAG, base_image)

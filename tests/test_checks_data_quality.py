@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecaster.artifact import FeatureSchema
 from forecaster.checks import data_quality, profile, schemas
 from forecaster.cli.main import main
 from forecaster.errors import DataValidationError
+from forecaster.spec import DatasetSpec
 
 
 def _features(n=5000, seed=0):
@@ -127,19 +129,16 @@ def test_headerless_rows_named_from_feature_schema(tmp_path):
     codes = base.assign(store_id=base["store_id"].str[1:].astype(int) - 1)
     model = tmp_path / "model"
     model.mkdir()
-    (model / "feature_schema.json").write_text(
-        json.dumps(
-            {
-                "features": [
-                    {"name": "horizon", "dtype": "int"},
-                    {"name": "lag_7", "dtype": "float"},
-                    {"name": "discount", "dtype": "float"},
-                    {"name": "temperature", "dtype": "float"},
-                    {"name": "store_id", "dtype": "category", "categories": ["S1", "S2", "S3", "S4"]},
-                ]
-            }
-        )
+    names = ("horizon", "lag_7", "discount", "temperature", "store_id")
+    schema = FeatureSchema(
+        feature_names=names,
+        kinds={**dict.fromkeys(names, "float"), "horizon": "int", "store_id": "category"},
+        categories={"store_id": ["S1", "S2", "S3", "S4"]},
+        horizon=7,
+        spec=DatasetSpec.preset("default"),
+        scale_floor=1.0,
     )
+    (model / "feature_schema.json").write_text(json.dumps(schema.to_dict()))
     codes.to_csv(tmp_path / "features.csv", header=False, index=False)
     rc = main(
         [

@@ -1,6 +1,7 @@
 import base64
 import io
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -132,14 +133,23 @@ def test_missing_inputs_are_notes_not_errors(tmp_path):
     assert main(["report", "--workdir", str(tmp_path / "nope"), "--out", str(out)]) == 3
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
+def chromium() -> str:
+    """Debian's ``chromium`` (.ci/run installs it): a developer without it skips, CI=true fails."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        return browser
+    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+        pytest.fail("CI=true but no `chromium` on PATH: .ci/run installs Debian's chromium package")
+    pytest.skip("no `chromium` on PATH (apt-get install chromium)")
+
+
 def test_report_renders_in_headless_chromium(tmp_path):
+    browser = chromium()
     work = tmp_path / "work"
     _workdir(work)
     out = tmp_path / "report.html"
     assert main(["report", "--workdir", str(work), "--out", str(out)]) == 0
     shot = tmp_path / "shot.png"
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
     subprocess.run(
         [
             browser,

@@ -26,51 +26,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCAL_BASE = "local/debian:bookworm"
-PUBLIC_BASE = "debian:bookworm-slim"
-# FORECASTER_TEST_TAG lets several checkouts share one engine without building over each other's images
-TRAIN_TAG = f"forecaster-train:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
-INFER_TAG = f"forecaster-infer:{os.environ.get('FORECASTER_TEST_TAG', 'test')}"
+from docker_helpers import MEASURED, ROOT, give_back_files, image_mb, require_docker, sh
+
 INFER_SIZE_LIMIT_MB = 600
 HORIZON = 7
 HYPERPARAMETERS = {"horizon": str(HORIZON), "num_boost_round": "40", "quantile_num_boost_round": "30"}
-MEASURED: dict[str, float | str] = {}
 
 docker = pytest.mark.docker
-
-
-# ---- engine detection: skip on a laptop, fail in CI ----------------------------------------------------------
-def is_ci(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    return environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def docker_problem() -> str | None:
-    """Why Docker cannot be used here, or None when an engine answers."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        info = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
-        )
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if info.returncode != 0:
-        detail = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"no Docker engine answers (docker info: {detail})"
-    return None
-
-
-def require_docker() -> None:
-    problem = docker_problem()
-    if problem is None:
-        return
-    if is_ci():
-        pytest.fail(
-            f"CI=true but {problem}. CI must build and run the images: .ci/run installs docker.io and starts "
-            "the engine with docker/dockerd.sh start."
-        )
-    pytest.skip(f"{problem}; start Docker (or run `make docker-test`, which starts dockerd) to run the image tests")
 
 
 def test_missing_docker_skips_locally_but_fails_under_ci(monkeypatch):
@@ -94,18 +56,6 @@ def test_atomic_writes_are_readable_by_other_users(tmp_path):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
-def sh(*args: str, timeout: float = 600, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure show its output in the test report."""
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def image_mb(tag: str) -> float:
-    return int(sh("docker", "image", "inspect", "-f", "{{.Size}}", tag).stdout) / 1e6
-
-
 def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
     try:
@@ -113,14 +63,6 @@ def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def give_back_files(image: str, path: Path) -> None:
-    """Files a root container wrote into a bind mount: hand them to the user running the tests."""
-    if os.getuid() != 0 and path.exists():
-        owner = f"{os.getuid()}:{os.getgid()}"
-        chown = ["--user", "0", "--entrypoint", "chown", "-v", f"{path}:/x"]
-        sh("docker", "run", "--rm", *chown, image, "-R", owner, "/x")
 
 
 def write_job(root: Path, hyperparameters: dict[str, str]) -> Path:
@@ -155,43 +97,7 @@ def model_files(model_dir: Path) -> set[str]:
     return {path.name for path in model_dir.iterdir()}
 
 
-# ---- fixtures: engine, images, a trained model -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    require_docker()
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
-    has_local = sh("docker", "image", "inspect", LOCAL_BASE, check=False).returncode == 0
-    return LOCAL_BASE if has_local else PUBLIC_BASE
-
-
-def build(kind: str, tag: str, base_image: str) -> str:
-    start = time.monotonic()
-    result = subprocess.run(
-        [str(ROOT / "docker" / "build.sh"), kind, tag],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        env={**os.environ, "BASE_IMAGE": base_image},
-    )
-    if result.returncode != 0:
-        pytest.fail(f"docker/build.sh {kind} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
-    MEASURED[f"{kind}_build_s"] = round(time.monotonic() - start, 1)
-    MEASURED[f"{kind}_image_mb"] = round(image_mb(tag), 1)
-    MEASURED["base_image"] = base_image
-    return tag
-
-
-@pytest.fixture(scope="module")
-def train_image(base_image: str) -> str:
-    return build("train", TRAIN_TAG, base_image)
-
-
-@pytest.fixture(scope="module")
-def infer_image(base_image: str) -> str:
-    return build("infer", INFER_TAG, base_image)
-
-
+# ---- fixtures: a trained model (the engine and the images: tests/conftest.py) ---------------------------------
 @pytest.fixture(scope="module")
 def training_job(train_image: str, tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
     root = write_job(tmp_path_factory.mktemp("job") / "opt_ml", HYPERPARAMETERS)
@@ -224,12 +130,13 @@ def inference_case(model_dir: Path, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("inference")
     history.to_csv(folder / "history.csv", index=False)
     future.to_csv(folder / "future.csv", index=False)
-    features, _ = build_inference_features(model_dir, history, future)
+    features, keys = build_inference_features(model_dir, history, future)
     model = ForecastModel.load(model_dir)
     X = features.to_numpy(dtype=np.float64)
     return {
         "folder": folder,
         "features": features,
+        "keys": keys,
         "expected": model.predict(X),
         "csv": features.to_csv(header=False, index=False).encode(),
         "jsonlines": "".join(
@@ -304,6 +211,41 @@ def test_sigterm_stops_training_with_a_failure_reason(train_image, tmp_path):
 
 
 @docker
+def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
+    # InstanceCount=2 as SageMaker (and SDK local mode) runs it: one container per host on one network,
+    # hostnames algo-1/algo-2, resourceconfig.json naming both; SageMaker merges both hosts' /opt/ml/model
+    network = f"forecaster-hosts-{os.environ.get('FORECASTER_TEST_TAG', 'test')}-{os.getpid()}"
+    sh("docker", "network", "create", network)
+    containers = []
+    try:
+        for host in ("algo-1", "algo-2"):
+            root = write_job(tmp_path / host, HYPERPARAMETERS)
+            (root / "input" / "config" / "resourceconfig.json").write_text(
+                json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"], "current_group_name": "g"})
+            )
+            mounts = [arg for sub in ("input", "model", "output") for arg in ("-v", f"{root / sub}:/opt/ml/{sub}")]
+            network_args = ["--network", network, "--network-alias", host, "--hostname", host]
+            containers.append(sh("docker", "run", "-d", *network_args, *mounts, train_image, "train").stdout.strip())
+        exit_codes = [int(sh("docker", "wait", c, timeout=900).stdout) for c in containers]
+        states = [json.loads(sh("docker", "inspect", "-f", "{{json .State}}", c).stdout) for c in containers]
+        logs = sh("docker", "logs", containers[1]).stderr + sh("docker", "logs", containers[1]).stdout
+    finally:
+        for container in containers:
+            sh("docker", "rm", "-f", container, check=False)
+        sh("docker", "network", "rm", network, check=False)
+        for host in ("algo-1", "algo-2"):
+            give_back_files(train_image, tmp_path / host)
+    assert exit_codes == [0, 0], logs[-3000:]
+    assert {"feature_schema.json", "model_mean.txt"} <= model_files(tmp_path / "algo-1" / "model")
+    assert model_files(tmp_path / "algo-2" / "model") == set()
+    assert "host algo-2 of ['algo-1', 'algo-2'] does not train" in logs, logs[-3000:]
+    assert "algo-1 has finished; host algo-2 exits without a model" in logs, logs[-3000:]
+    # compose (SDK local mode) stops every container when the first exits: algo-2 must outlive algo-1
+    finished = [pd.Timestamp(state["FinishedAt"]) for state in states]
+    assert finished[1] >= finished[0], states
+
+
+@docker
 def test_train_image_runs_processing_commands(train_image, model_dir, inference_case):
     # ScriptProcessor steps run `forecaster <command>` in this image
     folder = inference_case["folder"]
@@ -324,18 +266,69 @@ def test_train_image_runs_processing_commands(train_image, model_dir, inference_
     np.testing.assert_allclose(in_container.to_numpy(np.float64), expected.to_numpy(np.float64), equal_nan=True)
 
 
+@docker
+def test_processing_reads_a_model_tar_gz_with_the_images_python(train_image, model_dir, inference_case, tmp_path):
+    # a processing job gets the training job's model.tar.gz as it is (not unpacked); the image's Python is
+    # Debian's 3.11.2, whose tarfile has no extractall(filter=...)
+    from forecaster.artifact import pack_model
+
+    pack_model(model_dir, tmp_path / "model" / "model.tar.gz")
+    folder = inference_case["folder"]
+    (tmp_path / "out").mkdir()
+    result = sh(
+        "docker", "run", "--rm", "--network", "none",
+        "-v", f"{tmp_path / 'model'}:/opt/ml/processing/input/model:ro",
+        "-v", f"{folder}:/opt/ml/processing/input/data:ro",
+        "-v", f"{tmp_path / 'out'}:/opt/ml/processing/output/features",
+        train_image, "sh", "-c", "python3 --version && forecaster preprocess"
+        " --model-dir /opt/ml/processing/input/model --history /opt/ml/processing/input/data/history.csv"
+        " --future /opt/ml/processing/input/data/future.csv --out /opt/ml/processing/output/features",
+    )  # fmt: skip
+    give_back_files(train_image, tmp_path / "out")
+    assert "Python 3.11" in result.stdout
+    in_container = pd.read_csv(tmp_path / "out" / "features.csv", header=None)
+    np.testing.assert_allclose(
+        in_container.to_numpy(np.float64), inference_case["features"].to_numpy(np.float64), equal_nan=True
+    )
+
+
+@docker
+def test_split_writes_into_output_directories_that_are_mount_points(train_image, tmp_path):
+    # SageMaker and the SDK's local mode bind-mount each processing output: /opt/ml/processing/output/<name>
+    # can be written into, never removed or renamed (EBUSY)
+    from forecaster.pipelines.split import SPLITS
+    from forecaster.synth import generate
+
+    generate(stores=2, items=3, days=40, seed=1).to_csv(tmp_path / "sales.csv", index=False)
+    mounts = []
+    for name in SPLITS:
+        (tmp_path / name).mkdir()
+        mounts += ["-v", f"{tmp_path / name}:/opt/ml/processing/output/{name}"]
+    (tmp_path / "train" / "stale.parquet").write_text("an earlier run's file")
+    sh(
+        "docker", "run", "--rm", "--network", "none", *mounts,
+        "-v", f"{tmp_path / 'sales.csv'}:/opt/ml/processing/input/data/sales.csv:ro",
+        train_image, "forecaster", "split", "--input", "data=/opt/ml/processing/input/data", "--horizon", "5",
+        "--out", "/opt/ml/processing/output",
+    )  # fmt: skip
+    for name in SPLITS:
+        give_back_files(train_image, tmp_path / name)
+        assert [p.name for p in (tmp_path / name).iterdir()] == [f"{name}.parquet"]
+    assert len(pd.read_parquet(tmp_path / "truth" / "truth.parquet")) == 2 * 3 * 5
+
+
 # ---- inference image ------------------------------------------------------------------------------------------
 @docker
 def test_inference_image_is_small_and_has_only_the_server(infer_image):
     assert image_mb(infer_image) <= INFER_SIZE_LIMIT_MB
     probe = sh(
         "docker", "run", "--rm", "--entrypoint", "sh", infer_image, "-c",
-        "command -v gcc cc pip pip3 || true; id -u;"
+        "command -v gcc cc pip pip3 || true; echo $FORECASTER_SERVER_UID;"
         " python3 -c 'import importlib.util as u; print([m for m in (\"sagemaker\", \"sagemaker_training\","
         " \"shap\", \"boto3\", \"flask\", \"gunicorn\", \"lightgbm\") if u.find_spec(m)])'",
     )  # fmt: skip
     lines = probe.stdout.split()
-    assert lines[0] != "0", "the server must not run as root"
+    assert lines[0] not in ("0", "$FORECASTER_SERVER_UID"), "the server must not run as root (entry point: setpriv)"
     assert "['flask', 'gunicorn', 'lightgbm']" in probe.stdout, probe.stdout
     assert not [line for line in lines if line.startswith("/")], f"tools that should not be there: {probe.stdout}"
 
@@ -475,6 +468,34 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
         MEASURED["sigterm_to_exit_s"] = round(time.monotonic() - stop_start, 2)
     finally:
         sh("docker", "rm", "-f", container, check=False)
+
+
+@docker
+def test_batch_transform_defaults_to_every_quantile_and_postprocess_takes_it(infer_image, model_dir, inference_case):
+    # what SageMaker's CreateTransformJob sets in the container, and no custom attributes (a transform job
+    # cannot send them): the answer must be p10,p50,p90, which `forecaster postprocess` needs
+    from forecaster.cli.main import main
+
+    batch = ["-e", "SAGEMAKER_BATCH=True", "-e", "SAGEMAKER_BATCH_STRATEGY=MULTI_RECORD"]
+    container = start_server(infer_image, model_dir, "--network", "none", *batch, "-e", "SAGEMAKER_MAX_PAYLOAD_IN_MB=6")
+    try:
+        deadline, status = time.monotonic() + 120, 0
+        while status != 200 and time.monotonic() < deadline:
+            status, _ = exec_http(container, "/ping")
+            time.sleep(0.2)
+        assert status == 200, sh("docker", "logs", container, check=False).stderr[-3000:]
+        status, body = exec_http(container, "/invocations", inference_case["csv"])
+    finally:
+        sh("docker", "rm", "-f", container, check=False)
+    assert status == 200, body[:500]
+    folder = inference_case["folder"] / "batch"
+    folder.mkdir()
+    (folder / "features.csv.out").write_bytes(body)
+    inference_case["keys"].to_csv(folder / "keys.csv", index=False)
+    args = ["--keys", str(folder / "keys.csv"), "--predictions", str(folder / "features.csv.out")]
+    assert main(["postprocess", *args, "--out", str(folder / "forecasts.csv")]) == 0
+    forecasts = pd.read_csv(folder / "forecasts.csv")
+    np.testing.assert_allclose(forecasts[["p10", "p50", "p90"]].to_numpy(), inference_case["expected"], rtol=1e-9)
 
 
 @docker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -10,13 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecaster.cli.main import main
+from forecaster.cli.main import main, run_command
 from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError, PipelineStepError
 from forecaster.io import read_json, read_table
-from forecaster.pipelines.local import RUN_FILE, run_pipeline
+from forecaster.pipelines.local import RUN_FILE
+from forecaster.pipelines.local import run_pipeline as run_pipeline_program
 from forecaster.registry import ApprovalStatus, open_registry
 from forecaster.synth import write_dataset
 
+#: processing steps in this process, through the CLI's own parser (what the CLI hands the runner)
+run_pipeline = functools.partial(run_pipeline_program, command_runner=run_command)
 GROUP = "forecaster-demand"
 #: tiny, fast training through the pipeline's own parameters (one LightGBM thread: the CI machine is busy)
 FAST = {
@@ -217,8 +221,10 @@ def test_model_quality_pipeline_decides_retraining_from_ground_truth(built, tmp_
         "GroundTruthData": workdir / "Split/output/truth",
         "ModelQualityBaselineUri": workdir / "ModelQualityBaseline/output/baseline",
     }
-    result = run_pipeline("model-quality", tmp_path / "mq", {**params, "RetrainWape": 0.0001}, progress=False)
+    # the runner's default: each processing step runs the `forecaster` program, as the processing image does
+    result = run_pipeline_program("model-quality", tmp_path / "mq", {**params, "RetrainWape": 0.0001}, progress=False)
     assert result["status"] == "Succeeded"
+    assert "model-quality check: 0 violation(s)" in (tmp_path / "mq/ModelQualityCheck/log.txt").read_text()
     # the forecast file was staged into the step's input folder, as a processing job mounts it
     assert (tmp_path / "mq/ModelQualityCheck/input/predictions/forecasts.csv").is_file()
     decision = read_json(tmp_path / "mq/DecideRetrain/output/decision/decision.json")

@@ -136,6 +136,47 @@ def test_a_directory_holding_model_tar_gz_loads_like_the_unpacked_model(tmp_path
         ForecastModel.load(tmp_path / "bad.tar.gz")
 
 
+def test_model_tar_gz_unpacks_on_the_images_python_3_11_2(tmp_path, monkeypatch, trained_model_dir, feature_frame):
+    # Debian bookworm's Python 3.11.2 (the images') has neither tarfile.data_filter nor extractall(filter=...)
+    import tarfile
+
+    from forecaster.artifact import pack_model
+
+    real_extractall = tarfile.TarFile.extractall
+
+    def extractall_3_11_2(self, path=".", members=None, *, numeric_owner=False):
+        return real_extractall(self, path, members, numeric_owner=numeric_owner)
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall_3_11_2)
+    pack_model(trained_model_dir, tmp_path / "m" / "model.tar.gz")
+    X = feature_frame.to_numpy()
+    np.testing.assert_array_equal(
+        ForecastModel.load(tmp_path / "m").predict(X), ForecastModel.load(trained_model_dir).predict(X)
+    )
+
+
+@pytest.mark.parametrize("kind", ["symlink", "parent", "absolute"])
+def test_model_tar_gz_with_a_member_outside_the_archive_is_refused(tmp_path, kind, trained_model_dir):
+    import io
+    import tarfile
+
+    tarball = tmp_path / "evil" / "model.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(trained_model_dir / "feature_schema.json", arcname="feature_schema.json")
+        member = tarfile.TarInfo({"symlink": "link", "parent": "../escape.txt", "absolute": "/tmp/abs.txt"}[kind])
+        if kind == "symlink":
+            member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(member)
+        else:
+            member.size = 1
+            archive.addfile(member, io.BytesIO(b"x"))
+    with pytest.raises(ModelArtifactError, match="not a plain file inside the archive"):
+        FeatureSchema.load(tarball.parent)
+    assert not (tmp_path / "escape.txt").exists()
+
+
 def test_calibration_factors_make_held_out_coverage_nominal():
     from forecaster.model import calibration_factors
 

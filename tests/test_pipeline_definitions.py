@@ -264,3 +264,45 @@ def test_outputs_go_under_the_prefix_and_execution(defs):
 @pytest.mark.parametrize("key", list(PIPELINES))
 def test_golden(defs, key):
     check_golden(defs[key], key)
+
+
+def test_the_transform_container_gets_every_quantile_from_its_environment(defs):
+    # a transform job cannot send custom attributes: Postprocess needs p10,p50,p90, so the model and the
+    # transform job carry the contract's environment
+    from forecaster.contract import DEFAULT_QUANTILES_ENV, TRANSFORM_ENVIRONMENT
+
+    assert TRANSFORM_ENVIRONMENT[DEFAULT_QUANTILES_ENV] == "all"
+    for key in ("build", "inference"):
+        steps = all_steps(defs[key])
+        model_environment = steps["CreateModel"]["Arguments"]["PrimaryContainer"]["Environment"]
+        assert model_environment == dict(TRANSFORM_ENVIRONMENT), key
+        transform_environment = steps["Transform"]["Arguments"]["Environment"]
+        assert transform_environment.items() >= TRANSFORM_ENVIRONMENT.items(), key
+    lineage = all_steps(defs["inference"])["Transform"]["Arguments"]["Environment"]["FORECASTER_MODEL_PACKAGE"]
+    assert lineage == {"Get": "Parameters.ModelPackageArn"}
+
+
+def test_parameter_defaults_are_the_training_configs_and_the_contracts(defs):
+    from forecaster.config import TrainConfig
+    from forecaster.contract import DEFAULT_HORIZON, DEFAULT_MAX_PAYLOAD_MB
+
+    training = TrainConfig()
+    expected = {
+        "Horizon": training.horizon,
+        "NumBoostRound": training.num_boost_round,
+        "QuantileNumBoostRound": training.quantile_num_boost_round,
+        "NumLeaves": training.num_leaves,
+        "LearningRate": training.learning_rate,
+        "TransformMaxPayloadInMB": DEFAULT_MAX_PAYLOAD_MB,
+    }
+    assert training.horizon == DEFAULT_HORIZON
+    for key in ("build", "inference"):
+        defaults = {p["Name"]: p.get("DefaultValue") for p in defs[key]["Parameters"]}
+        for name, value in expected.items():
+            if name in defaults:
+                assert defaults[name] == value, f"{key}: {name} defaults to {defaults[name]}, training to {value}"
+    # the hyperparameter a parameter feeds is the TrainConfig field of the same default
+    hyperparameters = PIPELINES["build"].step("Train").settings["hyperparameters"]
+    defaults = {p.name: p.default for p in PIPELINES["build"].parameters}
+    for field, parameter in hyperparameters.items():
+        assert defaults[parameter] == getattr(training, field), f"{parameter} vs TrainConfig.{field}"

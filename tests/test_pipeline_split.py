@@ -51,6 +51,11 @@ def test_split_errors(frame):
         split_for_evaluation(frame, spec, 40)
     with pytest.raises(InvalidParameterError, match="'horizon' parameter"):
         split_for_evaluation(frame, spec, 0)
+    # the range training accepts (a horizon split holds out is the one the model is then trained for)
+    with pytest.raises(
+        InvalidParameterError, match=r"'horizon' parameter of split must be an int in the range \[1, 366\]"
+    ):
+        split_for_evaluation(frame, spec, 400)
 
 
 @pytest.mark.parametrize("key", list(PIPELINES))

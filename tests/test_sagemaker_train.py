@@ -87,3 +87,74 @@ def test_empty_file(tmp_path):
 def test_missing_column_and_wrong_dtype(tmp_path, history_frame, change, reason):
     base, result = _job(tmp_path, change(history_frame), {**FAST, "spec": "default"})
     _assert_failed(base, result, reason)
+
+
+def _two_hosts(base, current_host):
+    (base / "input" / "config" / "resourceconfig.json").write_text(
+        json.dumps(
+            {"current_host": current_host, "hosts": ["algo-2", "algo-1"], "current_group_name": "homogeneousCluster"}
+        )
+    )
+
+
+def test_a_second_host_does_not_train_and_exits_0(tmp_path, history_frame, synthetic_spec):
+    # InstanceCount=2: SageMaker merges every host's /opt/ml/model; only the first host (sorted) writes a model.
+    # algo-1 does not resolve here, so algo-2 knows at once that it has nothing to wait for
+    data = tmp_path / "data"
+    data.mkdir()
+    write_table(history_frame, data / "sales.csv")
+    base = write_job_tree(tmp_path / "opt" / "ml", {**FAST, "spec": "default"}, {"train": data})
+    _two_hosts(base, "algo-2")
+    result = run_training_job(base, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "host algo-2 of ['algo-2', 'algo-1'] does not train" in log and "the first (algo-1)" in log, log[-3000:]
+    assert "algo-1 no longer resolves; host algo-2 exits without a model" in log
+    assert list((base / "model").iterdir()) == []
+    assert not (base / "output" / "failure").exists()
+
+
+def test_the_training_host_is_the_first_sorted_host(tmp_path):
+    from forecaster.sagemaker_train import JobEnvironment
+
+    base = write_job_tree(tmp_path / "opt" / "ml", FAST, {})
+    _two_hosts(base, "algo-1")
+    job = JobEnvironment.from_env({"SAGEMAKER_BASE_DIR": str(base)})
+    assert (job.current_host, job.hosts, job.training_host) == ("algo-1", ("algo-2", "algo-1"), "algo-1")
+    toolkit = {"SAGEMAKER_BASE_DIR": str(base), "SM_CURRENT_HOST": "algo-10", "SM_HOSTS": '["algo-10", "algo-9"]'}
+    job = JobEnvironment.from_env(toolkit)  # the toolkit's variables win over the file
+    assert (job.current_host, job.training_host) == ("algo-10", "algo-10")
+
+
+def test_other_hosts_wait_while_the_training_host_trains():
+    import threading
+    import time
+
+    from forecaster.sagemaker_train import training_host_signal, wait_for_training_host
+
+    port = free_port()
+    finished = threading.Event()
+
+    def train() -> None:
+        with training_host_signal(port):
+            time.sleep(1.5)
+        finished.set()
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    time.sleep(0.3)
+    assert wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=5) == "127.0.0.1 has finished"
+    assert finished.wait(1), "the wait ended while the training host was still training"
+    trainer.join()
+    started = time.monotonic()  # a training host that never listens (finished early): the wait is bounded
+    assert "did not answer" in wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=0.5)
+    assert time.monotonic() - started < 3
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

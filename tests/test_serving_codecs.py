@@ -229,6 +229,14 @@ def test_environment_defaults_and_variables():
     assert ServingEnvironment.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"}).body_limit_bytes is None
 
 
+def test_a_batch_transform_gets_every_quantile_by_default():
+    # a transform job cannot send X-Amzn-SageMaker-Custom-Attributes, and postprocess needs p10,p50,p90
+    assert ServingEnvironment.from_env({}).default_quantiles == "p50"  # an endpoint: one column
+    assert ServingEnvironment.from_env({"SAGEMAKER_BATCH": "True"}).default_quantiles == "all"
+    batch_but_median = {"SAGEMAKER_BATCH": "true", "FORECASTER_DEFAULT_QUANTILES": "p50"}
+    assert ServingEnvironment.from_env(batch_but_median).default_quantiles == "p50"  # the model's environment wins
+
+
 def test_environment_workers_follow_max_concurrent_transforms():
     env = ServingEnvironment.from_env({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4"})
     assert env.workers == 4

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from forecaster import __version__
+from forecaster.contract import BOOSTER_KEYS, QUANTILES
 from forecaster.errors import ModelArtifactError
 from forecaster.io import read_json
 from forecaster.spec import DatasetSpec
@@ -23,8 +24,8 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
 MODEL_TARBALL = "model.tar.gz"
-QUANTILES = (0.1, 0.5, 0.9)
-BOOSTER_FILES = {"mean": "model_mean.txt", "q10": "model_q10.txt", "q50": "model_q50.txt", "q90": "model_q90.txt"}
+#: booster key -> its file in the model directory (``model_mean.txt``, ``model_q10.txt``, ...)
+BOOSTER_FILES = {key: f"model_{key}.txt" for key in BOOSTER_KEYS}
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class FeatureSchema:
     keys_as_features: bool = True
     quantiles: tuple[float, ...] = QUANTILES
     #: factor per quantile that makes its held-out coverage nominal (conformal calibration on the validation window)
-    quantile_calibration: tuple[float, ...] = (1.0, 1.0, 1.0)
+    quantile_calibration: tuple[float, ...] = (1.0,) * len(QUANTILES)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -85,7 +86,9 @@ class FeatureSchema:
                 horizon=int(data["horizon"]),
                 quantiles=tuple(float(q) for q in data["quantiles"]),
                 scale_floor=float(data["scale_floor"]),
-                quantile_calibration=tuple(float(c) for c in data.get("quantile_calibration", (1.0,) * 3)),
+                quantile_calibration=tuple(
+                    float(c) for c in data.get("quantile_calibration", (1.0,) * len(data["quantiles"]))
+                ),
                 keys_as_features=bool(data.get("keys_as_features", True)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )
@@ -118,15 +121,47 @@ def model_files(model_dir: str | Path) -> Path:
 
 @functools.cache
 def _unpacked(tarball: str, mtime_ns: int) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="forecaster-model-"))
+    return unpack_model(tarball, Path(tempfile.mkdtemp(prefix="forecaster-model-")))
+
+
+def unpack_model(tarball: str | Path, target: str | Path) -> Path:
+    """Unpack a ``model.tar.gz`` into the existing directory ``target``, as SageMaker fills ``/opt/ml/model``.
+
+    Raises:
+        ModelArtifactError: for an unreadable archive, one with a member that is not a plain file inside it,
+            or one without a ``feature_schema.json``.
+    """
+    target = Path(target)
     try:
         with tarfile.open(tarball, "r:gz") as archive:
-            archive.extractall(target, filter="data")
+            # filter= exists from Python 3.11.4 on (and is the default from 3.14); the images' 3.11.2 lacks it
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(target, members=_plain_members(archive, str(tarball)), **safety)
     except (tarfile.TarError, OSError) as error:
         raise ModelArtifactError(f"{tarball} is not a readable model archive: {error}") from error
     if not (target / SCHEMA_FILE).is_file():
         raise ModelArtifactError(f"{tarball} holds no {SCHEMA_FILE}: it is not a forecaster model archive.")
     return target
+
+
+def _plain_members(archive: tarfile.TarFile, tarball: str) -> list[tarfile.TarInfo]:
+    """The archive's members, refused unless each is a plain file or directory inside the archive.
+
+    The images' Python (Debian's 3.11.2) predates ``extractall(filter="data")`` (3.11.4), which would do this:
+    the check is made here, on every Python, and the members get plain permissions.
+    """
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or ".." in parts:
+            raise ModelArtifactError(
+                f"{tarball} holds {member.name!r}, which is not a plain file inside the archive: refusing to "
+                f"unpack it. Use the {MODEL_TARBALL} the training job wrote."
+            )
+        member.mode = 0o755 if member.isdir() else 0o644
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+    return members
 
 
 def pack_model(model_dir: str | Path, tarball: str | Path) -> Path:

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from forecaster.contract import DEFAULT_HORIZON, HORIZON_RANGE
 from forecaster.params import Boolean, Interval, Options, Text, validate_params
 
 #: Constraints of every hyperparameter, as data.
 HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
-    "horizon": [Interval(int, 1, 366)],
+    "horizon": [Interval(int, *HORIZON_RANGE)],
     "spec": [Text(256)],
     "objective": [Options(("tweedie", "poisson", "regression"))],
     "tweedie_variance_power": [Interval(float, 1.0, 2.0, closed="neither")],
@@ -47,7 +48,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
 class TrainConfig:
     """Every knob of a training run, with production defaults."""
 
-    horizon: int = 14
+    horizon: int = DEFAULT_HORIZON
     spec: str = "default"
     objective: str = "tweedie"
     tweedie_variance_power: float = 1.2

@@ -120,10 +120,11 @@ def _decision(path: Path) -> str:
 
 def _inference(workdir: Path, history: Path, future: Path, registry: str) -> Path:
     """Run the inference pipeline, print its decision and return the decision file."""
+    from forecaster.cli.main import run_command
     from forecaster.pipelines.local import run_pipeline
 
     params = {"HistoryData": history, "FutureData": future, **TRANSFORM, **DECISION}
-    run_pipeline("inference", workdir, params, registry=registry)
+    run_pipeline("inference", workdir, params, registry=registry, command_runner=run_command)
     decision = workdir / "DecideRetrain" / "output" / "decision" / "decision.json"
     print(f"    decision: {_decision(decision)}")
     return decision
@@ -137,6 +138,7 @@ def run(
     ``training`` overrides build-pipeline parameters of :data:`TRAINING` (e.g. ``{"NumThreads": 1}``).
     """
     from forecaster.checks.report import write_report
+    from forecaster.cli.main import run_command
     from forecaster.pipelines.local import run_pipeline
 
     if workdir.exists() and not resume:
@@ -163,6 +165,7 @@ def run(
             "CodeVersion": _code_version(),
         },
         registry=registry,
+        command_runner=run_command,
     )
     package = build["steps"]["RegisterModel"]["model_package"]
     wape = build["steps"]["CheckEvaluation"]["value"]
@@ -186,6 +189,7 @@ def run(
         quality,
         {"ForecastsData": forecasts / "forecasts.csv", "GroundTruthData": data["truth"]},
         registry=registry,
+        command_runner=run_command,
     )
     decision = quality / "DecideRetrain" / "output" / "decision" / "decision.json"
     print(f"    decision: {_decision(decision)}")

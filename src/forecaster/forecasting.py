@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.artifact import FeatureSchema
+from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, QUANTILE_COLUMNS, QUANTILES
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
@@ -15,8 +16,6 @@ from forecaster.model import ForecastModel
 from forecaster.panel import build_panel
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
-
-QUANTILE_COLUMNS = ("p10", "p50", "p90")
 
 
 def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
@@ -132,20 +131,22 @@ def forecast(model: ForecastModel | str | Path, history: pd.DataFrame, future: p
 def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_size: float = 1.0) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
-    The quantile is interpolated linearly between P10, P50 and P90, so ``service_level`` must be in [0.1, 0.9]:
+    The quantile is interpolated linearly between P10, P50 and P90 (the contract's quantiles), so
+    ``service_level`` must be in [0.1, 0.9]:
     0.5 orders the median, 0.8 covers demand on about four days out of five (less waste than P90, fewer
     empty shelves than P50).
     """
-    if not 0.1 <= service_level <= 0.9:
+    lowest, highest = QUANTILES[0], QUANTILES[-1]
+    if not lowest <= service_level <= highest:
         raise InvalidParameterError(
-            f"The 'service_level' parameter of postprocess must be a float in the range [0.1, 0.9]. "
+            f"The 'service_level' parameter of postprocess must be a float in the range [{lowest}, {highest}]. "
             f"Got {service_level!r} instead."
         )
     if not pack_size > 0:
         raise InvalidParameterError(f"The 'pack_size' parameter of postprocess must be > 0. Got {pack_size!r} instead.")
-    levels = np.array([0.1, 0.5, 0.9])
+    levels = np.array(QUANTILES)
     values = forecasts[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
-    upper = int(np.clip(np.searchsorted(levels, service_level), 1, 2))
+    upper = int(np.clip(np.searchsorted(levels, service_level), 1, len(levels) - 1))
     weight = (service_level - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
     demand = values[:, upper - 1] + weight * (values[:, upper] - values[:, upper - 1])
     out = forecasts.drop(columns=[c for c in (*QUANTILE_COLUMNS, "mean") if c in forecasts.columns])
@@ -221,8 +222,10 @@ def _read_predictions(path: Path) -> pd.DataFrame:
             frame = pd.read_csv(file, header=None)
             if frame.shape[1] != len(QUANTILE_COLUMNS):
                 raise DataValidationError(
-                    f"{file} has {frame.shape[1]} columns per line; expected 3 (p10,p50,p90). Run the transform "
-                    "with all quantiles (X-Amzn-SageMaker-Custom-Attributes: quantiles=all)."
+                    f"{file} has {frame.shape[1]} columns per line; expected {len(QUANTILE_COLUMNS)} "
+                    f"({','.join(QUANTILE_COLUMNS)}). Run the transform with every quantile: give the model the "
+                    f"environment {DEFAULT_QUANTILES_ENV}={ALL_QUANTILES} (the pipelines do), or send "
+                    f"X-Amzn-SageMaker-Custom-Attributes: quantiles={ALL_QUANTILES}."
                 )
             frame.columns = list(QUANTILE_COLUMNS)
             numeric = frame.apply(pd.to_numeric, errors="coerce")

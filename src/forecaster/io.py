@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -139,36 +140,78 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty staging directory whose contents replace ``target``'s only if the block succeeds.
 
-    The staging directory is a sibling of ``target`` when ``target`` can be renamed over (it does not exist or
-    is empty), else (e.g. a mount point such as ``/opt/ml/model``) a hidden directory inside it, whose files
-    are moved into place at the end. On failure the staging directory is removed and ``target`` is unchanged.
+    A directory that exists already (``target`` itself, or one of its sub-directories) is never removed or
+    renamed: it may be a mount point (``/opt/ml/model`` of a training job, each
+    ``/opt/ml/processing/output/<name>`` of a processing job), which cannot be (``EBUSY``). Everything is
+    written into the stage first, so a failing block leaves ``target`` unchanged; at the end a new ``target``
+    is the stage renamed, an existing one gets the staged files moved into it (each replaced atomically) and
+    loses the files the stage does not have.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise DataValidationError(f"{target} exists and is not a directory. Remove it or choose another output.")
+    fresh = not target.exists()
+    home = target.parent if fresh else target  # inside target: the stage is on target's file system
+    home.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=home))
     stage.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the directory may become target itself
     try:
         yield stage
-        _commit_directory(stage, target)
+        if fresh and not target.exists():
+            os.rename(stage, target)
+        else:
+            _move_contents(stage, target, keep=stage)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _commit_directory(stage: Path, target: Path) -> None:
-    if target.exists() and not target.is_dir():
-        raise DataValidationError(f"{target} exists and is not a directory.")
-    try:
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        if not target.exists():
-            os.rename(stage, target)
-            return
-    except OSError:
-        target.mkdir(parents=True, exist_ok=True)
-    # target has content or cannot be replaced: move file by file (a mount point, or an old model)
-    for old in target.iterdir():
-        if old.name.startswith(".") and ".staging-" in old.name:
+def _move_contents(source: Path, target: Path, keep: Path) -> None:
+    """Make ``target``'s contents ``source``'s (moving them); ``target`` and its sub-directories stay."""
+    names = {item.name for item in source.iterdir()}
+    for item in sorted(source.iterdir()):
+        dest = target / item.name
+        if item.is_dir() and _is_real_dir(dest):
+            _move_contents(item, dest, keep)
             continue
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    for item in stage.iterdir():
-        shutil.move(str(item), target / item.name)
+        if _is_real_dir(dest) or (item.is_dir() and dest.exists()):
+            _remove(dest)
+        _move(item, dest)
+    for old in target.iterdir():
+        if old != keep and old.name not in names:
+            _remove(old)
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _move(item: Path, dest: Path) -> None:
+    """Rename ``item`` onto ``dest``; across file systems (into a mount point) copy next to ``dest``, then rename."""
+    try:
+        os.replace(item, dest)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)) / item.name
+        try:
+            if item.is_dir():
+                shutil.copytree(item, tmp, symlinks=True)
+            else:
+                shutil.copy2(item, tmp)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path``; a directory that is a mount point is emptied and kept."""
+    if not _is_real_dir(path):
+        path.unlink(missing_ok=True)
+        return
+    for child in path.iterdir():
+        _remove(child)
+    try:
+        path.rmdir()
+    except OSError as error:
+        if error.errno != errno.EBUSY:
+            raise

@@ -13,6 +13,7 @@ import numpy as np
 
 from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
 from forecaster.config import TrainConfig
+from forecaster.contract import QUANTILES, quantile_booster
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.io import write_json
 
@@ -88,7 +89,7 @@ class ForecastModel:
         """Return (n, 3) raw quantile-booster outputs in units (not calibrated, not sorted)."""
         X = self.check_matrix(X)
         scale = self.scale(X)
-        return np.column_stack([self.boosters[f"q{round(q * 100)}"].predict(X) * scale for q in self.schema.quantiles])
+        return np.column_stack([self.boosters[quantile_booster(q)].predict(X) * scale for q in self.schema.quantiles])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Return (n, 3) P10, P50, P90: calibrated, sorted per row (p10 <= p50 <= p90 always), non-negative."""
@@ -126,7 +127,7 @@ def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
             params["tweedie_variance_power"] = config.tweedie_variance_power
     else:  # quantile leaf values are re-estimated from sorted residuals: smaller trees on half the rows
         params["objective"] = "quantile"
-        params["alpha"] = int(model[1:]) / 100
+        params["alpha"] = next(q for q in QUANTILES if quantile_booster(q) == model)
         params["num_leaves"] = config.quantile_num_leaves
         if config.quantile_bagging_fraction < 1.0:
             params.update(bagging_fraction=config.quantile_bagging_fraction, bagging_freq=1, bagging_seed=config.seed)

@@ -85,8 +85,10 @@ def default_workers() -> int:
 def map_partitions(function: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
     """``[function(item) for item in items]``, in up to ``workers`` processes (default: one per core).
 
-    With one worker (or one item) everything runs in this process. Workers are started by a fork server, so a
-    parent that already runs OpenMP threads (LightGBM) is safe. ``function`` must be a module-level function.
+    With one worker (or one item) everything runs in this process. Workers are forked where the platform can (no
+    re-import of the entry script: the training toolkit runs a plain script), else spawned; they run pandas and
+    numpy only, never LightGBM, so a parent that already ran LightGBM's OpenMP threads is safe. ``function`` must
+    be a module-level function.
     """
     items = list(items)
     workers = default_workers() if workers is None else workers
@@ -94,6 +96,7 @@ def map_partitions(function: Callable[[T], R], items: Iterable[T], workers: int 
         raise InvalidParameterError(f"The 'workers' parameter must be an int >= 1. Got {workers!r} instead.")
     if workers == 1 or len(items) <= 1:
         return [function(item) for item in items]
-    context = multiprocessing.get_context("forkserver")
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
         return list(pool.map(function, items))

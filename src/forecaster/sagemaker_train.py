@@ -4,19 +4,28 @@ The toolkit starts ``/opt/ml/code/train.py`` (``docker/train.py``), which calls 
 needs is read once from the toolkit's environment into a :class:`JobEnvironment`. On failure a one-line reason
 goes to ``/opt/ml/output/failure`` (the toolkit keeps an existing file) and the process exits non-zero.
 
+Several hosts (``InstanceCount`` > 1): a forecaster model is trained on one host. The first host of
+``resourceconfig.json`` (sorted ``hosts``) trains and writes the model; every other host logs why it does not,
+waits until the training host has finished (SDK local mode's compose stops every container when the first one
+exits) and exits 0 without writing a model (SageMaker merges all hosts' ``/opt/ml/model``).
+
 Metrics are printed as ``<split>:<name>=<value>;`` lines, e.g. ``validation:wape=0.2312;``. SageMaker metric
 definitions: ``{"Name": "validation:wape", "Regex": "validation:wape=([0-9.eE+-]+);"}`` (one per metric).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
@@ -27,6 +36,8 @@ from forecaster.errors import DataValidationError, ForecasterError, JobStoppedEr
 logger = logging.getLogger("forecaster.train")
 
 SPEC_FILE = "spec.json"
+#: Port the training host listens on while it trains: the other hosts wait until it closes.
+TRAINING_HOST_PORT = 7787
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,13 @@ class JobEnvironment:
     output_dir: Path
     output_data_dir: Path
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    current_host: str = "algo-1"
+    hosts: tuple[str, ...] = ("algo-1",)
+
+    @property
+    def training_host(self) -> str:
+        """The host that trains: the first of the sorted ``hosts``."""
+        return sorted(self.hosts)[0] if self.hosts else self.current_host
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> JobEnvironment:
@@ -49,12 +67,18 @@ class JobEnvironment:
             for name in channel_names
         }
         output_dir = Path(environ.get("SM_OUTPUT_DIR", base / "output"))
+        resources_file = base / "input" / "config" / "resourceconfig.json"
+        resources = json.loads(resources_file.read_text()) if resources_file.is_file() else {}
+        current_host = environ.get("SM_CURRENT_HOST") or resources.get("current_host") or "algo-1"
+        hosts = json.loads(environ["SM_HOSTS"]) if environ.get("SM_HOSTS") else resources.get("hosts", [])
         return cls(
             channels=MappingProxyType(channels),
             model_dir=Path(environ.get("SM_MODEL_DIR", base / "model")),
             output_dir=output_dir,
             output_data_dir=Path(environ.get("SM_OUTPUT_DATA_DIR", output_dir / "data")),
             hyperparameters=MappingProxyType(json.loads(environ.get("SM_HPS", "{}"))),
+            current_host=current_host,
+            hosts=tuple(hosts) or (current_host,),
         )
 
 
@@ -89,6 +113,54 @@ def run(job: JobEnvironment) -> dict[str, float]:
     return scores
 
 
+@contextlib.contextmanager
+def training_host_signal(port: int = TRAINING_HOST_PORT) -> Iterator[None]:
+    """Listen on ``port`` for the block's duration: while it accepts, the other hosts know training goes on."""
+    try:
+        server = socket.create_server(("", port))
+    except OSError as error:  # the other hosts then stop waiting early; training itself is not affected
+        logger.warning("cannot listen on port %d for the other hosts (%s)", port, error)
+        yield
+        return
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = server.accept()
+                connection.close()
+
+    threading.Thread(target=accept, name="training-host-signal", daemon=True).start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone may not
+        server.close()
+
+
+def wait_for_training_host(
+    host: str, port: int = TRAINING_HOST_PORT, *, poll_s: float = 2.0, start_s: float = 300.0
+) -> str:
+    """Wait until ``host`` stops training; return why the wait ended.
+
+    The wait ends when ``host`` no longer resolves (its container is gone), or when it stops accepting on
+    ``port`` after it did, or when it never accepted within ``start_s`` seconds (it finished, or cannot listen).
+    """
+    seen, started = False, time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=poll_s):
+                seen = True
+        except socket.gaierror:
+            return f"{host} no longer resolves"
+        except OSError:
+            if seen:
+                return f"{host} has finished"
+            if time.monotonic() - started > start_s:
+                return f"{host} did not answer on port {port} within {start_s:.0f} s"
+        time.sleep(poll_s)
+
+
 def write_failure(output_dir: Path, reason: str) -> None:
     """Write the one-line ``reason`` that DescribeTrainingJob shows (first 1024 characters)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +179,13 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     job = JobEnvironment.from_env()
+    if job.current_host != job.training_host:
+        return _stand_by(job)
+    with training_host_signal() if len(job.hosts) > 1 else contextlib.nullcontext():
+        return _train(job)
+
+
+def _train(job: JobEnvironment) -> int:
     try:
         run(job)
     except ForecasterError as error:
@@ -117,6 +196,20 @@ def main() -> int:
         traceback.print_exc()
         write_failure(job.output_dir, f"InternalError: {type(error).__name__}: {error}")
         return 1
+    return 0
+
+
+def _stand_by(job: JobEnvironment) -> int:
+    """A host that does not train: say why, wait for the training host, exit 0 without a model."""
+    logger.info(
+        "host %s of %s does not train: a forecaster model is trained on one host, the first (%s), which writes "
+        "the model. Waiting for it to finish.", job.current_host, list(job.hosts), job.training_host,
+    )  # fmt: skip
+    try:
+        reason = wait_for_training_host(job.training_host)
+    except JobStoppedError:
+        reason = "stopped (SIGTERM)"
+    logger.info("%s; host %s exits without a model", reason, job.current_host)
     return 0
 
 

@@ -18,6 +18,7 @@ from forecaster import metrics as m
 from forecaster import training_rows as rows_
 from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
 from forecaster.config import TrainConfig
+from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet
 from forecaster.io import atomic_directory, read_table, write_json
@@ -138,18 +139,20 @@ def validation_metrics(
 ) -> dict[str, float]:
     """Scores of the held-out window: WAPE (all / campaign days), bias, MAE, RMSE, pinball, coverage."""
     quantiles = model.predict(rows.X)
-    p50 = quantiles[:, 1]
+    levels = model.schema.quantiles
+    p50 = quantiles[:, levels.index(MEDIAN)]
     scores = {
         "wape": m.wape(rows.y, p50),
         "bias": m.bias(rows.y, p50),
         "mae": m.mae(rows.y, p50),
         "rmse": m.rmse(rows.y, p50),
         "wape_mean": m.wape(rows.y, model.predict_mean(rows.X)),
-        "coverage_p10": m.coverage(rows.y, quantiles[:, 0]),
-        "coverage_p90": m.coverage(rows.y, quantiles[:, 2]),
+        # the outer quantiles: the share of actuals below P10 and below P90
+        f"coverage_{quantile_column(levels[0])}": m.coverage(rows.y, quantiles[:, 0]),
+        f"coverage_{quantile_column(levels[-1])}": m.coverage(rows.y, quantiles[:, -1]),
     }
-    for i, q in enumerate(model.schema.quantiles):
-        scores[f"pinball_p{round(q * 100)}"] = m.pinball(rows.y, quantiles[:, i], q)
+    for i, q in enumerate(levels):
+        scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
     if spec.campaign:
         campaign = rows.X[:, features.names.index(spec.campaign)] > 0
         scores["wape_campaign"] = m.wape(rows.y[campaign], p50[campaign])

@@ -24,7 +24,6 @@ import pandas as pd
 
 from forecaster.checks import profile
 from forecaster.checks.profile import STRING, Column
-from forecaster.errors import DataValidationError
 from forecaster.io import read_json, read_table, table_files
 
 _SCHEMA_TYPES = {"int": profile.INTEGRAL, "float": profile.FRACTIONAL, "category": profile.STRING}
@@ -36,16 +35,12 @@ def feature_schema_columns(model_dir: str | Path) -> dict[str, str]:
     """Return ``{feature name: Model Monitor type}`` in CSV order from ``<model_dir>/feature_schema.json``.
 
     Raises:
-        DataValidationError: when the file is missing or has no ``features`` list.
+        ModelArtifactError: when the file is missing or malformed.
     """
-    from forecaster.artifact import model_files  # a folder holding model.tar.gz (a job's model input) works too
+    from forecaster.artifact import FeatureSchema  # a folder holding model.tar.gz (a job's model input) works too
 
-    path = model_files(model_dir) / "feature_schema.json"
-    schema = read_json(path)
-    features = schema.get("features") if isinstance(schema, dict) else None
-    if not isinstance(features, list) or not all(isinstance(f, dict) and "name" in f for f in features):
-        raise DataValidationError(f"{path} has no 'features' list of {{name, dtype}} entries; retrain the model.")
-    return {str(f["name"]): _SCHEMA_TYPES.get(str(f.get("dtype", "float")), profile.FRACTIONAL) for f in features}
+    schema = FeatureSchema.load(model_dir)
+    return {name: _SCHEMA_TYPES.get(schema.kinds[name], profile.FRACTIONAL) for name in schema.feature_names}
 
 
 def load_dataset(path: str | Path, columns: Mapping[str, str] | None = None) -> pd.DataFrame:

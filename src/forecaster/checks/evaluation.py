@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster import metrics
+from forecaster.contract import MEDIAN_COLUMN, POINT_BOOSTER, QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 
 #: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
@@ -106,10 +107,12 @@ def _normalise_keys(frame: pd.DataFrame, id_cols: list[str], time_col: str) -> p
 
 def point_column(frame: pd.DataFrame) -> str:
     """The point forecast scored by the regression metrics: ``mean`` when present, else ``p50``."""
-    for name in ("mean", "p50"):
+    for name in (POINT_BOOSTER, MEDIAN_COLUMN):
         if name in frame.columns:
             return name
-    raise DataValidationError("The predictions need a 'mean' or 'p50' column for the point forecast.")
+    raise DataValidationError(
+        f"The predictions need a {POINT_BOOSTER!r} or {MEDIAN_COLUMN!r} column for the point forecast."
+    )
 
 
 def regression_metrics(y: np.ndarray, yhat: np.ndarray, *, seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -159,10 +162,11 @@ def forecast_metrics(frame: pd.DataFrame, point: str) -> dict[str, Any]:
         "pinball": {c: _finite(metrics.pinball(y, frame[c].to_numpy(dtype=float), q)) for c, q in quantiles.items()},
         "coverage": {c: _finite(metrics.coverage(y, frame[c].to_numpy(dtype=float))) for c in quantiles},
     }
-    if "p10" in quantiles and "p90" in quantiles:
-        low, high = frame["p10"].to_numpy(dtype=float), frame["p90"].to_numpy(dtype=float)
+    lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
+    if lowest in quantiles and highest in quantiles:
+        low, high = frame[lowest].to_numpy(dtype=float), frame[highest].to_numpy(dtype=float)
         inside = (y >= low) & (y <= high)
-        out["coverage"]["p10_p90"] = float(inside.mean()) if len(y) else "NaN"
+        out["coverage"][f"{lowest}_{highest}"] = float(inside.mean()) if len(y) else "NaN"
     return out
 
 

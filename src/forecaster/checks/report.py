@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import MEDIAN_COLUMN, POINT_BOOSTER, QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 from forecaster.io import TABLE_SUFFIXES, atomic_path, read_table
 
@@ -122,14 +123,16 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     keys = list(spec.keys)
     totals = joined.groupby(keys)["y"].sum().sort_values(ascending=False)
     chosen = totals.index[: max(1, max_series)]
-    point = "p50" if "p50" in joined.columns else "mean"
+    point = MEDIAN_COLUMN if MEDIAN_COLUMN in joined.columns else POINT_BOOSTER
+    lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.4 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):
         key = key if isinstance(key, tuple) else (key,)
         rows = joined[np.logical_and.reduce([joined[k] == v for k, v in zip(keys, key, strict=True)])]
         rows = rows.sort_values(spec.date)
-        if {"p10", "p90"} <= set(rows.columns):
-            ax.fill_between(rows[spec.date], rows["p10"], rows["p90"], alpha=0.25, label="P10-P90")
+        if {lowest, highest} <= set(rows.columns):
+            band = f"{lowest.upper()}-{highest.upper()}"
+            ax.fill_between(rows[spec.date], rows[lowest], rows[highest], alpha=0.25, label=band)
         ax.plot(rows[spec.date], rows[point], label=f"forecast ({point})")
         ax.plot(rows[spec.date], rows["y"], "k.-", label="actual")
         if "campaign" in rows.columns and rows["campaign"].any():

@@ -14,24 +14,21 @@ from typing import Any
 import pandas as pd
 
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
-from forecaster.errors import DataValidationError
+from forecaster.contract import MEDIAN_COLUMN
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
+#: ``forecaster evaluate``'s row file (header ``p50,actual``): the columns a managed model-quality job reads
+EVALUATION_DATASET = ("evaluation.csv", MEDIAN_COLUMN, "actual")
 
 
 def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None) -> Any:
     """The dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
-    from forecaster.spec import DatasetSpec, resolve_spec
+    from forecaster.artifact import FeatureSchema
+    from forecaster.spec import resolve_spec
 
-    if model_dir is not None:
-        from forecaster.artifact import model_files  # a folder holding model.tar.gz works too
-
-        path = model_files(model_dir) / "feature_schema.json"
-        schema = read_json(path)
-        if not isinstance(schema, dict) or "spec" not in schema:
-            raise DataValidationError(f"{path} has no 'spec' entry; pass --spec instead of --model-dir.")
-        return DatasetSpec.from_dict(schema["spec"], source=f"spec in {path}")
+    if model_dir is not None:  # a folder holding model.tar.gz (a job's model input) works too
+        return FeatureSchema.load(model_dir).spec
     return resolve_spec(spec or "default")
 
 
@@ -40,8 +37,9 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
     predicted, actual = read_table(predictions), read_table(truth)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
-    point = "p50" if "p50" in joined.columns else "mean"
-    return document, pd.DataFrame({"p50": joined[point], "actual": joined["y"]})
+    _, median, actual = EVALUATION_DATASET
+    point = median if median in joined.columns else "mean"
+    return document, pd.DataFrame({median: joined[point], actual: joined["y"]})
 
 
 def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0) -> dict[str, Any]:

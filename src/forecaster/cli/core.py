@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from forecaster.contract import DEFAULT_HORIZON
 from forecaster.errors import InvalidParameterError
 
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--validation", type=Path, help="optional validation data that follows --data in time")
     train.add_argument("--spec", help="preset name (default, freshretailnet) or spec JSON file")
     train.add_argument("--model-dir", required=True, type=Path)
-    train.add_argument("--horizon", help="days to forecast (default 14)")
+    train.add_argument("--horizon", help=f"days to forecast (default {DEFAULT_HORIZON})")
     train.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="any other hyperparameter (repeatable)"
     )

@@ -29,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(argv: Sequence[str]) -> int:
+    """Run one command in this process without the error boundary (a ForecasterError propagates).
+
+    What the local pipeline runner is handed to run processing steps (``forecaster <command> <args>``).
+    """
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors raised on purpose end as one line on stderr and their exit code."""
     args = build_parser().parse_args(argv)

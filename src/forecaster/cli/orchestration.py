@@ -207,6 +207,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
+    from forecaster.cli.main import run_command
     from forecaster.pipelines.local import RUN_FILE, run_pipeline
 
     if not args.local:
@@ -221,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         registry=args.registry,
         group=args.group,
         progress=not args.no_progress,
+        command_runner=run_command,
     )
     print(f"{record['name']}: {record['status']} in {record['seconds']:.1f} s; record: {args.workdir / RUN_FILE}")
     for name, step in record["steps"].items():

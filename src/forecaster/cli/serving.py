@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from forecaster.contract import ALL_QUANTILES, DEFAULT_MAX_PAYLOAD_MB, MAX_PAYLOAD_CEILING_MB, QUANTILE_CHOICES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's sub-commands to ``subparsers``."""
@@ -38,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transform.add_argument("--model-dir", required=True, help="model artifact directory")
     transform.add_argument("--input", required=True, help="input file, or a directory of input files")
     transform.add_argument("--output", required=True, help="output directory for <file>.out")
-    transform.add_argument("--max-payload-mb", type=int, default=6, help="MaxPayloadInMB, 1-100 (default: 6)")
+    transform.add_argument(
+        "--max-payload-mb",
+        type=int,
+        default=DEFAULT_MAX_PAYLOAD_MB,
+        help=f"MaxPayloadInMB, 1-{MAX_PAYLOAD_CEILING_MB} (default: {DEFAULT_MAX_PAYLOAD_MB})",
+    )
     transform.add_argument(
         "--concurrency", type=int, default=None, help="MaxConcurrentTransforms (default: the server's answer)"
     )
@@ -46,7 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     transform.add_argument("--content-type", choices=("text/csv", "application/jsonlines"), default="text/csv")
     transform.add_argument("--accept", choices=("text/csv", "application/jsonlines"), default="text/csv")
     transform.add_argument(
-        "--quantiles", choices=("all", "p50"), default="all", help="all = p10,p50,p90 (default); p50 = one column"
+        "--quantiles",
+        choices=QUANTILE_CHOICES,
+        default=None,
+        help=f"{ALL_QUANTILES} = every quantile (the batch default); p50 = one column",
     )
     transform.set_defaults(func=_transform)
 

@@ -227,7 +227,7 @@ class PipelineBuilder:
             max_concurrent_transforms=self.params["TransformMaxConcurrent"],
             output_path=self.output_uri(step, "predictions"),
             base_transform_job_name="forecaster-transform",
-            env={name: self.params[param] for name, param in settings["env"].items()} or None,
+            env={**settings["environment"], **{name: self.params[param] for name, param in settings["env"].items()}},
             sagemaker_session=self.session,
         )
         data = self.resolve(step.inputs["data"])
@@ -309,6 +309,7 @@ class PipelineBuilder:
         return ModelBuilder(
             s3_model_data_url=self.resolve(step.inputs["model"]),
             image_uri=self.params[step.settings["image"]],
+            env_vars=dict(step.settings.get("environment", {})),
             role_arn=self.role,
             sagemaker_session=self.session,
         )

@@ -38,7 +38,7 @@ from forecaster import __version__
 from forecaster.errors import ForecasterError, InvalidParameterError, PipelineStepError
 from forecaster.io import read_json, write_json
 from forecaster.pipelines.local_params import resolve_parameters
-from forecaster.pipelines.local_steps import EXECUTORS, StepContext
+from forecaster.pipelines.local_steps import EXECUTORS, CommandRunner, StepContext, run_forecaster_program
 from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import PipelineSpec, StepSpec
 
@@ -119,6 +119,8 @@ class LocalRun:
         group: model package group the inference and model-quality pipelines take the latest approved model
             from (default: the build pipeline's ``ModelPackageGroupName`` default).
         progress: show a progress bar and one line per step.
+        command_runner: runs a processing step's ``forecaster`` command line (the CLI hands its own, in-process
+            one); default: the ``forecaster`` program in a subprocess.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class LocalRun:
         registry: str | None = None,
         group: str | None = None,
         progress: bool = True,
+        command_runner: CommandRunner = run_forecaster_program,
     ) -> None:
         if pipeline not in PIPELINES:
             raise InvalidParameterError(
@@ -145,6 +148,7 @@ class LocalRun:
             pipeline, self.spec, params or {}, registry_url=self.registry_url, group=group
         )
         self.progress = progress
+        self.command_runner = command_runner
         self.run_id = f"local-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.keys: dict[str, str] = {}
         self._digests: dict[str, str] = {}
@@ -234,6 +238,7 @@ class LocalRun:
                 output_of=self.output_path,
                 registry_url=self.registry_url,
                 run_id=self.run_id,
+                run_command=self.command_runner,
             )
             record.update(EXECUTORS[spec.kind](context))
             record["outputs"] = {name: str(self.output_path(spec.name, name)) for name in spec.outputs}
@@ -370,6 +375,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run ``pipeline`` locally in ``workdir`` and return the run record.
 
-    ``options`` are :class:`LocalRun`'s keyword arguments: ``registry``, ``group``, ``progress``.
+    ``options`` are :class:`LocalRun`'s keyword arguments: ``registry``, ``group``, ``progress``,
+    ``command_runner``.
     """
     return LocalRun(pipeline, workdir, params, **options).run()

@@ -4,7 +4,9 @@ Every executor gets a :class:`StepContext` (the step, its folder, its resolved i
 what the SageMaker job would do with local folders, and returns extra fields for the step's record; it raises
 :class:`~forecaster.errors.PipelineStepError` with the reason when the step fails.
 
-- ``processing``: ``forecaster <command> <args>`` in this process, through the CLI's own parser and handler.
+- ``processing``: ``forecaster <command> <args>``, through the :data:`CommandRunner` the runner was handed: the
+  CLI hands its own parser and handler (in this process); the default runs the ``forecaster`` program in a
+  subprocess, as a processing job runs it in the image.
 - ``training``: an ``/opt/ml`` job tree + the ``sagemaker-training`` toolkit in a subprocess
   (:mod:`forecaster.local_training`); ``/opt/ml/model`` is packed into ``model.tar.gz`` as SageMaker does.
 - ``model``: nothing to do (a SageMaker model is its image + model data; locally the model data stands for it).
@@ -20,9 +22,10 @@ import contextlib
 import logging
 import re
 import shutil
-import tarfile
+import subprocess
+import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +33,21 @@ from typing import Any, TextIO
 from forecaster.errors import ForecasterError, PipelineStepError
 from forecaster.io import read_json, write_json
 from forecaster.pipelines.table import PipelineSpec, StepSpec, render_args
+
+#: Runs ``forecaster <argv>`` and returns its exit code (raising ForecasterError, or SystemExit for arguments the
+#: command rejects, is fine too); what it prints goes to ``sys.stdout`` / ``sys.stderr``.
+CommandRunner = Callable[[Sequence[str]], int]
+
+
+def run_forecaster_program(argv: Sequence[str]) -> int:
+    """The default :data:`CommandRunner`: the ``forecaster`` program (next to this Python) in a subprocess."""
+    program = Path(sys.executable).with_name("forecaster")
+    if not program.is_file():
+        raise PipelineStepError(f"the `forecaster` program is not installed next to {sys.executable}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return subprocess.run([str(program), *argv], stdout=sys.stdout, stderr=sys.stderr, check=False).returncode
+
 
 #: Training-job log lines that carry metrics (``validation:wape=0.23;``).
 _METRIC_LINE = re.compile(r"^(?P<name>(?:train|validation):[\w.-]+)=(?P<value>[0-9.eE+-]+);", re.MULTILINE)
@@ -48,6 +66,7 @@ class StepContext:
         output_of: ``(step, output)`` -> the local path of another step's output.
         registry_url: the model registry the register step writes to.
         run_id: this execution's id (lineage of a registered model).
+        run_command: what runs a processing step's ``forecaster`` command line.
     """
 
     pipeline: PipelineSpec
@@ -58,6 +77,7 @@ class StepContext:
     output_of: Callable[[str, str], Path]
     registry_url: str = ""
     run_id: str = ""
+    run_command: CommandRunner = run_forecaster_program
 
     @property
     def log(self) -> Path:
@@ -107,17 +127,14 @@ def _captured(log: TextIO) -> Iterator[None]:
 
 
 def run_processing(ctx: StepContext) -> dict[str, Any]:
-    """Run ``forecaster <command> <args>`` in this process; what it prints and logs goes to the step's log."""
-    from forecaster.cli.main import build_parser
-
+    """Run ``forecaster <command> <args>`` through ``ctx.run_command``; what it prints and logs goes to the log."""
     argv = processing_argv(ctx)
     with open(ctx.log, "a", encoding="utf-8") as log:
         log.write(f"$ forecaster {' '.join(argv)}\n")
         log.flush()
         try:
             with _captured(log):
-                args = build_parser().parse_args(argv)
-                code = int(args.func(args) or 0)
+                code = int(ctx.run_command(argv) or 0)
         except ForecasterError as error:
             raise PipelineStepError(error.reason) from error
         except SystemExit:  # argparse: the table passed arguments the command does not take
@@ -153,8 +170,13 @@ def run_training(ctx: StepContext) -> dict[str, Any]:
 
 
 def run_model(ctx: StepContext) -> dict[str, Any]:
-    """A SageMaker model is an image plus model data; locally the model data stands for it."""
-    return {"model_data": str(ctx.inputs["model"]), "image": ctx.param(ctx.spec.settings["image"])}
+    """A SageMaker model is an image, model data and an environment; locally the model data stands for it."""
+    settings = ctx.spec.settings
+    return {
+        "model_data": str(ctx.inputs["model"]),
+        "image": ctx.param(settings["image"]),
+        "environment": dict(settings.get("environment", {})),
+    }
 
 
 def unpack_model(model_data: Path, target: Path) -> Path:
@@ -163,6 +185,7 @@ def unpack_model(model_data: Path, target: Path) -> Path:
     ``model_data`` is a ``model.tar.gz``, a folder holding one, or a model folder (returned as it is).
     """
     from forecaster.artifact import MODEL_TARBALL, SCHEMA_FILE
+    from forecaster.artifact import unpack_model as unpack
 
     tarball = model_data / MODEL_TARBALL if model_data.is_dir() else model_data
     if model_data.is_dir() and (model_data / SCHEMA_FILE).is_file():
@@ -172,11 +195,9 @@ def unpack_model(model_data: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        with tarfile.open(tarball, "r:gz") as archive:
-            archive.extractall(target, filter="data")
-    except (tarfile.TarError, OSError) as error:
-        raise PipelineStepError(f"{tarball} is not a readable model archive: {error}") from error
-    return target
+        return unpack(tarball, target)
+    except ForecasterError as error:
+        raise PipelineStepError(error.reason) from error
 
 
 def run_transform_step(ctx: StepContext) -> dict[str, Any]:
@@ -186,6 +207,10 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
     settings = ctx.spec.settings
     model_dir = unpack_model(ctx.inputs["model"], ctx.folder / "model")
     source = ctx.inputs["data"]
+    # the container's environment as SageMaker composes it: the model's, then the transform job's
+    model_step = ctx.pipeline.step(ctx.spec.inputs["model"].split(":")[1].split("/")[0])
+    lineage = {name: ctx.param(param) for name, param in settings.get("env", {}).items()}
+    environment = {**model_step.settings.get("environment", {}), **settings.get("environment", {}), **lineage}
     try:
         written = run_transform(
             model_dir,
@@ -195,11 +220,11 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
             concurrency=int(ctx.param("TransformMaxConcurrent")),
             content_type=settings["content_type"],
             accept=settings["accept"],
+            environment=environment,
         )
     except ForecasterError as error:
         raise PipelineStepError(error.reason) from error
-    env = {name: ctx.param(param) for name, param in settings.get("env", {}).items()}
-    return {"written": [str(path) for path in written], "environment": env}
+    return {"written": [str(path) for path in written], "environment": environment}
 
 
 def json_value(document: Any, path: str) -> Any:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forecaster.checks.steps import EVALUATION_DATASET
 from forecaster.pipelines.table import StepSpec
 
 if TYPE_CHECKING:
     from forecaster.pipelines.builder import PipelineBuilder
 
 _JSON = "application/json"
-#: file of ``forecaster evaluate`` with a header and the columns the managed model-quality job reads
-EVALUATION_DATASET = ("evaluation.csv", "p50", "actual")
 
 
 def supports(spec: StepSpec) -> bool:

@@ -15,17 +15,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from forecaster.config import HYPERPARAMETER_CONSTRAINTS
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import atomic_directory, write_table
+from forecaster.params import coerce
 from forecaster.partitions import Partition, map_partitions, partitions
 from forecaster.spec import DatasetSpec
 
 SPLITS = ("train", "history", "future", "truth")
 
 
-def _check_horizon(horizon: int) -> None:
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int >= 1. Got {horizon!r} instead.")
+def _check_horizon(horizon: int) -> int:
+    if isinstance(horizon, bool):
+        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int. Got {horizon!r} instead.")
+    return coerce("horizon", horizon, HYPERPARAMETER_CONSTRAINTS["horizon"], "split")  # the training range
 
 
 def cutoff_day(days: pd.Series, horizon: int) -> pd.Timestamp:
@@ -47,10 +50,10 @@ def split_for_evaluation(
     ``cutoff``: the last training day (of the whole table when ``frame`` is one partition of it).
 
     Raises:
-        InvalidParameterError: for a horizon below 1.
+        InvalidParameterError: for a horizon outside the range training accepts.
         DataValidationError: when the data does not fit the spec or spans no more than ``horizon`` days.
     """
-    _check_horizon(horizon)
+    horizon = _check_horizon(horizon)
     frame = spec.validate_frame(frame, kind="history")
     cutoff = cutoff if cutoff is not None else cutoff_day(frame[spec.date], horizon)
     past = frame[frame[spec.date] <= cutoff].reset_index(drop=True)
@@ -83,7 +86,7 @@ def write_split(
 
     Returns ``{split: its folder}``.
     """
-    _check_horizon(horizon)
+    horizon = _check_horizon(horizon)
     parts = partitions(data)
     cutoff = None
     if len(parts) > 1:  # the cut-off of the whole table: a first pass over the partitions' days

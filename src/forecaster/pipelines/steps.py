@@ -17,6 +17,7 @@ References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs
 from __future__ import annotations
 
 from forecaster.config import TrainConfig
+from forecaster.contract import DEFAULT_MAX_PAYLOAD_MB, MODEL_PACKAGE_ENV, TRANSFORM_ENVIRONMENT
 from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
 
 _TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
@@ -44,15 +45,25 @@ _TRANSFORM = (
     ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
     ParamSpec("TransformInstanceType", "string", "ml.m5.xlarge", "instance type of the batch transform"),
     ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform"),
-    ParamSpec("TransformMaxPayloadInMB", "integer", 6, "MaxPayloadInMB of the batch transform"),
+    ParamSpec("TransformMaxPayloadInMB", "integer", DEFAULT_MAX_PAYLOAD_MB, "MaxPayloadInMB of the batch transform"),
     ParamSpec("TransformMaxConcurrent", "integer", 4, "MaxConcurrentTransforms of the batch transform"),
 )
 
 
 def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
-    """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline."""
+    """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline.
+
+    The model and the transform job carry the contract's transform environment (every quantile: Postprocess
+    needs them all and a transform job cannot send custom attributes).
+    """
+    environment = dict(TRANSFORM_ENVIRONMENT)
     return (
-        StepSpec("CreateModel", "model", inputs={"model": model}, settings={"image": "InferenceImage"}),
+        StepSpec(
+            "CreateModel",
+            "model",
+            inputs={"model": model},
+            settings={"image": "InferenceImage", "environment": environment},
+        ),
         StepSpec(
             "Transform",
             "transform",
@@ -61,8 +72,8 @@ def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec,
             instance=("TransformInstanceType", "TransformInstanceCount"),
             # the header-less feature rows of `forecaster preprocess`: one file per partition under the prefix,
             # so each transform instance gets whole files; the keys files are in another output
-            # env: container variable -> parameter (recorded on the transform job: which package produced it)
-            settings={"content_type": "text/csv", "accept": "text/csv", "env": env or {}},
+            # environment: container variable -> value; env: container variable -> parameter (lineage)
+            settings={"content_type": "text/csv", "accept": "text/csv", "environment": environment, "env": env or {}},
         ),
         StepSpec(
             "Postprocess",
@@ -125,7 +136,7 @@ BUILD = PipelineSpec(
         _SHARDED,
         ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
         ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
-        ParamSpec("Horizon", "integer", 14, "forecast horizon in days (also the evaluation window)"),
+        ParamSpec("Horizon", "integer", _TRAINING.horizon, "forecast horizon in days (also the evaluation window)"),
         ParamSpec("NumBoostRound", "integer", _TRAINING.num_boost_round, "LightGBM boosting rounds"),
         ParamSpec(
             "QuantileNumBoostRound",
@@ -304,7 +315,7 @@ INFERENCE = PipelineSpec(
             outputs=("violations",),
             settings={"check": "data_quality"},
         ),
-        *_transform("param:ModelDataUrl", {"FORECASTER_MODEL_PACKAGE": "ModelPackageArn"}),
+        *_transform("param:ModelDataUrl", {MODEL_PACKAGE_ENV: "ModelPackageArn"}),
         _explain("Explain", "attributions"),
         StepSpec(
             "AttributionDriftCheck",

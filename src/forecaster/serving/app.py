@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from forecaster.contract import (
+    MAX_PAYLOAD_CEILING_MB,
+    MAX_PAYLOAD_ENV,
+    MEDIAN_COLUMN,
+    MEDIAN_ONLY,
+    QUANTILE_CHOICES,
+    quantile_column,
+)
 from forecaster.errors import (
     ForecasterError,
     ModelNotReadyError,
@@ -25,7 +33,7 @@ from forecaster.errors import (
 )
 from forecaster.params import Boolean, Options, coerce
 from forecaster.serving import codecs, media
-from forecaster.serving.environment import MB, QUANTILE_CHOICES, ServingEnvironment
+from forecaster.serving.environment import MB, ServingEnvironment
 
 if TYPE_CHECKING:
     from forecaster.model import ForecastModel
@@ -114,7 +122,7 @@ class RequestOptions:
         explain: add per-row SHAP contributions (LightGBM ``pred_contrib`` of the point booster).
     """
 
-    quantiles: str = "p50"
+    quantiles: str = MEDIAN_ONLY
     explain: bool = False
 
     @classmethod
@@ -157,8 +165,8 @@ def read_body(limit: int | None) -> bytes:
 def _too_large(size: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"The request body has {size} bytes (more than {size / MB:.1f} MB); this server accepts at most "
-        f"{limit} bytes. Send smaller mini-batches (MaxPayloadInMB) or raise SAGEMAKER_MAX_PAYLOAD_IN_MB "
-        "(at most 100)."
+        f"{limit} bytes. Send smaller mini-batches (MaxPayloadInMB) or raise {MAX_PAYLOAD_ENV} "
+        f"(at most {MAX_PAYLOAD_CEILING_MB})."
     )
 
 
@@ -185,11 +193,11 @@ def _error_response(status: int, error: str, message: str) -> Response:
 
 def predict(model: ForecastModel, matrix: Any, options: RequestOptions) -> codecs.Predictions:
     """Run the model on ``matrix`` and pick the columns ``options`` asks for."""
-    names = tuple(f"p{round(q * 100)}" for q in model.schema.quantiles)
+    names = tuple(quantile_column(q) for q in model.schema.quantiles)
     values = model.predict(matrix)
-    if options.quantiles == "p50":
-        keep = names.index("p50")
-        names, values = ("p50",), values[:, keep : keep + 1]
+    if options.quantiles == MEDIAN_ONLY:
+        keep = names.index(MEDIAN_COLUMN)
+        names, values = (MEDIAN_COLUMN,), values[:, keep : keep + 1]
     if not options.explain:
         return codecs.Predictions(names, values)
     contribution_names = (*model.schema.feature_names, "expected_value")

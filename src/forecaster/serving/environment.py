@@ -14,15 +14,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from forecaster.params import Interval, Options, coerce
+from forecaster.contract import (
+    ALL_QUANTILES,
+    BATCH_ENV,
+    BATCH_STRATEGY_ENV,
+    DEFAULT_MAX_PAYLOAD_MB,
+    DEFAULT_QUANTILES_ENV,
+    MAX_CONCURRENT_TRANSFORMS,
+    MAX_CONCURRENT_TRANSFORMS_ENV,
+    MAX_PAYLOAD_CEILING_MB,
+    MAX_PAYLOAD_ENV,
+    MEDIAN_ONLY,
+    QUANTILE_CHOICES,
+)
+from forecaster.params import Boolean, Interval, Options, coerce
 
 #: 1 MB as SageMaker counts ``MaxPayloadInMB`` (binary megabytes).
 MB = 1024 * 1024
 #: Extra bytes allowed on top of ``MaxPayloadInMB``: the limit counts records only, the body is slightly larger.
 BODY_HEADROOM_BYTES = 256 * 1024
-#: SageMaker's ceilings: ``MaxPayloadInMB`` ≤ 100 and ``MaxConcurrentTransforms × MaxPayloadInMB`` ≤ 100.
-MAX_PAYLOAD_CEILING_MB = 100
-QUANTILE_CHOICES = ("p50", "all")
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
@@ -52,7 +62,8 @@ class ServingEnvironment:
         max_payload_mb: largest request body in MB (SageMaker's ``MaxPayloadInMB``); 0 means unlimited.
         max_concurrent_transforms: ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`` when set, else None.
         batch_strategy: ``MULTI_RECORD`` or ``SINGLE_RECORD``.
-        default_quantiles: ``p50`` (one column) or ``all`` (p10, p50, p90) when a request does not say.
+        default_quantiles: ``p50`` (one column) or ``all`` (p10, p50, p90) when a request does not say;
+            ``all`` in a batch transform (``SAGEMAKER_BATCH``), which cannot send custom attributes.
         cpu_count: CPUs available to this process.
     """
 
@@ -61,10 +72,10 @@ class ServingEnvironment:
     port: int = DEFAULT_PORT
     workers: int = 1
     timeout_s: int = DEFAULT_TIMEOUT_S
-    max_payload_mb: int = 6
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
     max_concurrent_transforms: int | None = None
     batch_strategy: str = "MULTI_RECORD"
-    default_quantiles: str = "p50"
+    default_quantiles: str = MEDIAN_ONLY
     cpu_count: int = 1
 
     @classmethod
@@ -75,25 +86,31 @@ class ServingEnvironment:
         set, else the CPU count), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (600), ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6),
         ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``, ``SAGEMAKER_BATCH_STRATEGY`` (``MULTI_RECORD``),
         ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SM_MODEL_DIR`` (``/opt/ml/model``) and
-        ``FORECASTER_DEFAULT_QUANTILES`` (``p50`` or ``all``).
+        ``FORECASTER_DEFAULT_QUANTILES`` (``p50`` or ``all``; default ``all`` when ``SAGEMAKER_BATCH`` is true,
+        else ``p50``).
 
         Raises:
             InvalidParameterError: naming the variable, what it must be and what it got.
         """
         environ = os.environ if environ is None else environ
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        concurrent = _read(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", Interval(int, 1, 100), None)
+        concurrent = _read(environ, MAX_CONCURRENT_TRANSFORMS_ENV, Interval(int, 1, MAX_CONCURRENT_TRANSFORMS), None)
+        batch = _read(environ, BATCH_ENV, Boolean(), False)
         values = {
             "model_dir": Path(environ.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR),
             "port": _read(environ, "SAGEMAKER_BIND_TO_PORT", Interval(int, 1, 65535), DEFAULT_PORT),
             "workers": _read(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", Interval(int, 1, 256), concurrent or cpus),
             "timeout_s": _read(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", Interval(int, 1, 86400), DEFAULT_TIMEOUT_S),
-            "max_payload_mb": _read(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", Interval(int, 0, 100), 6),
+            "max_payload_mb": _read(
+                environ, MAX_PAYLOAD_ENV, Interval(int, 0, MAX_PAYLOAD_CEILING_MB), DEFAULT_MAX_PAYLOAD_MB
+            ),
             "max_concurrent_transforms": concurrent,
             "batch_strategy": _read(
-                environ, "SAGEMAKER_BATCH_STRATEGY", Options(("MULTI_RECORD", "SINGLE_RECORD")), "MULTI_RECORD"
+                environ, BATCH_STRATEGY_ENV, Options(("MULTI_RECORD", "SINGLE_RECORD")), "MULTI_RECORD"
             ),
-            "default_quantiles": _read(environ, "FORECASTER_DEFAULT_QUANTILES", Options(QUANTILE_CHOICES), "p50"),
+            "default_quantiles": _read(
+                environ, DEFAULT_QUANTILES_ENV, Options(QUANTILE_CHOICES), ALL_QUANTILES if batch else MEDIAN_ONLY
+            ),
             "cpu_count": cpus,
         }
         overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -129,7 +146,7 @@ class ServingEnvironment:
         if self.max_payload_mb > 0:
             concurrent = min(concurrent, max(1, MAX_PAYLOAD_CEILING_MB // self.max_payload_mb))
         return {
-            "MaxConcurrentTransforms": max(1, min(concurrent, 100)),
+            "MaxConcurrentTransforms": max(1, min(concurrent, MAX_CONCURRENT_TRANSFORMS)),
             "BatchStrategy": self.batch_strategy,
             "MaxPayloadInMB": self.max_payload_mb,
         }

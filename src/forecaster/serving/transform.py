@@ -22,16 +22,17 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forecaster import contract
 from forecaster.errors import DataValidationError, ForecasterError, ModelNotReadyError
 from forecaster.io import atomic_path
 from forecaster.params import Interval, Options, coerce
-from forecaster.serving.environment import MB, QUANTILE_CHOICES
+from forecaster.serving.environment import MB
 from forecaster.serving.media import CSV, JSONLINES
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def iter_batches(data: bytes | mmap.mmap, limit: int) -> Iterator[tuple[int, byt
             if cut < 0:
                 raise DataValidationError(
                     f"Line {line} is longer than the payload limit of {limit} bytes; a single record must fit in "
-                    "MaxPayloadInMB. Raise --max-payload-mb (at most 100)."
+                    f"MaxPayloadInMB. Raise --max-payload-mb (at most {contract.MAX_PAYLOAD_CEILING_MB})."
                 )
             end = cut
         batch = bytes(data[start:end])
@@ -278,13 +279,14 @@ def run_transform(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    max_payload_mb: int = 6,
+    max_payload_mb: int = contract.DEFAULT_MAX_PAYLOAD_MB,
     concurrency: int | None = None,
     join_source: str = "none",
     content_type: str = CSV,
     accept: str = CSV,
-    quantiles: str = "all",
+    quantiles: str | None = None,
     workers: int | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Run a local batch transform and return the ``.out`` files written, in input order.
 
@@ -292,35 +294,45 @@ def run_transform(
         model_dir: the model artifact directory the server loads.
         input: a file or a directory of files (each file is one input object).
         output: directory for ``<relative path>.out`` files.
-        max_payload_mb: ``MaxPayloadInMB`` (1-100): mini-batch size limit, also set on the server.
+        max_payload_mb: ``MaxPayloadInMB`` (1 to the ceiling, 100): mini-batch size limit, also set on the server.
         concurrency: ``MaxConcurrentTransforms``; default: the server's ``/execution-parameters`` answer.
         join_source: ``none`` or ``input`` (``JoinSource=Input``).
         content_type: ``text/csv`` or ``application/jsonlines``.
         accept: ``text/csv`` or ``application/jsonlines``.
-        quantiles: ``all`` (p10, p50, p90) or ``p50``: the server's default for these requests.
+        quantiles: ``all`` (p10, p50, p90) or ``p50``: the server's default for these requests (default: the
+            container's batch default, every quantile).
         workers: server worker processes (default: the concurrency, else the server's default).
+        environment: the container environment of the model and the transform job (``CreateModel`` /
+            ``CreateTransformJob`` ``Environment``); the batch variables are set on top, as SageMaker does.
 
     Raises:
         InvalidParameterError: for an invalid argument.
         DataValidationError: when input files failed (their requests got 4xx); the other files are written.
         ForecasterError: when the server failed to start or answered 5xx.
     """
-    max_payload_mb = coerce("max_payload_mb", max_payload_mb, [Interval(int, 1, 100)], _CALLER)
+    max_payload_mb = coerce(
+        "max_payload_mb", max_payload_mb, [Interval(int, 1, contract.MAX_PAYLOAD_CEILING_MB)], _CALLER
+    )
     if concurrency is not None:
-        concurrency = coerce("concurrency", concurrency, [Interval(int, 1, 100)], _CALLER)
+        concurrency = coerce(
+            "concurrency", concurrency, [Interval(int, 1, contract.MAX_CONCURRENT_TRANSFORMS)], _CALLER
+        )
     join_source = coerce("join_source", join_source, [Options(JOIN_CHOICES)], _CALLER)
     content_type = coerce("content_type", content_type, [Options((CSV, JSONLINES))], _CALLER)
     accept = coerce("accept", accept, [Options((CSV, JSONLINES))], _CALLER)
-    quantiles = coerce("quantiles", quantiles, [Options(QUANTILE_CHOICES)], _CALLER)
     files = input_files(Path(input))
     env = {
-        "SAGEMAKER_BATCH": "true",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb),
-        "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD",
-        "FORECASTER_DEFAULT_QUANTILES": quantiles,
+        **(environment or {}),
+        contract.BATCH_ENV: "true",
+        contract.MAX_PAYLOAD_ENV: str(max_payload_mb),
+        contract.BATCH_STRATEGY_ENV: "MULTI_RECORD",
     }
+    if quantiles is not None:
+        env[contract.DEFAULT_QUANTILES_ENV] = coerce(
+            "quantiles", quantiles, [Options(contract.QUANTILE_CHOICES)], _CALLER
+        )
     if concurrency is not None:
-        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(concurrency)
+        env[contract.MAX_CONCURRENT_TRANSFORMS_ENV] = str(concurrency)
     written, failures = [], []
     with ServerProcess(model_dir, workers=workers or concurrency, env=env) as server:
         parameters = json.loads(http_request(server.port, "GET", "/execution-parameters").body)

@@ -1,0 +1,68 @@
+"""The facts every executor shares, declared once: quantiles, payload limits, horizon, transform environment.
+
+The SDK pipeline builder, the local runner, the CLI, the server and the checks read these names; none of them
+writes its own copy. This module imports nothing of the package (it sits in the domain layer).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+# ---- quantiles --------------------------------------------------------------------------------------------------
+#: Quantile levels every model forecasts, in column order.
+QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: Level of the median, the point forecast of one-column answers and of the evaluation.
+MEDIAN = 0.5
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile level: ``0.1`` -> ``p10``."""
+    return f"p{round(level * 100)}"
+
+
+def quantile_booster(level: float) -> str:
+    """Booster key of a quantile level: ``0.1`` -> ``q10`` (file ``model_q10.txt``)."""
+    return f"q{round(level * 100)}"
+
+
+#: Prediction columns, in the order of :data:`QUANTILES` (``p10, p50, p90``).
+QUANTILE_COLUMNS: tuple[str, ...] = tuple(quantile_column(q) for q in QUANTILES)
+#: Column of the median forecast (``p50``).
+MEDIAN_COLUMN = quantile_column(MEDIAN)
+#: Key of the point (mean) booster.
+POINT_BOOSTER = "mean"
+#: Every booster of a model: the point booster, then one per quantile level.
+BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
+
+# ---- payload limits (batch transform's MaxPayloadInMB) ------------------------------------------------------------
+#: SageMaker's default ``MaxPayloadInMB``.
+DEFAULT_MAX_PAYLOAD_MB = 6
+#: SageMaker's ceiling: ``MaxPayloadInMB`` ≤ 100 and ``MaxConcurrentTransforms × MaxPayloadInMB`` ≤ 100.
+MAX_PAYLOAD_CEILING_MB = 100
+#: Largest ``MaxConcurrentTransforms``.
+MAX_CONCURRENT_TRANSFORMS = 100
+
+# ---- horizon ------------------------------------------------------------------------------------------------------
+#: Forecast horizon in days when nobody says otherwise (also the model-build pipeline's evaluation window).
+DEFAULT_HORIZON = 14
+#: Smallest and largest horizon in days (training, split and the pipelines accept the same range).
+HORIZON_RANGE: tuple[int, int] = (1, 366)
+
+# ---- the serving container's environment ------------------------------------------------------------------------
+#: Which quantiles a request gets when it does not say (``X-Amzn-SageMaker-Custom-Attributes: quantiles=...``).
+DEFAULT_QUANTILES_ENV = "FORECASTER_DEFAULT_QUANTILES"
+#: Values of :data:`DEFAULT_QUANTILES_ENV` and of the ``quantiles`` custom attribute.
+ALL_QUANTILES, MEDIAN_ONLY = "all", MEDIAN_COLUMN
+QUANTILE_CHOICES: tuple[str, ...] = (MEDIAN_ONLY, ALL_QUANTILES)
+#: Lineage: the model package a transform job ran (set on the batch-inference pipeline's transform).
+MODEL_PACKAGE_ENV = "FORECASTER_MODEL_PACKAGE"
+#: Set to ``true`` by SageMaker in a batch-transform container (never on an endpoint).
+BATCH_ENV = "SAGEMAKER_BATCH"
+#: Batch transform's settings as SageMaker hands them to the container.
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
+MAX_CONCURRENT_TRANSFORMS_ENV = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
+#: Environment of the model a batch transform runs (``CreateModel`` and ``CreateTransformJob``): every
+#: quantile, because ``forecaster postprocess`` needs ``p10,p50,p90`` and a transform job cannot send custom
+#: attributes. (The container also defaults to every quantile when :data:`BATCH_ENV` is set.)
+TRANSFORM_ENVIRONMENT = MappingProxyType({DEFAULT_QUANTILES_ENV: ALL_QUANTILES})

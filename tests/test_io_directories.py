@@ -1,0 +1,115 @@
+"""``forecaster.io.atomic_directory``: all-or-nothing output directories that may be mount points.
+
+SageMaker (and the SDK's local mode) bind-mounts ``/opt/ml/model`` and every ``/opt/ml/processing/output/<name>``:
+those directories can be written into but not removed or renamed (``EBUSY``), and a rename from the container's
+own file system into them crosses devices (``EXDEV``). The fake below makes the kernel's answers for a set of
+"mounted" directories; tests/test_docker.py proves the same with real bind mounts inside the image.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from forecaster.errors import DataValidationError
+from forecaster.io import atomic_directory, read_table, write_json
+from forecaster.pipelines.split import SPLITS, write_split
+from forecaster.spec import DatasetSpec
+from forecaster.synth import generate
+
+
+@pytest.fixture
+def mounts(monkeypatch) -> set[Path]:
+    """Directories that behave like bind mounts: no rmdir, no rename of them, no rename across their boundary."""
+    mounted: set[Path] = set()
+    real_rmdir, real_rename, real_replace = os.rmdir, os.rename, os.replace
+
+    def device(path: os.PathLike[str] | str) -> Path | None:
+        path = Path(path).absolute()
+        return next((m for m in mounted if path == m or m in path.parents), None)
+
+    def busy(path) -> None:
+        if Path(path).absolute() in mounted:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+
+    def rmdir(path, *args, **kwargs):
+        busy(path)
+        return real_rmdir(path, *args, **kwargs)
+
+    def renamer(real):
+        def rename(src, dst, *args, **kwargs):
+            busy(src)
+            busy(dst)
+            if device(src) != device(Path(dst).parent):
+                raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+            return real(src, dst, *args, **kwargs)
+
+        return rename
+
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    monkeypatch.setattr(os, "rename", renamer(real_rename))
+    monkeypatch.setattr(os, "replace", renamer(real_replace))
+    return mounted
+
+
+def test_split_writes_into_mounted_output_directories(tmp_path, mounts):
+    # a processing job's outputs: /opt/ml/processing/output/{train,history,future,truth}, each a mount
+    data = tmp_path / "sales.csv"
+    generate(stores=2, items=2, days=30, seed=0).to_csv(data, index=False)
+    out = tmp_path / "output"
+    for name in SPLITS:
+        (out / name).mkdir(parents=True)
+        mounts.add(out / name)
+    (out / "train" / "stale.csv").write_text("left by an earlier run\n")
+    written = write_split(data, DatasetSpec.preset("default"), 5, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)  # no staging directory left behind
+    for name in SPLITS:
+        assert [p.name for p in (out / name).iterdir()] == [f"{name}.parquet"]
+        assert written[name] == out / name / f"{name}.parquet"
+    assert len(read_table(out / "truth")) == 2 * 2 * 5
+
+
+def test_a_mounted_target_is_filled_not_replaced(tmp_path, mounts):
+    model = tmp_path / "model"  # /opt/ml/model of a training job
+    (model / "old").mkdir(parents=True)
+    (model / "old" / "x.txt").write_text("x")
+    (model / "keep.json").write_text("{}")
+    mounts.update({model, model / "old"})
+    with atomic_directory(model) as stage:
+        write_json({"v": 2}, stage / "keep.json")
+        (stage / "sub").mkdir()
+        write_json({}, stage / "sub" / "a.json")
+    assert model.is_dir() and (model / "old").is_dir()  # a mount point cannot go: it stays, emptied
+    assert not list((model / "old").iterdir())
+    assert sorted(p.name for p in model.iterdir()) == ["keep.json", "old", "sub"]
+    assert (model / "keep.json").read_text().strip() == '{\n  "v": 2\n}'
+
+
+def test_a_failing_block_leaves_the_target_unchanged(tmp_path, mounts):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "before.txt").write_text("before")
+    mounts.add(out)
+    with pytest.raises(RuntimeError), atomic_directory(out) as stage:
+        (stage / "half.txt").write_text("half")
+        raise RuntimeError("the step failed")
+    assert [p.name for p in out.iterdir()] == ["before.txt"]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError), atomic_directory(fresh) as stage:
+        (stage / "half.txt").write_text("half")
+        raise RuntimeError("the step failed")
+    assert not fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_new_target_is_the_stage_renamed_and_readable(tmp_path):
+    with atomic_directory(tmp_path / "a" / "b") as stage:
+        (stage / "f.txt").write_text("f")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b"]
+    assert (tmp_path / "a" / "b" / "f.txt").read_text() == "f"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataValidationError, match="not a directory"), atomic_directory(tmp_path / "file"):
+        pass
