@@ -35,7 +35,7 @@ BASE_IMAGE ?= local/debian:bookworm
 docker-test: $(STAMP)
 	docker/dockerd.sh start
 	@if [ "$(BASE_IMAGE)" = "local/debian:bookworm" ]; then docker/local-base-image.sh "$(BASE_IMAGE)"; fi
-	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py
+	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py tests/sagemaker_local
 
 demo: $(STAMP)
 	$(BIN)/python -m forecaster.demo --workdir demo-output
