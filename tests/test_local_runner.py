@@ -160,7 +160,8 @@ def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built
     assert record["status"] == "Succeeded"
     reused = [name for name, step in record["steps"].items() if step.get("cache_hit")]
     assert reused == BUILD_STEPS[:5]  # resumed at the step that failed
-    assert (workdir / "Transform/output/predictions/features.csv.out").is_file()
+    # the history of Split is one file (history/history.parquet): one partition named after it
+    assert (workdir / "Transform/output/predictions/features-history.csv.out").is_file()
 
 
 def test_training_failure_reason_comes_from_the_failure_file(built, data_dir, tmp_path):
