@@ -6,13 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := serve,train,checks,pipelines,dev,bench
 
-.PHONY: help venv test lint demo bench docker-test lock clean
+.PHONY: help venv test test-fast lint demo bench bench-docker docker-test lock clean airflow-venv airflow-test
 
 help:
 	@echo "make demo         synthesize data and run the whole flow locally (no AWS)"
-	@echo "make test         lint + the test suite"
-	@echo "make docker-test  build both images and run them for real"
+	@echo "make test         the full gate: lint + every test (docker and slow ones included)"
+	@echo "make test-fast    unit tests only (-m 'not slow and not docker'): the edit-test loop, ~1-2 min"
+	@echo "make lint         ruff check + ruff format --check"
+	@echo "make docker-test  build both images and run them for real (tests/test_docker.py)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
+	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,27 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+	$(MAKE) airflow-test
+
+# Airflow DAGs (pipeline/airflow/, issue 13): Airflow's pins conflict with the SageMaker SDK's (fastapi), so Airflow
+# gets its own venv with forecaster's core + the [airflow] extra, pinned by constraints-airflow.txt (a pip freeze:
+# Airflow's own constraints files are on GitHub). The local backend runs the main venv's forecaster CLI.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -c constraints-airflow.txt -e ".[airflow]" "moto[s3,sagemaker]" pytest
+	@touch $@
+
+airflow-venv: $(AIRFLOW_STAMP)
+
+airflow-test: $(STAMP) $(AIRFLOW_STAMP)
+	FORECASTER_CLI=$(abspath $(BIN))/forecaster $(AIRFLOW_VENV)/bin/pytest -q tests/dags
+
+# The edit-test loop: no lint, no end-to-end (slow) and no image (docker) tests. `make test` stays the gate.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not docker"
 
 # Image tests (tests/test_docker.py): start dockerd when no engine answers, build the registry-free base image,
 # build both images and run them. Where images can be pulled: make docker-test BASE_IMAGE=debian:bookworm-slim
@@ -45,6 +69,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/checks.py
 
+bench-docker: $(STAMP)
+	$(BIN)/python bench/docker.py
+
 lock:
 	rm -rf /tmp/forecaster-lock && $(PYTHON) -m venv /tmp/forecaster-lock
 	/tmp/forecaster-lock/bin/pip install -q -e ".[$(EXTRAS)]"
@@ -52,4 +79,4 @@ lock:
 	 echo "# Regenerate deliberately: make lock"; /tmp/forecaster-lock/bin/pip freeze | grep -v '^-e') > constraints.txt
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) demo-output .pytest_cache .ruff_cache

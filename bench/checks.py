@@ -45,7 +45,7 @@ def _timed(results: dict, name: str, func, *args, **kwargs):
 
 
 def main() -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
     from forecaster.config import TrainConfig
     from forecaster.forecasting import build_inference_features, predictions_frame
     from forecaster.model import ForecastModel
@@ -77,7 +77,7 @@ def main() -> int:
         _timed(
             results,
             "baseline data-quality (700k)",
-            steps.run_baseline_data_quality,
+            jobs.run_baseline_data_quality,
             tmp / "first.parquet",
             tmp / "baseline",
             categorical=CATEGORICAL,
@@ -85,7 +85,7 @@ def main() -> int:
         found = _timed(
             results,
             "check data-quality (700k)",
-            steps.run_check_data_quality,
+            jobs.run_check_data_quality,
             tmp / "baseline",
             tmp / "last.parquet",
             tmp / "check",
@@ -94,7 +94,7 @@ def main() -> int:
         same = _timed(
             results,
             "check data-quality, same data",
-            steps.run_check_data_quality,
+            jobs.run_check_data_quality,
             tmp / "baseline",
             tmp / "first.parquet",
             tmp / "same",
@@ -123,7 +123,7 @@ def main() -> int:
         evaluation = _timed(
             results,
             "evaluate",
-            steps.run_evaluate,
+            jobs.run_evaluate,
             tmp / "predictions.parquet",
             tmp / "truth.parquet",
             tmp / "eval",
@@ -135,7 +135,7 @@ def main() -> int:
             analysis = _timed(
                 results,
                 f"explain {method} ({len(features)} rows)",
-                steps.run_explain,
+                jobs.run_explain,
                 model_dir,
                 tmp / "features.csv",
                 tmp / f"explain-{method}",
@@ -149,7 +149,7 @@ def main() -> int:
         ndcg = _timed(
             results,
             "check attribution-drift",
-            steps.run_attribution_drift,
+            jobs.run_attribution_drift,
             tmp / "explain-interventional",
             tmp / "explain-tree_path_dependent",
             tmp / "ndcg",

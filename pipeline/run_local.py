@@ -1,7 +1,7 @@
 """Local runner entry: ``python pipeline/run_local.py build --workdir runs/build --param InputData=data/``.
 
 The same as ``forecaster pipeline run <pipeline> --local ...``: it walks the step table of
-``forecaster.pipelines.steps`` on this machine (see ``forecaster.pipelines.local`` and pipeline/README.md).
+``forecaster.pipelines.catalog`` on this machine (see ``forecaster.pipelines.local`` and pipeline/README.md).
 """
 
 import sys

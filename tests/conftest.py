@@ -18,6 +18,9 @@ from forecaster.spec import DatasetSpec
 from forecaster.synth import SYNTH_SPEC, generate
 from forecaster.training import fit_artifact
 
+# helper modules (no tests of their own) imported by test modules: rewrite their asserts like a test's
+pytest.register_assert_rewrite("pipeline_helpers", "serving_helpers")
+
 HORIZON = 7
 #: Small, fast, deterministic training settings for tests.
 TEST_HYPERPARAMETERS = {

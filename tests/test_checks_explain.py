@@ -53,6 +53,7 @@ def test_flat_trees_predict_like_lightgbm_with_categorical_and_missing():
     assert np.allclose(treeshap.predict_raw(treeshap.flatten(booster), X), booster.predict(X, raw_score=True))
 
 
+@pytest.mark.slow
 def test_interventional_shap_equals_brute_force_shapley_with_categorical_splits():
     booster, X = _categorical_model()
     rows, background = X[:5], X[100:104]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from forecaster.cli.main import main
 
@@ -14,6 +15,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_synth_train_preprocess_postprocess_forecast(tmp_path):
     assert main(["synth", "--out", str(tmp_path / "data"), "--stores", "2", "--items", "3", "--days", "90"]) == 0
     frame = pd.read_csv(tmp_path / "data" / "sales.csv", parse_dates=["date"])
@@ -38,6 +40,7 @@ def test_synth_train_preprocess_postprocess_forecast(tmp_path):
     assert len(forecast) == 2 * 3 * 7
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_the_reason_and_a_nonzero_exit(tmp_path):
     result = _cli("train", "--data", tmp_path / "missing.csv", "--model-dir", tmp_path / "m", "--spec", "default")
     assert result.returncode == 3

@@ -38,6 +38,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     return workdir, outputs
 
 
+@pytest.mark.slow
 def test_demo_writes_report_orders_and_decisions(demo_run):
     workdir, outputs = demo_run
     for name in ("report", "order proposals", "forecasts", "decision", "decision (later inference)", "registry"):
@@ -54,6 +55,7 @@ def test_demo_writes_report_orders_and_decisions(demo_run):
     assert "Retrain decision" in html and "RETRAIN" in html and html.count("<img") >= 2
 
 
+@pytest.mark.slow
 def test_demo_approves_explicitly_and_the_inference_uses_that_version(demo_run):
     workdir, _ = demo_run
     registry = open_registry(f"sqlite:///{workdir.resolve() / 'registry.db'}")

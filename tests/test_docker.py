@@ -5,8 +5,8 @@ under ``CI=true``. ``make docker-test`` starts an engine if needed, builds the r
 ``local/debian:bookworm`` and runs only these tests; the base image comes from ``$BASE_IMAGE``, else
 ``local/debian:bookworm`` when it exists, else ``debian:bookworm-slim``.
 
-Measurements (build seconds, image sizes, container start to first ``/ping`` 200) are printed by the last test
-and written to ``bench/results/docker.json``.
+Measurements (build seconds, image sizes, container start to first ``/ping`` 200) are a benchmark:
+``bench/docker.py`` (``make bench-docker``) writes ``bench/results/docker.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from docker_helpers import MEASURED, ROOT, give_back_files, image_mb, require_docker, sh
+from docker_helpers import give_back_files, image_mb, require_docker, sh
 
 INFER_SIZE_LIMIT_MB = 600
 HORIZON = 7
@@ -101,9 +101,7 @@ def model_files(model_dir: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def training_job(train_image: str, tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
     root = write_job(tmp_path_factory.mktemp("job") / "opt_ml", HYPERPARAMETERS)
-    start = time.monotonic()
     result = run_training(train_image, root)
-    MEASURED["train_run_s"] = round(time.monotonic() - start, 1)
     give_back_files(train_image, root)
     return result, root
 
@@ -247,7 +245,7 @@ def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
 
 @docker
 def test_train_image_runs_processing_commands(train_image, model_dir, inference_case):
-    # ScriptProcessor steps run `forecaster <command>` in this image
+    # processing steps (a Processor with this image) run `forecaster <command>` in this image
     folder = inference_case["folder"]
     result = sh(
         "docker", "run", "--rm", "--network", "none",
@@ -362,7 +360,6 @@ def server(infer_image, model_dir):
             time.sleep(0.1)
         if status != 200:
             pytest.fail(f"/ping never answered 200:\n{sh('docker', 'logs', container, check=False).stderr[-4000:]}")
-        MEASURED["start_to_ping_s"] = round(time.monotonic() - start, 2)
         yield {"url": url, "container": container}
     finally:
         sh("docker", "rm", "-f", container, check=False)
@@ -456,16 +453,13 @@ def test_serve_read_only_no_network_non_root_and_graceful_sigterm(infer_image, m
                 time.sleep(0.2)
         logs = sh("docker", "logs", container, check=False).stderr[-4000:]
         assert status == 200, f"/ping never answered 200 with --read-only --network none:\n{logs}"
-        MEASURED["start_to_ping_read_only_s"] = round(time.monotonic() - start, 2)
         uids = sh("docker", "exec", container, "sh", "-c", "stat -c %u /proc/[0-9]*/ | sort -u").stdout.split()
         assert "0" not in uids, f"processes running as root: {uids}"
         status, body = exec_http(container, "/invocations", inference_case["csv"])
         assert status == 200, body[:500]
         np.testing.assert_allclose(parse_csv_predictions(body), inference_case["expected"], rtol=1e-9, atol=1e-9)
         # SIGTERM → gunicorn shuts down gracefully; exit 137 would mean it was ignored and SIGKILL was needed
-        stop_start = time.monotonic()
         assert stop_and_exit_code(container) == 0
-        MEASURED["sigterm_to_exit_s"] = round(time.monotonic() - stop_start, 2)
     finally:
         sh("docker", "rm", "-f", container, check=False)
 
@@ -496,17 +490,3 @@ def test_batch_transform_defaults_to_every_quantile_and_postprocess_takes_it(inf
     assert main(["postprocess", *args, "--out", str(folder / "forecasts.csv")]) == 0
     forecasts = pd.read_csv(folder / "forecasts.csv")
     np.testing.assert_allclose(forecasts[["p10", "p50", "p90"]].to_numpy(), inference_case["expected"], rtol=1e-9)
-
-
-@docker
-def test_zz_report_measurements(capsys):
-    if not MEASURED:
-        pytest.skip("no image was built in this run")
-    out = ROOT / "bench" / "results" / "docker.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(MEASURED, indent=2) + "\n")
-    with capsys.disabled():
-        print("\n\ndocker image measurements")
-        for key, value in MEASURED.items():
-            print(f"  {key:28s} {value}")
-        print(f"  (inference image target: <= {INFER_SIZE_LIMIT_MB} MB; written to {out.relative_to(ROOT)})")

@@ -88,7 +88,7 @@ def test_training_and_inference_build_identical_rows(trained_model_dir, syntheti
 
 
 def test_promo_on_day_h_changes_the_day_h_forecast(trained_model_dir, history_frame, future_frame):
-    """Pitfall 7: a campaign on a later forecast day must move that day's forecast, not only day 1's."""
+    """A campaign on a later forecast day moves that day's forecast, not only day 1's (docs/sagemaker-notes.md §6)."""
     base = forecast(trained_model_dir, history_frame, future_frame)
     promo = future_frame.copy()
     day = promo["date"] == promo["date"].min() + pd.Timedelta(days=4)

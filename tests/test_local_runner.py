@@ -21,6 +21,10 @@ from forecaster.synth import write_dataset
 
 #: processing steps in this process, through the CLI's own parser (what the CLI hands the runner)
 run_pipeline = functools.partial(run_pipeline_program, command_runner=run_command)
+
+#: end to end: every test runs a pipeline through the local runner (tens of seconds)
+pytestmark = pytest.mark.slow
+
 GROUP = "forecaster-demand"
 #: tiny, fast training through the pipeline's own parameters (one LightGBM thread: the CI machine is busy)
 FAST = {

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from forecaster.pipelines.steps import PIPELINES
+from forecaster.pipelines.catalog import PIPELINES
 from pipeline_helpers import all_steps, build_offline, check_golden, references, upstream
 
 pytestmark = pytest.mark.slow

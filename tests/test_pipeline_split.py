@@ -8,8 +8,8 @@ import pytest
 from forecaster.cli.main import build_parser, main
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table
+from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.split import split_for_evaluation
-from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import render_args
 from forecaster.spec import DatasetSpec
 from forecaster.synth import generate

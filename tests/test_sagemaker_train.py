@@ -7,6 +7,9 @@ import pytest
 from forecaster.io import write_table
 from forecaster.local_training import run_training_job, write_job_tree
 
+#: every test runs a training job through the toolkit in a subprocess (~8 s each)
+pytestmark = pytest.mark.slow
+
 FAST = {"horizon": 7, "num_boost_round": 15, "quantile_num_boost_round": 10, "num_threads": 1}
 
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from forecaster.serving.app import CUSTOM_ATTRIBUTES, create_app
 from forecaster.serving.environment import MB, ServingEnvironment
-from test_serving_helpers import csv_lines, to_csv
+from serving_helpers import csv_lines, to_csv
 
-pytest_plugins = ["test_serving_helpers"]
+pytest_plugins = ["serving_helpers"]
 
 
 def make_client(model=None, model_dir="/nonexistent", **env):
@@ -253,6 +253,7 @@ def check_answer(response, body: bytes, content_type: str) -> None:
 FUZZ = settings(max_examples=1250, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_fuzz_csv_bodies_and_headers_never_5xx(client, feature_rows, data):
@@ -262,6 +263,7 @@ def test_fuzz_csv_bodies_and_headers_never_5xx(client, feature_rows, data):
     check_answer(response, body, content_type)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_fuzz_json_bodies_never_5xx(client, serving_model, data):

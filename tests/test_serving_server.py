@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import http_request
+from serving_helpers import csv_lines, repeat_to_size, slow_load_env, to_csv
 from test_serving_app import ACCEPTS, ATTRIBUTES, CONTENT_TYPES, csv_bodies
-from test_serving_helpers import csv_lines, repeat_to_size, slow_load_env, to_csv
 
-pytest_plugins = ["test_serving_helpers"]
+pytest_plugins = ["serving_helpers"]
 pytestmark = pytest.mark.slow
 
 CSV = {"Content-Type": "text/csv"}

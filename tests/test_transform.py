@@ -12,9 +12,9 @@ import pytest
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import run_transform
-from test_serving_helpers import csv_lines, repeat_to_size, to_csv
+from serving_helpers import csv_lines, repeat_to_size, to_csv
 
-pytest_plugins = ["test_serving_helpers"]
+pytest_plugins = ["serving_helpers"]
 pytestmark = pytest.mark.slow
 
 

@@ -1,7 +1,7 @@
 """Run a training job on this machine exactly as SageMaker would: an ``/opt/ml`` tree + the training toolkit.
 
-Used by the tests, the local pipeline runner and ``forecaster train --sagemaker-local``-style flows. The toolkit
-reads ``SAGEMAKER_BASE_DIR`` at import time, so every job runs in its own subprocess.
+Used by the tests and the local pipeline runner (``forecaster pipeline run ... --local``). The toolkit reads
+``SAGEMAKER_BASE_DIR`` at import time, so every job runs in its own subprocess.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def _processing_output(name: str, uri: str) -> Any:
 
 
 def _preprocess_args() -> list[str]:
-    from forecaster.pipelines.steps import BUILD
+    from forecaster.pipelines.catalog import BUILD
     from forecaster.pipelines.table import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT, render_args
 
     step = BUILD.step("Preprocess")  # the arguments of the pipeline's own step

@@ -1,6 +1,6 @@
 """Evaluation, Model Monitor-style data/model quality checks, Clarify-style explanations, retrain decision, report.
 
 Every check reads and writes the same files as SageMaker Model Monitor and Clarify (layouts in the README,
-section "Evaluation, monitoring and explanations"), so it runs locally, in a ScriptProcessor step, or next to the
+section "Evaluation, monitoring and explanations"), so it runs locally, in a processing step, or next to the
 managed services.
 """

@@ -24,7 +24,6 @@ MIN_ROWS_FOR_STD = 200
 #: Repeated random subsamples (80 % of the rows each) used for ``standard_deviation``.
 STD_REPEATS = 20
 STD_FRACTION = 0.8
-REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 _QUANTILE_COLUMN = re.compile(r"^p(\d{1,2})$")
 
 

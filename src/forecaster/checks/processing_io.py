@@ -1,7 +1,8 @@
 """Inputs and outputs of a processing step: ``--input NAME=PATH`` and ``--out DIR`` with SageMaker defaults.
 
-A ScriptProcessor step mounts its inputs under ``/opt/ml/processing/input/<name>`` and uploads
-``/opt/ml/processing/output/<name>``; the local runner passes explicit paths instead. Both call the same code.
+A processing step (an SDK ``Processor`` running the training image) mounts its inputs under
+``/opt/ml/processing/input/<name>`` and uploads ``/opt/ml/processing/output/<name>``; the local runner passes
+explicit paths instead. Both call the same code.
 """
 
 from __future__ import annotations

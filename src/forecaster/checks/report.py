@@ -283,11 +283,11 @@ def render(workdir: str | Path, *, spec: Any, max_series: int = 4) -> str:
 
 def write_report(workdir: str | Path, out: str | Path, *, spec: Any = None, max_series: int = 4) -> Path:
     """Render the report and write it atomically to ``out``; the spec defaults to the model's, else 'default'."""
-    from forecaster.checks.steps import resolve_columns
+    from forecaster.checks.jobs import load_dataset_spec
 
     if spec is None or isinstance(spec, str | Path):
         schemas = _find(Path(workdir), "feature_schema.json") if spec is None and Path(workdir).is_dir() else []
-        spec = resolve_columns(spec, schemas[0].parent if schemas else None)
+        spec = load_dataset_spec(spec, schemas[0].parent if schemas else None)
     text = render(workdir, spec=spec, max_series=max_series)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -1,8 +1,8 @@
 """Sub-commands of the checks layer: evaluate, baseline/check groups, explain, decide-retrain, report.
 
-Each works as a SageMaker ScriptProcessor step: inputs default to ``/opt/ml/processing/input/<name>``, the
-output to ``/opt/ml/processing/output/<name>``; ``--input NAME=PATH`` and ``--out DIR`` override them. Heavy
-imports happen inside the handlers so ``forecaster --help`` stays fast.
+Each works as a SageMaker processing step (a ``Processor`` running the training image): inputs default to
+``/opt/ml/processing/input/<name>``, the output to ``/opt/ml/processing/output/<name>``; ``--input NAME=PATH``
+and ``--out DIR`` override them. Heavy imports happen inside the handlers so ``forecaster --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -62,24 +62,24 @@ def _names(text: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- handlers
 def _evaluate(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("predictions", "truth"))
-    steps.run_evaluate(
+    jobs.run_evaluate(
         _path(args, inputs, "predictions"),
         _path(args, inputs, "truth"),
         _out(args, "evaluation"),
-        spec=steps.resolve_columns(args.spec, args.model_dir),
+        spec=jobs.load_dataset_spec(args.spec, args.model_dir),
         seed=args.seed,
     )
     return 0
 
 
 def _baseline_data_quality(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("dataset",))
-    steps.run_baseline_data_quality(
+    jobs.run_baseline_data_quality(
         _path(args, inputs, "dataset"),
         _out(args, "baseline"),
         model_dir=args.model_dir,
@@ -91,10 +91,10 @@ def _baseline_data_quality(args: argparse.Namespace) -> int:
 
 
 def _check_data_quality(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("baseline", "dataset"))
-    violations = steps.run_check_data_quality(
+    violations = jobs.run_check_data_quality(
         _path(args, inputs, "baseline"),
         _path(args, inputs, "dataset"),
         _out(args, "violations"),
@@ -105,35 +105,33 @@ def _check_data_quality(args: argparse.Namespace) -> int:
 
 
 def _baseline_model_quality(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("evaluation",))
-    steps.run_baseline_model_quality(
-        _path(args, inputs, "evaluation"), _out(args, "baseline"), tolerance=args.tolerance
-    )
+    jobs.run_baseline_model_quality(_path(args, inputs, "evaluation"), _out(args, "baseline"), tolerance=args.tolerance)
     return 0
 
 
 def _check_model_quality(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("baseline", "predictions", "truth"))
-    violations = steps.run_check_model_quality(
+    violations = jobs.run_check_model_quality(
         _path(args, inputs, "baseline"),
         _path(args, inputs, "predictions"),
         _path(args, inputs, "truth"),
         _out(args, "violations"),
-        spec=steps.resolve_columns(args.spec, args.model_dir),
+        spec=jobs.load_dataset_spec(args.spec, args.model_dir),
         seed=args.seed,
     )
     return 1 if args.fail_on_violation and violations["violations"] else 0
 
 
 def _check_attribution_drift(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("baseline", "current"))
-    violations = steps.run_attribution_drift(
+    violations = jobs.run_attribution_drift(
         _path(args, inputs, "baseline"),
         _path(args, inputs, "current"),
         _out(args, "violations"),
@@ -143,12 +141,12 @@ def _check_attribution_drift(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from forecaster.checks import steps
+    from forecaster.checks import jobs
 
     inputs = _inputs(args, ("dataset", "background"))
     model_dir = args.model_dir or Path("/opt/ml/processing/input/model")
     background = inputs.get("background")
-    steps.run_explain(
+    jobs.run_explain(
         model_dir,
         _path(args, inputs, "dataset"),
         _out(args, "explanations"),
@@ -164,11 +162,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from forecaster.checks import processing_io, steps
+    from forecaster.checks import jobs, processing_io
 
     inputs = _inputs(args, ("violations",))
     directories = processing_io.input_paths(inputs, "violations", "forecaster decide-retrain")
-    steps.run_decide(
+    jobs.run_decide(
         directories,
         _out(args, "decision"),
         min_drifted_features=args.min_drifted_features,

@@ -92,7 +92,7 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default: 3600)")
     _value_options(start, "execution parameter")
     start.set_defaults(func=_start)
-    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.steps
+    # `pipeline run ... --local`: the local runner walking forecaster.pipelines.catalog
     run = commands.add_parser("run", help="run a pipeline on this machine (--local): same steps, local folders")
     run.add_argument("pipeline", choices=PIPELINE_KEYS, help="which pipeline")
     run.add_argument("--local", action="store_true", help="run here (required: executions on AWS start there)")

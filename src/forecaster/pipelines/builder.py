@@ -1,4 +1,4 @@
-"""Turn a :class:`~forecaster.pipelines.steps.PipelineSpec` into SageMaker SDK v3 pipeline objects.
+"""Turn a :class:`~forecaster.pipelines.catalog.PipelineSpec` into SageMaker SDK v3 pipeline objects.
 
 One walk over the step table: processing steps run the training/processing image with ``forecaster <command>``
 as the container entrypoint (a plain ``Processor``: the code is in the image, so nothing is uploaded), training

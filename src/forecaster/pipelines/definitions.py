@@ -16,8 +16,8 @@ from typing import Any
 from forecaster.errors import InvalidParameterError
 from forecaster.io import atomic_path
 from forecaster.pipelines import sdk
+from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.executions import with_defaults
-from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import PipelineSpec
 
 
@@ -124,7 +124,7 @@ def upsert(
 
 
 _VOLATILE = (
-    # ClarifyCheckStep's monitoring config: timestamp + uuid4 on every build (notes §C.7)
+    # ClarifyCheckStep's monitoring config: timestamp + uuid4 on every build (docs/sagemaker-notes.md §5)
     (
         re.compile(r"model-explainability-monitoring-config-[0-9-]+/[0-9a-f-]{36}/"),
         "model-explainability-monitoring-config-<TIMESTAMP>/<UUID>/",

@@ -1,6 +1,6 @@
 """The local pipeline runner: ``forecaster pipeline run <pipeline> --local --workdir DIR [--param K=V ...]``.
 
-It walks the same step table as the SageMaker definitions (:mod:`forecaster.pipelines.steps`) on this machine,
+It walks the same step table as the SageMaker definitions (:mod:`forecaster.pipelines.catalog`) on this machine,
 through the same code paths as the containers (see :mod:`forecaster.pipelines.local_steps`). Layout of a work
 directory, which mirrors a processing job's ``/opt/ml/processing/{input,output}``:
 
@@ -37,9 +37,9 @@ from typing import Any
 from forecaster import __version__
 from forecaster.errors import ForecasterError, InvalidParameterError, PipelineStepError
 from forecaster.io import read_json, write_json
+from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import resolve_parameters
 from forecaster.pipelines.local_steps import EXECUTORS, CommandRunner, StepContext, run_forecaster_program
-from forecaster.pipelines.steps import PIPELINES
 from forecaster.pipelines.table import PipelineSpec, StepSpec
 
 RUN_FILE = "run.json"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
-from forecaster.pipelines.steps import BUILD
+from forecaster.pipelines.catalog import BUILD
 from forecaster.pipelines.table import PipelineSpec
 
 #: what the approved-model resolver fills in, per pipeline

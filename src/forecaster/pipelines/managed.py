@@ -1,7 +1,7 @@
 """Managed check steps: ``QualityCheckStep`` (Model Monitor analyzer) and ``ClarifyCheckStep`` (Clarify).
 
-For AWS accounts that still have Model Monitor and Clarify (both closed to new customers, notes §C.1), the
-``managed_checks`` switch of :class:`~forecaster.pipelines.builder.PipelineBuilder` replaces these steps:
+For AWS accounts that still have Model Monitor and Clarify (both closed to new customers, docs/sagemaker-notes.md
+§1), the ``managed_checks`` switch of :class:`~forecaster.pipelines.builder.PipelineBuilder` replaces these steps:
 
 | step (settings ``check``) | managed step |
 |---|---|
@@ -14,8 +14,8 @@ For AWS accounts that still have Model Monitor and Clarify (both closed to new c
 The model-quality check of the ground-truth pipeline keeps the project's own step: the managed one needs a
 joined predictions+truth dataset, which is what ``forecaster check model-quality`` computes itself.
 All steps analyse the feature rows the model sees (the ``features*.csv`` files of Preprocess, header-less, schema
-order).
-``ClarifyCheckStep`` uploads its analysis config while the definition is built (notes §C.4): run under moto.
+order). ``ClarifyCheckStep`` uploads its analysis config while the definition is built
+(docs/sagemaker-notes.md §3): run under moto.
 """
 
 from __future__ import annotations

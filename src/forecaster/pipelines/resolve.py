@@ -1,4 +1,4 @@
-"""Resolve the latest approved model into pipeline parameters, outside the pipeline (notes §C.6, pitfall 13).
+"""Resolve the latest approved model into pipeline parameters, outside the pipeline (docs/sagemaker-notes.md §4).
 
 A pipeline cannot look up "the latest approved model package" at run time by itself, so the batch-inference
 and model-quality pipelines take the model data URL and the baseline locations as parameters;

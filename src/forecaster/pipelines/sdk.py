@@ -1,7 +1,8 @@
 """What the SageMaker SDK v3 needs around it: environment, session, and an offline (moto) AWS.
 
 Importing ``sagemaker.mlops.workflow`` needs a region, ``ModelTrainer`` validates the role against IAM unless
-``SAGEMAKER_VALIDATE_ROLE=false``, and decorated calls send telemetry unless it is opted out (notes §C.3).
+``SAGEMAKER_VALIDATE_ROLE=false``, and decorated calls send telemetry unless it is opted out
+(docs/sagemaker-notes.md §2).
 :func:`offline_aws` sets all of that for the duration of a ``with`` block, with fake credentials and moto's
 in-process AWS, and restores the caller's environment afterwards. :func:`sdk_environment` only adds what is
 missing (region, telemetry opt-out) and never touches real credentials: it is what ``upsert`` runs under.

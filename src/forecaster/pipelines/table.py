@@ -1,6 +1,6 @@
 """The vocabulary of the pipeline step table: parameters, steps, pipelines, and argument rendering.
 
-See :mod:`forecaster.pipelines.steps` for the table itself and the placeholder syntax.
+See :mod:`forecaster.pipelines.catalog` for the table itself and the placeholder syntax.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +121,6 @@ class ServingEnvironment:
         values.update(overrides)
         values["model_dir"] = Path(values["model_dir"])
         return cls(**values)
-
-    def with_changes(self, **changes: Any) -> ServingEnvironment:
-        """Return a copy with ``changes`` applied (the object itself never changes)."""
-        return replace(self, **changes)
 
     @property
     def body_limit_bytes(self) -> int | None:

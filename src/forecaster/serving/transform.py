@@ -207,7 +207,9 @@ def join_lines(inputs: list[bytes], outputs: list[bytes], accept: str) -> list[b
 
 
 @dataclass(frozen=True)
-class _Job:
+class _MiniBatchSender:
+    """Posts the mini-batches of one transform to the local server (one instance shared by the worker threads)."""
+
     port: int
     content_type: str
     accept: str
@@ -245,7 +247,9 @@ class _Job:
         return b"\n".join(outputs) + b"\n"
 
 
-def transform_file(source: Path, target: Path, job: _Job, limit: int, executor: ThreadPoolExecutor, depth: int) -> None:
+def transform_file(
+    source: Path, target: Path, sender: _MiniBatchSender, limit: int, executor: ThreadPoolExecutor, depth: int
+) -> None:
     """Transform one input file into ``target`` (written atomically: nothing is left on failure)."""
     with open(source, "rb") as handle, atomic_path(target) as tmp, open(tmp, "wb") as out:
         if os.fstat(handle.fileno()).st_size == 0:
@@ -254,7 +258,7 @@ def transform_file(source: Path, target: Path, job: _Job, limit: int, executor: 
             pending: deque[Future[bytes]] = deque()
             try:
                 for first_line, batch in iter_batches(data, limit):
-                    pending.append(executor.submit(job.send, first_line, batch))
+                    pending.append(executor.submit(sender.send, first_line, batch))
                     while len(pending) >= depth:
                         out.write(pending.popleft().result())
                 while pending:
@@ -337,12 +341,12 @@ def run_transform(
     with ServerProcess(model_dir, workers=workers or concurrency, env=env) as server:
         parameters = json.loads(http_request(server.port, "GET", "/execution-parameters").body)
         concurrency = concurrency or int(parameters["MaxConcurrentTransforms"])
-        job = _Job(server.port, content_type, accept, join_source)
+        sender = _MiniBatchSender(server.port, content_type, accept, join_source)
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transform") as executor:
             for source, relative in files:
                 target = Path(output) / relative.with_name(relative.name + ".out")
                 try:
-                    transform_file(source, target, job, max_payload_mb * MB, executor, depth=2 * concurrency)
+                    transform_file(source, target, sender, max_payload_mb * MB, executor, depth=2 * concurrency)
                 except ForecasterError as error:
                     logger.error("Batch transform of %s failed: %s", source, error.reason)
                     failures.append((source, error))

@@ -1,7 +1,8 @@
-"""The check steps as functions of paths: what the CLI, the processing image and the local runner call.
+"""The check jobs as functions of paths: what the CLI, the processing image and the local runner call.
 
-Each step reads its inputs, computes, and writes its output directory atomically (all files or none). Each
-returns the main document it wrote, so a caller can log or branch on it.
+One function per check job (``run_evaluate``, ``run_check_data_quality``, ...). Each reads its inputs, computes,
+and writes its output directory atomically (all files or none). Each returns the main document it wrote, so a
+caller can log or branch on it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,13 +18,16 @@ from forecaster.checks import attribution, data_quality, decision, evaluation, m
 from forecaster.contract import MEDIAN_COLUMN
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
+if TYPE_CHECKING:
+    from forecaster.spec import DatasetSpec
+
 log = logging.getLogger(__name__)
 #: ``forecaster evaluate``'s row file (header ``p50,actual``): the columns a managed model-quality job reads
 EVALUATION_DATASET = ("evaluation.csv", MEDIAN_COLUMN, "actual")
 
 
-def resolve_columns(spec: str | None = None, model_dir: str | Path | None = None) -> Any:
-    """The dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
+def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = None) -> DatasetSpec:
+    """Load the dataset spec: from ``<model_dir>/feature_schema.json`` when given, else the preset/file ``spec``."""
     from forecaster.artifact import FeatureSchema
     from forecaster.spec import resolve_spec
 

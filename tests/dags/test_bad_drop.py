@@ -1,0 +1,37 @@
+"""A bad source drop fails extract with the file, row and column; nothing downstream runs, nothing is delivered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pandas as pd
+import pytest
+
+from dags.helpers import FIRST_DAY, run_dag
+
+pytestmark = pytest.mark.slow
+
+
+def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, monkeypatch, tmp_path, capfd):
+    source = tmp_path / "source"
+    shutil.copytree(flow["tmp"] / "source", source)
+    bad = source / "sales" / f"{FIRST_DAY - dt.timedelta(days=2)}.csv"
+    frame = pd.read_csv(bad)
+    pd.concat([frame, frame.iloc[[4]]]).to_csv(bad, index=False)
+    config = {**flow["config"], "source": str(source), "destination": str(tmp_path / "deliveries")}
+    config["staging"] = str(tmp_path / "staging")
+    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config)
+    assert result == {
+        "extract": "failed",
+        "start_pipeline": "upstream_failed",
+        "wait_for_pipeline": "upstream_failed",
+        "deliver": "upstream_failed",
+        "branch_on_decision": "upstream_failed",
+        "trigger_retrain": "upstream_failed",
+        "done": "upstream_failed",
+    }
+    assert not (tmp_path / "deliveries").exists() and not (tmp_path / "staging").exists()
+    log = capfd.readouterr()
+    text = log.out + log.err
+    assert f"Bad drop {bad}" in text and "more than one row for store_id=" in text and "(row 13)" in text

@@ -1,0 +1,182 @@
+"""Orchestration functions without Airflow: extract (source drops -> validated pipeline inputs), deliver, config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecaster.artifact import FeatureSchema
+from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.io import read_table, write_table
+from forecaster.orchestration import deliver, extract
+from forecaster.orchestration.config import KEYS, OrchestrationConfig, parse_config
+from forecaster.orchestration.storage import Storage
+
+HISTORY_DAYS = 30
+
+
+@pytest.fixture
+def source(tmp_path, synthetic_frame, trained_model_dir) -> tuple[Path, dt.date, FeatureSchema]:
+    """sales/<day>.csv for the 30 days before the forecast day, plan/<day>.csv of the model's horizon."""
+    schema = FeatureSchema.load(trained_model_dir)
+    frame = synthetic_frame.copy()
+    frame["date"] = pd.to_datetime(frame["date"])
+    day = (frame["date"].max() - pd.Timedelta(days=schema.horizon - 1)).date()
+    for offset in range(1, HISTORY_DAYS + 1):
+        sales_day = day - dt.timedelta(days=offset)
+        rows = frame[frame["date"].dt.date == sales_day]
+        write_table(
+            rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d")), tmp_path / "src" / "sales" / f"{sales_day}.csv"
+        )
+    plan = frame.loc[frame["date"].dt.date >= day, ["store_id", "item_id", "date", "campaign", "discount", "holiday"]]
+    write_table(plan.assign(date=plan["date"].dt.strftime("%Y-%m-%d")), tmp_path / "src" / "plan" / f"{day}.csv")
+    return tmp_path / "src", day, schema
+
+
+def _extract(source_dir: Path, day: dt.date, schema: FeatureSchema, target: Path) -> dict:
+    return extract.extract_daily(Storage(), str(source_dir), schema, day, HISTORY_DAYS, str(target))
+
+
+def test_extract_stages_validated_history_and_plan(source, tmp_path):
+    source_dir, day, schema = source
+    staged = _extract(source_dir, day, schema, tmp_path / "staged")
+    history, future = read_table(staged["history"]), read_table(staged["future"])
+    assert staged["series"] == 12 and staged["days"] == schema.horizon
+    assert len(history) == 12 * HISTORY_DAYS and pd.to_datetime(history["date"]).max().date() == day - dt.timedelta(1)
+    assert len(future) == 12 * schema.horizon and pd.to_datetime(future["date"]).min().date() == day
+
+
+def _edit(path: Path, change) -> None:
+    frame = pd.read_csv(path)
+    change(frame).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "offset", "change", "expected"),
+    [
+        ("missing column", 3, lambda f: f.drop(columns="discount"), ["column 'discount' is missing"]),
+        (
+            "a day missing for a store",
+            5,
+            lambda f: f[f["store_id"] != "S002"],
+            ["no row for store_id=S002", "columns ['store_id', 'item_id']"],
+        ),
+        ("duplicate row", 2, lambda f: pd.concat([f, f.iloc[[2]]]), ["more than one row", "row 13"]),
+        (
+            "text in the target",
+            4,
+            lambda f: f.assign(units_sold=f["units_sold"].astype(object).where(f.index != 1, "two")),
+            ["'units_sold' column", "row 2"],
+        ),
+    ],
+)
+def test_a_bad_drop_fails_naming_file_row_and_column(source, tmp_path, name, offset, change, expected):
+    source_dir, day, schema = source
+    bad = source_dir / "sales" / f"{day - dt.timedelta(days=offset)}.csv"
+    _edit(bad, change)
+    with pytest.raises(DataValidationError) as caught:
+        _extract(source_dir, day, schema, tmp_path / "staged")
+    message = caught.value.reason
+    assert str(bad) in message, message
+    for text in expected:
+        assert text in message, message
+    assert not (tmp_path / "staged").exists()  # nothing staged
+
+
+def test_a_missing_drop_and_a_short_plan_are_named(source, tmp_path):
+    source_dir, day, schema = source
+    gap = source_dir / "sales" / f"{day - dt.timedelta(days=9)}.csv"
+    gap.unlink()
+    with pytest.raises(DataValidationError, match=f"{gap.stem}.csv.*is missing"):
+        _extract(source_dir, day, schema, tmp_path / "staged")
+    gap.parent.joinpath(f"{day - dt.timedelta(days=1)}.csv").unlink()
+    with pytest.raises(DataValidationError, match="needs every day up to yesterday"):
+        _extract(source_dir, day, schema, tmp_path / "staged")
+
+
+def test_a_plan_without_a_day_of_a_series_is_named(source, tmp_path):
+    source_dir, day, schema = source
+    plan = source_dir / "plan" / f"{day}.csv"
+    last = str(day + dt.timedelta(days=schema.horizon - 1))
+    _edit(
+        plan, lambda f: f[~((f["store_id"] == "S003") & (f["item_id"] == f["item_id"].iloc[0]) & (f["date"] == last))]
+    )
+    with pytest.raises(DataValidationError) as caught:
+        _extract(source_dir, day, schema, tmp_path / "staged")
+    assert str(plan) in caught.value.reason and f"on {last} (column 'date')" in caught.value.reason
+
+
+def test_a_row_of_another_day_is_named(source, tmp_path):
+    source_dir, day, schema = source
+    bad = source_dir / "sales" / f"{day - dt.timedelta(days=6)}.csv"
+    _edit(bad, lambda f: f.assign(date=f["date"].where(f.index != 4, str(day - dt.timedelta(days=7)))))
+    with pytest.raises(DataValidationError, match=r"row 5, column 'date'"):
+        _extract(source_dir, day, schema, tmp_path / "staged")
+
+
+def _pipeline_outputs(tmp_path: Path, stores: list[str], retrain: bool) -> dict[str, str]:
+    out = tmp_path / "outputs"
+    rows = [
+        {"store_id": s, "item_id": "apple", "date": "2024-05-01", "p10": 1, "p50": 2, "p90": 3, "mean": 2}
+        for s in stores
+    ]
+    write_table(pd.DataFrame(rows), out / "forecasts.csv")
+    orders = pd.DataFrame(rows)[["store_id", "item_id", "date"]].assign(order_units=3, service_level=0.8)
+    write_table(orders, out / "order_proposals.csv")
+    (out / "decision.json").write_text(json.dumps({"retrain": retrain, "reasons": []}))
+    return {
+        "forecasts": str(out / "forecasts.csv"),
+        "orders": str(out / "order_proposals.csv"),
+        "decision": str(out / "decision.json"),
+    }
+
+
+def _deliver(tmp_path: Path, day: dt.date, stores: list[str], retrain: bool = False) -> dict:
+    files = _pipeline_outputs(tmp_path, stores, retrain)
+    return deliver.deliver(Storage(), str(tmp_path / "dest"), day, **files, store_column="store_id", date_column="date")
+
+
+def test_deliver_is_idempotent_and_replaces_the_date_as_a_whole(tmp_path):
+    day = dt.date(2024, 5, 1)
+    first = _deliver(tmp_path, day, ["S001", "S002", "S003"])
+    assert first["files"] == sorted(
+        ["decision.json", *(f"{kind}/store_id=S00{i}.csv" for kind in ("forecasts", "orders") for i in (1, 2, 3))]
+    )
+    again = _deliver(tmp_path, day, ["S001", "S002"])  # rerun: S003 was closed meanwhile
+    folder = tmp_path / "dest" / str(day)
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.csv")) == [
+        f for f in again["files"] if f.endswith(".csv")
+    ]
+    assert json.loads((folder / "manifest.json").read_text())["stores"] == 2
+
+
+def test_deliver_of_an_earlier_date_leaves_later_dates_alone(tmp_path):
+    later, earlier = dt.date(2024, 5, 8), dt.date(2024, 5, 1)
+    _deliver(tmp_path, later, ["S001"], retrain=True)
+    before = {p: p.read_bytes() for p in (tmp_path / "dest" / str(later)).rglob("*") if p.is_file()}
+    _deliver(tmp_path, earlier, ["S001", "S002"])
+    assert {p: p.read_bytes() for p in (tmp_path / "dest" / str(later)).rglob("*") if p.is_file()} == before
+    assert json.loads((tmp_path / "dest" / "latest.json").read_text())["date"] == str(later)
+    assert deliver.read_manifest(Storage(), str(tmp_path / "dest"), earlier)["stores"] == 2
+    assert len(deliver.delivered_forecasts(Storage(), str(tmp_path / "dest"), earlier)) == 2
+
+
+def test_config_keys_are_documented_and_checked():
+    assert set(KEYS) == set(OrchestrationConfig.__dataclass_fields__)
+    config = parse_config(
+        '{"source": "s3://b/src", "history_days": "60"}', {"backend": "sagemaker", "auto_approve": ""}
+    )
+    assert config.backend == "sagemaker" and config.history_days == 60 and config.auto_approve is False
+    assert config.pipeline_name("inference") == "forecaster-batch-inference"
+    with pytest.raises(InvalidParameterError, match="no key 'sorce'"):
+        parse_config({"sorce": "x"})
+    with pytest.raises(InvalidParameterError, match="one of \\['local', 'sagemaker'\\]"):
+        parse_config({}, {"backend": "lokal"})
+    with pytest.raises(InvalidParameterError, match="must be of type int"):
+        parse_config({"history_days": "many"})
+    with pytest.raises(InvalidParameterError, match="s3:// prefix"):
+        parse_config({"backend": "sagemaker", "staging": "/tmp/x"})
