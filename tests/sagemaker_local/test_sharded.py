@@ -10,7 +10,6 @@ fully replicated, both writing to one output prefix, as the instances of one job
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -150,10 +149,11 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
     assert sorted(p.name for p in keys.iterdir()) == [f"keys-{n}.csv" for n in names]
 
     # the same rows as one process over the whole chain (the shards read the chain's totals)
+    from forecaster.cli.main import main
+
     whole = tmp_path / "whole"
-    command = ["forecaster", "preprocess", "--model-dir", str(chain / "model"), "--history", str(chain / "history")]
-    command += ["--future", str(chain / "future"), "--out", str(whole), "--workers", "1"]
-    assert subprocess.run(command, capture_output=True, text=True, check=False).returncode == 0
+    command = ["preprocess", "--model-dir", str(chain / "model"), "--history", str(chain / "history")]
+    assert main([*command, "--future", str(chain / "future"), "--out", str(whole), "--workers", "1"]) == 0
     for name in names:
         assert (features / f"features-{name}.csv").read_text() == (whole / f"features-{name}.csv").read_text()
 
@@ -177,8 +177,6 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
         assert len(lines) == len((features / f"features-{name}.csv").read_text().splitlines())
         assert all(len(line.split(",")) == 3 for line in lines), lines[:3]
     forecasts = tmp_path / "forecasts.csv"
-    command = ["forecaster", "postprocess", "--keys", str(keys), "--predictions", str(predictions)]
-    result = subprocess.run([*command, "--out", str(forecasts)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert main(["postprocess", "--keys", str(keys), "--predictions", str(predictions), "--out", str(forecasts)]) == 0
     table = pd.read_csv(forecasts)
     assert len(table) == 3 * 3 * 7 and sorted(table["store_id"].unique()) == list(STORES)

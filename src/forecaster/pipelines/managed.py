@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from forecaster.checks.steps import EVALUATION_DATASET
+from forecaster.checks.jobs import EVALUATION_DATASET
 from forecaster.pipelines.table import StepSpec
 
 if TYPE_CHECKING:
