@@ -34,7 +34,7 @@ from forecaster.totals import GroupTotals
 
 #: A partition on disk, or an in-memory table (one partition).
 Source = Partition | pd.DataFrame
-_CANDIDATES_PER_CHUNK = 16_000_000  # (series, origin, horizon) candidates hashed at a time
+_CANDIDATES_PER_CHUNK = 4_000_000  # (series, origin, horizon) candidates hashed at a time (~0.3 GB of temporaries)
 
 
 def load(source: Source, spec: DatasetSpec) -> pd.DataFrame:
