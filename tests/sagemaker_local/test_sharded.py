@@ -168,6 +168,7 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
     transformer = Transformer(
         model_name=model, instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
         accept="text/csv", output_path=s3_uri(run, "transform"), sagemaker_session=local_session,
+        base_transform_job_name="forecaster-sharded",  # else the SDK looks the model's image up in AWS (moto)
     )  # fmt: skip
     transformer.transform(data=outputs["features"], content_type="text/csv", split_type="Line", wait=True, logs=False)
     predictions = download(s3_uri(run, "transform"), tmp_path / "predictions")
