@@ -163,7 +163,7 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
     pack_model(chain / "model", tmp_path / "model-data" / "model.tar.gz")  # alone under its prefix
     model_data = upload(tmp_path / "model-data", s3_uri(run, "model-data")) + "model.tar.gz"
     model = local_session.create_model(
-        f"sharded-{run}", role=ROLE, container_defs={"Image": images[1], "ModelDataUrl": model_data}
+        f"sharded-{run}", role=ROLE, container_defs={"Image": images[1], "ModelDataUrl": model_data, "Environment": {}}
     )
     transformer = Transformer(
         model_name=model, instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
