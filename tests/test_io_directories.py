@@ -16,9 +16,11 @@ import pytest
 
 from forecaster.errors import DataValidationError
 from forecaster.io import atomic_directory, read_table, write_json
-from forecaster.pipelines.split import SPLITS, write_split
+from forecaster.pipelines.split import write_split
 from forecaster.spec import DatasetSpec
 from forecaster.synth import generate
+
+SPLITS = ("train", "history", "future", "truth")  # the outputs of `forecaster split`
 
 
 @pytest.fixture

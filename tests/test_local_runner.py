@@ -21,7 +21,6 @@ from forecaster.synth import write_dataset
 
 #: processing steps in this process, through the CLI's own parser (what the CLI hands the runner)
 run_pipeline = functools.partial(run_pipeline_program, command_runner=run_command)
-
 #: end to end: every test runs a pipeline through the local runner (tens of seconds)
 pytestmark = pytest.mark.slow
 

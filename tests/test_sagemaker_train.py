@@ -146,7 +146,8 @@ def test_other_hosts_wait_while_the_training_host_trains():
     trainer = threading.Thread(target=train)
     trainer.start()
     time.sleep(0.3)
-    assert wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=5) == "127.0.0.1 has finished"
+    reason = wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=5, exit_s=0.5)
+    assert reason == "127.0.0.1 has finished (it stopped listening 0.5 s ago)"  # 127.0.0.1 stays in DNS
     assert finished.wait(1), "the wait ended while the training host was still training"
     trainer.join()
     started = time.monotonic()  # a training host that never listens (finished early): the wait is bounded

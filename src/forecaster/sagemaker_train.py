@@ -139,24 +139,29 @@ def training_host_signal(port: int = TRAINING_HOST_PORT) -> Iterator[None]:
 
 
 def wait_for_training_host(
-    host: str, port: int = TRAINING_HOST_PORT, *, poll_s: float = 2.0, start_s: float = 300.0
+    host: str, port: int = TRAINING_HOST_PORT, *, poll_s: float = 2.0, start_s: float = 300.0, exit_s: float = 60.0
 ) -> str:
-    """Wait until ``host`` stops training; return why the wait ended.
+    """Wait until ``host`` has finished training; return why the wait ended.
 
-    The wait ends when ``host`` no longer resolves (its container is gone), or when it stops accepting on
-    ``port`` after it did, or when it never accepted within ``start_s`` seconds (it finished, or cannot listen).
+    The wait ends when ``host`` no longer resolves (its container is gone: compose then takes the job's status
+    from the training host, which exited first); or ``exit_s`` seconds after it stopped accepting on ``port``
+    (a host that stays in DNS); or when it never accepted within ``start_s`` seconds (it finished before, or
+    cannot listen).
     """
-    seen, started = False, time.monotonic()
+    seen, started, stopped = False, time.monotonic(), None
     while True:
         try:
             with socket.create_connection((host, port), timeout=poll_s):
-                seen = True
+                seen, stopped = True, None
         except socket.gaierror:
-            return f"{host} no longer resolves"
+            return f"{host} has finished (it no longer resolves)" if seen else f"{host} no longer resolves"
         except OSError:
+            now = time.monotonic()
             if seen:
-                return f"{host} has finished"
-            if time.monotonic() - started > start_s:
+                stopped = stopped or now
+                if now - stopped >= exit_s:
+                    return f"{host} has finished (it stopped listening {exit_s:g} s ago)"
+            elif now - started > start_s:
                 return f"{host} did not answer on port {port} within {start_s:.0f} s"
         time.sleep(poll_s)
 
