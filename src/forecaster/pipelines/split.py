@@ -84,7 +84,7 @@ def write_split(
 ) -> dict[str, Path]:
     """Split the table at ``data`` into ``<out_dir>/<split>/`` (one file per partition); all or nothing.
 
-    Returns ``{split: its folder}``.
+    Returns ``{split: its file}`` for one table, ``{split: its folder}`` for a partitioned one.
     """
     horizon = _check_horizon(horizon)
     parts = partitions(data)
@@ -93,4 +93,6 @@ def write_split(
         cutoff = cutoff_day(pd.concat(map_partitions(_days, [(p, spec) for p in parts], workers)), horizon)
     with atomic_directory(out_dir) as stage:
         map_partitions(_split_partition, [(p, spec, horizon, cutoff, stage) for p in parts], workers)
+    if cutoff is None:  # one table: one file per split
+        return {name: Path(out_dir) / name / f"{name}.parquet" for name in SPLITS}
     return {name: Path(out_dir) / name for name in SPLITS}
