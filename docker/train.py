@@ -4,4 +4,5 @@ import sys
 
 from forecaster.sagemaker_train import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes that re-import this file must not train again
+    sys.exit(main())

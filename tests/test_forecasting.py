@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 
 from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.forecasting import forecast, postprocess, predictions_frame, preprocess
+from forecaster.forecasting import forecast, postprocess, predictions_frame
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
+from forecaster.partitioned import preprocess
 
 
 def test_forecast_has_one_row_per_series_and_day(trained_model_dir, history_frame, future_frame):
@@ -62,7 +63,8 @@ def test_preprocess_then_postprocess_matches_in_process_forecast(
 ):
     write_table(history_frame, tmp_path / "history.parquet")
     write_table(future_frame, tmp_path / "future.csv")
-    out = preprocess(trained_model_dir, tmp_path / "history.parquet", tmp_path / "future.csv", tmp_path / "pre")
+    out = tmp_path / "pre"
+    assert preprocess(trained_model_dir, tmp_path / "history.parquet", tmp_path / "future.csv", out) == [""]
     lines = (out / "features.csv").read_text().splitlines()
     keys = read_table(out / "keys.csv", dtype=str)
     assert len(lines) == len(keys) == len(future_frame)

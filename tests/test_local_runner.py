@@ -31,6 +31,7 @@ FAST = FAST_PIPELINE_PARAMETERS
 BUILD_STEPS = [
     "Split",
     "Train",
+    "GroupTotals",
     "Preprocess",
     "CreateModel",
     "Transform",
@@ -147,7 +148,7 @@ def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built
     assert "Step Transform of the build pipeline failed" in error and "max_payload_mb" in error
     record = read_json(workdir / RUN_FILE)
     assert record["status"] == "Failed" and record["failure_reason"].startswith("Transform: ")
-    assert list(record["steps"]) == BUILD_STEPS[:5]  # nothing after the failed step ran
+    assert list(record["steps"]) == BUILD_STEPS[:6]  # nothing after the failed step ran
     assert record["steps"]["Transform"]["status"] == "Failed"
     assert not (workdir / "Transform/output/predictions").exists()
 
@@ -155,8 +156,9 @@ def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built
     record = read_json(workdir / RUN_FILE)
     assert record["status"] == "Succeeded"
     reused = [name for name, step in record["steps"].items() if step.get("cache_hit")]
-    assert reused == BUILD_STEPS[:4]  # resumed at the step that failed
-    assert (workdir / "Transform/output/predictions/features.csv.out").is_file()
+    assert reused == BUILD_STEPS[:5]  # resumed at the step that failed
+    # the history of Split is one file (history/history.parquet): one partition named after it
+    assert (workdir / "Transform/output/predictions/features-history.csv.out").is_file()
 
 
 def test_training_failure_reason_comes_from_the_failure_file(built, data_dir, tmp_path):

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster import training
+from forecaster import training, training_rows
 from forecaster.artifact import BOOSTER_FILES, FeatureSchema
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.forecasting import build_inference_features, forecast
 from forecaster.model import ForecastModel
-from forecaster.training import TrainingData, fit_artifact
+from forecaster.training import fit_artifact
+from forecaster.training_rows import ChainSummary, PartitionData, summarize
 
 
 def test_artifact_holds_models_schema_and_metadata(trained_model_dir, history_frame, train_config):
@@ -104,12 +105,13 @@ def test_too_short_history_says_how_long_it_must_be(tmp_path, history_frame, syn
 )
 def test_stockout_days_are_censored_targets(history_frame, synthetic_spec, train_config, mode, kept, recovered):
     frame = synthetic_spec.validate_frame(history_frame)
-    data = TrainingData.from_frame(frame, synthetic_spec, train_config)
+    chain = ChainSummary.combine([summarize((frame, synthetic_spec))], synthetic_spec, train_config)
+    data = PartitionData(frame, chain)
     stockout = data.panel.covariates["stockout_hours"]
     series, day = np.argwhere(stockout > 0)[0]
     stockout[series, day] = 6.0  # a quarter of the day out of stock
     config = train_config.replace(stockout_handling=mode)
-    rows = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
+    rows, _ = data.rows(np.array([series]), np.array([day - 1]), np.array([1]), config)
     assert (rows.weight.tolist() or [0.0]) == [kept]
     if kept:  # "recover": sales of a day 3/4 in stock count as 3/4 of its demand
         assert rows.y[0] == pytest.approx(data.panel.target[series, day] * recovered)
@@ -228,14 +230,19 @@ def test_a_schema_without_point_fields_reads_as_the_point_booster_alone(tmp_path
 
 
 def test_the_early_stopping_fit_draws_a_share_of_the_rows(monkeypatch, history_frame, synthetic_spec, train_config):
-    monkeypatch.setattr(training, "MIN_SAMPLE_ROWS", 0)
-    data = TrainingData.from_frame(synthetic_spec.validate_frame(history_frame), synthetic_spec, train_config)
-    last_day = len(data.panel.dates) - 1
-    full = data.sample(last_day, train_config, np.random.default_rng(0))[0].size
-    quarter = data.sample(last_day, train_config, np.random.default_rng(0), share=0.25)[0].size
+    monkeypatch.setattr(training_rows, "MIN_SAMPLE_ROWS", 0)
+    frame = synthetic_spec.validate_frame(history_frame)
+    chain = ChainSummary.combine([summarize((frame, synthetic_spec))], synthetic_spec, train_config)
+    data, last_day, n_series = PartitionData(frame, chain), len(chain.dates) - 1, len(chain.series)
+
+    def drawn(share: float) -> int:
+        rate = training_rows.sampling_rate(n_series, last_day, train_config, share=share)
+        return data.sample(last_day, rate, train_config.seed, train_config)[0].size
+
+    full, quarter = drawn(1.0), drawn(0.25)
     assert quarter == pytest.approx(0.25 * full, rel=0.1)
-    monkeypatch.setattr(training, "MIN_SAMPLE_ROWS", 10**9)  # small data: every row, whatever the share
-    assert data.sample(last_day, train_config, np.random.default_rng(0), share=0.25)[0].size == full
+    monkeypatch.setattr(training_rows, "MIN_SAMPLE_ROWS", 10**9)  # small data: every row, whatever the share
+    assert drawn(0.25) == full
 
 
 def test_metadata_counts_the_rows_of_each_fit(trained_model_dir):

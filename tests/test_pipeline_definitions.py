@@ -31,6 +31,7 @@ def test_build_step_graph(defs):
     assert _types(build) == [
         ("Split", "Processing"),
         ("Train", "Training"),
+        ("GroupTotals", "Processing"),
         ("Preprocess", "Processing"),
         ("CreateModel", "Model"),
         ("Transform", "Transform"),
@@ -43,7 +44,8 @@ def test_build_step_graph(defs):
     ]
     steps = all_steps(build)
     assert upstream(steps["Train"]) == {"Split"}
-    assert upstream(steps["Preprocess"]) == {"Train", "Split"}
+    assert upstream(steps["GroupTotals"]) == {"Train", "Split"}
+    assert upstream(steps["Preprocess"]) == {"Train", "Split", "GroupTotals"}
     assert upstream(steps["CreateModel"]) == {"Train"}
     assert upstream(steps["Transform"]) == {"CreateModel", "Preprocess"}
     assert upstream(steps["Postprocess"]) == {"Preprocess", "Transform"}
@@ -128,9 +130,48 @@ def test_knobs_are_parameters_and_really_wired(defs):
     assert train["HyperParameters"]["spec"] == {"Get": "Parameters.Spec"}
     for name, step in steps.items():
         if step["Type"] == "Processing":
-            resources = step["Arguments"]["ProcessingResources"]["ClusterConfig"]
-            assert resources["InstanceCount"] == {"Get": "Parameters.ProcessingInstanceCount"}, name
             assert step["Arguments"]["AppSpecification"]["ImageUri"] == {"Get": "Parameters.ProcessingImage"}, name
+
+
+def test_preprocess_is_sharded_and_the_transform_splits_its_per_partition_files(defs):
+    for key in ("build", "inference"):
+        steps = all_steps(defs[key])
+        for name, step in steps.items():
+            if step["Type"] != "Processing":
+                continue
+            count = step["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+            distribution = {
+                i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in step["Arguments"]["ProcessingInputs"]
+            }
+            if name == "Preprocess":  # several instances, each with whole history partitions
+                assert count == {"Get": "Parameters.ProcessingInstanceCount"}
+                assert distribution == {
+                    "model": "FullyReplicated",
+                    "history": "ShardedByS3Key",
+                    "future": "FullyReplicated",
+                    "totals": "FullyReplicated",
+                }
+            else:  # every instance would read all of a FullyReplicated input and redo the job: one instance
+                assert count == 1, f"{key}/{name}"
+                assert set(distribution.values()) == {"FullyReplicated"}, f"{key}/{name}"
+        outputs = {
+            o["OutputName"]: o["S3Output"]["LocalPath"]
+            for o in steps["Preprocess"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+        }
+        assert outputs == {"features": "/opt/ml/processing/output/features", "keys": "/opt/ml/processing/output/keys"}
+        transform = steps["Transform"]["Arguments"]
+        assert transform["TransformResources"]["InstanceCount"] == {"Get": "Parameters.TransformInstanceCount"}
+        source = transform["TransformInput"]["DataSource"]["S3DataSource"]
+        # the whole features prefix (one file per partition, nothing else): SageMaker gives each instance whole files
+        assert source == {
+            "S3DataType": "S3Prefix",
+            "S3Uri": {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri"},
+        }
+        assert transform["TransformInput"]["SplitType"] == "Line"
+        post = steps["Postprocess"]["Arguments"]
+        inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in post["ProcessingInputs"]}
+        assert inputs["keys"] == {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['keys'].S3Output.S3Uri"}
+        assert inputs["predictions"] == {"Get": "Steps.Transform.TransformOutput.S3OutputPath"}
 
 
 def test_processing_steps_run_forecaster_with_mounted_inputs_and_outputs(defs):
@@ -164,6 +205,7 @@ def test_processing_steps_run_forecaster_with_mounted_inputs_and_outputs(defs):
 def test_inference_uses_the_approved_model_parameters(defs):
     inference = defs["inference"]
     assert _types(inference) == [
+        ("GroupTotals", "Processing"),
         ("Preprocess", "Processing"),
         ("DataQualityCheck", "Processing"),
         ("CreateModel", "Model"),

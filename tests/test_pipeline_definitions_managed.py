@@ -29,9 +29,7 @@ def test_build_baselines_are_managed_check_steps(managed):
         assert (step["SkipCheck"], step["RegisterNewBaseline"]) == (True, True), name
         assert step["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}, name
     quality = steps["DataQualityBaseline"]["Arguments"]
-    assert quality["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == {
-        "Get": "Parameters.ProcessingInstanceCount"
-    }
+    assert quality["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     assert "Steps.Preprocess.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri" in references(quality, "Steps.")
     model_quality_env = steps["ModelQualityBaseline"]["Arguments"]["Environment"]
     assert model_quality_env["analysis_type"] == "MODEL_QUALITY"

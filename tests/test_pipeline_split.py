@@ -98,5 +98,6 @@ def test_step_table_references_resolve_in_order(key):
         for setting in ("image", "group", "approval_status", "at_most", "max_runtime", "threshold"):
             if setting in step.settings:
                 assert step.settings[setting] in params, f"{step.name}: {setting} names no parameter"
-        assert set(step.instance) <= params
+        assert {name for name in step.instance if name} <= params  # an empty count: one instance
+        assert set(step.sharded) <= set(step.inputs)
         produced[step.name] = set(step.outputs) | ({"model"} if step.kind == "model" else set())

@@ -147,7 +147,7 @@ def test_build_and_inference_pipelines_run_on_the_users_data(data_dir, tmp_path)
     build = tmp_path / "build"
     record = run_pipeline("build", build, {**FAST_PIPELINE, "InputData": str(data_dir)}, progress=False)
     assert record["status"] == "Succeeded"
-    skipped = read_table(build / "Preprocess/output/features/skipped_series.csv")
+    skipped = read_table(build / "Preprocess/output/keys/skipped_series.csv")
     assert set(skipped["reason"]) <= {"ended", "new"}
     registry = record["registry"]
     open_registry(registry).approve("forecaster-demand", 1, "tested")
@@ -162,7 +162,7 @@ def test_build_and_inference_pipelines_run_on_the_users_data(data_dir, tmp_path)
     assert result["status"] == "Succeeded"
     forecasts = read_table(tmp_path / "inference/Postprocess/output/forecasts/forecasts.csv")
     assert "Kürbis" not in set(forecasts["Artikel"]) and set(forecasts["Artikel"]) > {"Äpfel", "白菜", "помидоры"}
-    skipped = read_table(tmp_path / "inference/Preprocess/output/features/skipped_series.csv")
+    skipped = read_table(tmp_path / "inference/Preprocess/output/keys/skipped_series.csv")
     assert {"Kürbis", "Lauch", "Spinat"} <= set(skipped["Artikel"])
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from forecaster.panel import Panel
 from forecaster.spec import DatasetSpec
+from forecaster.totals import GroupTotals
 
 LAGS = 7
 MEAN_WINDOWS = (7, 14, 28, 56)
@@ -91,12 +92,15 @@ def build_features(
     horizon: np.ndarray,
     known_days: int,
     dtype: type = np.float64,
+    totals: GroupTotals | None = None,
 ) -> np.ndarray:
     """Return the (rows, features) matrix for rows (series_idx, origin_idx, horizon), in ``features`` order.
 
     Everything computed from target or past-only values reads days <= origin only; known-future values are read
     up to ``origin + known_days`` (the model's horizon) at most, as at inference. Columns are written straight
-    into the result (of ``dtype``: training uses float32), so no second copy of the rows is ever held.
+    into the result (of ``dtype``: training uses float32), so no second copy of the rows is ever held. The
+    hierarchy features read ``totals`` (the chain-wide group totals of partitioned data), by default the totals
+    of ``panel`` itself.
     """
     series_idx = np.asarray(series_idx, dtype=np.int64)
     horizon = np.asarray(horizon, dtype=np.int64)
@@ -104,6 +108,7 @@ def build_features(
     origin_idx = np.asarray(origin_idx, dtype=np.int64) - offset
     day_idx = origin_idx + horizon
     history = _History(panel.target)
+    totals = totals if totals is not None else GroupTotals.from_panel(panel, spec)
     columns = _Matrix(features.names, series_idx.size, dtype)
     columns["horizon"] = horizon
     columns["weekday"] = (panel.dates[0].dayofweek + day_idx) % 7
@@ -133,9 +138,9 @@ def build_features(
         warnings.simplefilter("ignore", RuntimeWarning)  # all four days unobserved -> NaN, as intended
         columns["same_weekday_mean"] = np.nanmean(weekly, axis=0)
     columns["same_weekday_last"] = weekly[0]
-    columns.update(_hierarchy_history(panel, spec, history, series_idx, origin_idx))
+    columns.update(_hierarchy_history(panel, spec, totals, series_idx, origin_idx))
     if spec.campaign:
-        columns.update(_campaign_history(panel, spec, series_idx, origin_idx))
+        columns.update(_campaign_history(panel, spec, totals, series_idx, origin_idx))
     for column in spec.past_only:
         past = _History(panel.covariates[column])
         columns[f"{column}_lag_0"] = past.value(series_idx, origin_idx)
@@ -210,7 +215,8 @@ class _History:
         out[valid] = self.grid[rows[valid], days[valid]]
         return out
 
-    def window(self, cumulative: np.ndarray, rows: np.ndarray, origin: np.ndarray, width: int) -> np.ndarray:
+    @staticmethod
+    def window(cumulative: np.ndarray, rows: np.ndarray, origin: np.ndarray, width: int) -> np.ndarray:
         end = origin + 1
         start = np.maximum(end - width, 0)
         return cumulative[rows, end] - cumulative[rows, start]
@@ -252,17 +258,16 @@ def campaign_run_lengths(plan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 class _GroupHistory:
     """Window means of groups of series (all stores of an item, all items of a store) at each origin."""
 
-    def __init__(self, history: _History, codes: np.ndarray) -> None:
-        self.codes = codes
-        self.sums = pd.DataFrame(history.sums).groupby(codes).sum().to_numpy()
-        self.counts = pd.DataFrame(history.counts).groupby(codes).sum().to_numpy()
-        self.window = history.window
+    def __init__(self, totals: GroupTotals, name: str, panel: Panel, groups: pd.Series) -> None:
+        self.codes, sums, counts = totals.window(name, panel.dates, groups)
+        self.sums = _History._cumulative(sums)
+        self.counts = _History._cumulative(counts)
 
     def mean(self, rows: np.ndarray, origin: np.ndarray, width: int) -> np.ndarray:
         groups = self.codes[rows]
-        count = self.window(self.counts, groups, origin, width)
+        count = _History.window(self.counts, groups, origin, width)
         with np.errstate(all="ignore"):
-            return np.where(count > 0, self.window(self.sums, groups, origin, width) / count, np.nan)
+            return np.where(count > 0, _History.window(self.sums, groups, origin, width) / count, np.nan)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -272,31 +277,31 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _hierarchy_history(
-    panel: Panel, spec: DatasetSpec, history: _History, series_idx: np.ndarray, origin_idx: np.ndarray
+    panel: Panel, spec: DatasetSpec, totals: GroupTotals, series_idx: np.ndarray, origin_idx: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Level and trend of the item over all its stores, and the trend of the store over all its items."""
-    item = _GroupHistory(history, pd.factorize(panel.series[spec.keys[-1]])[0])
+    item = _GroupHistory(totals, "item", panel, panel.series[spec.keys[-1]])
     item_7, item_28 = item.mean(series_idx, origin_idx, 7), item.mean(series_idx, origin_idx, 28)
     columns = {"item_mean_7": item_7, "item_mean_28": item_28, "item_trend": _ratio(item_7, item_28)}
     if len(spec.keys) > 1:
-        store = _GroupHistory(history, pd.factorize(panel.series[spec.keys[0]])[0])
+        store = _GroupHistory(totals, "store", panel, panel.series[spec.keys[0]])
         columns["store_trend"] = _ratio(store.mean(series_idx, origin_idx, 7), store.mean(series_idx, origin_idx, 28))
     return columns
 
 
 def _campaign_history(
-    panel: Panel, spec: DatasetSpec, series_idx: np.ndarray, origin_idx: np.ndarray
+    panel: Panel, spec: DatasetSpec, totals: GroupTotals, series_idx: np.ndarray, origin_idx: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Baseline (non-campaign) level and past campaign uplift of the series and of its item, up to the origin."""
     observed = ~np.isnan(panel.target)
     on = (np.nan_to_num(panel.covariates[spec.campaign]) > 0) & observed
     on_stats = _History(panel.target, mask=~on)
     off_stats = _History(panel.target, mask=on | ~observed)
-    item_codes = pd.factorize(panel.series[spec.keys[-1]])[0]
+    items = panel.series[spec.keys[-1]]
     series_on = on_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
     series_off = off_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
-    item_on = _GroupHistory(on_stats, item_codes).mean(series_idx, origin_idx, UPLIFT_WINDOW)
-    item_off = _GroupHistory(off_stats, item_codes).mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    item_on = _GroupHistory(totals, "item_on", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    item_off = _GroupHistory(totals, "item_off", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
     return {
         "noncampaign_mean_28": off_stats.mean(series_idx, origin_idx, 28),
         "campaign_uplift": _ratio(series_on, series_off),

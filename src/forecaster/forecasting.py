@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecaster.artifact import FeatureSchema
 from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, POINT_COLUMN, QUANTILE_COLUMNS, QUANTILES
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
@@ -16,11 +17,10 @@ from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
 from forecaster.panel import build_panel
 from forecaster.spec import DatasetSpec
+from forecaster.totals import GroupTotals
 
 logger = logging.getLogger(__name__)
 
-FEATURES_FILE = "features.csv"
-KEYS_FILE = "keys.csv"
 OUTPUT_COLUMNS = (*QUANTILE_COLUMNS, POINT_COLUMN)  # a transform line: the quantiles, then the point forecast
 SKIPPED_FILE = "skipped_series.csv"
 #: why a series is not forecast (the ``reason`` column of ``skipped_series.csv``)
@@ -41,26 +41,44 @@ class InferenceRows:
 
     def summary(self) -> str:
         """One line: how many series are forecast and how many were skipped, by reason."""
-        forecast_count = len(self.keys.drop_duplicates(self.keys.columns[:-1].tolist()))
-        counts = self.skipped["reason"].value_counts()
-        detail = ", ".join(f"{reason}: {counts[reason]}" for reason in SKIP_REASONS if reason in counts)
-        return f"{forecast_count} series forecast, {len(self.skipped)} skipped" + (f" ({detail})" if detail else "")
+        return skip_summary(len(self.keys.drop_duplicates(self.keys.columns[:-1].tolist())), self.skipped)
+
+
+def skip_summary(forecast_count: int, skipped: pd.DataFrame) -> str:
+    """``"N series forecast, M skipped (ended: a, new: b)"``."""
+    counts = skipped["reason"].value_counts()
+    detail = ", ".join(f"{reason}: {counts[reason]}" for reason in SKIP_REASONS if reason in counts)
+    return f"{forecast_count} series forecast, {len(skipped)} skipped" + (f" ({detail})" if detail else "")
 
 
 def _as_model(model: ForecastModel | str | Path) -> ForecastModel:
     return model if isinstance(model, ForecastModel) else ForecastModel.load(model)
 
 
+def _as_schema(model: ForecastModel | FeatureSchema | str | Path) -> FeatureSchema:
+    if isinstance(model, ForecastModel):
+        return model.schema
+    return model if isinstance(model, FeatureSchema) else FeatureSchema.load(model)
+
+
 def build_inference_features(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame
+    model: ForecastModel | FeatureSchema | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    totals: GroupTotals | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (features, keys) of :func:`inference_rows` (the series it skips are logged)."""
-    rows = inference_rows(model, history, future)
+    rows = inference_rows(model, history, future, totals=totals)
     return rows.features, rows.keys
 
 
 def inference_rows(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | FeatureSchema | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = 0,
+    totals: GroupTotals | None = None,
+    require_rows: bool = True,
 ) -> InferenceRows:
     """Feature rows for every *active* series × future day, and the series skipped.
 
@@ -68,6 +86,8 @@ def inference_rows(
     horizon) with the known-future columns filled in. A series is forecast when it has history and rows in
     ``future`` (and, with ``active_days`` > 0, a sale within the last ``active_days`` history days); the others
     are returned in ``skipped`` with a reason (:data:`SKIP_REASONS`), so changing assortments never stop a run.
+    ``totals``: the group totals of the whole chain when ``history`` is one partition of it (default: of
+    ``history``). With ``require_rows=False`` (one partition of many) no series left gives no rows, not an error.
 
     Raises:
         DataValidationError: for frames that do not fit the spec, future days outside the horizon, or when no
@@ -75,14 +95,16 @@ def inference_rows(
     """
     if isinstance(active_days, bool) or not isinstance(active_days, int) or active_days < 0:
         raise InvalidParameterError(f"The 'active_days' parameter must be an int >= 0. Got {active_days!r} instead.")
-    model = _as_model(model)
-    schema, spec = model.schema, model.schema.spec
+    schema = _as_schema(model)
+    spec = schema.spec
     keys = list(spec.keys)
     hist = spec.validate_frame(history, kind="history")
     fut = spec.validate_frame(future, kind="future").sort_values([*keys, spec.date], kind="stable")
     origin_date = hist[spec.date].max()
     _check_future(spec, fut, origin_date, schema.horizon)
-    hist, fut, skipped = _active_series(spec, hist, fut, origin_date, active_days)
+    hist, fut, skipped = _active_series(spec, hist, fut, origin_date, active_days, require_rows)
+    if hist.empty:  # one partition of many whose series are all skipped
+        return InferenceRows(pd.DataFrame(columns=list(schema.feature_names)), fut[[*keys, spec.date]], skipped)
     panel = build_panel(spec, hist, fut)
     lookup = pd.MultiIndex.from_frame(panel.series[keys])
     series = lookup.get_indexer(pd.MultiIndex.from_frame(fut[keys]))
@@ -93,7 +115,9 @@ def inference_rows(
         kinds=schema.kinds,
         categorical=tuple(schema.categorical_features),
     )
-    X = build_features(panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon)
+    X = build_features(
+        panel, spec, feature_set, schema.categories, series, origin, horizon, schema.horizon, totals=totals
+    )
     features = pd.DataFrame(X, columns=list(schema.feature_names))
     key_frame = fut[[*keys, spec.date]].reset_index(drop=True)
     key_frame[keys] = key_frame[keys].astype(str)  # plain strings out, as the keys came in
@@ -104,7 +128,7 @@ def inference_rows(
 
 
 def _active_series(
-    spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, origin: pd.Timestamp, active_days: int
+    spec: DatasetSpec, hist: pd.DataFrame, fut: pd.DataFrame, origin: pd.Timestamp, active_days: int, required: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(history, future) of the series to forecast, and the skipped series' keys with a reason."""
     keys = list(spec.keys)
@@ -117,7 +141,7 @@ def _active_series(
     merged["reason"] = reason.to_numpy()
     skipped = merged.loc[merged["reason"] != "", [*keys, "reason"]].reset_index(drop=True)
     active = merged.loc[merged["reason"] == "", keys]
-    if active.empty:
+    if active.empty and required:
         raise DataValidationError(
             f"No series to forecast: none of the {len(merged)} series has both history rows and future rows"
             f"{f' and a sale in the last {active_days} days' if active_days else ''}. Check that the future frame "
@@ -186,23 +210,6 @@ def forecast_rows(
     return predictions_frame(model, rows.features, rows.keys), rows
 
 
-def preprocess(
-    model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path, active_days: int = 0
-) -> Path:
-    """Write the batch files into ``out_dir`` and return it.
-
-    ``features.csv`` (header-less, schema order: what batch transform sends), ``keys.csv`` and
-    ``skipped_series.csv`` (the series not forecast, with the reason).
-    """
-    rows = inference_rows(model_dir, read_table(history), read_table(future), active_days)
-    out_dir = Path(out_dir)
-    write_table(rows.features, out_dir / FEATURES_FILE, header=False)
-    write_table(rows.keys, out_dir / KEYS_FILE)
-    write_table(rows.skipped, out_dir / SKIPPED_FILE)
-    print(rows.summary())
-    return out_dir
-
-
 def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_size: float = 1.0) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
@@ -232,6 +239,11 @@ def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_si
     return out
 
 
+def file_name(stem: str, partition: str) -> str:
+    """``features.csv`` / ``features-P.csv`` (``stem``: features or keys) of partition ``P`` (preprocess output)."""
+    return f"{stem}-{partition}.csv" if partition else f"{stem}.csv"
+
+
 def postprocess(
     keys: str | Path,
     predictions: str | Path,
@@ -240,23 +252,43 @@ def postprocess(
     service_level: float = 0.8,
     pack_size: float = 1.0,
 ) -> Path:
-    """Join ``keys.csv`` with batch-transform output lines (``p10,p50,p90,mean``) into a forecast table.
+    """Join keys with batch-transform output lines (``p10,p50,p90,mean``) into one forecast table.
 
-    Also writes order proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next
-    to ``out``).
+    ``keys`` is a ``keys.csv`` (its predictions: a ``.out`` file or a folder of them) or a folder of per-partition
+    ``keys-P.csv`` files, each paired with ``features-P.csv.out`` in the ``predictions`` folder. Also writes order
+    proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next to ``out``).
     """
-    key_frame = read_table(keys, dtype=str)
-    predicted = _read_predictions(Path(predictions))
-    if len(predicted) != len(key_frame):
-        raise DataValidationError(
-            f"{predictions} has {len(predicted)} prediction lines but {keys} has {len(key_frame)} rows; they must "
-            "align line by line (use the .out files of the same features.csv)."
-        )
-    out_frame = pd.concat([key_frame.reset_index(drop=True), predicted], axis=1)
+    keys, predictions = Path(keys), Path(predictions)
+    if keys.is_dir():
+        names = sorted(p.name for p in keys.glob("keys*.csv"))
+        if not names:
+            raise DataValidationError(f"No keys file (keys.csv or keys-<partition>.csv) in {keys}.")
+        pairs = [
+            (keys / name, predictions / f"{file_name('features', name[len('keys-') : -4] if '-' in name else '')}.out")
+            for name in names
+        ]
+    else:
+        pairs = [(keys, predictions)]
+    out_frame = pd.concat([_joined(*pair) for pair in pairs], ignore_index=True)
     proposals = order_proposals(out_frame, service_level, pack_size)
     write_table(out_frame, out)
     write_table(proposals, orders or Path(out).with_name("order_proposals.csv"))
     return Path(out)
+
+
+def _joined(keys: Path, predictions: Path) -> pd.DataFrame:
+    if not predictions.exists():
+        raise DataValidationError(
+            f"{predictions} does not exist: the batch transform wrote no predictions for {keys} (check its log)."
+        )
+    key_frame = read_table(keys, dtype=str)
+    predicted = _read_predictions(predictions)
+    if len(predicted) != len(key_frame):
+        raise DataValidationError(
+            f"{predictions} has {len(predicted)} prediction lines but {keys} has {len(key_frame)} rows; they must "
+            "align line by line (use the .out files of the same features file)."
+        )
+    return pd.concat([key_frame.reset_index(drop=True), predicted], axis=1)
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:

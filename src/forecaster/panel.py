@@ -38,11 +38,18 @@ class Panel:
         return int((day - self.dates[0]).days)
 
 
-def build_panel(spec: DatasetSpec, history: pd.DataFrame, future: pd.DataFrame | None = None) -> Panel:
+def build_panel(
+    spec: DatasetSpec,
+    history: pd.DataFrame,
+    future: pd.DataFrame | None = None,
+    dates: pd.DatetimeIndex | None = None,
+) -> Panel:
     """Pivot validated long frames into a :class:`Panel`.
 
     ``history`` has every spec column; ``future`` (optional) the keys, date and known-future columns of days
     after the history. Series are ordered by their keys; static values come from each series' last history row.
+    The panel spans the frames' first to last day, or ``dates`` (which must cover them: the days of a whole
+    chain, when ``history`` is one partition of it).
     """
     frames = [history] if future is None else [history, future]
     keys = list(spec.keys)
@@ -50,9 +57,9 @@ def build_panel(spec: DatasetSpec, history: pd.DataFrame, future: pd.DataFrame |
     series_ids = series_ids.sort_values(keys, kind="stable").reset_index(drop=True)
     statics = history.drop_duplicates(keys, keep="last")[keys + list(spec.static)]
     series = series_ids.merge(statics, on=keys, how="left")
-    first = min(f[spec.date].min() for f in frames)
-    last = max(f[spec.date].max() for f in frames)
-    dates = pd.date_range(first, last, freq="D")
+    if dates is None:
+        dates = pd.date_range(min(f[spec.date].min() for f in frames), max(f[spec.date].max() for f in frames))
+    first = dates[0]
     lookup = pd.MultiIndex.from_frame(series[keys]) if len(keys) > 1 else pd.Index(series[keys[0]])
 
     def positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -102,10 +102,11 @@ def run(job: JobEnvironment) -> dict[str, float]:
         logger.info("dataset spec from %s", spec_file)
     else:
         spec = resolve_spec(config.spec)
-    train = read_table(train_dir)
     validation_dir = job.channels.get("validation")
-    validation = read_table(validation_dir) if validation_dir is not None else None
-    scores = fit_artifact(train, spec, config, job.model_dir, validation=validation)
+    if validation_dir is not None:
+        scores = fit_artifact(read_table(train_dir), spec, config, job.model_dir, validation=read_table(validation_dir))
+    else:  # partition by partition (one file, or a folder of partitions), one worker process per CPU
+        scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None)
     for name, value in scores.items():
         print(f"validation:{name}={value};", flush=True)
     write_json(scores, job.output_data_dir / "validation_metrics.json")

@@ -1,11 +1,13 @@
-"""The training lifecycle: validate data, build feature rows, fit, validate, write the artifact atomically."""
+"""The training lifecycle: validate data, build feature rows, fit, validate, write the artifact atomically.
+
+Feature rows are built partition by partition (:mod:`forecaster.training_rows`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,93 +16,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from forecaster import metrics as m
-from forecaster.artifact import METADATA_FILE, FeatureSchema, frame_hash, library_versions
+from forecaster import training_rows as rows_
+from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
 from forecaster.config import TrainConfig
 from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
-from forecaster.features import FeatureSet, build_features, feature_set
-from forecaster.io import atomic_directory, write_json
+from forecaster.features import FeatureSet
+from forecaster.io import atomic_directory, read_table, write_json
 from forecaster.model import ForecastModel, TrainingSet, calibration_factors, fit_boosters
-from forecaster.panel import Panel, build_panel
+from forecaster.partitions import map_partitions, partitions
 from forecaster.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-#: the early-stopping fit of a refit run draws at least this many rows (or all there are)
-MIN_SAMPLE_ROWS = 100_000
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """A validated history as a panel, with what every feature row of it needs."""
-
-    panel: Panel
-    spec: DatasetSpec
-    features: FeatureSet
-    vocabularies: dict[str, list[str]]
-    observed_counts: np.ndarray  # (series, days + 1) cumulative count of observed target days
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig) -> TrainingData:
-        panel = build_panel(spec, frame)
-        features = feature_set(spec, config.keys_as_features)
-        vocabularies = {c: sorted(panel.series[c].dropna().astype(str).unique()) for c in features.categorical}
-        counts = np.zeros((panel.n_series, len(panel.dates) + 1))
-        np.cumsum(~np.isnan(panel.target), axis=1, out=counts[:, 1:])
-        return cls(panel, spec, features, vocabularies, counts)
-
-    def rows(self, series: np.ndarray, origins: np.ndarray, horizons: np.ndarray, config: TrainConfig) -> TrainingSet:
-        """Feature rows with targets and stockout weights; rows with an unknown target are dropped."""
-        days = origins + horizons
-        target = self.panel.target[series, days]
-        weight = np.ones_like(target)
-        if self.spec.stockout and config.stockout_handling != "none":
-            hours = np.nan_to_num(self.panel.covariates[self.spec.stockout][series, days])
-            if config.stockout_handling == "exclude":
-                weight = np.where(hours > config.stockout_max_hours, 0.0, 1.0)
-            else:  # weight (and recover): a day counts in proportion to its hours in stock
-                weight = 1.0 - np.clip(hours, 0, 24) / 24.0
-            if config.stockout_handling == "recover":  # sales / in-stock share, at most 2x: demand, not sales
-                target = target / np.clip(weight, 0.5, 1.0)
-        keep = ~np.isnan(target) & (weight > 0)
-        series, origins, horizons = series[keep], origins[keep], horizons[keep]
-        X = build_features(  # float32: half the memory; LightGBM bins float32 directly
-            self.panel, self.spec, self.features, self.vocabularies, series, origins, horizons, config.horizon,
-            dtype=np.float32,
-        )  # fmt: skip
-        return TrainingSet(X=X, y=target[keep], weight=weight[keep])
-
-    def sample(
-        self, last_day: int, config: TrainConfig, rng: np.random.Generator, share: float = 1.0
-    ) -> tuple[np.ndarray, ...]:
-        """Draw (series, origin, horizon) rows whose target day is <= ``last_day``.
-
-        About ``share x min(candidates, config.train_rows(n_series))`` rows, but never fewer than
-        ``MIN_SAMPLE_ROWS`` (or all candidates when there are fewer).
-        """
-        n_series = self.panel.n_series
-        origins = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]  # newest first
-        if origins.size == 0:
-            raise DataValidationError(
-                f"The training data covers {last_day + 1} days before the validation window; at least "
-                f"{config.min_history_days + 1} are needed (min_history_days={config.min_history_days}). "
-                "Provide a longer history or lower min_history_days / validation_days."
-            )
-        total = n_series * origins.size * config.horizon
-        wanted = min(total, config.train_rows(n_series))
-        wanted = max(share * wanted, min(wanted, MIN_SAMPLE_ROWS))
-        chosen = np.flatnonzero(rng.random(total, dtype=np.float32) < wanted / total)
-        series, origin_pos, horizon_pos = np.unravel_index(chosen, (n_series, origins.size, config.horizon))
-        origin, horizon = origins[origin_pos], horizon_pos + 1
-        enough = self.observed_counts[series, origin + 1] >= config.min_history_days
-        keep = (origin + horizon <= last_day) & enough
-        return series[keep], origin[keep], horizon[keep]
-
-    def window(self, origin: int, config: TrainConfig) -> tuple[np.ndarray, ...]:
-        """Every series at ``origin`` for horizons 1..H that fall inside the data."""
-        horizons = np.arange(1, min(config.horizon, len(self.panel.dates) - 1 - origin) + 1)
-        series = np.repeat(np.arange(self.panel.n_series), horizons.size)
-        return series, np.full(series.size, origin), np.tile(horizons, self.panel.n_series)
 
 
 def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig, cut_date: pd.Timestamp) -> None:
@@ -114,7 +41,7 @@ def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig,
     """
     before = frame[frame[spec.date] <= cut_date]
     span = int((cut_date - frame[spec.date].min()).days) + 1 if not before.empty else 0
-    observed = before[before[spec.target].notna()].groupby(list(spec.keys), sort=False).size()
+    observed = before[before[spec.target].notna()].groupby(list(spec.keys), sort=False, observed=True).size()
     if span <= config.min_history_days or observed.empty or observed.max() < config.min_history_days:
         raise DataValidationError(
             f"The training data covers {span} days before the {config.resolved_validation_days}-day validation "
@@ -130,85 +57,113 @@ def check_trainable(frame: pd.DataFrame, spec: DatasetSpec, config: TrainConfig,
         )
 
 
-def data_report(panel: Panel, spec: DatasetSpec) -> dict[str, Any]:
+def data_report(chain: rows_.ChainSummary) -> dict[str, Any]:
     """Series count and absent days inside the series' lives (logged at train time, stored in the metadata)."""
-    gaps = panel.gaps if panel.gaps is not None else np.zeros(panel.n_series, dtype=int)
     report = {
-        "series": panel.n_series,
-        "days": len(panel.dates),
-        "series_with_gaps": int((gaps > 0).sum()),
-        "missing_days": int(gaps.sum()),
-        "missing_days_as": spec.missing_days,
+        "series": len(chain.series),
+        "days": len(chain.dates),
+        "series_with_gaps": chain.series_with_gaps,
+        "missing_days": chain.missing_days,
+        "missing_days_as": chain.spec.missing_days,
     }
     if report["missing_days"]:
         logger.warning(
             "the history has no row for %d series-days in %d of %d series (between a series' first and last row); "
             "counted as %s (the spec's missing_days)",
-            report["missing_days"], report["series_with_gaps"], panel.n_series,
-            "0 sales" if spec.missing_days == "zero" else "unobserved",
+            report["missing_days"], report["series_with_gaps"], report["series"],
+            "0 sales" if chain.spec.missing_days == "zero" else "unobserved",
         )  # fmt: skip
     return report
 
 
+def _with_validation(frame: pd.DataFrame, valid_frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """``frame`` followed by ``valid_frame`` (which must start after it), keys and statics still categorical."""
+    if valid_frame[spec.date].min() <= frame[spec.date].max():
+        raise DataValidationError(
+            f"The validation data must start after the training data ends ({frame[spec.date].max().date()}); "
+            f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
+        )
+    for column in (*spec.keys, *spec.static):  # one category set, so the concatenation stays categorical
+        categories = frame[column].cat.categories.union(valid_frame[column].cat.categories)
+        frame[column] = frame[column].cat.set_categories(categories)
+        valid_frame[column] = valid_frame[column].cat.set_categories(categories)
+    return pd.concat([frame, valid_frame], ignore_index=True)
+
+
 def fit_artifact(
-    train: pd.DataFrame,
+    train: pd.DataFrame | str | Path,
     spec: DatasetSpec,
     config: TrainConfig,
     model_dir: str | Path,
     validation: pd.DataFrame | None = None,
+    workers: int | None = 1,
 ) -> dict[str, float]:
     """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
 
-    Without ``validation`` the last ``validation_days`` of ``train`` are held out (a time split, never random).
-    The model is written atomically: on any error ``model_dir`` is left as it was.
+    ``train`` is a frame, or the path of a table: one file or a folder of partitions (see
+    :mod:`forecaster.partitions`), whose training rows are built partition by partition in ``workers`` processes
+    (default: one per core). Without ``validation`` the last ``validation_days`` are held out (a time split, never
+    random). The model is written atomically: on any error ``model_dir`` is left as it was.
     """
     started = time.monotonic()
-    frame = spec.validate_frame(train, kind="history")
-    if validation is not None:
-        valid_frame = spec.validate_frame(validation, kind="history")
-        overlap = valid_frame[spec.date].min() <= frame[spec.date].max()
-        if overlap:
-            raise DataValidationError(
-                f"The validation data must start after the training data ends ({frame[spec.date].max().date()}); "
-                f"it starts on {valid_frame[spec.date].min().date()}. Split by date, never at random."
-            )
-        cut_date = frame[spec.date].max()
-        for column in (*spec.keys, *spec.static):  # one category set, so the concatenation stays categorical
-            categories = frame[column].cat.categories.union(valid_frame[column].cat.categories)
-            frame[column] = frame[column].cat.set_categories(categories)
-            valid_frame[column] = valid_frame[column].cat.set_categories(categories)
-        frame = pd.concat([frame, valid_frame], ignore_index=True)
+    if isinstance(train, pd.DataFrame):
+        frame = spec.validate_frame(train, kind="history")
+        if validation is not None:
+            cut_date = frame[spec.date].max()
+            frame = _with_validation(frame, spec.validate_frame(validation, kind="history"), spec)
+        else:
+            cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+        check_trainable(frame, spec, config, cut_date)
+        sources: list[rows_.Source] = [frame]
+        del frame
     else:
-        cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
-    check_trainable(frame, spec, config, cut_date)
+        if validation is not None:
+            raise DataValidationError("Validation data goes with a training frame; for a path, hold out days.")
+        sources = list(partitions(train))
+        cut_date = None
     lap = _Laps(started, "validate")
-    data_hash = frame_hash(frame)
-    data = TrainingData.from_frame(frame, spec, config)
-    del frame  # the panel holds what training needs
-    report = data_report(data.panel, spec)
-    lap("panel")
-    cut = data.panel.day_index(cut_date)
-    rng = np.random.default_rng(config.seed)
+    summaries = map_partitions(rows_.summarize, [(s, spec) for s in sources], workers)
+    shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
+    if shared:  # files split by time, not by series: read them as one table (memory: the whole table)
+        logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
+        sources = [spec.validate_frame(read_table(train), kind="history")]
+        summaries = [rows_.summarize((sources[0], spec))]
+    chain = rows_.ChainSummary.combine(summaries, spec, config)
+    report = data_report(chain)
+    if cut_date is None:
+        cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)
+    cut = int((cut_date - chain.dates[0]).days)
+    n_series = len(chain.series)
+    lap("summary")
+    # refit: the early-stopping fit sees a share of the rows (rounds, calibration, metrics); one full fit follows
+    plan = rows_.RowPlan(
+        cut=cut,
+        fit_rate=rows_.sampling_rate(n_series, cut, config, share=config.validation_sample if config.refit else 1.0),
+        refit_rate=rows_.sampling_rate(n_series, len(chain.dates) - 1, config) if config.refit else 0.0,
+        refit=config.refit,
+    )
+    parts = map_partitions(rows_.partition_rows, [(s, chain, plan, config) for s in sources], workers)
+    del sources
+    fit_rows = rows_.gather([(p.fit, p.fit_rank) for p in parts])
+    valid_rows = rows_.gather([(p.valid, p.valid_rank) for p in parts])
+    refit_parts = [(p.refit, p.refit_rank) for p in parts] if config.refit else []
+    del parts
+    if len(valid_rows) == 0:
+        raise DataValidationError("The validation window has no observed target values; check the data's dates.")
+    row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
+    report["training_rows"] = len(fit_rows)
+    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    lap("features")
     schema = FeatureSchema(
-        feature_names=data.features.names,
-        kinds=data.features.kinds,
-        categories=data.vocabularies,
+        feature_names=chain.features.names,
+        kinds=chain.features.kinds,
+        categories=chain.vocabularies,
         horizon=config.horizon,
         spec=spec,
-        scale_floor=_scale_floor(data.panel.target),
+        scale_floor=max(0.05 * chain.level, 1e-3),  # quantile boosters divide by at least 5 % of the mean demand
         keys_as_features=config.keys_as_features,
         point_relative=config.point_relative,
     )
-    valid_rows = data.rows(*data.window(cut, config), config.replace(stockout_handling="none"))
-    if len(valid_rows) == 0:
-        raise DataValidationError("The validation window has no observed target values; check the data's dates.")
-    # refit: the early-stopping fit sees a share of the rows (rounds, calibration, metrics); one full fit follows
-    share = config.validation_sample if config.refit else 1.0
-    fit_rows = data.rows(*data.sample(cut, config, rng, share=share), config)
-    row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
-    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
-    report["training_rows"] = len(fit_rows)
-    lap("features")
     with _Progress(config, "fit") as progress:
         model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
     del fit_rows
@@ -218,9 +173,10 @@ def fit_artifact(
     if config.point_bias_correction:
         schema = dataclasses.replace(schema, point_scale=bias_factor(ForecastModel(model.boosters, schema), valid_rows))
     model = ForecastModel(model.boosters, schema)
-    scores = validation_metrics(model, valid_rows, data)
+    scores = validation_metrics(model, valid_rows, spec, chain.features)
     if config.refit:
-        all_rows = data.rows(*data.sample(len(data.panel.dates) - 1, config, rng), config)
+        all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
+        del refit_parts
         row_counts["final_fit"] = len(all_rows)
         with _Progress(config, "refit", rounds) as progress:
             model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
@@ -228,13 +184,13 @@ def fit_artifact(
     metadata = {
         "forecaster_version": library_versions()["forecaster"],
         "libraries": library_versions(),
-        "training_data_hash": data_hash,
+        "training_data_hash": chain.digest,
         "training_window": {
-            "start": str(data.panel.dates[0].date()),
-            "end": str(data.panel.dates[-1].date()),
+            "start": str(chain.dates[0].date()),
+            "end": str(chain.dates[-1].date()),
             "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
         },
-        "series": data.panel.n_series,
+        "series": n_series,
         "data_report": report,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
@@ -250,7 +206,9 @@ def fit_artifact(
     return scores
 
 
-def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingData) -> dict[str, float]:
+def validation_metrics(
+    model: ForecastModel, rows: TrainingSet, spec: DatasetSpec, features: FeatureSet
+) -> dict[str, float]:
     """Scores of the held-out window.
 
     The point forecast's WAPE (all / campaign days), bias, MAE and RMSE; the quantiles' pinball loss and coverage;
@@ -274,8 +232,8 @@ def validation_metrics(model: ForecastModel, rows: TrainingSet, data: TrainingDa
     }
     for i, q in enumerate(levels):
         scores[f"pinball_{quantile_column(q)}"] = m.pinball(rows.y, quantiles[:, i], q)
-    if data.spec.campaign:
-        campaign = rows.X[:, data.features.names.index(data.spec.campaign)] > 0
+    if spec.campaign:
+        campaign = rows.X[:, features.names.index(spec.campaign)] > 0
         scores["wape_campaign"] = m.wape(rows.y[campaign], point[campaign])
         scores["wape_non_campaign"] = m.wape(rows.y[~campaign], point[~campaign])
     return {name: round(float(value), 6) for name, value in scores.items()}
@@ -285,12 +243,6 @@ def bias_factor(model: ForecastModel, rows: TrainingSet, bounds: tuple[float, fl
     """Factor that removes the point forecast's bias on held-out ``rows`` (sum of actuals / sum of forecasts)."""
     predicted = float(model.predict_mean(rows.X).sum())
     return round(float(np.clip(rows.y.sum() / predicted, *bounds)), 6) if predicted > 0 else 1.0
-
-
-def _scale_floor(target: np.ndarray) -> float:
-    """Smallest demand level quantile boosters divide by: 5 % of the average daily target (> 0)."""
-    level = float(np.nanmean(target)) if np.isfinite(target).any() else 0.0
-    return max(0.05 * level, 1e-3)
 
 
 class _Laps:

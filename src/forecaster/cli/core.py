@@ -38,12 +38,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="any other hyperparameter (repeatable)"
     )
+    add_workers_option(train)
     train.set_defaults(func=_train)
 
-    pre = subparsers.add_parser("preprocess", help="history + future → features.csv (batch transform input) + keys.csv")
+    pre = subparsers.add_parser(
+        "preprocess", help="history + future → features[-P].csv (batch transform input) + keys[-P].csv per partition"
+    )
     _add_inference_inputs(pre)
-    pre.add_argument("--out", required=True, type=Path, help="output directory")
+    pre.add_argument("--out", required=True, type=Path, help="output directory of the feature files")
+    pre.add_argument("--keys-out", type=Path, help="output directory of the keys files (default: --out)")
+    pre.add_argument("--totals", type=Path, help="group_totals.npz of the whole history (default: from --history)")
+    add_workers_option(pre)
     pre.set_defaults(func=_preprocess)
+
+    totals = subparsers.add_parser("group-totals", help="item and store totals of a (partitioned) history")
+    totals.add_argument("--history", required=True, type=Path, help="history (CSV/Parquet file or partition folder)")
+    source = totals.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", type=Path, help="take the dataset spec from this model")
+    source.add_argument("--spec", help="preset name (default, freshretailnet) or spec JSON file")
+    totals.add_argument("--out", required=True, type=Path, help="output directory (group_totals.npz)")
+    add_workers_option(totals)
+    totals.set_defaults(func=_group_totals)
 
     post = subparsers.add_parser("postprocess", help="keys.csv + transform output → forecasts (keys, date, p10..p90)")
     post.add_argument("--keys", required=True, type=Path)
@@ -70,6 +85,13 @@ def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="also skip series without a sale in the last N history days (0: forecast every series that has "
         "history and future rows). Skipped series are listed in skipped_series.csv",
+    )
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers N``: worker processes over the data's partitions."""
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes over the data's partitions (default: one per core)"
     )
 
 
@@ -111,17 +133,41 @@ def _train(args: argparse.Namespace) -> int:
         print(f"spec: {bundled} (next to --data; --spec overrides)")
     else:
         spec = resolve_spec(config.spec)
-    validation = read_table(args.validation) if args.validation else None
-    scores = fit_artifact(read_table(args.data), spec, config, args.model_dir, validation=validation)
+    if args.validation:
+        validation = read_table(args.validation)
+        scores = fit_artifact(read_table(args.data), spec, config, args.model_dir, validation=validation)
+    else:
+        scores = fit_artifact(args.data, spec, config, args.model_dir, workers=args.workers)
     print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
     return 0
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from forecaster.forecasting import preprocess
+    from forecaster.forecasting import SKIPPED_FILE
+    from forecaster.partitioned import preprocess
 
-    out = preprocess(args.model_dir, args.history, args.future, args.out, args.active_days)
-    print(f"wrote {out / 'features.csv'}, {out / 'keys.csv'} and {out / 'skipped_series.csv'}")
+    names = preprocess(
+        args.model_dir,
+        args.history,
+        args.future,
+        args.out,
+        keys_dir=args.keys_out,
+        totals=args.totals,
+        workers=args.workers,
+        active_days=args.active_days,
+    )
+    keys_dir = args.keys_out or args.out
+    print(f"wrote the feature files of {len(names)} partition(s) to {args.out}; keys and {SKIPPED_FILE}: {keys_dir}")
+    return 0
+
+
+def _group_totals(args: argparse.Namespace) -> int:
+    from forecaster.artifact import FeatureSchema
+    from forecaster.partitioned import write_group_totals
+    from forecaster.spec import resolve_spec
+
+    spec = FeatureSchema.load(args.model_dir).spec if args.model_dir else resolve_spec(args.spec)
+    print(f"wrote {write_group_totals(args.history, spec, args.out, args.workers)}")
     return 0
 
 

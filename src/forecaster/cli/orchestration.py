@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from forecaster.cli.core import add_workers_option
 from forecaster.errors import InvalidParameterError
 
 PIPELINE_KEYS = ("build", "inference", "model-quality")
@@ -26,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
     split.add_argument("--out", type=Path, default=Path("/opt/ml/processing/output"), help="output directory")
+    add_workers_option(split)
     split.set_defaults(func=_split)
     _register_pipeline(subparsers)
     _register_registry(subparsers)
@@ -43,7 +45,7 @@ def _split(args: argparse.Namespace) -> int:
     data = inputs.get("data", "/opt/ml/processing/input/data")
     bundled = (Path(data) if Path(data).is_dir() else Path(data).parent) / "spec.json"
     spec = args.spec or (str(bundled) if bundled.is_file() else "default")
-    for name, path in write_split(data, resolve_spec(spec), args.horizon, args.out).items():
+    for name, path in write_split(data, resolve_spec(spec), args.horizon, args.out, args.workers).items():
         print(f"{name}: {path}")
     return 0
 

@@ -135,12 +135,11 @@ class PipelineBuilder:
     def processing(self, step: StepSpec) -> ProcessingStep:
         """A processing job running ``forecaster <command> <args>`` in the processing image."""
         self._depends_on = set()
-        instance_type, instance_count = step.instance
         processor = Processor(
             role=self.role,
             image_uri=self.params["ProcessingImage"],
-            instance_count=self.params[instance_count],
-            instance_type=self.params[instance_type],
+            instance_count=step.instance_count(self.params.__getitem__),
+            instance_type=self.params[step.instance[0]],
             entrypoint=["forecaster", *step.command],
             base_job_name=f"forecaster-{'-'.join(step.command)}",
             sagemaker_session=self.session,
@@ -153,6 +152,7 @@ class PipelineBuilder:
                     local_path=f"{PROCESSING_INPUT_ROOT}/{name}",
                     s3_data_type="S3Prefix",
                     s3_input_mode="File",
+                    s3_data_distribution_type="ShardedByS3Key" if name in step.sharded else "FullyReplicated",
                 ),
             )
             for name, ref in step.inputs.items()
@@ -213,7 +213,7 @@ class PipelineBuilder:
         return ModelStep(name=step.name, step_args=builder.build())
 
     def transform(self, step: StepSpec) -> TransformStep:
-        """Batch transform of one header-less CSV file, one record per line."""
+        """Batch transform of the header-less CSV files under a prefix (whole files per instance), a record a line."""
         instance_type, instance_count = step.instance
         settings = step.settings
         transformer = Transformer(
@@ -230,7 +230,7 @@ class PipelineBuilder:
             env={**settings["environment"], **{name: self.params[param] for name, param in settings["env"].items()}},
             sagemaker_session=self.session,
         )
-        data = Join(on="/", values=[self.resolve(step.inputs["data"]), settings["file"]])
+        data = self.resolve(step.inputs["data"])
         step_args = transformer.transform(data=data, content_type=settings["content_type"], split_type="Line")
         built = _TransformStep(name=step.name, step_args=step_args)
         built.patches = {_PATCHES["transform"][0]: self.params[instance_count]}

@@ -32,10 +32,14 @@ def _common(prefix: str) -> tuple[ParamSpec, ...]:
     return (
         ParamSpec("ProcessingImage", "string", "forecaster-train:latest", "training/processing image URI (ECR)"),
         ParamSpec("ProcessingInstanceType", "string", "ml.m5.xlarge", "instance type of the processing jobs"),
-        ParamSpec("ProcessingInstanceCount", "integer", 1, "instance count of the processing jobs"),
         ParamSpec("OutputPrefix", "string", f"s3://forecaster-artifacts/{prefix}", "S3 prefix of every output"),
     )
 
+
+#: the sharded processing step (Preprocess) runs on this many instances, each with whole history partitions
+_SHARDED = ParamSpec(
+    "ProcessingInstanceCount", "integer", 1, "instance count of Preprocess (whole history partitions per instance)"
+)
 
 _TRANSFORM = (
     ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
@@ -46,7 +50,7 @@ _TRANSFORM = (
 )
 
 
-def _transform(model: Ref, features: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
+def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
     """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline.
 
     The model and the transform job carry the contract's transform environment (every quantile: Postprocess
@@ -63,43 +67,49 @@ def _transform(model: Ref, features: Ref, env: dict[str, str] | None = None) -> 
         StepSpec(
             "Transform",
             "transform",
-            inputs={"model": "step:CreateModel/model", "data": features},
+            inputs={"model": "step:CreateModel/model", "data": "step:Preprocess/features"},
             outputs=("predictions",),
             instance=("TransformInstanceType", "TransformInstanceCount"),
-            # the header-less feature rows of `forecaster preprocess`; keys.csv sits next to it
+            # the header-less feature rows of `forecaster preprocess`: one file per partition under the prefix,
+            # so each transform instance gets whole files; the keys files are in another output
             # environment: container variable -> value; env: container variable -> parameter (lineage)
-            settings={
-                "file": "features.csv",
-                "content_type": "text/csv",
-                "accept": "text/csv",
-                "environment": environment,
-                "env": env or {},
-            },
+            settings={"content_type": "text/csv", "accept": "text/csv", "environment": environment, "env": env or {}},
         ),
         StepSpec(
             "Postprocess",
             "processing",
             command=("postprocess",),
-            args=_argv(
-                "--keys {input:features}/keys.csv --predictions {input:predictions}/features.csv.out "
-                "--out {output:forecasts}/forecasts.csv"
-            ),
-            inputs={"features": features, "predictions": "step:Transform/predictions"},
+            args=_argv("--keys {input:keys} --predictions {input:predictions} --out {output:forecasts}/forecasts.csv"),
+            inputs={"keys": "step:Preprocess/keys", "predictions": "step:Transform/predictions"},
             outputs=("forecasts",),
         ),
     )
 
 
-def _preprocess(model: Ref, history: Ref, future: Ref) -> StepSpec:
-    return StepSpec(
-        "Preprocess",
-        "processing",
-        command=("preprocess",),
-        args=_argv(
-            "--model-dir {input:model} --history {input:history} --future {input:future} --out {output:features}"
+def _preprocess(model: Ref, history: Ref, future: Ref) -> tuple[StepSpec, StepSpec]:
+    """GroupTotals (first pass over the whole history) -> Preprocess (sharded by history partition)."""
+    return (
+        StepSpec(
+            "GroupTotals",
+            "processing",
+            command=("group-totals",),
+            args=_argv("--history {input:history} --model-dir {input:model} --out {output:totals}"),
+            inputs={"model": model, "history": history},
+            outputs=("totals",),
         ),
-        inputs={"model": model, "history": history, "future": future},
-        outputs=("features",),
+        StepSpec(
+            "Preprocess",
+            "processing",
+            command=("preprocess",),
+            args=_argv(
+                "--model-dir {input:model} --history {input:history} --future {input:future} "
+                "--totals {input:totals} --out {output:features} --keys-out {output:keys}"
+            ),
+            inputs={"model": model, "history": history, "future": future, "totals": "step:GroupTotals/totals"},
+            outputs=("features", "keys"),
+            instance=("ProcessingInstanceType", "ProcessingInstanceCount"),
+            sharded=("history",),
+        ),
     )
 
 
@@ -109,7 +119,7 @@ def _explain(name: str, output: str, settings: dict | None = None) -> StepSpec:
         "processing",
         command=("explain",),
         args=(
-            *_argv("--model-dir {input:model} --input dataset={input:features}/features.csv --out"),
+            *_argv("--model-dir {input:model} --input dataset={input:features} --out"),
             f"{{output:{output}}}",
         ),
         inputs={"model": "step:CreateModel/model", "features": "step:Preprocess/features"},
@@ -123,6 +133,7 @@ BUILD = PipelineSpec(
     description="split -> train -> batch transform on the evaluation window -> evaluate -> baselines -> register",
     parameters=(
         *_common("build"),
+        _SHARDED,
         ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
         ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
         ParamSpec("Horizon", "integer", _TRAINING.horizon, "forecast horizon in days (also the evaluation window)"),
@@ -176,8 +187,8 @@ BUILD = PipelineSpec(
                 },
             },
         ),
-        _preprocess("step:Train/model", "step:Split/history", "step:Split/future"),
-        *_transform("step:Train/model", "step:Preprocess/features"),
+        *_preprocess("step:Train/model", "step:Split/history", "step:Split/future"),
+        *_transform("step:Train/model"),
         StepSpec(
             "Evaluate",
             "processing",
@@ -201,7 +212,7 @@ BUILD = PipelineSpec(
             command=("baseline", "data-quality"),
             # the header-less feature rows the model sees, named from the model's feature schema
             args=_argv(
-                "--input dataset={input:features}/features.csv --model-dir {input:model} "
+                "--input dataset={input:features} --model-dir {input:model} "
                 "--comparison-threshold {param:DataDriftThreshold} --out {output:baseline}"
             ),
             inputs={"features": "step:Preprocess/features", "model": "step:Train/model"},
@@ -270,6 +281,7 @@ INFERENCE = PipelineSpec(
     "-> attribution-drift check -> retrain decision",
     parameters=(
         *_common("inference"),
+        _SHARDED,
         ParamSpec("HistoryData", "string", "s3://forecaster-data/history/", "S3 prefix of recent history"),
         ParamSpec("FutureData", "string", "s3://forecaster-data/future/", "S3 prefix of known-future features"),
         *_TRANSFORM,
@@ -291,13 +303,13 @@ INFERENCE = PipelineSpec(
         ParamSpec("MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain"),
     ),
     steps=(
-        _preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
+        *_preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),
         StepSpec(
             "DataQualityCheck",
             "processing",
             command=("check", "data-quality"),
             args=_argv(
-                "--input baseline={input:baseline} --input dataset={input:features}/features.csv "
+                "--input baseline={input:baseline} --input dataset={input:features} "
                 "--model-dir {input:model} --out {output:violations}"
             ),
             inputs={
@@ -308,7 +320,7 @@ INFERENCE = PipelineSpec(
             outputs=("violations",),
             settings={"check": "data_quality"},
         ),
-        *_transform("param:ModelDataUrl", "step:Preprocess/features", {MODEL_PACKAGE_ENV: "ModelPackageArn"}),
+        *_transform("param:ModelDataUrl", {MODEL_PACKAGE_ENV: "ModelPackageArn"}),
         _explain("Explain", "attributions"),
         StepSpec(
             "AttributionDriftCheck",

@@ -206,7 +206,7 @@ def run_transform_step(ctx: StepContext) -> dict[str, Any]:
 
     settings = ctx.spec.settings
     model_dir = unpack_model(ctx.inputs["model"], ctx.folder / "model")
-    source = ctx.inputs["data"] / settings["file"]
+    source = ctx.inputs["data"]
     # the container's environment as SageMaker composes it: the model's, then the transform job's
     model_step = ctx.pipeline.step(ctx.spec.inputs["model"].split(":")[1].split("/")[0])
     lineage = {name: ctx.param(param) for name, param in settings.get("env", {}).items()}

@@ -13,9 +13,9 @@ For AWS accounts that still have Model Monitor and Clarify (both closed to new c
 
 The model-quality check of the ground-truth pipeline keeps the project's own step: the managed one needs a
 joined predictions+truth dataset, which is what ``forecaster check model-quality`` computes itself.
-All steps analyse the feature rows the model sees (``features.csv``, header-less, schema order).
-``ClarifyCheckStep`` uploads its analysis config while the definition is built (docs/sagemaker-notes.md §3):
-run under moto.
+All steps analyse the feature rows the model sees (the ``features*.csv`` files of Preprocess, header-less, schema
+order). ``ClarifyCheckStep`` uploads its analysis config while the definition is built
+(docs/sagemaker-notes.md §3): run under moto.
 """
 
 from __future__ import annotations
@@ -42,17 +42,16 @@ def _is_baseline(spec: StepSpec) -> bool:
 
 
 def _features(builder: PipelineBuilder) -> Any:
-    return builder.file_uri("Preprocess", "features", "features.csv")
+    return builder.resolve("step:Preprocess/features")
 
 
 def _job_config(builder: PipelineBuilder, spec: StepSpec) -> Any:
     from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
 
-    instance_type, instance_count = spec.instance
     return CheckJobConfig(
         role=builder.role,
-        instance_count=builder.params[instance_count],
-        instance_type=builder.params[instance_type],
+        instance_count=spec.instance_count(builder.params.__getitem__),
+        instance_type=builder.params[spec.instance[0]],
         sagemaker_session=builder.session,
         base_job_name=f"forecaster-{spec.name.lower()}",
     )

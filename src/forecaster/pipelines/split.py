@@ -8,6 +8,10 @@ As the first step of the build pipeline it also checks, in seconds, what later s
 against the spec, enough days to train, and at least one series to forecast in the evaluation window. Series
 that end before the window (ended) or start inside it (new, no history) are not evaluated; their counts are
 reported.
+
+A partitioned table (:mod:`forecaster.partitions`) is split partition by partition (in worker processes) at the
+cut-off of the whole table, into one file per partition and split: ``history/<partition>.parquet`` and so on, the
+layout the sharded steps that follow read (one S3 object per partition).
 """
 
 from __future__ import annotations
@@ -19,12 +23,32 @@ import pandas as pd
 
 from forecaster.config import HYPERPARAMETER_CONSTRAINTS, TrainConfig
 from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.io import atomic_directory, read_table, write_table
+from forecaster.io import atomic_directory, write_table
 from forecaster.params import coerce
+from forecaster.partitions import Partition, map_partitions, partitions
 from forecaster.spec import DatasetSpec
 from forecaster.training import check_trainable
 
 logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "history", "future", "truth")
+
+
+def _check_horizon(horizon: int) -> int:
+    if isinstance(horizon, bool):
+        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int. Got {horizon!r} instead.")
+    return coerce("horizon", horizon, HYPERPARAMETER_CONSTRAINTS["horizon"], "split")  # the training range
+
+
+def cutoff_day(days: pd.Series, horizon: int) -> pd.Timestamp:
+    """The last day kept for training: ``horizon`` distinct days of ``days`` come after it."""
+    days = days.drop_duplicates().sort_values()
+    if len(days) <= horizon:
+        raise DataValidationError(
+            f"The data spans {len(days)} days; holding out the last {horizon} for evaluation needs more. "
+            "Provide a longer history or lower the horizon."
+        )
+    return days.iloc[-horizon - 1]
 
 
 def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -> dict[str, pd.DataFrame]:
@@ -32,28 +56,46 @@ def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -
 
     Raises:
         InvalidParameterError: for a horizon outside the range training accepts.
-        DataValidationError: when the data does not fit the spec or spans no more than ``horizon`` days.
+        DataValidationError: when the data does not fit the spec, spans no more than ``horizon`` days, is too
+            short to train or has no series to evaluate.
     """
-    if isinstance(horizon, bool):
-        raise InvalidParameterError(f"The 'horizon' parameter of split must be an int. Got {horizon!r} instead.")
-    horizon = coerce("horizon", horizon, HYPERPARAMETER_CONSTRAINTS["horizon"], "split")  # the training range
+    horizon = _check_horizon(horizon)
     frame = spec.validate_frame(frame, kind="history")
-    days = frame[spec.date].drop_duplicates().sort_values()
-    if len(days) <= horizon:
-        raise DataValidationError(
-            f"The data spans {len(days)} days; holding out the last {horizon} for evaluation needs more. "
-            "Provide a longer history or lower the horizon."
-        )
-    cutoff = days.iloc[-horizon - 1]
-    past = frame[frame[spec.date] <= cutoff].reset_index(drop=True)
-    config = TrainConfig(horizon=horizon)
+    cutoff = cutoff_day(frame[spec.date], horizon)
+    splits, counts = _split_at(frame, spec, cutoff)
+    past = splits["train"]
     if past.empty:
         raise DataValidationError(f"No history before the {horizon}-day evaluation window; provide a longer history.")
+    config = TrainConfig(horizon=horizon)
     check_trainable(past, spec, config, past[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days))
+    _check_evaluated(counts, horizon, cutoff)
+    return splits
+
+
+def _split_at(
+    frame: pd.DataFrame, spec: DatasetSpec, cutoff: pd.Timestamp
+) -> tuple[dict[str, pd.DataFrame], pd.Series]:
+    """The splits of a validated ``frame`` at ``cutoff`` and the series counts (both / left_only / right_only).
+
+    Only series with rows on both sides of the cut-off are evaluated (in ``future`` and ``truth``).
+    """
+    past = frame[frame[spec.date] <= cutoff].reset_index(drop=True)
     held_out = frame[frame[spec.date] > cutoff]
     keys = list(spec.keys)
     series = past[keys].drop_duplicates().merge(held_out[keys].drop_duplicates(), on=keys, how="outer", indicator=True)
-    counts = series["_merge"].value_counts()
+    held_out = held_out.merge(series.loc[series["_merge"] == "both", keys], on=keys).reset_index(drop=True)
+    future_columns = [*spec.keys, spec.date, *spec.known_future, *spec.static]
+    splits = {
+        "train": past,
+        "history": past,
+        "future": held_out[future_columns],
+        "truth": held_out[[*spec.keys, spec.date, spec.target]],
+    }
+    return splits, series["_merge"].value_counts()
+
+
+def _check_evaluated(counts: pd.Series, horizon: int, cutoff: pd.Timestamp) -> None:
+    """Log the evaluated / ended / new series counts; raise DataValidationError when none is evaluated."""
     if not counts.get("both", 0):
         raise DataValidationError(
             f"No series has rows both before and in the last {horizon} days (the evaluation window), so there is "
@@ -64,22 +106,40 @@ def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -
         "(no history before it)",
         cutoff.date(), counts.get("both", 0), counts.get("left_only", 0), counts.get("right_only", 0),
     )  # fmt: skip
-    held_out = held_out.merge(series.loc[series["_merge"] == "both", keys], on=keys).reset_index(drop=True)
-    future_columns = [*spec.keys, spec.date, *spec.known_future, *spec.static]
-    return {
-        "train": past,
-        "history": past,
-        "future": held_out[future_columns],
-        "truth": held_out[[*spec.keys, spec.date, spec.target]],
-    }
 
 
-def write_split(data: str | Path, spec: DatasetSpec, horizon: int, out_dir: str | Path) -> dict[str, Path]:
-    """Split the table(s) at ``data`` and write ``<out_dir>/<split>/<split>.parquet``; all or nothing."""
-    parts = split_for_evaluation(read_table(data), spec, horizon)
-    written = {}
+def _days(job: tuple[Partition, DatasetSpec]) -> pd.Series:
+    partition, spec = job
+    return spec.validate_frame(partition.read(), kind="history")[spec.date].drop_duplicates()
+
+
+def _split_partition(job: tuple[Partition, DatasetSpec, pd.Timestamp, Path]) -> pd.Series:
+    """Split one partition at the whole table's cut-off; return its series counts."""
+    partition, spec, cutoff, stage = job
+    splits, counts = _split_at(spec.validate_frame(partition.read(), kind="history"), spec, cutoff)
+    for name, part in splits.items():
+        if len(part):  # a partition whose series all ended before the cut-off has no future / truth rows
+            write_table(part, stage / name / f"{partition.name}.parquet")
+    return counts
+
+
+def write_split(
+    data: str | Path, spec: DatasetSpec, horizon: int, out_dir: str | Path, workers: int | None = None
+) -> dict[str, Path]:
+    """Split the table at ``data`` into ``<out_dir>/<split>/`` (one file per partition); all or nothing.
+
+    Returns ``{split: its file}`` for one table, ``{split: its folder}`` for a partitioned one.
+    """
+    horizon = _check_horizon(horizon)
+    parts = partitions(data)
+    if len(parts) == 1:  # one table: one file per split
+        with atomic_directory(out_dir) as stage:
+            for name, part in split_for_evaluation(parts[0].read(), spec, horizon).items():
+                write_table(part, stage / name / f"{name}.parquet")
+        return {name: Path(out_dir) / name / f"{name}.parquet" for name in SPLITS}
+    # the cut-off of the whole table: a first pass over the partitions' days
+    cutoff = cutoff_day(pd.concat(map_partitions(_days, [(p, spec) for p in parts], workers)), horizon)
     with atomic_directory(out_dir) as stage:
-        for name, part in parts.items():
-            write_table(part, stage / name / f"{name}.parquet")
-            written[name] = Path(out_dir) / name / f"{name}.parquet"
-    return written
+        counts = map_partitions(_split_partition, [(p, spec, cutoff, stage) for p in parts], workers)
+        _check_evaluated(pd.concat(counts).groupby(level=0, observed=True).sum(), horizon, cutoff)
+    return {name: Path(out_dir) / name for name in SPLITS}

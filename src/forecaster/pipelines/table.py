@@ -38,7 +38,10 @@ class StepSpec:
         args: argument tokens after the command.
         inputs: input name -> reference; processing inputs are mounted at ``{input:NAME}``.
         outputs: output names; processing outputs are written from ``{output:NAME}``.
-        instance: ``(instance-type param, instance-count param)`` that run the step.
+        instance: ``(instance-type param, instance-count param)`` that run the step; an empty count param means
+            one instance (a processing step whose inputs every instance would read in full).
+        sharded: processing inputs distributed ``ShardedByS3Key`` over the instances (whole objects, i.e. whole
+            partitions, per instance); the others are ``FullyReplicated``.
         settings: kind-specific settings (hyperparameters, image, condition, registry wiring...).
     """
 
@@ -48,8 +51,13 @@ class StepSpec:
     args: tuple[str, ...] = ()
     inputs: dict[str, Ref] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
-    instance: tuple[str, str] = ("ProcessingInstanceType", "ProcessingInstanceCount")
+    instance: tuple[str, str] = ("ProcessingInstanceType", "")
+    sharded: tuple[str, ...] = ()
     settings: dict = field(default_factory=dict)
+
+    def instance_count(self, param: Callable[[str], Any]) -> Any:
+        """The instance count: parameter ``instance[1]`` (through ``param``), or 1 when it names none."""
+        return param(self.instance[1]) if self.instance[1] else 1
 
 
 @dataclass(frozen=True)

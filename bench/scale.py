@@ -1,0 +1,182 @@
+"""Chain-scale benchmark: a synthetic chain, partitioned by store group, through every step on one machine.
+
+For each chain fraction (default 1/10, 1/3, 1: 30, 100, 300 stores × 1,000 items, 730 history days + 14
+forecast days) the script runs, each stage in its own child process:
+
+1. ``generate``: the chain written partition by partition (``history/store_id=G01/part-0.parquet``; one
+   partition = a group of stores), never held in one frame;
+2. ``train``: training rows built partition by partition in worker processes, then LightGBM (the training job);
+3. ``preprocess``: group totals (first pass) + feature and keys files per partition (workers);
+4. ``transform``: the local batch transform (real ``forecaster serve``) over the per-partition feature files;
+5. ``postprocess``: keys + predictions -> one forecast table + order proposals.
+
+Wall time and peak RSS per stage: the stage process's own peak and the largest peak of any of its child processes
+(partition workers, the server's workers): on one machine they run at the same time, so the sum of the process and
+``workers`` × the child peak bounds the stage's memory. Prints a markdown table, writes ``bench/results/scale.json``.
+
+    .venv/bin/python bench/scale.py --fractions 0.1               # 30 stores: ~22 M history rows
+    .venv/bin/python bench/scale.py --fractions 0.1 0.333 1.0     # the full chain: ~220 M rows, hours on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from _common import RESULTS_DIR, gib, machine_info, markdown_table, peak_rss_bytes, run_child
+
+STORES, ITEMS, DAYS, HORIZON = 300, 1000, 730, 14
+STAGES = ("generate", "train", "preprocess", "transform", "postprocess")
+#: fewer LightGBM rounds and sampled rows than the defaults: the benchmark measures scaling, not accuracy
+TRAIN_PARAMS = {"horizon": HORIZON, "num_boost_round": 100, "quantile_num_boost_round": 60, "max_train_rows": 500_000}
+
+
+def _children_peak() -> int:
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+
+
+def _generate(work: Path, stores: int, group: int, seed: int) -> dict:
+    import pandas as pd
+
+    from forecaster.io import write_table
+    from forecaster.synth import SYNTH_SPEC, generate
+
+    spec = SYNTH_SPEC
+    rows = 0
+    for g, first in enumerate(range(0, stores, group)):
+        count = min(group, stores - first)
+        frame = generate(stores=count, items=ITEMS, days=DAYS + HORIZON, seed=seed + g, start="2024-01-01")
+        frame["store_id"] = frame["store_id"].map({f"S{s + 1:03d}": f"S{first + s + 1:03d}" for s in range(count)})
+        cut = frame["date"].min() + pd.Timedelta(days=DAYS - 1)
+        name = f"store_id=G{g + 1:02d}"
+        write_table(frame[frame["date"] <= cut], work / "history" / name / "part-0.parquet")
+        future_columns = [*spec["keys"], spec["date"], *spec["known_future"]]
+        write_table(frame.loc[frame["date"] > cut, future_columns], work / "future" / name / "part-0.parquet")
+        rows += int((frame["date"] <= cut).sum())
+        del frame
+    return {"history_rows": rows}
+
+
+def _stage(name: str, work: Path, workers: int) -> dict:
+    from forecaster.config import TrainConfig
+    from forecaster.io import read_json
+    from forecaster.spec import DatasetSpec
+    from forecaster.synth import SYNTH_SPEC
+
+    spec = DatasetSpec.from_dict(SYNTH_SPEC)
+    if name == "train":
+        from forecaster.training import fit_artifact
+
+        config = TrainConfig.from_hyperparameters({k: str(v) for k, v in TRAIN_PARAMS.items()})
+        fit_artifact(work / "history", spec, config, work / "model", workers=workers)
+        metadata = read_json(work / "model" / "metadata.json")
+        return {"row_build_s": metadata.get("row_build_seconds"), "wape": metadata["validation_metrics"]["wape"]}
+    if name == "preprocess":
+        from forecaster.partitioned import preprocess
+
+        parts = preprocess(
+            work / "model",
+            work / "history",
+            work / "future",
+            work / "features",
+            keys_dir=work / "keys",
+            workers=workers,
+        )
+        return {"partitions": len(parts)}
+    if name == "transform":
+        from forecaster.serving.transform import run_transform
+
+        written = run_transform(
+            work / "model", work / "features", work / "predictions", workers=workers, concurrency=workers
+        )
+        return {"files": len(written)}
+    if name == "postprocess":
+        from forecaster.forecasting import postprocess
+        from forecaster.io import read_table
+
+        out = postprocess(work / "keys", work / "predictions", work / "forecasts.parquet")
+        return {"forecast_rows": len(read_table(out))}
+    raise ValueError(name)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One stage in this process; its result (+ timing, peaks) as JSON into ``--result``."""
+    started = time.perf_counter()
+    if args.stage == "generate":
+        extra = _generate(args.work, args.stores, args.group, args.seed)
+    else:
+        extra = _stage(args.stage, args.work, args.workers)
+    result = {
+        "stage": args.stage,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "child_peak_rss_bytes": _children_peak(),
+        **extra,
+    }
+    Path(args.result).write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1 / 3, 1.0])
+    parser.add_argument("--group", type=int, default=10, help="stores per partition (default 10)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/forecaster-scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scale.json")
+    # child mode
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--stores", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        child(args)
+        return
+    rows = []
+    for fraction in args.fractions:
+        stores = max(1, round(STORES * fraction))
+        work = args.workdir / f"stores-{stores}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        for stage in STAGES:
+            result_file = work / f".{stage}.json"
+            run_child(
+                [
+                    __file__, "--stage", stage, "--work", str(work), "--stores", str(stores), "--group",
+                    str(args.group), "--workers", str(args.workers), "--seed", str(args.seed), "--result",
+                    str(result_file),
+                ]
+            )  # fmt: skip
+            result = json.loads(result_file.read_text())
+            row = {"stores": stores, "series": stores * ITEMS, **result}
+            row["peak_gib"] = gib(row["peak_rss_bytes"])
+            row["child_peak_gib"] = gib(row["child_peak_rss_bytes"])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(
+                json.dumps({"machine": machine_info(), "train_params": TRAIN_PARAMS, "rows": rows}, indent=2)
+            )
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    columns = [
+        ("stores", "stores", ""),
+        ("series", "series", ","),
+        ("stage", "stage", ""),
+        ("seconds", "wall s", ".0f"),
+        ("peak_gib", "peak RSS GiB (process)", ".2f"),
+        ("child_peak_gib", "largest child GiB", ".2f"),
+    ]
+    print(markdown_table(rows, columns))
+    print(f"machine: {machine_info()}; workers: {args.workers}; cpus: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Preprocessing of partitioned data: group totals in a first pass, then feature rows partition by partition.
+
+``forecaster preprocess`` writes, per history partition (see :mod:`forecaster.partitions`), one header-less
+feature file (what batch transform sends, one file per partition so several transform instances share the
+work) and one keys file; a one-file history gives ``features.csv`` and ``keys.csv``, a partition ``P`` gives
+``features-P.csv`` and ``keys-P.csv``. The transform writes ``features-P.csv.out`` next to nothing else, and
+:func:`forecaster.forecasting.postprocess` pairs them back by name.
+
+The future data is matched to a history partition by name (same partitioning), else read whole and cut to the
+partition's series. Memory: one partition (+ a one-file future) per worker process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from forecaster.artifact import FeatureSchema
+from forecaster.errors import DataValidationError
+from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
+from forecaster.io import atomic_directory, write_table
+from forecaster.panel import build_panel
+from forecaster.partitions import Partition, map_partitions, partitions
+from forecaster.spec import DatasetSpec
+from forecaster.totals import TOTALS_FILE, GroupTotals
+
+logger = logging.getLogger(__name__)
+
+FEATURES_STEM = "features"
+KEYS_STEM = "keys"
+
+
+def _partition_totals(job: tuple[Partition, DatasetSpec]) -> GroupTotals:
+    partition, spec = job
+    return GroupTotals.from_panel(build_panel(spec, spec.validate_frame(partition.read(), kind="history")), spec)
+
+
+def group_totals(history: str | os.PathLike[str], spec: DatasetSpec, workers: int | None = None) -> GroupTotals:
+    """The item and store totals over every partition of ``history`` (the first pass)."""
+    return GroupTotals.combine(map_partitions(_partition_totals, [(p, spec) for p in partitions(history)], workers))
+
+
+def write_group_totals(
+    history: str | os.PathLike[str], spec: DatasetSpec, out_dir: str | os.PathLike[str], workers: int | None = None
+) -> Path:
+    """Write ``group_totals.npz`` of ``history`` into ``out_dir``."""
+    return group_totals(history, spec, workers).save(Path(out_dir) / TOTALS_FILE)
+
+
+@dataclass(frozen=True)
+class _Job:
+    model_dir: Path
+    history: Partition
+    future: Partition | None  # the matching future partition, else None: the whole future...
+    future_path: Path
+    cut_future: bool  # ...cut to the partition's series (a partitioned history)
+    totals: Path
+    features_dir: Path
+    keys_dir: Path
+    active_days: int
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_totals(path: Path) -> GroupTotals:
+    return GroupTotals.load(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_future(path: Path) -> pd.DataFrame:
+    return pd.concat([p.read() for p in partitions(path)], ignore_index=True)
+
+
+def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
+    """Feature and keys file of one partition (none when all its series are skipped); (series, skipped series)."""
+    schema = FeatureSchema.load(job.model_dir)
+    spec = schema.spec
+    history = job.history.read()
+    future = job.future.read() if job.future is not None else _whole_future(job.future_path)
+    if job.future is None and job.cut_future:
+        keys = list(spec.keys)
+        series = history[keys].astype(str).drop_duplicates()
+        future = future[pd.MultiIndex.from_frame(future[keys].astype(str)).isin(pd.MultiIndex.from_frame(series))]
+    rows = inference_rows(
+        schema, history, future, job.active_days, totals=_cached_totals(job.totals), require_rows=False
+    )
+    if len(rows.keys):
+        write_table(rows.features, job.features_dir / file_name(FEATURES_STEM, job.history.name), header=False)
+        write_table(rows.keys, job.keys_dir / file_name(KEYS_STEM, job.history.name))
+    return len(rows.keys.drop_duplicates(rows.keys.columns[:-1].tolist())), rows.skipped
+
+
+def preprocess(
+    model_dir: str | os.PathLike[str],
+    history: str | os.PathLike[str],
+    future: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    keys_dir: str | os.PathLike[str] | None = None,
+    totals: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    active_days: int = 0,
+) -> list[str]:
+    """Write the feature and keys files of every history partition; return the names of those written.
+
+    Args:
+        model_dir: the model (its feature schema) the rows are for.
+        history: history table: a file or a folder of partitions.
+        future: the known-future rows of the forecast days: one file, or partitioned like ``history``.
+        out_dir: folder of the feature files (nothing else is written there unless ``keys_dir`` is it).
+        keys_dir: folder of the keys files (default: ``out_dir``).
+        totals: ``group_totals.npz`` (or its folder) of the whole history; default: computed from ``history``.
+            Give it when ``history`` is one shard of the chain (a multi-instance processing job).
+        workers: worker processes (default: one per core).
+        active_days: also skip series without a sale in the last ``active_days`` history days (see
+            :func:`forecaster.forecasting.inference_rows`).
+
+    The series not forecast are listed in ``skipped_series.csv`` in ``keys_dir``. Both folders are written all
+    or nothing.
+
+    Raises:
+        DataValidationError: when no partition has a series to forecast.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    keys_dir = Path(keys_dir) if keys_dir is not None else out_dir
+    spec = FeatureSchema.load(model_dir).spec
+    history_parts = partitions(history)
+    future_parts = {p.name: p for p in partitions(future)}
+    matched = all(p.name in future_parts for p in history_parts) and len(future_parts) > 1
+    extra = sorted(set(future_parts) - {p.name for p in history_parts}) if matched else []
+    if extra:
+        logger.warning("future partitions without history are not forecast: %s", ", ".join(extra[:5]))
+    with tempfile.TemporaryDirectory(prefix="forecaster-totals-") as scratch:
+        if totals is None:
+            totals = group_totals(history, spec, workers).save(Path(scratch) / TOTALS_FILE)
+        totals_path = Path(totals) / TOTALS_FILE if Path(totals).is_dir() else Path(totals)
+        if not totals_path.is_file():
+            raise DataValidationError(f"No group totals at {totals}; write them with `forecaster group-totals`.")
+        with (
+            atomic_directory(out_dir) as features_stage,
+            atomic_directory(keys_dir) if keys_dir != out_dir else contextlib.nullcontext(features_stage) as keys_stage,
+        ):
+            jobs = [
+                _Job(
+                    model_dir=model_dir,
+                    history=part,
+                    future=future_parts.get(part.name) if matched else None,
+                    future_path=Path(future),
+                    cut_future=len(history_parts) > 1,
+                    totals=totals_path,
+                    features_dir=features_stage,
+                    keys_dir=keys_stage,
+                    active_days=active_days,
+                )
+                for part in history_parts
+            ]
+            results = map_partitions(_preprocess_partition, jobs, workers)
+            skipped = pd.concat([result[1] for result in results], ignore_index=True)
+            forecast_count = sum(result[0] for result in results)
+            if not forecast_count:
+                raise DataValidationError(
+                    f"No series to forecast: {skip_summary(0, skipped)}. Check that the future data has rows for "
+                    "the history's series (the same key values) on the days after the history"
+                    f"{f', and lower active_days ({active_days})' if active_days else ''}."
+                )
+            write_table(skipped, keys_stage / SKIPPED_FILE)
+    print(skip_summary(forecast_count, skipped))
+    return [part.name for part, result in zip(history_parts, results, strict=True) if result[0]]
