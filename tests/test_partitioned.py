@@ -92,7 +92,7 @@ def test_partitioned_path_gives_the_single_file_forecasts_row_for_row(
     names = [f"features-store_id=S00{i}.csv" for i in (1, 2, 3)]
     assert sorted(p.name for p in (parted / "features").iterdir()) == names  # one file per partition, nothing else
     keys_files = [n.replace("features", "keys") for n in names]
-    assert sorted(p.name for p in (parted / "keys").iterdir()) == [*keys_files, "skipped_series.csv"]
+    assert sorted(p.name for p in (parted / "keys").iterdir()) == [*keys_files, "skipped_series-store_id=S001.csv"]
 
     # the same training rows -> the same model, and the same feature rows -> the same forecasts
     for booster in ("model_mean.txt", "model_q50.txt"):

@@ -121,8 +121,9 @@ def preprocess(
         active_days: also skip series without a sale in the last ``active_days`` history days (see
             :func:`forecaster.forecasting.inference_rows`).
 
-    The series not forecast are listed in ``skipped_series.csv`` in ``keys_dir``. Both folders are written all
-    or nothing.
+    The series not forecast are listed in ``keys_dir``: ``skipped_series.csv`` (one-file history) or
+    ``skipped_series-P.csv`` (P: the first partition, so the shards of a multi-instance job write disjoint files).
+    Both folders are written all or nothing.
 
     Raises:
         DataValidationError: when no partition has a series to forecast.
@@ -169,6 +170,7 @@ def preprocess(
                     "the history's series (the same key values) on the days after the history"
                     f"{f', and lower active_days ({active_days})' if active_days else ''}."
                 )
-            write_table(skipped, keys_stage / SKIPPED_FILE)
+            # one file per processing instance: a shard is named after its first partition (disjoint on S3)
+            write_table(skipped, keys_stage / file_name(Path(SKIPPED_FILE).stem, history_parts[0].name))
     print(skip_summary(forecast_count, skipped))
     return [part.name for part, result in zip(history_parts, results, strict=True) if result[0]]
