@@ -144,6 +144,8 @@ class PipelineBuilder:
             base_job_name=f"forecaster-{'-'.join(step.command)}",
             sagemaker_session=self.session,
         )
+        # the SDK's local mode refuses ShardedByS3Key (one container per instance, every one gets all the data)
+        shard = not getattr(self.session, "local_mode", False)
         inputs = [
             ProcessingInput(
                 input_name=name,
@@ -152,7 +154,7 @@ class PipelineBuilder:
                     local_path=f"{PROCESSING_INPUT_ROOT}/{name}",
                     s3_data_type="S3Prefix",
                     s3_input_mode="File",
-                    s3_data_distribution_type="ShardedByS3Key" if name in step.sharded else "FullyReplicated",
+                    s3_data_distribution_type="ShardedByS3Key" if shard and name in step.sharded else "FullyReplicated",
                 ),
             )
             for name, ref in step.inputs.items()
