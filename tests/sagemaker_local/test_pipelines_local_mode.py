@@ -154,8 +154,8 @@ def assert_same_files(got: Path, expected: Path) -> None:
 
 
 BUILD_STEPS = {
-    "Split", "Train", "Preprocess", "CreateModel", "Transform", "Postprocess", "Evaluate", "DataQualityBaseline",
-    "ModelQualityBaseline", "ExplainabilityBaseline", "CheckEvaluation",
+    "Split", "Train", "GroupTotals", "Preprocess", "CreateModel", "Transform", "Postprocess", "Evaluate",
+    "DataQualityBaseline", "ModelQualityBaseline", "ExplainabilityBaseline", "CheckEvaluation",
 }  # fmt: skip
 
 

@@ -161,12 +161,13 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
 
     # batch transform over the features prefix: one .out per partition file, then postprocess reads them all
     from forecaster.artifact import pack_model
+    from forecaster.contract import TRANSFORM_ENVIRONMENT
+    from forecaster.forecasting import OUTPUT_COLUMNS
 
     pack_model(chain / "model", tmp_path / "model-data" / "model.tar.gz")  # alone under its prefix
     model_data = upload(tmp_path / "model-data", s3_uri(run, "model-data")) + "model.tar.gz"
-    model = local_session.create_model(
-        f"sharded-{run}", role=ROLE, container_defs={"Image": images[1], "ModelDataUrl": model_data, "Environment": {}}
-    )
+    container = {"Image": images[1], "ModelDataUrl": model_data, "Environment": dict(TRANSFORM_ENVIRONMENT)}
+    model = local_session.create_model(f"sharded-{run}", role=ROLE, container_defs=container)
     transformer = Transformer(
         model_name=model, instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
         accept="text/csv", output_path=s3_uri(run, "transform"), sagemaker_session=local_session,
@@ -180,7 +181,7 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
     for name in names:  # local mode does not check HTTP status: count the lines and fields
         lines = [line for line in (predictions / f"features-{name}.csv.out").read_text().splitlines() if line]
         assert len(lines) == len((features / f"features-{name}.csv").read_text().splitlines())
-        assert all(len(line.split(",")) == 3 for line in lines), lines[:3]
+        assert all(len(line.split(",")) == len(OUTPUT_COLUMNS) for line in lines), lines[:3]
     forecasts = tmp_path / "forecasts.csv"
     assert main(["postprocess", "--keys", str(keys), "--predictions", str(predictions), "--out", str(forecasts)]) == 0
     table = pd.read_csv(forecasts)
