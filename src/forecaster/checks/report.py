@@ -126,7 +126,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     except DataValidationError as error:
         return _note(f"Forecast plots omitted: {error.reason}")
     keys = list(spec.keys)
-    totals = joined.groupby(keys)["y"].sum().sort_values(ascending=False)
+    totals = joined.groupby(keys, observed=True)["y"].sum().sort_values(ascending=False)
     chosen = totals.index[: max(1, max_series)]
     point = point_column(joined)
     lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]

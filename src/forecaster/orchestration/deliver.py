@@ -48,7 +48,7 @@ def split_by_store(frame: pd.DataFrame, store_column: str, folder: Path) -> list
             f"The pipeline output has no store column {store_column!r} (columns: {list(frame.columns)})."
         )
     names = []
-    for store, rows in frame.groupby(store_column, sort=True):
+    for store, rows in frame.groupby(store_column, sort=True, observed=True):
         name = f"{_safe(store_column)}={_safe(store)}.csv"
         write_table(rows, folder / name)
         names.append(name)

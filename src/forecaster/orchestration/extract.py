@@ -118,9 +118,9 @@ def check_complete(sales: pd.DataFrame, spec: DatasetSpec, series: pd.DataFrame,
     """
     keys = list(spec.keys)
     kept = sales.merge(series, on=keys, how="inner").sort_values([*keys, spec.date], kind="stable")
-    previous = kept.groupby(keys, sort=False)[spec.date].shift()
+    previous = kept.groupby(keys, sort=False, observed=True)[spec.date].shift()
     gap = (kept[spec.date] - previous).dt.days > 1
-    ends = kept.groupby(keys, sort=False).tail(1)
+    ends = kept.groupby(keys, sort=False, observed=True).tail(1)
     ends = ends[ends[spec.date].dt.date < last]
     missing = [(previous[gap] + pd.Timedelta(days=1)).rename("day"), (ends[spec.date] + pd.Timedelta(days=1))]
     candidates = pd.concat([kept.loc[gap, keys].assign(day=missing[0]), ends[keys].assign(day=missing[1])])
@@ -168,7 +168,7 @@ def read_plan(
             f"Bad drop {location}: row {row + 1} ({_series_text(plan.iloc[row], spec.keys)}, columns {keys}) names a "
             "series with no sales history; send its history first or remove it from the plan."
         )
-    counts = plan.groupby(keys, sort=False)[spec.date].nunique()
+    counts = plan.groupby(keys, sort=False, observed=True)[spec.date].nunique()
     if (counts < horizon).any():
         series = counts[counts < horizon].index[0]
         series = series if isinstance(series, tuple) else (series,)
