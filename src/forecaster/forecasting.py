@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, POINT_COLUMN, QUANTILE_COLUMNS, QUANTILES
+from forecaster.contract import (
+    ALL_QUANTILES,
+    DEFAULT_ACTIVE_DAYS,
+    DEFAULT_QUANTILES_ENV,
+    POINT_COLUMN,
+    QUANTILE_COLUMNS,
+    QUANTILES,
+)
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
@@ -60,7 +67,10 @@ def build_inference_features(
 
 
 def inference_rows(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> InferenceRows:
     """Feature rows for every *active* series × future day, and the series skipped.
 
@@ -171,14 +181,20 @@ def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.Dat
 
 
 def forecast(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> pd.DataFrame:
     """Preprocess, predict in-process and postprocess: one forecast row per active series × future day."""
     return forecast_rows(model, history, future, active_days)[0]
 
 
 def forecast_rows(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> tuple[pd.DataFrame, InferenceRows]:
     """(forecasts, the inference rows with the skipped series) of :func:`forecast`."""
     model = _as_model(model)
@@ -187,7 +203,11 @@ def forecast_rows(
 
 
 def preprocess(
-    model_dir: str | Path, history: str | Path, future: str | Path, out_dir: str | Path, active_days: int = 0
+    model_dir: str | Path,
+    history: str | Path,
+    future: str | Path,
+    out_dir: str | Path,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> Path:
     """Write the batch files into ``out_dir`` and return it.
 
