@@ -16,6 +16,7 @@ time hardly: with 2 threads an idle 2-core machine needs at most that much wall 
 
     python bench/small_shop.py                      # table on stdout, JSON in bench/results/small_shop.json
     python bench/small_shop.py --frn-series 0       # the one-shop set only
+    python bench/small_shop.py --frn-series 0 --configs scaled --hp lr:learning_rate=0.05   # try a lever
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def freshretailnet(path: Path, series: int, seed: int = 0) -> tuple[pd.DataFrame
     return frame.merge(pairs, on=list(spec.keys)), spec.to_dict()
 
 
-def child(data: Path, spec_file: Path, config: str, test_days: int, threads: int, out: Path) -> None:
+def child(data: Path, spec_file: Path, config: str, test_days: int, threads: int, out: Path, hp: dict) -> None:
     """Train one configuration on all but the last ``test_days`` days, forecast them, write scores as JSON."""
     from forecaster import metrics as m
     from forecaster.config import TrainConfig
@@ -86,7 +87,7 @@ def child(data: Path, spec_file: Path, config: str, test_days: int, threads: int
         days = pd.DataFrame({spec.date: pd.date_range(cut + pd.Timedelta(days=1), periods=test_days)})
         grid = alive.merge(days, how="cross").merge(test, on=[*spec.keys, spec.date], how="left")
         test = grid.fillna({spec.target: 0.0, **dict.fromkeys(spec.known_future, 0.0)})
-    hp = {"horizon": test_days, "num_threads": threads, **CONFIGS[config]}
+    hp = {"horizon": test_days, "num_threads": threads, **hp}
     model_dir = out.with_suffix("")
     fit_artifact(history, spec, TrainConfig.from_hyperparameters(hp), model_dir)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -122,12 +123,14 @@ def run(name: str, frame: pd.DataFrame, spec: dict, options: argparse.Namespace,
     frame.to_parquet(data, index=False)
     spec_file.write_text(json.dumps(spec))
     rows = []
-    for config in CONFIGS:
+    for config, hp in options.configs.items():
         out = workdir / f"{name}-{config}.json"
         args = [str(data), str(spec_file), config, str(options.test_days), str(options.threads), str(out)]
+        args.append(json.dumps(hp))
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         subprocess.run([sys.executable, __file__, "--child", *args], cwd=REPO_ROOT, env=env, check=True)
-        rows.append({"data": name, "series": int(frame.groupby(spec["keys"]).ngroups), **json.loads(out.read_text())})
+        result = json.loads(out.read_text())
+        rows.append({"data": name, "series": int(frame.groupby(spec["keys"]).ngroups), "hp": hp, **result})
         print(f"{name} {config}: {rows[-1]['train_seconds']:.1f} s", file=sys.stderr)
     return rows
 
@@ -141,12 +144,25 @@ def main() -> None:
     parser.add_argument("--test-days", type=int, default=14, help="days forecast and scored (14)")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads (2)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "small_shop.json")
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated configurations to train ({','.join(CONFIGS)})"
+    )
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="NAME:KEY=VALUE",
+        help="an extra configuration NAME with hyperparameter KEY=VALUE (repeatable); trained after --configs",
+    )  # fmt: skip
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        data, spec_file, config, test_days, threads, out = options.child
-        child(Path(data), Path(spec_file), config, int(test_days), int(threads), Path(out))
+        data, spec_file, config, test_days, threads, out, hp = options.child
+        child(Path(data), Path(spec_file), config, int(test_days), int(threads), Path(out), json.loads(hp))
         return
+    configs = {name: CONFIGS[name] for name in options.configs.split(",") if name}
+    for entry in options.hp:
+        name, _, pair = entry.partition(":")
+        key, _, value = pair.partition("=")
+        configs.setdefault(name, {})[key] = value
+    options.configs = configs
     rows = []
     with tempfile.TemporaryDirectory(prefix="small-shop-") as tmp:
         rows += run("one shop (synthetic)", *one_shop(options.items, options.days), options, Path(tmp))

@@ -78,3 +78,40 @@ def test_tolerance_zero_is_model_monitor_behaviour():
     assert model_quality.check(doc, constraints) == {"violations": []}
     with pytest.raises(Exception, match="'tolerance' parameter"):
         model_quality.suggest_constraints(doc, tolerance=-1)
+
+
+def test_check_reads_the_ground_truth_with_the_spec_and_reports_coverage_on_days_with_sales(tmp_path):
+    """A user's truth file: own column names, day-first dates (``01/05/2024`` is the 1st of May), many zero days."""
+    pred, truth = _write(tmp_path)
+    evaluation = tmp_path / "eval"
+    assert (
+        main(["evaluate", "--input", f"predictions={pred}", "--input", f"truth={truth}", "--out", str(evaluation)]) == 0
+    )
+    assert (
+        main(["baseline", "model-quality", "--input", f"evaluation={evaluation}", "--out", str(tmp_path / "mq")]) == 0
+    )
+    spec = {"keys": ["Filiale", "Artikel"], "date": "Datum", "target": "Menge", "date_format": "%d/%m/%Y"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    names = {"store_id": "Filiale", "item_id": "Artikel", "date": "Datum", "units_sold": "Menge"}
+    users = pd.read_csv(truth).rename(columns=names)
+    users["Menge"] = users["Menge"].where(np.arange(len(users)) % 3 > 0, 0)  # a third of the days sold nothing
+    users["Datum"] = pd.to_datetime(users["Datum"]).dt.strftime("%d/%m/%Y")
+    users.to_csv(tmp_path / "users_truth.csv", index=False)
+    pd.read_csv(pred).rename(columns=names).to_csv(tmp_path / "users_pred.csv", index=False)  # ISO dates
+    check = ["check", "model-quality", "--input", f"baseline={tmp_path / 'mq'}", "--spec", str(tmp_path / "spec.json")]
+    inputs = [
+        "--input",
+        f"truth={tmp_path / 'users_truth.csv'}",
+        "--input",
+        f"predictions={tmp_path / 'users_pred.csv'}",
+    ]
+    assert main([*check, *inputs, "--out", str(tmp_path / "out")]) == 0
+    document = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert document["dataset"] == {**document["dataset"], "item_count": len(users), "unmatched_predictions": 0}
+    coverage = document["forecast_metrics"]["overall"]["coverage"]
+    sold = users["Menge"].to_numpy() > 0
+    p10 = pd.read_csv(pred)["p10"].to_numpy()
+    assert coverage["p10_sold"] == pytest.approx(np.mean(users["Menge"].to_numpy()[sold] <= p10[sold]))
+    assert coverage["p10"] > coverage["p10_sold"]  # every zero day counts as below P10
+    statistics = json.loads((tmp_path / "out" / "statistics.json").read_text())
+    assert statistics["forecast_metrics"]["overall"]["coverage"]["p90_sold"] == coverage["p90_sold"]

@@ -224,6 +224,7 @@ def test_model_quality_pipeline_decides_retraining_from_ground_truth(built, tmp_
         "ForecastsData": workdir / "Postprocess/output/forecasts/forecasts.csv",
         "GroundTruthData": workdir / "Split/output/truth",
         "ModelQualityBaselineUri": workdir / "ModelQualityBaseline/output/baseline",
+        "ModelDataUrl": built[1]["steps"]["Train"]["model_data"],
     }
     # the runner's default: each processing step runs the `forecaster` program, as the processing image does
     result = run_pipeline_program("model-quality", tmp_path / "mq", {**params, "RetrainWape": 0.0001}, progress=False)
@@ -291,6 +292,7 @@ def test_one_work_directory_holds_one_pipeline(built, tmp_path):
                 "ForecastsData": workdir / "Postprocess/output/forecasts",
                 "GroundTruthData": workdir / "Split/output/truth",
                 "ModelQualityBaselineUri": workdir / "ModelQualityBaseline/output/baseline",
+                "ModelDataUrl": built[1]["steps"]["Train"]["model_data"],
             },
             progress=False,
         )

@@ -197,6 +197,26 @@ def test_calibration_factors_make_held_out_coverage_nominal():
     assert calibration_factors(raw[:50], y[:50], (0.1, 0.5, 0.9)) == (1.0, 1.0, 1.0)  # too few rows: unchanged
 
 
+def test_calibration_on_intermittent_demand_makes_p10_cover_a_tenth_of_the_days_with_sales():
+    """40 % of the days sell nothing: P10 is fitted on the days with sales, P90 keeps 90 % over all days."""
+    from forecaster.model import calibration_factors
+
+    rng = np.random.default_rng(1)
+    n = 40_000
+    level = rng.gamma(2.0, 4.0, n)  # what a day would sell if it sells
+    sold = rng.random(n) > 0.4
+    y = np.where(sold, rng.poisson(level) + 1.0, 0.0)
+    raw = np.column_stack([0.6 * level, 0.9 * level, 1.3 * level])  # a booster's uncalibrated, too-narrow quantiles
+    calibrated = raw * np.asarray(calibration_factors(raw, y, (0.1, 0.5, 0.9)))
+    coverage_sold = (y[sold] <= calibrated[sold, 0]).mean()
+    assert abs(coverage_sold - 0.1) < 0.02, coverage_sold
+    assert abs((y <= calibrated[:, 2]).mean() - 0.9) < 0.01
+    # fitted on every day, the P10 factor is the share-0.1 quantile of y / forecast: 0, bounded up to 0.5; the
+    # P10 then covers far fewer selling days than one in ten
+    every_day = float(np.clip(np.quantile(y / raw[:, 0], 0.1), 0.5, 2.0))
+    assert abs((y[sold] <= every_day * raw[sold, 0]).mean() - 0.1) > 0.05
+
+
 def test_trained_model_stores_its_calibration(trained_model_dir):
     schema = FeatureSchema.load(trained_model_dir)
     assert len(schema.quantile_calibration) == 3

@@ -244,7 +244,21 @@ def test_model_quality_pipeline(defs):
         "baseline": "Parameters.ModelQualityBaselineUri",
         "predictions": "Parameters.ForecastsData",
         "truth": "Parameters.GroundTruthData",
+        "model": "Parameters.ModelDataUrl",  # the model's dataset spec names the key, date and target columns
     }
+    arguments = check["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--model-dir") + 1] == "/opt/ml/processing/input/model"
+
+
+@pytest.mark.parametrize("key", ["build", "inference"])
+def test_preprocess_takes_the_active_days_parameter(defs, key):
+    from forecaster.contract import DEFAULT_ACTIVE_DAYS
+
+    parameters = {p["Name"]: p for p in defs[key]["Parameters"]}
+    assert parameters["ActiveDays"] == {"Name": "ActiveDays", "Type": "Integer", "DefaultValue": DEFAULT_ACTIVE_DAYS}
+    arguments = all_steps(defs[key])["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    value = arguments[arguments.index("--active-days") + 1]
+    assert value == {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ActiveDays"}]}}
 
 
 def test_outputs_go_under_the_prefix_and_execution(defs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -56,6 +58,42 @@ def test_split_errors(frame):
         InvalidParameterError, match=r"'horizon' parameter of split must be an int in the range \[1, 366\]"
     ):
         split_for_evaluation(frame, spec, 400)
+
+
+def test_split_counts_absent_days_in_the_window_as_zero_sales_as_the_spec_says(frame):
+    spec = DatasetSpec.preset("default")  # missing_days: zero
+    keys, date = list(spec.keys), spec.date
+    cutoff = frame[date].max() - pd.Timedelta(days=7)
+    day = {n: cutoff + pd.Timedelta(days=n) for n in range(1, 8)}
+    first, second, third = (tuple(k) for k in frame[keys].drop_duplicates().to_numpy()[:3])
+
+    def rows_of(series, *days):
+        match = (frame[keys] == pd.Series(series, index=keys)).all(axis=1)
+        return match & (frame[date].isin(days) if days else True)
+
+    gaps = rows_of(first, day[3], day[4]) | rows_of(second, day[1]) | rows_of(third, day[6], day[7])
+    discount = frame.loc[rows_of(second, cutoff), "discount"].iat[0]
+    data = frame[~gaps]
+    parts = split_for_evaluation(data, spec, 7)
+    truth, future = parts["truth"], parts["future"]
+
+    def at(part, series, when):
+        return part[(part[keys].astype(str) == pd.Series(series, index=keys)).all(axis=1) & (part[date] == when)]
+
+    # inside a series' life an absent day sold nothing: truth 0, and a future row so that it is forecast and scored
+    for series, when in ((first, day[3]), (first, day[4]), (second, day[1])):
+        assert at(truth, series, when)[spec.target].tolist() == [0.0]
+        assert len(at(future, series, when)) == 1
+    # known-future values of an added day come from the series' previous row (here its last history day)
+    assert at(future, second, day[1])["discount"].tolist() == [discount]
+    # after its last row a series has ended: nothing is added
+    assert at(truth, third, day[6]).empty and at(future, third, day[7]).empty
+    assert len(truth) == len(future) == 2 * 3 * 7 - 2
+    spec.validate_frame(future, kind="future")
+
+    unobserved = split_for_evaluation(data, dataclasses.replace(spec, missing_days="unobserved"), 7)
+    assert len(unobserved["truth"]) == len(unobserved["future"]) == 2 * 3 * 7 - 5
+    assert at(unobserved["truth"], first, day[3]).empty
 
 
 @pytest.mark.parametrize("key", list(PIPELINES))

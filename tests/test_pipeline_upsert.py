@@ -73,7 +73,10 @@ def test_upsert_creates_then_updates_and_runs_with_the_latest_approved_model(aws
     _register(registry, 2, approve=True)
     _register(registry, 3, approve=False)
     parameters = approved_model_parameters(registry, GROUP, "model-quality")
-    assert parameters == {"ModelQualityBaselineUri": "s3://artifacts/run-2/ModelQualityBaseline/baseline"}
+    assert parameters == {
+        "ModelDataUrl": "s3://artifacts/run-2/Train/model.tar.gz",  # its spec names the forecasts' columns
+        "ModelQualityBaselineUri": "s3://artifacts/run-2/ModelQualityBaseline/baseline",
+    }
     inference = approved_model_parameters(registry, GROUP, "inference")
     assert inference["ModelDataUrl"] == "s3://artifacts/run-2/Train/model.tar.gz"
     assert inference["DataQualityBaselineUri"] == "s3://artifacts/run-2/DataQualityBaseline/baseline"

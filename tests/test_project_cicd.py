@@ -164,6 +164,7 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
         assert inference["OutputPrefix"] == f"s3://artifacts/{stage}/batch-inference"
         quality = _parameters(client, f"{PROJECT}-model-quality-{stage}")
         assert quality["ModelQualityBaselineUri"] == f"{run}/ModelQualityBaseline/baseline"
+        assert quality["ModelDataUrl"] == f"{run}/Train/model.tar.gz"
         assert quality["GroundTruthData"] == f"s3://data/{PROJECT}/{stage}/ground-truth/"
     instance_types = {
         stage: _parameters(client, f"{PROJECT}-batch-inference-{stage}")["TransformInstanceType"]

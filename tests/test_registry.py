@@ -207,7 +207,7 @@ def test_cli_on_the_sqlite_registry(tmp_path, capsys):
     latest = json.loads(capsys.readouterr().out)
     assert (latest["version"], latest["metrics"], latest["lineage"]) == (1, {"wape": 0.3}, {"code_version": "c1"})
     assert main(["registry", "latest", *url, "--group", GROUP, "--parameters", "model-quality"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"ModelQualityBaselineUri": "/b/1"}
+    assert json.loads(capsys.readouterr().out) == {"ModelDataUrl": "/models/1", "ModelQualityBaselineUri": "/b/1"}
     assert main(["registry", "list", *url, "--group", GROUP, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(v["version"], v["status"]) for v in listed] == [

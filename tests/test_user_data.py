@@ -143,27 +143,49 @@ def test_negative_target_can_be_refused_instead():
         spec.validate_frame(user_frame())
 
 
+def _skipped(keys_dir):
+    """Preprocess's one skipped-series list (named after the history's first partition: here its one file)."""
+    (listing,) = keys_dir.glob("skipped_series*.csv")
+    return read_table(listing)
+
+
 def test_build_and_inference_pipelines_run_on_the_users_data(data_dir, tmp_path):
     build = tmp_path / "build"
     record = run_pipeline("build", build, {**FAST_PIPELINE, "InputData": str(data_dir)}, progress=False)
     assert record["status"] == "Succeeded"
-    skipped = read_table(build / "Preprocess/output/keys/skipped_series.csv")
+    skipped = _skipped(build / "Preprocess/output/keys")
     assert set(skipped["reason"]) <= {"ended", "new"}
     registry = record["registry"]
     open_registry(registry).approve("forecaster-demand", 1, "tested")
     frame = user_frame()
     dates = pd.to_datetime(frame["Datum"], format="%d/%m/%Y")
     cut = dates.max() - pd.Timedelta(days=HORIZON)
-    write_table(frame[dates <= cut], tmp_path / "history" / "history.csv")
+    quiet = (frame["Artikel"] == "Gurken") & (dates > cut - pd.Timedelta(days=10))  # no sale in the last 10 days
+    write_table(frame[(dates <= cut) & ~quiet], tmp_path / "history" / "history.csv")
     future = frame.loc[dates > cut, ["Filiale", "Artikel", "Datum", "Rabatt_€"]]
     write_table(future, tmp_path / "future" / "future.csv")
     params = {"HistoryData": tmp_path / "history", "FutureData": tmp_path / "future", "TransformMaxConcurrent": 1}
+    params["ActiveDays"] = 10  # the pipeline parameter of `forecaster preprocess --active-days`
     result = run_pipeline("inference", tmp_path / "inference", params, registry=registry, progress=False)
     assert result["status"] == "Succeeded"
     forecasts = read_table(tmp_path / "inference/Postprocess/output/forecasts/forecasts.csv")
     assert "Kürbis" not in set(forecasts["Artikel"]) and set(forecasts["Artikel"]) > {"Äpfel", "白菜", "помидоры"}
-    skipped = read_table(tmp_path / "inference/Preprocess/output/keys/skipped_series.csv")
+    skipped = _skipped(tmp_path / "inference/Preprocess/output/keys")
     assert {"Kürbis", "Lauch", "Spinat"} <= set(skipped["Artikel"])
+    assert skipped.loc[skipped["Artikel"] == "Gurken", "reason"].tolist() == ["inactive"]
+    assert "Gurken" not in set(forecasts["Artikel"])
+
+    # model quality on the user's ground truth: the approved model's spec names its columns and date format
+    write_table(frame[dates > cut], tmp_path / "truth" / "verkäufe.csv")
+    forecast_file = tmp_path / "inference/Postprocess/output/forecasts/forecasts.csv"
+    params = {"ForecastsData": forecast_file, "GroundTruthData": tmp_path / "truth"}
+    quality = run_pipeline("model-quality", tmp_path / "quality", params, registry=registry, progress=False)
+    assert quality["status"] == "Succeeded"
+    assert quality["parameters"]["ModelDataUrl"] == record["steps"]["Train"]["model_data"]
+    evaluation = read_json(tmp_path / "quality/ModelQualityCheck/output/violations/evaluation.json")
+    overall = evaluation["forecast_metrics"]["overall"]
+    assert overall["rows"] == len(forecasts)  # every forecast day has an actual
+    assert {"p10_sold", "p50_sold", "p90_sold"} <= set(overall["coverage"])  # coverage on days with sales
 
 
 def test_build_pipeline_fails_at_split_before_training_on_too_short_data(data_dir, tmp_path):

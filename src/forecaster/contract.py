@@ -51,6 +51,11 @@ DEFAULT_HORIZON = 14
 #: Smallest and largest horizon in days (training, split and the pipelines accept the same range).
 HORIZON_RANGE: tuple[int, int] = (1, 366)
 
+# ---- active series ------------------------------------------------------------------------------------------------
+#: A series is forecast only with a sale within this many last history days (0: every series with history and
+#: future rows): the default of ``forecaster forecast|preprocess --active-days`` and of the pipelines' ``ActiveDays``.
+DEFAULT_ACTIVE_DAYS = 0
+
 # ---- the serving container's environment ------------------------------------------------------------------------
 #: Which quantiles a request gets when it does not say (``X-Amzn-SageMaker-Custom-Attributes: quantiles=...``).
 DEFAULT_QUANTILES_ENV = "FORECASTER_DEFAULT_QUANTILES"

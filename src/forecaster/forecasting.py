@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from forecaster.artifact import FeatureSchema
-from forecaster.contract import ALL_QUANTILES, DEFAULT_QUANTILES_ENV, POINT_COLUMN, QUANTILE_COLUMNS, QUANTILES
+from forecaster.contract import (
+    ALL_QUANTILES,
+    DEFAULT_ACTIVE_DAYS,
+    DEFAULT_QUANTILES_ENV,
+    POINT_COLUMN,
+    QUANTILE_COLUMNS,
+    QUANTILES,
+)
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
@@ -76,7 +83,7 @@ def inference_rows(
     model: ForecastModel | FeatureSchema | str | Path,
     history: pd.DataFrame,
     future: pd.DataFrame,
-    active_days: int = 0,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
     totals: GroupTotals | None = None,
     require_rows: bool = True,
 ) -> InferenceRows:
@@ -195,14 +202,20 @@ def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.Dat
 
 
 def forecast(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> pd.DataFrame:
     """Preprocess, predict in-process and postprocess: one forecast row per active series × future day."""
     return forecast_rows(model, history, future, active_days)[0]
 
 
 def forecast_rows(
-    model: ForecastModel | str | Path, history: pd.DataFrame, future: pd.DataFrame, active_days: int = 0
+    model: ForecastModel | str | Path,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> tuple[pd.DataFrame, InferenceRows]:
     """(forecasts, the inference rows with the skipped series) of :func:`forecast`."""
     model = _as_model(model)

@@ -13,7 +13,7 @@ import numpy as np
 
 from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
 from forecaster.config import TrainConfig
-from forecaster.contract import QUANTILES, quantile_booster
+from forecaster.contract import MEDIAN, QUANTILES, quantile_booster
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.io import write_json
 
@@ -226,10 +226,19 @@ def calibration_factors(
 
     ``raw`` are uncalibrated quantile forecasts of held-out rows with actuals ``y``; rows forecasting 0 carry no
     information on the factor and are left out. Factors are bounded to ``bounds`` to survive tiny windows.
+
+    Intermittent demand: a day without sales lies below every positive forecast, so on data with many zero days
+    a low quantile cannot reach its coverage over all days (every zero counts as "below") and its factor would
+    shrink to the bound. Quantiles below the median are therefore fitted on the days with sales: P10 is the
+    level a selling day falls below one time in ten. The median and the quantiles above it are fitted on every
+    day, so P90 keeps its 90 % coverage overall.
     """
     factors = []
+    sold = y > 0
     for column, q in enumerate(quantiles):
         positive = raw[:, column] > 0
+        if q < MEDIAN:
+            positive &= sold
         if positive.sum() < 100:
             factors.append(1.0)
             continue

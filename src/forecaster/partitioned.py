@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecaster.artifact import FeatureSchema
+from forecaster.contract import DEFAULT_ACTIVE_DAYS
 from forecaster.errors import DataValidationError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
 from forecaster.io import atomic_directory, write_table
@@ -105,7 +106,7 @@ def preprocess(
     keys_dir: str | os.PathLike[str] | None = None,
     totals: str | os.PathLike[str] | None = None,
     workers: int | None = None,
-    active_days: int = 0,
+    active_days: int = DEFAULT_ACTIVE_DAYS,
 ) -> list[str]:
     """Write the feature and keys files of every history partition; return the names of those written.
 

@@ -45,12 +45,14 @@ def join_predictions(
     time_col: str,
     target_col: str,
     campaign_col: str | None = None,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Inner-join predictions with the ground truth on ``id_cols`` + ``time_col``.
 
     Returns the prediction columns plus ``y`` (the actual) and, when ``campaign_col`` is in ``truth``,
     ``campaign`` (bool). Keys are compared as strings and dates at day precision, so a CSV and a Parquet file
-    join.
+    join. Dates are read in the spec's ``date_format`` (the user's ground truth), else as ISO dates (what the
+    forecaster writes).
 
     Raises:
         DataValidationError: for a missing column or when no prediction has an actual.
@@ -72,12 +74,13 @@ def join_predictions(
     keep = [*id_cols, time_col, target_col]
     if campaign_col and campaign_col in truth.columns:
         keep.append(campaign_col)
-    right = _normalise_keys(truth[keep], id_cols, time_col).rename(columns={target_col: "y"})
+    right = _normalise_keys(truth[keep], id_cols, time_col, date_format).rename(columns={target_col: "y"})
     if campaign_col and campaign_col in right.columns:
         right = right.rename(columns={campaign_col: "campaign"})
         right["campaign"] = pd.to_numeric(right["campaign"], errors="coerce").fillna(0).to_numpy() > 0
     right = right.drop_duplicates([*id_cols, time_col], keep="last")
-    left = _normalise_keys(predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore"), id_cols, time_col)
+    predicted = predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore")
+    left = _normalise_keys(predicted, id_cols, time_col, date_format)
     joined = left.merge(right, on=[*id_cols, time_col], how="inner", validate="many_to_one")
     joined["y"] = pd.to_numeric(joined["y"], errors="coerce")
     joined = joined[joined["y"].notna()].reset_index(drop=True)
@@ -89,15 +92,23 @@ def join_predictions(
     return joined
 
 
-def _normalise_keys(frame: pd.DataFrame, id_cols: list[str], time_col: str) -> pd.DataFrame:
+def _normalise_keys(
+    frame: pd.DataFrame, id_cols: list[str], time_col: str, date_format: str | None = None
+) -> pd.DataFrame:
     out = frame.copy()
     for column in id_cols:
         out[column] = out[column].astype(str)
-    dates = pd.to_datetime(out[time_col], errors="coerce")
+    values = out[time_col]
+    if date_format and not pd.api.types.is_datetime64_any_dtype(values):  # the spec's format, else ISO
+        dates = pd.to_datetime(values, errors="coerce", format=date_format)
+        dates = dates.fillna(pd.to_datetime(values, errors="coerce", format="ISO8601"))
+    else:
+        dates = pd.to_datetime(values, errors="coerce")
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        expected = f"dates in the format {date_format!r} or" if date_format else "dates like"
         raise DataValidationError(
-            f"The {time_col!r} column must hold dates like 2024-05-31. Got {frame[time_col].iat[row]!r} in row "
+            f"The {time_col!r} column must hold {expected} 2024-05-31. Got {frame[time_col].iat[row]!r} in row "
             f"{row + 1} instead."
         )
     out[time_col] = dates.dt.normalize()
@@ -202,6 +213,7 @@ def evaluate(
     time_col: str,
     target_col: str,
     campaign_col: str | None = None,
+    date_format: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Join ``predictions`` with ``truth`` and return the ``evaluation.json`` document.
@@ -209,7 +221,13 @@ def evaluate(
     Also reports how many predictions had no actual (``dataset.unmatched_predictions``).
     """
     joined = join_predictions(
-        predictions, truth, id_cols=id_cols, time_col=time_col, target_col=target_col, campaign_col=campaign_col
+        predictions,
+        truth,
+        id_cols=id_cols,
+        time_col=time_col,
+        target_col=target_col,
+        campaign_col=campaign_col,
+        date_format=date_format,
     )
     document = evaluate_joined(joined, seed=seed)
     document["dataset"]["unmatched_predictions"] = len(predictions) - len(joined)

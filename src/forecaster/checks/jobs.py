@@ -46,7 +46,12 @@ def _spec_roles(frame: pd.DataFrame, spec: Any, categorical: list[str] | None) -
 
 
 def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
-    columns = {"id_cols": list(spec.keys), "time_col": spec.date, "target_col": spec.target}
+    columns = {
+        "id_cols": list(spec.keys),
+        "time_col": spec.date,
+        "target_col": spec.target,
+        "date_format": spec.date_format,
+    }
     predicted, actual = read_table(predictions), read_table(truth)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)

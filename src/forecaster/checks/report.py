@@ -122,6 +122,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
             time_col=spec.date,
             target_col=spec.target,
             campaign_col=spec.campaign,
+            date_format=spec.date_format,
         )
     except DataValidationError as error:
         return _note(f"Forecast plots omitted: {error.reason}")

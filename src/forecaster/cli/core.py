@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from forecaster.contract import DEFAULT_HORIZON
+from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON
 from forecaster.errors import InvalidParameterError
 
 
@@ -82,7 +82,7 @@ def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--active-days",
         type=int,
-        default=0,
+        default=DEFAULT_ACTIVE_DAYS,
         help="also skip series without a sale in the last N history days (0: forecast every series that has "
         "history and future rows). Skipped series are listed in skipped_series.csv",
     )

@@ -17,7 +17,7 @@ References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs
 from __future__ import annotations
 
 from forecaster.config import TrainConfig
-from forecaster.contract import DEFAULT_MAX_PAYLOAD_MB, MODEL_PACKAGE_ENV, TRANSFORM_ENVIRONMENT
+from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_MAX_PAYLOAD_MB, MODEL_PACKAGE_ENV, TRANSFORM_ENVIRONMENT
 from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
 
 _TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
@@ -48,6 +48,17 @@ _TRANSFORM = (
     ParamSpec("TransformMaxPayloadInMB", "integer", DEFAULT_MAX_PAYLOAD_MB, "MaxPayloadInMB of the batch transform"),
     ParamSpec("TransformMaxConcurrent", "integer", 4, "MaxConcurrentTransforms of the batch transform"),
 )
+
+#: which series are forecast (``forecaster preprocess --active-days``); the build and inference pipelines' Preprocess
+_ACTIVE_DAYS = ParamSpec(
+    "ActiveDays",
+    "integer",
+    DEFAULT_ACTIVE_DAYS,
+    "forecast only series with a sale in the last N history days (0: every series with history and future rows)",
+)
+
+#: the latest approved model (model.tar.gz), filled from the registry; its dataset spec names the data's columns
+_MODEL_DATA = ParamSpec("ModelDataUrl", "string", "s3://forecaster-artifacts/model.tar.gz", "latest approved model")
 
 
 def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
@@ -103,7 +114,8 @@ def _preprocess(model: Ref, history: Ref, future: Ref) -> tuple[StepSpec, StepSp
             command=("preprocess",),
             args=_argv(
                 "--model-dir {input:model} --history {input:history} --future {input:future} "
-                "--totals {input:totals} --out {output:features} --keys-out {output:keys}"
+                "--totals {input:totals} --out {output:features} --keys-out {output:keys} "
+                f"--active-days {{param:{_ACTIVE_DAYS.name}}}"
             ),
             inputs={"model": model, "history": history, "future": future, "totals": "step:GroupTotals/totals"},
             outputs=("features", "keys"),
@@ -151,6 +163,7 @@ BUILD = PipelineSpec(
         ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job"),
         ParamSpec("TrainingMaxRuntimeSeconds", "integer", 86400, "MaxRuntimeInSeconds of the training job"),
         *_TRANSFORM,
+        _ACTIVE_DAYS,
         ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
         ParamSpec("DataDriftThreshold", "float", 0.1, "data-quality baseline: numeric drift distance limit"),
         ParamSpec("ModelQualityTolerance", "float", 0.1, "model-quality baseline: relative slack on the metrics"),
@@ -285,7 +298,8 @@ INFERENCE = PipelineSpec(
         ParamSpec("HistoryData", "string", "s3://forecaster-data/history/", "S3 prefix of recent history"),
         ParamSpec("FutureData", "string", "s3://forecaster-data/future/", "S3 prefix of known-future features"),
         *_TRANSFORM,
-        ParamSpec("ModelDataUrl", "string", "s3://forecaster-artifacts/model.tar.gz", "latest approved model"),
+        _ACTIVE_DAYS,
+        _MODEL_DATA,
         ParamSpec(
             "DataQualityBaselineUri",
             "string",
@@ -365,6 +379,7 @@ MODEL_QUALITY = PipelineSpec(
             "s3://forecaster-artifacts/baselines/model-quality/",
             "S3 prefix with statistics.json + constraints.json of the approved model",
         ),
+        _MODEL_DATA,
         ParamSpec("RetrainWape", "float", 0.6, "decide to retrain when the WAPE on the ground truth is above"),
     ),
     steps=(
@@ -372,14 +387,16 @@ MODEL_QUALITY = PipelineSpec(
             "ModelQualityCheck",
             "processing",
             command=("check", "model-quality"),
+            # the model's spec names the key, date and target columns of forecasts and truth (as in Evaluate)
             args=_argv(
                 "--input baseline={input:baseline} --input predictions={input:predictions} "
-                "--input truth={input:truth} --out {output:violations}"
+                "--input truth={input:truth} --model-dir {input:model} --out {output:violations}"
             ),
             inputs={
                 "baseline": "param:ModelQualityBaselineUri",
                 "predictions": "param:ForecastsData",
                 "truth": "param:GroundTruthData",
+                "model": "param:ModelDataUrl",
             },
             outputs=("violations",),
             settings={"check": "model_quality"},

@@ -23,7 +23,7 @@ from forecaster.pipelines.table import PipelineSpec
 #: what the approved-model resolver fills in, per pipeline
 RESOLVED = {
     "inference": ("ModelDataUrl", "ModelPackageArn", "DataQualityBaselineUri", "ExplainabilityBaselineUri"),
-    "model-quality": ("ModelQualityBaselineUri",),
+    "model-quality": ("ModelDataUrl", "ModelQualityBaselineUri"),
 }
 #: where the build pipeline registers by default
 DEFAULT_GROUP = str(BUILD.defaults()["ModelPackageGroupName"])

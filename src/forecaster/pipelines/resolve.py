@@ -37,9 +37,9 @@ def parameters_for(version: ModelVersion, pipeline: str) -> dict[str, str]:
         raise RegistryError(
             f"Pipeline {pipeline!r} takes no approved-model parameters; use inference or model-quality."
         )
-    parameters: dict[str, str] = {}
+    # both read the model: inference runs it, model quality takes the dataset spec of its forecasts from it
+    parameters: dict[str, str] = {"ModelDataUrl": version.model_data_url}
     if pipeline == "inference":
-        parameters["ModelDataUrl"] = version.model_data_url
         parameters["ModelPackageArn"] = version.identifier
         if version.image_uri:  # the model runs in the image it was built and evaluated with
             parameters["InferenceImage"] = version.image_uri

@@ -12,6 +12,11 @@ reported.
 A partitioned table (:mod:`forecaster.partitions`) is split partition by partition (in worker processes) at the
 cut-off of the whole table, into one file per partition and split: ``history/<partition>.parquet`` and so on, the
 layout the sharded steps that follow read (one S3 object per partition).
+
+With ``"missing_days": "zero"`` (the spec's default) an evaluated series' absent days inside the window, up to its
+last row, sold nothing: ``truth`` gets a 0 for each and ``future`` a row (known-future and static values carried
+over from the series' previous row), so evaluation scores those days as training learned them. With
+``"unobserved"`` they stay out of both.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from forecaster.config import HYPERPARAMETER_CONSTRAINTS, TrainConfig
@@ -84,6 +90,8 @@ def _split_at(
     keys = list(spec.keys)
     series = past[keys].drop_duplicates().merge(held_out[keys].drop_duplicates(), on=keys, how="outer", indicator=True)
     held_out = held_out.merge(series.loc[series["_merge"] == "both", keys], on=keys).reset_index(drop=True)
+    if spec.missing_days == "zero":
+        held_out = _zero_fill(held_out, past, spec, cutoff)
     future_columns = [*spec.keys, spec.date, *spec.known_future, *spec.static]
     splits = {
         "train": past,
@@ -106,6 +114,32 @@ def _check_evaluated(counts: pd.Series, horizon: int, cutoff: pd.Timestamp) -> N
         "(no history before it)",
         cutoff.date(), counts.get("both", 0), counts.get("left_only", 0), counts.get("right_only", 0),
     )  # fmt: skip
+
+
+def _zero_fill(held_out: pd.DataFrame, past: pd.DataFrame, spec: DatasetSpec, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """``held_out`` with a row for each absent day of a series between the cut-off and its last row: 0 sales."""
+    if held_out.empty:  # a partition whose series all ended before the cut-off
+        return held_out
+    keys, date = list(spec.keys), spec.date
+    ends = held_out.groupby(keys, observed=True, as_index=False)[date].max()
+    lengths = (ends[date] - cutoff).dt.days.to_numpy()
+    grid = ends.loc[ends.index.repeat(lengths), keys].reset_index(drop=True)
+    grid[date] = cutoff + pd.to_timedelta(np.concatenate([np.arange(1, n + 1) for n in lengths]), unit="D")
+    absent = grid.merge(held_out[[*keys, date]], on=[*keys, date], how="left", indicator=True)["_merge"]
+    added = grid[(absent == "left_only").to_numpy()]
+    if added.empty:
+        return held_out
+    logger.warning(
+        "%d absent days of %d series in the evaluation window count as 0 sales (the spec's missing_days: zero)",
+        len(added), added[keys].drop_duplicates().shape[0],
+    )  # fmt: skip
+    carried = [*spec.known_future, *spec.static]
+    # each series' last history row seeds the carried values of a window that starts with an absent day
+    last_known = past.sort_values(date, kind="stable").drop_duplicates(keys, keep="last").merge(ends[keys], on=keys)
+    rows = pd.concat([last_known, held_out, added.assign(**{spec.target: 0.0})], ignore_index=True)
+    rows = rows.sort_values([*keys, date], kind="stable").reset_index(drop=True)
+    rows[carried] = rows.groupby(keys, observed=True)[carried].ffill()
+    return rows[rows[date] > cutoff].reset_index(drop=True)
 
 
 def _days(job: tuple[Partition, DatasetSpec]) -> pd.Series:
