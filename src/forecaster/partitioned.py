@@ -28,7 +28,7 @@ from forecaster.errors import DataValidationError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
 from forecaster.io import atomic_directory, write_table
 from forecaster.panel import build_panel
-from forecaster.partitions import Partition, map_partitions, partitions
+from forecaster.partitions import Partition, iter_partitions, map_partitions, partitions
 from forecaster.spec import DatasetSpec
 from forecaster.totals import TOTALS_FILE, GroupTotals
 
@@ -45,7 +45,8 @@ def _partition_totals(job: tuple[Partition, DatasetSpec]) -> GroupTotals:
 
 def group_totals(history: str | os.PathLike[str], spec: DatasetSpec, workers: int | None = None) -> GroupTotals:
     """The item and store totals over every partition of ``history`` (the first pass)."""
-    return GroupTotals.combine(map_partitions(_partition_totals, [(p, spec) for p in partitions(history)], workers))
+    jobs = [(p, spec) for p in partitions(history)]  # added up as they come: one partition's totals at a time
+    return functools.reduce(lambda a, b: GroupTotals.combine([a, b]), iter_partitions(_partition_totals, jobs, workers))
 
 
 def write_group_totals(

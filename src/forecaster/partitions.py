@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,14 @@ def default_workers() -> int:
 def map_partitions(function: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
     """``[function(item) for item in items]``, in up to ``workers`` processes (default: one per core).
 
+    See :func:`iter_partitions` (results one at a time, so that a caller can fold them as they come).
+    """
+    return list(iter_partitions(function, items, workers))
+
+
+def iter_partitions(function: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
+    """``function(item)`` for each of ``items`` in order, in up to ``workers`` processes (default: one per core).
+
     With one worker (or one item) everything runs in this process. Workers are forked where the platform can (no
     re-import of the entry script: the training toolkit runs a plain script), else spawned; they run pandas and
     numpy only, never LightGBM, so a parent that already ran LightGBM's OpenMP threads is safe. ``function`` must
@@ -95,8 +103,9 @@ def map_partitions(function: Callable[[T], R], items: Iterable[T], workers: int 
     if workers < 1:
         raise InvalidParameterError(f"The 'workers' parameter must be an int >= 1. Got {workers!r} instead.")
     if workers == 1 or len(items) <= 1:
-        return [function(item) for item in items]
+        yield from map(function, items)
+        return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
-        return list(pool.map(function, items))
+        yield from pool.map(function, items)

@@ -122,13 +122,14 @@ def fit_artifact(
         sources = list(partitions(train))
         cut_date = None
     lap = _Laps(started, "validate")
-    summaries = map_partitions(rows_.summarize, [(s, spec) for s in sources], workers)
+    summaries, totals = rows_.summarize_partitions(sources, spec, workers)
     shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
     if shared:  # files split by time, not by series: read them as one table (memory: the whole table)
         logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
         sources = [spec.validate_frame(read_table(train), kind="history")]
-        summaries = [rows_.summarize((sources[0], spec))]
-    chain = rows_.ChainSummary.combine(summaries, spec, config)
+        summaries, totals = rows_.summarize_partitions(sources, spec, 1)
+    chain = rows_.ChainSummary.combine(summaries, spec, config, totals)
+    del summaries, totals  # the workers of the second pass are forked: keep this process small
     report = data_report(chain)
     if cut_date is None:
         cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)

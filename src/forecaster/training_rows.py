@@ -15,6 +15,7 @@ history is partitioned nor on the worker count. Memory: one partition's panel pe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet, build_features, feature_set
 from forecaster.model import TrainingSet
 from forecaster.panel import Panel, build_panel
-from forecaster.partitions import Partition
+from forecaster.partitions import Partition, iter_partitions
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
 
@@ -53,10 +54,24 @@ class PartitionSummary:
     last: pd.Timestamp
     target_sum: float
     target_count: int
-    totals: GroupTotals
+    totals: GroupTotals | None  # None once folded into the chain's totals (:func:`summarize_partitions`)
     digest: str
     series_with_gaps: int
     missing_days: int
+
+
+def summarize_partitions(
+    sources: list[Source], spec: DatasetSpec, workers: int | None
+) -> tuple[list[PartitionSummary], GroupTotals]:
+    """The first pass: each partition's summary (without its totals) and the totals of them all.
+
+    The totals are added up as the summaries arrive, so memory holds one partition's totals, not every one.
+    """
+    summaries, totals = [], None
+    for summary in iter_partitions(summarize, [(source, spec) for source in sources], workers):
+        totals = summary.totals if totals is None else GroupTotals.combine([totals, summary.totals])
+        summaries.append(dataclasses.replace(summary, totals=None))
+    return summaries, totals
 
 
 def summarize(job: tuple[Source, DatasetSpec]) -> PartitionSummary:
@@ -105,8 +120,13 @@ class ChainSummary:
     missing_days: int
 
     @classmethod
-    def combine(cls, parts: list[PartitionSummary], spec: DatasetSpec, config: TrainConfig) -> ChainSummary:
-        """Combine the partitions' summaries; raise DataValidationError when a series lies in two partitions."""
+    def combine(
+        cls, parts: list[PartitionSummary], spec: DatasetSpec, config: TrainConfig, totals: GroupTotals | None = None
+    ) -> ChainSummary:
+        """Combine the partitions' summaries; raise DataValidationError when a series lies in two partitions.
+
+        ``totals``: the partitions' totals added up already (else those of ``parts``).
+        """
         keys = list(spec.keys)
         shared = shared_series(parts, spec)
         if shared:
@@ -124,7 +144,7 @@ class ChainSummary:
             features=features,
             dates=pd.date_range(min(p.first for p in parts), max(p.last for p in parts), freq="D"),
             vocabularies={c: sorted(series[c].dropna().astype(str).unique()) for c in features.categorical},
-            totals=GroupTotals.combine([part.totals for part in parts]),
+            totals=totals if totals is not None else GroupTotals.combine([p.totals for p in parts]),
             series=series,
             level=sum(part.target_sum for part in parts) / count if count else 0.0,
             digest=parts[0].digest if len(parts) == 1 else digest,
