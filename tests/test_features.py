@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from forecaster.config import TrainConfig
-from forecaster.features import build_features, campaign_run_lengths, feature_set
+from forecaster.features import FeatureSet, build_features, campaign_run_lengths, feature_set
 from forecaster.forecasting import build_inference_features, forecast
 from forecaster.panel import build_panel
 
@@ -49,7 +49,7 @@ def test_known_future_value_changes_exactly_that_days_rows(synthetic_frame, synt
     differs = ~np.all(_same(X, X_changed), axis=1)
     np.testing.assert_array_equal(differs, horizon == h_changed)
     changed_columns = {fs.names[j] for j in np.flatnonzero(~np.all(_same(X, X_changed), axis=0))}
-    assert changed_columns == {"discount", "holiday"}
+    assert changed_columns == {"discount", "holiday", "discount_vs_mean_28", "holiday_vs_mean_28"}
 
 
 def test_campaign_on_a_later_day_changes_that_days_rows_and_no_earlier_ones(synthetic_frame, synthetic_spec):
@@ -109,3 +109,25 @@ def test_feature_set_lists_kinds_for_every_feature(synthetic_spec):
     assert fs.categorical == ("store_id", "item_id", "category", "city")
     assert {"discount", "campaign_day", "days_since_campaign", "lag_0", "same_weekday_mean"} <= set(fs.names)
     assert "stockout_hours" not in fs.names  # past-only values enter only as history statistics
+
+
+def test_value_vs_its_usual_level_is_the_day_minus_the_28_days_up_to_the_origin(synthetic_frame, synthetic_spec):
+    X, _, _, fs = _rows(synthetic_frame, synthetic_spec, origin_day=80)
+    discount = build_panel(synthetic_spec, synthetic_spec.validate_frame(synthetic_frame)).covariates["discount"]
+    usual = discount[0, 80 - 27 : 81].mean()  # series 0: its rows are the first H, horizons 1..H
+    for h in (1, H):
+        assert X[h - 1, fs.names.index("discount_vs_mean_28")] == pytest.approx(discount[0, 80 + h] - usual)
+
+
+def test_an_older_schema_without_newer_features_gets_the_same_values_for_its_own(synthetic_frame, synthetic_spec):
+    """Artifacts trained before a feature existed list fewer features: their rows are built, value for value."""
+    X, _, _, fs = _rows(synthetic_frame, synthetic_spec)
+    old_names = tuple(name for name in fs.names if not name.endswith("_vs_mean_28"))
+    old = FeatureSet(names=old_names, kinds={n: fs.kinds[n] for n in old_names}, categorical=fs.categorical)
+    panel = build_panel(synthetic_spec, synthetic_spec.validate_frame(synthetic_frame))
+    vocab = {c: sorted(panel.series[c].unique()) for c in fs.categorical}
+    series = np.repeat(np.arange(panel.n_series), H)
+    horizon = np.tile(np.arange(1, H + 1), panel.n_series)
+    X_old = build_features(panel, synthetic_spec, old, vocab, series, np.full(series.size, 80), horizon, H)
+    assert X_old.shape[1] == len(fs.names) - len(synthetic_spec.known_future)
+    np.testing.assert_array_equal(X_old, X[:, [fs.names.index(name) for name in old_names]])

@@ -121,3 +121,28 @@ def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
         {"store_id": "S1", "item_id": "a", "date": "2024-01-01", "mean": 2.5, "order_units": 3.0, "service_level": 0.5}
     ]
     assert read_table(tmp_path / "forecasts.csv")["mean"].tolist() == [2.5]
+
+
+def test_an_artifact_trained_before_the_usual_level_features_still_forecasts(
+    tmp_path, trained_model_dir, history_frame, future_frame, feature_frame
+):
+    """feature_schema.json lists the features an artifact was trained on; newer ones are simply not built for it."""
+    import dataclasses
+
+    import lightgbm as lgb
+
+    from forecaster.artifact import BOOSTER_FILES
+
+    schema = ForecastModel.load(trained_model_dir).schema
+    old_names = tuple(name for name in schema.feature_names if not name.endswith("_vs_mean_28"))
+    assert len(old_names) == len(schema.feature_names) - len(schema.spec.known_future)
+    old_schema = dataclasses.replace(schema, feature_names=old_names, kinds={n: schema.kinds[n] for n in old_names})
+    X = feature_frame[list(old_names)].to_numpy()
+    y = np.nan_to_num(feature_frame["mean_7"].to_numpy()) + 1.0
+    params = {"num_leaves": 4, "min_data_in_leaf": 5, "verbosity": -1, "num_threads": 1}
+    boosters = {name: lgb.train(params, lgb.Dataset(X, y), num_boost_round=5) for name in BOOSTER_FILES}
+    ForecastModel(boosters, old_schema).save(tmp_path)
+
+    out = forecast(tmp_path, history_frame, future_frame)
+    expected = ForecastModel.load(tmp_path).predict_mean(X)
+    np.testing.assert_allclose(out["mean"].to_numpy(), expected)

@@ -5,7 +5,9 @@ Target and past-only values enter only from days <= t0; known-future values of d
 of the known campaign plan) enter as they are. Column names and meanings:
 
 - ``horizon`` (h), ``weekday`` (of day d, Monday = 0)
-- known-future value of day d for each known-future column, and ``<col>_at_origin`` (its value on day t0)
+- known-future value of day d for each known-future column, ``<col>_at_origin`` (its value on day t0) and
+  ``<col>_vs_mean_28`` (its value on day d minus its mean over the 28 days up to t0: a discount against the
+  series' usual price level, a campaign against how often the series runs one)
 - campaign plan of day d: ``campaign_day`` (1-based day of the running campaign, 0 outside one),
   ``campaign_days_left`` (campaign days left including d), ``days_since_campaign`` (days since the last campaign
   day before d, capped at 60; 60 when none): the post-campaign dip
@@ -39,6 +41,7 @@ SAME_WEEKDAY_COUNT = 4
 DAYS_SINCE_CAP = 60  # also caps campaign_day and campaign_days_left
 LOOKBACK_DAYS = 70  # > every window above: rows only read this many days before their origin
 CAMPAIGN_FEATURES = ("campaign_day", "campaign_days_left", "days_since_campaign")
+USUAL_LEVEL_WINDOW = 28  # known-future values are also given relative to their mean over these days up to t0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def feature_set(spec: DatasetSpec, keys_as_features: bool = True) -> FeatureSet:
     for column in spec.known_future:
         kinds[column] = "float"
         kinds[f"{column}_at_origin"] = "float"
+        kinds[_vs_usual(column)] = "float"
     if spec.campaign:
         kinds.update(dict.fromkeys(CAMPAIGN_FEATURES, "int"))
     kinds.update({f"lag_{k}": "float" for k in range(LAGS)})
@@ -111,6 +115,8 @@ def build_features(
         grid = panel.covariates[column]
         columns[column] = grid[series_idx, day_idx]
         columns[f"{column}_at_origin"] = grid[series_idx, origin_idx]
+        usual = _History(grid).mean(series_idx, origin_idx, USUAL_LEVEL_WINDOW)
+        columns[_vs_usual(column)] = grid[series_idx, day_idx] - usual
     if spec.campaign:
         plan = np.nan_to_num(panel.covariates[spec.campaign]) > 0
         for name, grid in zip(CAMPAIGN_FEATURES, campaign_run_lengths(plan), strict=True):
@@ -146,6 +152,10 @@ def build_features(
     return columns.matrix
 
 
+def _vs_usual(column: str) -> str:
+    return f"{column}_vs_mean_{USUAL_LEVEL_WINDOW}"
+
+
 class _Matrix:
     """The feature matrix being filled column by column, addressed by feature name."""
 
@@ -154,7 +164,8 @@ class _Matrix:
         self.index = {name: i for i, name in enumerate(names)}
 
     def __setitem__(self, name: str, values: np.ndarray) -> None:
-        self.matrix[:, self.index[name]] = values
+        if name in self.index:  # an artifact trained before a feature existed does not list it: not asked for
+            self.matrix[:, self.index[name]] = values
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.matrix[:, self.index[name]]
