@@ -8,6 +8,7 @@ known-future columns of the forecast days only) and the options, and returns key
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -121,11 +122,23 @@ def run_forecaster(history: pd.DataFrame, future: pd.DataFrame, options: argpars
         model_dir = Path(tmp) / "model"
         fit_artifact(history, spec, config, model_dir)
         predictions = forecast(model_dir, history, future)
+        options.model_info = _model_info(model_dir)
     # forecaster returns keys and dates as strings (its vocabularies are strings): back to the input's dtypes
     for key in KEYS:
         predictions[key] = predictions[key].astype(history[key].dtype)
     predictions[DATE] = pd.to_datetime(predictions[DATE]).astype(history[DATE].dtype)
     return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS]]
+
+
+def _model_info(model_dir: Path) -> dict[str, object]:
+    """What the trained artifact chose (point blend and bias factor, rounds, phase seconds): kept in the stats."""
+    schema = json.loads((model_dir / "feature_schema.json").read_text())
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    keys = ("boost_rounds", "training_rows", "phase_seconds", "validation_metrics")
+    return {
+        **{key: schema.get(key) for key in ("point_blend", "point_scale", "quantile_calibration")},
+        **{key: metadata.get(key) for key in keys},
+    }
 
 
 def _forecaster_none(history: pd.DataFrame, future: pd.DataFrame, options: argparse.Namespace) -> pd.DataFrame:

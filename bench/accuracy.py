@@ -133,6 +133,7 @@ def child_main(options: argparse.Namespace) -> None:
         "peak_rss_bytes": peak_rss_since_reset_bytes() if peak_reset else peak_rss_bytes(),
         "peak_rss_includes_load": not peak_reset,
         "load_peak_rss_bytes": load_peak,
+        **({"model": options.model_info} if getattr(options, "model_info", None) else {}),
     }
     stem.with_suffix(".json").write_text(json.dumps(stats))
 
