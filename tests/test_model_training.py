@@ -217,6 +217,20 @@ def test_calibration_on_intermittent_demand_makes_p10_cover_a_tenth_of_the_days_
     assert abs((y[sold] <= every_day * raw[sold, 0]).mean() - 0.1) > 0.05
 
 
+def test_calibration_with_few_zero_days_keeps_p10_coverage_over_all_days():
+    """4 % of the days sell nothing (FreshRetailNet's share): P10 covers 10 % of all days, zeros included."""
+    from forecaster.model import calibration_factors
+
+    rng = np.random.default_rng(2)
+    n = 40_000
+    level = rng.gamma(2.0, 4.0, n)
+    y = np.where(rng.random(n) > 0.04, rng.poisson(level) + 1.0, 0.0)
+    raw = np.column_stack([0.6 * level, 0.9 * level, 1.3 * level])
+    calibrated = raw * np.asarray(calibration_factors(raw, y, (0.1, 0.5, 0.9)))
+    assert abs((y <= calibrated[:, 0]).mean() - 0.1) < 0.01  # fitted on selling days only it would be ~0.14
+    assert abs((y <= calibrated[:, 2]).mean() - 0.9) < 0.01
+
+
 def test_trained_model_stores_its_calibration(trained_model_dir):
     schema = FeatureSchema.load(trained_model_dir)
     assert len(schema.quantile_calibration) == 3

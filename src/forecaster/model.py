@@ -227,17 +227,18 @@ def calibration_factors(
     ``raw`` are uncalibrated quantile forecasts of held-out rows with actuals ``y``; rows forecasting 0 carry no
     information on the factor and are left out. Factors are bounded to ``bounds`` to survive tiny windows.
 
-    Intermittent demand: a day without sales lies below every positive forecast, so on data with many zero days
-    a low quantile cannot reach its coverage over all days (every zero counts as "below") and its factor would
-    shrink to the bound. Quantiles below the median are therefore fitted on the days with sales: P10 is the
-    level a selling day falls below one time in ten. The median and the quantiles above it are fitted on every
-    day, so P90 keeps its 90 % coverage overall.
+    Intermittent demand: a day without sales lies below every positive forecast. While zero days are fewer than
+    a share q of the rows, fitting on every day counts them in and the quantile keeps its coverage q overall.
+    Where they are q or more, the overall q-quantile is 0, which no positive forecast reaches: the factor would
+    shrink to its bound and the quantile would mean nothing. Such a quantile (below the median) is fitted on the
+    days with sales instead: P10 is then the level a selling day falls below one time in ten. The median and the
+    quantiles above it are always fitted on every day, so P90 keeps its 90 % coverage overall.
     """
     factors = []
     sold = y > 0
     for column, q in enumerate(quantiles):
         positive = raw[:, column] > 0
-        if q < MEDIAN:
+        if q < MEDIAN and positive.any() and (~sold[positive]).mean() >= q:
             positive &= sold
         if positive.sum() < 100:
             factors.append(1.0)
