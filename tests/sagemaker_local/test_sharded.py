@@ -83,7 +83,7 @@ def _preprocess_args() -> list[str]:
             step,
             input_dir=lambda name: f"{PROCESSING_INPUT_ROOT}/{name}",
             output_root=PROCESSING_OUTPUT_ROOT,
-            param=str,
+            param=lambda name: str(BUILD.defaults()[name]),  # the pipeline parameter's default value
         )
     ]
 
