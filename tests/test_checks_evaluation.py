@@ -108,3 +108,20 @@ def test_cli_unknown_input_name_is_rejected(tmp_path, capsys):
     assert "Unknown input 'prediction'" in capsys.readouterr().err
     rc = main(["evaluate", "--input", "predictions", "--out", str(tmp_path / "o")])
     assert rc == 2
+
+
+def test_cli_evaluate_reads_a_postprocess_folder_without_its_order_proposals(tmp_path):
+    pred, truth = _frames()
+    truth.to_parquet(tmp_path / "truth.parquet")
+    folder = tmp_path / "forecasts"  # what Postprocess writes: forecasts.csv and order_proposals.csv
+    folder.mkdir()
+    pred.to_csv(folder / "forecasts.csv", index=False)
+    pred.assign(order_units=1.0).to_csv(folder / "order_proposals.csv", index=False)
+    outs = {}
+    for name, predictions in (("file", folder / "forecasts.csv"), ("folder", folder)):
+        outs[name] = tmp_path / name
+        args = ["evaluate", "--input", f"predictions={predictions}", "--input", f"truth={tmp_path / 'truth.parquet'}"]
+        assert main([*args, "--out", str(outs[name])]) == 0
+    documents = [json.loads((out / "evaluation.json").read_text()) for out in outs.values()]
+    assert documents[0]["forecast_metrics"] == documents[1]["forecast_metrics"]
+    assert len(pd.read_csv(outs["folder"] / "evaluation.csv")) == len(pred)

@@ -34,6 +34,8 @@ POINT_BOOSTER = "mean"
 #: Column of the point forecast in every output: the server's last column with ``quantiles=all``, the transform
 #: lines, forecasts, order proposals, ``evaluation.csv``; the one number the metrics and the approval gate score.
 POINT_COLUMN = "mean"
+#: Order proposals file that postprocess writes next to the forecasts (checks reading a forecasts folder skip it).
+ORDERS_FILE = "order_proposals.csv"
 #: Every booster of a model: the point booster, then one per quantile level.
 BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import ORDERS_FILE
 from forecaster.errors import ForecasterError
 from forecaster.io import read_json, write_table
 from forecaster.spec import DatasetSpec
@@ -199,7 +200,7 @@ def run(
     print(f"\ndone in {time.monotonic() - started:.0f} s")
     return {
         "report": report,
-        "order proposals": forecasts / "order_proposals.csv",
+        "order proposals": forecasts / ORDERS_FILE,
         "forecasts": forecasts / "forecasts.csv",
         "decision": decision,
         "decision (later inference)": later_decision,

@@ -14,6 +14,7 @@ from forecaster.contract import (
     ALL_QUANTILES,
     DEFAULT_ACTIVE_DAYS,
     DEFAULT_QUANTILES_ENV,
+    ORDERS_FILE,
     POINT_COLUMN,
     QUANTILE_COLUMNS,
     QUANTILES,
@@ -285,7 +286,7 @@ def postprocess(
     out_frame = pd.concat([_joined(*pair) for pair in pairs], ignore_index=True)
     proposals = order_proposals(out_frame, service_level, pack_size)
     write_table(out_frame, out)
-    write_table(proposals, orders or Path(out).with_name("order_proposals.csv"))
+    write_table(proposals, orders or Path(out).with_name(ORDERS_FILE))
     return Path(out)
 
 

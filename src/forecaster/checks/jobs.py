@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
-from forecaster.contract import POINT_COLUMN
-from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
+from forecaster.contract import ORDERS_FILE, POINT_COLUMN
+from forecaster.errors import DataValidationError
+from forecaster.io import atomic_directory, read_json, read_table, table_files, write_json, write_table
 
 if TYPE_CHECKING:
     from forecaster.spec import DatasetSpec
@@ -45,6 +46,16 @@ def _spec_roles(frame: pd.DataFrame, spec: Any, categorical: list[str] | None) -
     return frame.drop(columns=[spec.date], errors="ignore"), [*(categorical or ()), *named]
 
 
+def _read_forecasts(path: Path) -> pd.DataFrame:
+    """The forecasts at ``path``: a file, or the table files of a folder but the order proposals beside them."""
+    if not Path(path).is_dir():
+        return read_table(path)
+    files = [file for file in table_files(path) if file.name != ORDERS_FILE]
+    if not files:
+        raise DataValidationError(f"{path} holds no forecast table (only {ORDERS_FILE}); point at postprocess' output.")
+    return pd.concat([read_table(file) for file in files], ignore_index=True)
+
+
 def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
     columns = {
         "id_cols": list(spec.keys),
@@ -52,7 +63,7 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
         "target_col": spec.target,
         "date_format": spec.date_format,
     }
-    predicted, actual = read_table(predictions), read_table(truth)
+    predicted, actual = _read_forecasts(predictions), read_table(truth)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
     point = evaluation.point_column(joined)

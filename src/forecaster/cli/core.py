@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON
+from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, ORDERS_FILE
 from forecaster.errors import InvalidParameterError
 
 
@@ -175,7 +175,7 @@ def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.forecasting import postprocess
 
     out = postprocess(args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size)
-    print(f"wrote {out} and {args.orders or out.with_name('order_proposals.csv')}")
+    print(f"wrote {out} and {args.orders or out.with_name(ORDERS_FILE)}")
     return 0
 
 

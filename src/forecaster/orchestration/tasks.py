@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.artifact import FeatureSchema
+from forecaster.contract import ORDERS_FILE
 from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError
 from forecaster.io import write_table
 from forecaster.orchestration import backends, deliver, extract
@@ -209,7 +210,7 @@ def deliver_outputs(**context: Any) -> dict[str, Any]:
         config.destination,
         day,
         forecasts=join(forecasts, "forecasts.csv"),
-        orders=join(forecasts, "order_proposals.csv"),
+        orders=join(forecasts, ORDERS_FILE),
         decision=join(backends.output(run, "DecideRetrain", "decision"), "decision.json"),
         store_column=spec["keys"][0],
         date_column=spec["date"],
