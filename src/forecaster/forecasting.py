@@ -47,9 +47,14 @@ class InferenceRows:
     keys: pd.DataFrame
     skipped: pd.DataFrame
 
+    @property
+    def series_count(self) -> int:
+        """How many series are forecast (``keys`` has one row per series and day)."""
+        return len(self.keys.drop_duplicates(self.keys.columns[:-1].tolist()))
+
     def summary(self) -> str:
         """One line: how many series are forecast and how many were skipped, by reason."""
-        return skip_summary(len(self.keys.drop_duplicates(self.keys.columns[:-1].tolist())), self.skipped)
+        return skip_summary(self.series_count, self.skipped)
 
 
 def skip_summary(forecast_count: int, skipped: pd.DataFrame) -> str:

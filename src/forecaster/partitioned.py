@@ -95,7 +95,7 @@ def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
     if len(rows.keys):
         write_table(rows.features, job.features_dir / file_name(FEATURES_STEM, job.history.name), header=False)
         write_table(rows.keys, job.keys_dir / file_name(KEYS_STEM, job.history.name))
-    return len(rows.keys.drop_duplicates(rows.keys.columns[:-1].tolist())), rows.skipped
+    return rows.series_count, rows.skipped
 
 
 def preprocess(
