@@ -64,7 +64,7 @@ docker-test: $(STAMP)
 	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/pytest -m docker -v tests/test_docker.py tests/sagemaker_local
 
 demo: $(STAMP)
-	$(BIN)/python -m forecaster.demo --workdir demo-output
+	$(BIN)/python -m forecaster.cli.demo --workdir demo-output
 
 bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py

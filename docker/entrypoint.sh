@@ -2,7 +2,7 @@
 # Entry point of both images (exec-form ENTRYPOINT). SageMaker appends `train` or `serve`:
 #   serve [ARGS]   forecaster serve --model-dir "$SM_MODEL_DIR" (default /opt/ml/model) ARGS: gunicorn on :8080
 #   train [ARGS]   the sagemaker-training toolkit, which runs /opt/ml/code/$SAGEMAKER_PROGRAM, after
-#                  forecaster.preflight (fails in seconds when this host does not resolve; restores a hidden
+#                  forecaster.container.preflight (fails in seconds when this host does not resolve; restores a hidden
 #                  entry script)
 #   anything else  run as given, e.g. `forecaster evaluate ...` (processing steps) or `bash`
 set -eu
@@ -29,7 +29,7 @@ serve)
     exec forecaster serve --model-dir "$model_dir" "$@"
     ;;
 train)
-    python3 -m forecaster.preflight || exit $?
+    python3 -m forecaster.container.preflight || exit $?
     # PID 1 ignores every signal it has no handler for, and the toolkit installs none: run it as a child in
     # its own process group (session) and pass SIGTERM/SIGINT (job stopped, MaxRuntimeInSeconds) to the
     # toolkit and the training script it started; then wait until the script has written its failure reason

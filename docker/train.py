@@ -2,7 +2,7 @@
 
 import sys
 
-from forecaster.sagemaker_train import main
+from forecaster.container.train import main
 
 if __name__ == "__main__":  # worker processes that re-import this file must not train again
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""``make demo`` (forecaster.demo) end to end on tiny data: every stage runs and its outputs are where it says."""
+"""``make demo`` (forecaster.cli.demo) end to end on tiny data: every stage runs and its outputs are where it says."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from forecaster import demo
+from forecaster.cli import demo
 from forecaster.io import read_json, read_table
 from forecaster.registry import ApprovalStatus, open_registry
 

@@ -1,5 +1,8 @@
 """The facts every executor shares, declared once: quantiles, payload limits, horizon, transform environment.
 
+The SageMaker container's own tree and variable names are declared in :mod:`forecaster.container.layout`, the
+check files and thresholds in :mod:`forecaster.checks.contract`.
+
 The SDK pipeline builder, the local runner, the CLI, the server and the checks read these names; none of them
 writes its own copy. This module imports nothing of the package (it sits in the domain layer).
 """
@@ -34,8 +37,12 @@ POINT_BOOSTER = "mean"
 #: Column of the point forecast in every output: the server's last column with ``quantiles=all``, the transform
 #: lines, forecasts, order proposals, ``evaluation.csv``; the one number the metrics and the approval gate score.
 POINT_COLUMN = "mean"
+#: Forecasts file of the pipelines' Postprocess step (what the Evaluate step and the model-quality check read).
+FORECASTS_FILE = "forecasts.csv"
 #: Order proposals file that postprocess writes next to the forecasts (checks reading a forecasts folder skip it).
 ORDERS_FILE = "order_proposals.csv"
+#: Demand quantile an order proposal covers when nobody says otherwise (and the range a caller may ask for).
+DEFAULT_SERVICE_LEVEL = 0.8
 #: Every booster of a model: the point booster, then one per quantile level.
 BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
 
@@ -66,13 +73,8 @@ ALL_QUANTILES, MEDIAN_ONLY = "all", MEDIAN_COLUMN
 QUANTILE_CHOICES: tuple[str, ...] = (MEDIAN_ONLY, ALL_QUANTILES)
 #: Lineage: the model package a transform job ran (set on the batch-inference pipeline's transform).
 MODEL_PACKAGE_ENV = "FORECASTER_MODEL_PACKAGE"
-#: Set to ``true`` by SageMaker in a batch-transform container (never on an endpoint).
-BATCH_ENV = "SAGEMAKER_BATCH"
-#: Batch transform's settings as SageMaker hands them to the container.
-MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
-BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
-MAX_CONCURRENT_TRANSFORMS_ENV = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
 #: Environment of the model a batch transform runs (``CreateModel`` and ``CreateTransformJob``): every
 #: quantile and the point forecast, because ``forecaster postprocess`` needs ``p10,p50,p90,mean`` and a
-#: transform job cannot send custom attributes. (The container also defaults to them when :data:`BATCH_ENV` is set.)
+#: transform job cannot send custom attributes. (The container also defaults to them in a batch-transform
+#: container, ``SAGEMAKER_BATCH``: :mod:`forecaster.container.layout` declares the variables SageMaker sets.)
 TRANSFORM_ENVIRONMENT = MappingProxyType({DEFAULT_QUANTILES_ENV: ALL_QUANTILES})

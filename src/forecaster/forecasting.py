@@ -14,6 +14,7 @@ from forecaster.contract import (
     ALL_QUANTILES,
     DEFAULT_ACTIVE_DAYS,
     DEFAULT_QUANTILES_ENV,
+    DEFAULT_SERVICE_LEVEL,
     ORDERS_FILE,
     POINT_COLUMN,
     QUANTILE_COLUMNS,
@@ -229,7 +230,9 @@ def forecast_rows(
     return predictions_frame(model, rows.features, rows.keys), rows
 
 
-def order_proposals(forecasts: pd.DataFrame, service_level: float = 0.8, pack_size: float = 1.0) -> pd.DataFrame:
+def order_proposals(
+    forecasts: pd.DataFrame, service_level: float = DEFAULT_SERVICE_LEVEL, pack_size: float = 1.0
+) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
     The point forecast (``mean``, expected demand) is kept next to the order.
@@ -268,7 +271,7 @@ def postprocess(
     predictions: str | Path,
     out: str | Path,
     orders: str | Path | None = None,
-    service_level: float = 0.8,
+    service_level: float = DEFAULT_SERVICE_LEVEL,
     pack_size: float = 1.0,
 ) -> Path:
     """Join keys with batch-transform output lines (``p10,p50,p90,mean``) into one forecast table.

@@ -13,7 +13,7 @@ import numpy as np
 
 from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
 from forecaster.config import TrainConfig
-from forecaster.contract import MEDIAN, QUANTILES, quantile_booster
+from forecaster.contract import MEDIAN, POINT_BOOSTER, QUANTILES, quantile_booster
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.io import write_json
 
@@ -104,7 +104,7 @@ class ForecastModel:
         The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``.
         """
         X = self.check_matrix(X)
-        point = self.boosters["mean"].predict(X)
+        point = self.boosters[POINT_BOOSTER].predict(X)
         if self.schema.point_relative:
             point = point * self.scale(X)
         blend = self.schema.point_blend
@@ -116,7 +116,7 @@ class ForecastModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of the point booster in raw-score space; the last column is the expected value."""
-        return self.boosters["mean"].predict(self.check_matrix(X), pred_contrib=True)
+        return self.boosters[POINT_BOOSTER].predict(self.check_matrix(X), pred_contrib=True)
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -135,7 +135,7 @@ def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
         "num_threads": config.resolved_threads,
         "verbosity": -1,
     }
-    if model == "mean":
+    if model == POINT_BOOSTER:
         params["objective"] = config.objective
         if config.objective == "tweedie":
             params["tweedie_variance_power"] = config.tweedie_variance_power
@@ -177,7 +177,7 @@ def fit_boosters(
     boosters: dict[str, lgb.Booster] = {}
     used: dict[str, int] = {}
     for name in BOOSTER_FILES:
-        budget = config.num_boost_round if name == "mean" else config.quantile_num_boost_round
+        budget = config.num_boost_round if name == POINT_BOOSTER else config.quantile_num_boost_round
         num_rounds = rounds[name] if rounds else budget
         callbacks: list[Callable[..., Any]] = []
         if valid_set is not None:
@@ -212,9 +212,9 @@ class _LabelledSet:
         self.point_weight_power = 2.0 - point_power if point_power is not None else 1.0
 
     def labelled(self, booster: str) -> lgb.Dataset:
-        relative = booster != "mean" or self.schema.point_relative
+        relative = booster != POINT_BOOSTER or self.schema.point_relative
         self.dataset.set_label(self.rows.y / self.scale if relative else self.rows.y)
-        power = 1.0 if booster != "mean" else self.point_weight_power
+        power = 1.0 if booster != POINT_BOOSTER else self.point_weight_power
         self.dataset.set_weight(self.rows.weight * self.scale**power if relative else self.rows.weight)
         return self.dataset
 

@@ -1,95 +1,10 @@
-"""Checks the training image runs before the sagemaker-training toolkit, so that habits fail fast or just work.
+"""Moved to :mod:`forecaster.container.preflight`; kept so ``python -m forecaster.preflight`` keeps working."""
 
-- **This host must resolve.** The toolkit resolves every host of ``resourceconfig.json`` by DNS and retries for up
-  to 15 minutes: ``docker run IMAGE train`` without ``--hostname algo-1`` seems to hang. Here the current host
-  gets a few seconds; then the run stops with a failure file saying what to do. (Other hosts of a multi-host
-  job are left to the toolkit's retry: on SageMaker their DNS records can appear later.)
-- **The entry script must be found.** The classic bring-your-own-container examples mount a whole directory over
-  ``/opt/ml`` (``docker run -v $PWD/test_dir:/opt/ml IMAGE train``), hiding the script baked into
-  ``/opt/ml/code``; it is copied there from the image's spare copy.
-
-Run as ``python -m forecaster.preflight`` by the image's entry point; exit status 0 = go on.
-"""
-
-from __future__ import annotations
-
-import json
-import os
-import shutil
-import socket
 import sys
-import time
-from pathlib import Path
 
-#: the spare copy of the entry script in the training image (Dockerfile.train)
-BAKED_CODE_DIR = Path("/opt/forecaster/code")
-RESOLVE_SECONDS = 10.0
+from forecaster.container.preflight import main
 
-
-def _base() -> Path:
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
-
-
-def current_host(config_file: Path) -> str | None:
-    """``current_host`` of ``resourceconfig.json`` (None without the file: the toolkit then uses algo-1 alone)."""
-    try:
-        return str(json.loads(config_file.read_text())["current_host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def resolves(host: str, seconds: float | None = None) -> bool:
-    """Whether ``host`` resolves by DNS within ``seconds`` (default ``RESOLVE_SECONDS``; retried every 0.5 s)."""
-    deadline = time.monotonic() + (RESOLVE_SECONDS if seconds is None else seconds)
-    while True:
-        try:
-            socket.getaddrinfo(host, None)
-            return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.5)
-
-
-def restore_entry_script(code_dir: Path, program: str, baked: Path = BAKED_CODE_DIR) -> Path | None:
-    """Copy the baked entry script into ``code_dir`` when a mount hid it; return the copy's path if made."""
-    target = code_dir / program
-    source = baked / program
-    if target.exists() or not source.is_file():
-        return None
-    code_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, target)
-    return target
-
-
-def _fail(message: str) -> int:
-    print(f"forecaster train: error: {message}", file=sys.stderr)
-    failure = _base() / "output" / "failure"
-    try:
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(message + "\n")
-    except OSError:
-        pass
-    return 1
-
-
-def main() -> int:
-    """Run the checks; return the exit status (0 = start the toolkit)."""
-    base = _base()
-    host = current_host(base / "input" / "config" / "resourceconfig.json")
-    if host is not None and not resolves(host):
-        return _fail(
-            f"This container cannot resolve its own host name {host!r} (current_host of "
-            f"{base}/input/config/resourceconfig.json); the training toolkit would retry for 15 minutes. Start the "
-            f"container with that host name: docker run --hostname {host} ... IMAGE train (SageMaker and the SDK's "
-            "local mode do this)."
-        )
-    program = os.environ.get("SAGEMAKER_PROGRAM", "train.py")
-    copied = restore_entry_script(base / "code", program)
-    if copied is not None:
-        print(f"forecaster: {copied} was hidden by a mount over {base}; copied the image's entry script there")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

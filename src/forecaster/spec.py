@@ -42,6 +42,8 @@ from forecaster.errors import DataValidationError, InvalidParameterError
 logger = logging.getLogger(__name__)
 
 PRESETS = ("default", "freshretailnet")
+#: The dataset spec file that travels with the data (``forecaster synth``, a training channel, a staged drop).
+SPEC_FILE = "spec.json"
 _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
 _NAME_FIELDS = ("date", "target")
 _OPTIONAL_FIELDS = ("campaign", "stockout", "date_format")
@@ -246,6 +248,16 @@ def string_categories(values: pd.Series) -> pd.Categorical:
     labels = pd.Index(uniques).astype(str)
     categories = labels.unique().sort_values()
     return pd.Categorical.from_codes(categories.get_indexer(labels)[codes], categories=categories)
+
+
+def bundled_spec(data: str | Path) -> Path | None:
+    """The ``spec.json`` that travels with ``data`` (inside it when a folder, else beside it), if there is one.
+
+    The rule every entry point shares: a spec given explicitly wins, then the bundled one, then the default preset.
+    """
+    data = Path(data)
+    path = (data if data.is_dir() else data.parent) / SPEC_FILE
+    return path if path.is_file() else None
 
 
 def resolve_spec(value: str | Path) -> DatasetSpec:

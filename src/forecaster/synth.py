@@ -22,6 +22,7 @@ import pandas as pd
 from forecaster.errors import InvalidParameterError
 from forecaster.io import write_json, write_table
 from forecaster.params import Interval, Options, coerce
+from forecaster.spec import SPEC_FILE
 
 SYNTH_SPEC: dict[str, Any] = {
     "keys": ["store_id", "item_id"],
@@ -185,7 +186,7 @@ def write_dataset(
     for other in ("sales.csv", "sales.parquet"):
         if other != f"sales.{fmt}":
             (out_dir / other).unlink(missing_ok=True)
-    write_json(SYNTH_SPEC, out_dir / "spec.json")
+    write_json(SYNTH_SPEC, out_dir / SPEC_FILE)
     return out_dir
 
 

@@ -73,8 +73,9 @@ def _processing_output(name: str, uri: str) -> Any:
 
 
 def _preprocess_args() -> list[str]:
+    from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
     from forecaster.pipelines.catalog import BUILD
-    from forecaster.pipelines.table import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT, render_args
+    from forecaster.pipelines.table import render_args
 
     step = BUILD.step("Preprocess")  # the arguments of the pipeline's own step
     return [

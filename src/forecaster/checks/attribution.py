@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 
 from forecaster.checks import schemas
+from forecaster.checks.contract import ANALYSIS_FILE, DEFAULT_NDCG_THRESHOLD
 from forecaster.errors import DataValidationError
 from forecaster.io import read_json
 from forecaster.params import Interval, coerce
-
-DEFAULT_THRESHOLD = 0.9
 
 
 def ndcg(baseline: Mapping[str, float], current: Mapping[str, float]) -> float:
@@ -59,14 +58,14 @@ def read_analysis(directory: str | Path) -> tuple[dict[str, Any], Path]:
     """
     path = Path(directory)
     if path.is_dir():
-        path = path / "analysis.json"
+        path = path / ANALYSIS_FILE
     document = read_json(path)
     schemas.validate(document, "analysis", path)
     return document, path
 
 
 def drift(
-    baseline: dict[str, Any], current: dict[str, Any], threshold: float = DEFAULT_THRESHOLD
+    baseline: dict[str, Any], current: dict[str, Any], threshold: float = DEFAULT_NDCG_THRESHOLD
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Compare two ``analysis.json`` documents label by label.
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks import profile
+from forecaster.checks.contract import CONSTRAINTS_FILE, DEFAULT_DRIFT_THRESHOLD, STATISTICS_FILE
 from forecaster.checks.profile import STRING, Column
 from forecaster.io import read_json, read_table, table_files
 
@@ -78,8 +79,8 @@ def baseline(
     frame: pd.DataFrame,
     declared: Mapping[str, str] | None = None,
     *,
-    comparison_threshold: float = 0.1,
-    categorical_comparison_threshold: float = 0.1,
+    comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+    categorical_comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(statistics, constraints)`` documents for ``frame``."""
     stats = profile.statistics(profile.prepare(frame, declared))
@@ -100,10 +101,10 @@ def read_baseline(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]
     from forecaster.checks import schemas
 
     directory = Path(directory)
-    stats = read_json(directory / "statistics.json")
-    constraints = read_json(directory / "constraints.json")
-    schemas.validate(stats, "data_quality_statistics", directory / "statistics.json")
-    schemas.validate(constraints, "data_quality_constraints", directory / "constraints.json")
+    stats = read_json(directory / STATISTICS_FILE)
+    constraints = read_json(directory / CONSTRAINTS_FILE)
+    schemas.validate(stats, "data_quality_statistics", directory / STATISTICS_FILE)
+    schemas.validate(constraints, "data_quality_constraints", directory / CONSTRAINTS_FILE)
     return stats, constraints
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forecaster.checks.contract import EVALUATION_FILE, STATISTICS_FILE
 from forecaster.errors import DataValidationError
 from forecaster.io import read_json
 from forecaster.params import Interval, coerce
@@ -82,7 +83,7 @@ def decide(
     if len(drifted) >= min_drifted_features:
         reasons.append(f"data drift on {len(drifted)} feature(s): {', '.join(drifted)}")
     if max_wape is not None:
-        for path in _files(directories, "evaluation.json") + _files(directories, "statistics.json"):
+        for path in _files(directories, EVALUATION_FILE) + _files(directories, STATISTICS_FILE):
             wape = ((read_json(path).get("forecast_metrics") or {}).get("overall") or {}).get("wape")
             if isinstance(wape, int | float) and wape > max_wape:
                 reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")

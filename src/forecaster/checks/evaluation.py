@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster import metrics
-from forecaster.contract import MEDIAN_COLUMN, POINT_BOOSTER, QUANTILE_COLUMNS
+from forecaster.contract import MEDIAN_COLUMN, POINT_COLUMN, QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 
 #: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
@@ -67,9 +67,10 @@ def join_predictions(
                 f"The {name} have no column {missing[0]!r} (columns: {list(frame.columns)}). Pass the dataset spec "
                 "that names the key, date and target columns (--spec or --model-dir)."
             )
-    if not quantile_columns(predictions.columns) and "mean" not in predictions.columns:
+    if not quantile_columns(predictions.columns) and POINT_COLUMN not in predictions.columns:
         raise DataValidationError(
-            f"The predictions have no forecast column (p10/p50/p90 or mean); columns: {list(predictions.columns)}."
+            f"The predictions have no forecast column ({'/'.join(QUANTILE_COLUMNS)} or {POINT_COLUMN}); columns: "
+            f"{list(predictions.columns)}."
         )
     keep = [*id_cols, time_col, target_col]
     if campaign_col and campaign_col in truth.columns:
@@ -117,11 +118,11 @@ def _normalise_keys(
 
 def point_column(frame: pd.DataFrame) -> str:
     """The point forecast scored by the regression metrics: ``mean`` when present, else ``p50``."""
-    for name in (POINT_BOOSTER, MEDIAN_COLUMN):
+    for name in (POINT_COLUMN, MEDIAN_COLUMN):
         if name in frame.columns:
             return name
     raise DataValidationError(
-        f"The predictions need a {POINT_BOOSTER!r} or {MEDIAN_COLUMN!r} column for the point forecast."
+        f"The predictions need a {POINT_COLUMN!r} or {MEDIAN_COLUMN!r} column for the point forecast."
     )
 
 

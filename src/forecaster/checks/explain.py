@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks.data_quality import feature_schema_columns, load_dataset
+from forecaster.contract import POINT_BOOSTER
 from forecaster.errors import DataValidationError
 from forecaster.params import Interval, Options, validate_params
 
@@ -85,7 +86,7 @@ def explain_matrix(model: Any, X: np.ndarray, background: np.ndarray | None, met
 
     if background is None or len(background) == 0:
         raise DataValidationError("Interventional SHAP needs a non-empty background.")
-    return treeshap.interventional_shap(treeshap.flatten(model.boosters["mean"]), X, background)
+    return treeshap.interventional_shap(treeshap.flatten(model.boosters[POINT_BOOSTER]), X, background)
 
 
 def analysis_document(names: list[str], values: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:

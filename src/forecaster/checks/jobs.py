@@ -15,6 +15,20 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from forecaster.checks import attribution, data_quality, decision, evaluation, model_quality, schemas
+from forecaster.checks.contract import (
+    ANALYSIS_FILE,
+    CONSTRAINTS_FILE,
+    DECISION_FILE,
+    DEFAULT_DRIFT_THRESHOLD,
+    DEFAULT_MODEL_QUALITY_TOLERANCE,
+    DEFAULT_NDCG_THRESHOLD,
+    EVALUATION_FILE,
+    EVALUATION_ROWS_FILE,
+    FEATURE_DRIFT_FILE,
+    NDCG_FILE,
+    STATISTICS_FILE,
+    VIOLATIONS_FILE,
+)
 from forecaster.contract import ORDERS_FILE, POINT_COLUMN
 from forecaster.errors import DataValidationError
 from forecaster.io import atomic_directory, read_json, read_table, table_files, write_json, write_table
@@ -25,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: ``forecaster evaluate``'s row file (header ``mean,actual``: the point forecast and the actual): the columns a
 #: managed model-quality job reads
-EVALUATION_DATASET = ("evaluation.csv", POINT_COLUMN, "actual")
+EVALUATION_DATASET = (EVALUATION_ROWS_FILE, POINT_COLUMN, "actual")
 
 
 def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = None) -> DatasetSpec:
@@ -80,8 +94,8 @@ def run_evaluate(predictions: Path, truth: Path, out: Path, *, spec: Any, seed: 
     """
     document, rows = _evaluate_files(predictions, truth, spec, seed)
     with atomic_directory(out) as stage:
-        write_json(document, stage / "evaluation.json")
-        write_table(rows, stage / "evaluation.csv")
+        write_json(document, stage / EVALUATION_FILE)
+        write_table(rows, stage / EVALUATION_ROWS_FILE)
     return document
 
 
@@ -91,8 +105,8 @@ def run_baseline_data_quality(
     *,
     model_dir: Path | None = None,
     categorical: list[str] | None = None,
-    comparison_threshold: float = 0.1,
-    categorical_comparison_threshold: float = 0.1,
+    comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+    categorical_comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
     spec: Any = None,
 ) -> dict[str, Any]:
     """Profile ``dataset``; writes ``statistics.json`` and ``constraints.json``.
@@ -109,8 +123,8 @@ def run_baseline_data_quality(
         categorical_comparison_threshold=categorical_comparison_threshold,
     )
     with atomic_directory(out) as stage:
-        write_json(stats, stage / "statistics.json")
-        write_json(constraints, stage / "constraints.json")
+        write_json(stats, stage / STATISTICS_FILE)
+        write_json(constraints, stage / CONSTRAINTS_FILE)
     return constraints
 
 
@@ -133,20 +147,22 @@ def run_check_data_quality(
     declared = {n: t for n, t in data_quality.declared_types(columns, categorical).items() if n in frame.columns}
     violations, current, drift = data_quality.check(frame, stats, constraints, declared)
     with atomic_directory(out) as stage:
-        write_json(violations, stage / "constraint_violations.json")
-        write_json(current, stage / "statistics.json")
-        write_json({"features": drift}, stage / "feature_drift.json")
+        write_json(violations, stage / VIOLATIONS_FILE)
+        write_json(current, stage / STATISTICS_FILE)
+        write_json({"features": drift}, stage / FEATURE_DRIFT_FILE)
     log.info("data-quality check: %d violation(s)", len(violations["violations"]))
     return violations
 
 
-def run_baseline_model_quality(evaluation_dir: Path, out: Path, *, tolerance: float = 0.1) -> dict[str, Any]:
+def run_baseline_model_quality(
+    evaluation_dir: Path, out: Path, *, tolerance: float = DEFAULT_MODEL_QUALITY_TOLERANCE
+) -> dict[str, Any]:
     """Model-quality baseline from an evaluation; writes ``statistics.json`` and ``constraints.json``."""
     document, _ = model_quality.read_evaluation(evaluation_dir)
     constraints = model_quality.suggest_constraints(document, tolerance)
     with atomic_directory(out) as stage:
-        write_json(model_quality.baseline_statistics(document), stage / "statistics.json")
-        write_json(constraints, stage / "constraints.json")
+        write_json(model_quality.baseline_statistics(document), stage / STATISTICS_FILE)
+        write_json(constraints, stage / CONSTRAINTS_FILE)
     return constraints
 
 
@@ -154,27 +170,29 @@ def run_check_model_quality(
     baseline: Path, predictions: Path, truth: Path, out: Path, *, spec: Any, seed: int = 0
 ) -> dict[str, Any]:
     """Evaluate new predictions against late ground truth and check them against the baseline's thresholds."""
-    constraints_path = Path(baseline) / "constraints.json" if Path(baseline).is_dir() else Path(baseline)
+    constraints_path = Path(baseline) / CONSTRAINTS_FILE if Path(baseline).is_dir() else Path(baseline)
     constraints = read_json(constraints_path)
     schemas.validate(constraints, "model_quality_constraints", constraints_path)
     document, _ = _evaluate_files(predictions, truth, spec, seed)
     violations = model_quality.check(document, constraints)
     with atomic_directory(out) as stage:
-        write_json(model_quality.baseline_statistics(document), stage / "statistics.json")
-        write_json(document, stage / "evaluation.json")
-        write_json(violations, stage / "constraint_violations.json")
+        write_json(model_quality.baseline_statistics(document), stage / STATISTICS_FILE)
+        write_json(document, stage / EVALUATION_FILE)
+        write_json(violations, stage / VIOLATIONS_FILE)
     log.info("model-quality check: %d violation(s)", len(violations["violations"]))
     return violations
 
 
-def run_attribution_drift(baseline: Path, current: Path, out: Path, *, threshold: float = 0.9) -> dict[str, Any]:
+def run_attribution_drift(
+    baseline: Path, current: Path, out: Path, *, threshold: float = DEFAULT_NDCG_THRESHOLD
+) -> dict[str, Any]:
     """NDCG of current vs baseline attributions; writes ``constraint_violations.json`` and ``ndcg.json``."""
     base, _ = attribution.read_analysis(baseline)
     now, _ = attribution.read_analysis(current)
     violations, rows = attribution.drift(base, now, threshold)
     with atomic_directory(out) as stage:
-        write_json(violations, stage / "constraint_violations.json")
-        write_json({"labels": rows}, stage / "ndcg.json")
+        write_json(violations, stage / VIOLATIONS_FILE)
+        write_json({"labels": rows}, stage / NDCG_FILE)
     return violations
 
 
@@ -182,7 +200,7 @@ def run_decide(directories: list[Path], out: Path, **rules: Any) -> dict[str, An
     """Apply the retrain rule; writes ``decision.json``."""
     document = decision.decide(directories, **rules)
     with atomic_directory(out) as stage:
-        write_json(document, stage / "decision.json")
+        write_json(document, stage / DECISION_FILE)
     log.info("retrain: %s (%s)", document["retrain"], "; ".join(document["reasons"]) or "no reason")
     return document
 
@@ -194,7 +212,7 @@ def run_explain(model_dir: Path, dataset: Path, out: Path, **options: Any) -> di
     started = time.perf_counter()
     analysis, local = explain.explain_dataset(model_dir, dataset, **options)
     with atomic_directory(out) as stage:
-        write_json(analysis, stage / "analysis.json")
+        write_json(analysis, stage / ANALYSIS_FILE)
         if local is not None:
             (stage / "explanations_shap").mkdir()
             local.to_csv(stage / "explanations_shap" / "out.csv", index=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.checks import schemas
+from forecaster.checks.contract import DEFAULT_MODEL_QUALITY_TOLERANCE, EVALUATION_FILE, STATISTICS_FILE
 from forecaster.errors import DataValidationError
 from forecaster.io import read_json
 from forecaster.params import Interval, coerce
@@ -36,7 +37,7 @@ def read_evaluation(directory: str | Path) -> tuple[dict[str, Any], Path]:
     """
     path = Path(directory)
     if path.is_dir():
-        candidates = [path / "evaluation.json", path / "statistics.json"]
+        candidates = [path / EVALUATION_FILE, path / STATISTICS_FILE]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             raise DataValidationError(
@@ -59,7 +60,9 @@ def metric_value(document: dict[str, Any], metric: str) -> float | None:
     return float(value) if isinstance(value, int | float) and value == value else None
 
 
-def suggest_constraints(evaluation: dict[str, Any], tolerance: float = 0.1) -> dict[str, Any]:
+def suggest_constraints(
+    evaluation: dict[str, Any], tolerance: float = DEFAULT_MODEL_QUALITY_TOLERANCE
+) -> dict[str, Any]:
     """Model-quality ``constraints.json`` from a baseline evaluation."""
     tolerance = coerce("tolerance", tolerance, [Interval(float, 0, None)], "baseline model-quality")
     constraints = {}

@@ -1,8 +1,8 @@
 """Inputs and outputs of a processing step: ``--input NAME=PATH`` and ``--out DIR`` with SageMaker defaults.
 
 A processing step (an SDK ``Processor`` running the training image) mounts its inputs under
-``/opt/ml/processing/input/<name>`` and uploads ``/opt/ml/processing/output/<name>``; the local runner passes
-explicit paths instead. Both call the same code.
+``/opt/ml/processing/input/<name>`` and uploads ``/opt/ml/processing/output/<name>``
+(:mod:`forecaster.container.layout`); the local runner passes explicit paths instead. Both call the same code.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from forecaster.container.layout import processing_root
 from forecaster.errors import DataValidationError, InvalidParameterError
-
-PROCESSING_ROOT = Path(os.environ.get("FORECASTER_PROCESSING_ROOT", "/opt/ml/processing"))
 
 
 def parse_inputs(values: Iterable[str] | None, caller: str) -> dict[str, list[Path]]:
@@ -36,12 +35,12 @@ def parse_inputs(values: Iterable[str] | None, caller: str) -> dict[str, list[Pa
 
 def default_input(name: str) -> Path:
     """Where a processing job mounts the input channel ``name``."""
-    return PROCESSING_ROOT / "input" / name
+    return processing_root() / "input" / name
 
 
 def default_output(name: str) -> Path:
     """Where a processing job expects the output ``name`` to be written."""
-    return PROCESSING_ROOT / "output" / name
+    return processing_root() / "output" / name
 
 
 def input_path(inputs: dict[str, list[Path]], name: str, caller: str, *, required: bool = True) -> Path | None:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.checks.contract import DEFAULT_DRIFT_THRESHOLD
+
 INTEGRAL, FRACTIONAL, STRING = "Integral", "Fractional", "String"
 TYPES = (INTEGRAL, FRACTIONAL, STRING)
 NUM_BUCKETS = 10
@@ -33,9 +35,9 @@ DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
     "domain_content_threshold": 1.0,
     "distribution_constraints": {
         "perform_comparison": "Enabled",
-        "comparison_threshold": 0.1,
+        "comparison_threshold": DEFAULT_DRIFT_THRESHOLD,
         "comparison_method": "Robust",
-        "categorical_comparison_threshold": 0.1,
+        "categorical_comparison_threshold": DEFAULT_DRIFT_THRESHOLD,
         "categorical_drift_method": "LInfinity",
     },
 }
@@ -160,8 +162,8 @@ def statistics(columns: list[Column]) -> dict[str, Any]:
 def suggest_constraints(
     stats: dict[str, Any],
     *,
-    comparison_threshold: float = 0.1,
-    categorical_comparison_threshold: float = 0.1,
+    comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+    categorical_comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
     max_domain_size: int = MAX_DOMAIN_SIZE,
 ) -> dict[str, Any]:
     """The suggested ``constraints.json`` for ``stats`` (what Model Monitor's baselining job writes)."""

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.checks.contract import ANALYSIS_FILE, DECISION_FILE, EVALUATION_FILE, FEATURE_DRIFT_FILE, NDCG_FILE
 from forecaster.contract import QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 from forecaster.io import TABLE_SUFFIXES, atomic_path, read_table
@@ -91,7 +92,7 @@ def _load(path: Path) -> Any:
 
 # ---------------------------------------------------------------------------------------------------- sections
 def _decision(workdir: Path) -> str:
-    files = _find(workdir, "decision.json")
+    files = _find(workdir, DECISION_FILE)
     if not files:
         return _note("No decision.json found (run `forecaster decide-retrain`).")
     doc = _load(files[-1]) or {}
@@ -170,7 +171,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
 def _metrics(workdir: Path) -> str:
     import matplotlib.pyplot as plt
 
-    docs = [(p, d) for p in _find(workdir, "evaluation.json") if isinstance(d := _load(p), dict)]
+    docs = [(p, d) for p in _find(workdir, EVALUATION_FILE) if isinstance(d := _load(p), dict)]
     if not docs:
         return _note("No evaluation.json found (run `forecaster evaluate`).")
     rows = []
@@ -209,7 +210,7 @@ def _shap(workdir: Path) -> str:
     import matplotlib.pyplot as plt
 
     out = ""
-    for path in _find(workdir, "analysis.json")[:3]:
+    for path in _find(workdir, ANALYSIS_FILE)[:3]:
         doc = _load(path) or {}
         labels = (doc.get("explanations") or {}).get("kernel_shap") or {}
         for label, block in labels.items():
@@ -226,10 +227,10 @@ def _shap(workdir: Path) -> str:
 
 def _drift(workdir: Path) -> str:
     rows = []
-    for path in _find(workdir, "feature_drift.json"):
+    for path in _find(workdir, FEATURE_DRIFT_FILE):
         for row in (_load(path) or {}).get("features", []):
             rows.append({"file": str(path.parent.relative_to(workdir)), **row})
-    for path in _find(workdir, "ndcg.json"):
+    for path in _find(workdir, NDCG_FILE):
         for row in (_load(path) or {}).get("labels", []):
             rows.append(
                 {

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from forecaster.checks.contract import DEFAULT_DRIFT_THRESHOLD, DEFAULT_MODEL_QUALITY_TOLERANCE, DEFAULT_NDCG_THRESHOLD
+from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
+
 
 def _common(parser: argparse.ArgumentParser, inputs: str, output: str) -> None:
     parser.add_argument(
@@ -17,9 +20,9 @@ def _common(parser: argparse.ArgumentParser, inputs: str, output: str) -> None:
         action="append",
         default=[],
         metavar="NAME=PATH",
-        help=f"input path by name ({inputs}); default /opt/ml/processing/input/<name>",
+        help=f"input path by name ({inputs}); default {PROCESSING_INPUT_ROOT}/<name>",
     )
-    parser.add_argument("--out", help=f"output directory (default /opt/ml/processing/output/{output})")
+    parser.add_argument("--out", help=f"output directory (default {PROCESSING_OUTPUT_ROOT}/{output})")
 
 
 def _spec_args(parser: argparse.ArgumentParser) -> None:
@@ -162,9 +165,10 @@ def _check_attribution_drift(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from forecaster.checks import jobs
+    from forecaster.checks.processing_io import default_input
 
     inputs = _inputs(args, ("dataset", "background"))
-    model_dir = args.model_dir or Path("/opt/ml/processing/input/model")
+    model_dir = args.model_dir or default_input("model")
     background = inputs.get("background")
     jobs.run_explain(
         model_dir,
@@ -221,12 +225,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = groups.add_parser("data-quality", help="profile a data set -> statistics.json, constraints.json")
     _common(p, "dataset", "baseline")
     _categorical(p)
-    p.add_argument("--comparison-threshold", type=float, default=0.1, help="numeric drift distance limit")
-    p.add_argument("--categorical-comparison-threshold", type=float, default=0.1, help="categorical L-inf limit")
+    p.add_argument(
+        "--comparison-threshold", type=float, default=DEFAULT_DRIFT_THRESHOLD, help="numeric drift distance limit"
+    )
+    p.add_argument(
+        "--categorical-comparison-threshold",
+        type=float,
+        default=DEFAULT_DRIFT_THRESHOLD,
+        help="categorical L-inf limit",
+    )
     p.set_defaults(func=_baseline_data_quality, command_path="baseline data-quality")
     p = groups.add_parser("model-quality", help="model-quality constraints from an evaluation")
     _common(p, "evaluation", "baseline")
-    p.add_argument("--tolerance", type=float, default=0.1, help="relative slack on the baseline metrics")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_MODEL_QUALITY_TOLERANCE,
+        help="relative slack on the baseline metrics",
+    )
     p.set_defaults(func=_baseline_model_quality, command_path="baseline model-quality")
 
     check = subparsers.add_parser("check", help="check new data / predictions / attributions against a baseline")
@@ -243,13 +259,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_check_model_quality, command_path="check model-quality")
     p = groups.add_parser("attribution-drift", help="NDCG of current vs baseline global SHAP values")
     _common(p, "baseline, current", "violations")
-    p.add_argument("--threshold", type=float, default=0.9, help="NDCG below this is a violation (default 0.9)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_NDCG_THRESHOLD,
+        help="NDCG below this is a violation (default %(default)s)",
+    )
     _fail_flag(p)
     p.set_defaults(func=_check_attribution_drift, command_path="check attribution-drift")
 
     p = subparsers.add_parser("explain", help="TreeSHAP explanations -> Clarify-style analysis.json")
     _common(p, "dataset, background", "explanations")
-    p.add_argument("--model-dir", type=Path, help="model directory (default /opt/ml/processing/input/model)")
+    p.add_argument("--model-dir", type=Path, help=f"model directory (default {PROCESSING_INPUT_ROOT}/model)")
     p.add_argument("--num-clusters", type=int, default=10, help="k-means centres of the SHAP background")
     p.add_argument("--background-sample", type=int, default=10_000, help="rows sampled before k-means")
     p.add_argument("--max-rows", type=int, default=10_000, help="rows explained (a seeded sample beyond it)")

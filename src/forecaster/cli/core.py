@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, ORDERS_FILE
+from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, DEFAULT_SERVICE_LEVEL, ORDERS_FILE
 from forecaster.errors import InvalidParameterError
 
 
@@ -65,7 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument("--predictions", required=True, type=Path, help=".out file or directory of them")
     post.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
     post.add_argument("--orders", type=Path, help="order proposals file (default: order_proposals.csv next to --out)")
-    post.add_argument("--service-level", type=float, default=0.8, help="demand quantile ordered, 0.1-0.9 (0.8)")
+    post.add_argument(
+        "--service-level",
+        type=float,
+        default=DEFAULT_SERVICE_LEVEL,
+        help="demand quantile ordered, 0.1-0.9 (default %(default)s)",
+    )
     post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
     post.set_defaults(func=_postprocess)
 
@@ -119,7 +124,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from forecaster.config import TrainConfig
     from forecaster.io import read_table
-    from forecaster.spec import DatasetSpec, resolve_spec
+    from forecaster.spec import DatasetSpec, bundled_spec, resolve_spec
     from forecaster.training import fit_artifact
 
     hyperparameters: dict[str, str] = parse_key_values(args.hp)
@@ -127,8 +132,8 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             hyperparameters[name] = str(getattr(args, name))
     config = TrainConfig.from_hyperparameters(hyperparameters)
-    bundled = (args.data if args.data.is_dir() else args.data.parent) / "spec.json"
-    if "spec" not in hyperparameters and bundled.is_file():
+    bundled = bundled_spec(args.data)
+    if "spec" not in hyperparameters and bundled is not None:
         spec = DatasetSpec.from_json(bundled)
         print(f"spec: {bundled} (next to --data; --spec overrides)")
     else:

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from forecaster import __version__
-from forecaster.cli import checks, core, orchestration, project, serving
+from forecaster.cli import checks, core, pipelines, project, serving
 from forecaster.errors import ForecasterError, MissingExtraError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
-COMMAND_MODULES = (core, serving, checks, orchestration, project)
+COMMAND_MODULES = (core, serving, checks, pipelines, project)
 #: top-level module -> the extra of ``pyproject.toml`` that installs it
 EXTRA_OF_MODULE = {
     "flask": "serve", "gunicorn": "serve", "sagemaker_training": "train",
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"forecaster {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    # the parser carries the command runner: `pipeline run --local` hands it to the local runner, which runs the
+    # processing steps in this process (no command module imports this one)
+    parser.set_defaults(command_runner=run_command)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from forecaster.container.layout import DEFAULT_MODEL_DIR, MODEL_DIR_ENV
 from forecaster.contract import ALL_QUANTILES, DEFAULT_MAX_PAYLOAD_MB, MAX_PAYLOAD_CEILING_MB, QUANTILE_CHOICES
 
 
@@ -18,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--model-dir",
-        default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
-        help="model artifact directory (default: $SM_MODEL_DIR or /opt/ml/model)",
+        default=os.environ.get(MODEL_DIR_ENV, DEFAULT_MODEL_DIR),
+        help=f"model artifact directory (default: ${MODEL_DIR_ENV} or {DEFAULT_MODEL_DIR})",
     )
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080)")

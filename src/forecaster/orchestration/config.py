@@ -15,6 +15,7 @@ from typing import Any
 from forecaster.errors import InvalidParameterError
 from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import DEFAULT_GROUP
+from forecaster.registry import registry_url
 
 #: the Airflow Variable that holds the configuration (JSON); ``AIRFLOW_VAR_FORECASTER_CONFIG`` works too
 VARIABLE = "forecaster_config"
@@ -58,11 +59,7 @@ class OrchestrationConfig:
     @property
     def registry_url(self) -> str:
         """The model registry: ``registry``, else ``$FORECASTER_REGISTRY``, else ``<workdir>/registry.db``."""
-        if self.registry:
-            return self.registry
-        if os.environ.get("FORECASTER_REGISTRY"):
-            return os.environ["FORECASTER_REGISTRY"]
-        return f"sqlite:///{os.path.join(self.workdir, 'registry.db')}"
+        return registry_url(self.registry, self.workdir)
 
     @property
     def staging_root(self) -> str:

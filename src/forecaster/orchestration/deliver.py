@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from forecaster.checks.contract import DECISION_FILE
 from forecaster.errors import DataValidationError
 from forecaster.io import atomic_directory, read_table, write_json, write_table
 from forecaster.orchestration.storage import Storage, is_s3, join
@@ -75,7 +76,7 @@ def deliver(
         stage = Path(tmp) / str(day)
         files = [f"forecasts/{n}" for n in split_by_store(forecast_frame, store_column, stage / "forecasts")]
         files += [f"orders/{n}" for n in split_by_store(order_frame, store_column, stage / "orders")]
-        write_json(decision_doc, stage / "decision.json")
+        write_json(decision_doc, stage / DECISION_FILE)
         manifest = {
             "date": str(day),
             "stores": int(forecast_frame[store_column].nunique()),
@@ -83,7 +84,7 @@ def deliver(
             "order_rows": len(order_frame),
             "first_day": str(forecast_frame[date_column].min()),
             "days": int(forecast_frame[date_column].nunique()),
-            "files": sorted([*files, "decision.json"]),
+            "files": sorted([*files, DECISION_FILE]),
             "execution": execution,
             "decision": decision_doc,
             "delivered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

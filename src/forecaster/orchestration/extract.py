@@ -25,7 +25,7 @@ from forecaster.artifact import FeatureSchema
 from forecaster.errors import DataValidationError, ForecasterError
 from forecaster.io import read_table, write_table
 from forecaster.orchestration.storage import Storage, join
-from forecaster.spec import DatasetSpec
+from forecaster.spec import SPEC_FILE, DatasetSpec
 
 _DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|csv\.gz|parquet|pq)$")
 
@@ -213,7 +213,7 @@ def extract_training(
     latest = sales.loc[sales[spec.date].dt.date == yesterday, list(spec.keys)].drop_duplicates()
     train = check_complete(sales, spec, latest, yesterday)
     staged = stage_tables(storage, {"train": train}, target)
-    storage.put_bytes(json.dumps(spec.to_dict(), indent=2).encode(), join(staged["train"], "spec.json"))
+    storage.put_bytes(json.dumps(spec.to_dict(), indent=2).encode(), join(staged["train"], SPEC_FILE))
     return {**staged, "rows": len(train), "first_day": str(train[spec.date].min().date())}
 
 

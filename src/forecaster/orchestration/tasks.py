@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.artifact import FeatureSchema
-from forecaster.contract import ORDERS_FILE
+from forecaster.checks.contract import DECISION_FILE
+from forecaster.contract import FORECASTS_FILE, ORDERS_FILE
 from forecaster.errors import ForecasterError, InvalidParameterError, NoApprovedModelError
 from forecaster.io import write_table
 from forecaster.orchestration import backends, deliver, extract
@@ -172,8 +173,8 @@ def extract_ground_truth(**context: Any) -> dict[str, Any]:
     staged = extract.extract_ground_truth(storage, config.source, schema.spec, first, ready["days"], target)
     forecasts = deliver.delivered_forecasts(storage, config.destination, first)
     with tempfile.TemporaryDirectory() as tmp:
-        local = write_table(forecasts, Path(tmp) / "forecasts.csv")
-        storage.put_file(local, join(target, "forecasts", "forecasts.csv"))
+        local = write_table(forecasts, Path(tmp) / FORECASTS_FILE)
+        storage.put_file(local, join(target, "forecasts", FORECASTS_FILE))
     parameters = {**model, "ForecastsData": join(target, "forecasts"), "GroundTruthData": staged["truth"]}
     return {**staged, **ready, "spec": schema.spec.to_dict(), "parameters": parameters}
 
@@ -209,9 +210,9 @@ def deliver_outputs(**context: Any) -> dict[str, Any]:
         Storage(),
         config.destination,
         day,
-        forecasts=join(forecasts, "forecasts.csv"),
+        forecasts=join(forecasts, FORECASTS_FILE),
         orders=join(forecasts, ORDERS_FILE),
-        decision=join(backends.output(run, "DecideRetrain", "decision"), "decision.json"),
+        decision=join(backends.output(run, "DecideRetrain", "decision"), DECISION_FILE),
         store_column=spec["keys"][0],
         date_column=spec["date"],
         execution=run["execution"],
@@ -225,9 +226,9 @@ def collect_decision(**context: Any) -> dict[str, Any]:
     """The model-quality decision, kept at ``<destination>/quality/<date>/decision.json``."""
     config, day = config_of(context), day_of(context)
     run, storage = _pull(context, START), Storage()
-    decision = json.loads(storage.read_bytes(join(backends.output(run, "DecideRetrain", "decision"), "decision.json")))
+    decision = json.loads(storage.read_bytes(join(backends.output(run, "DecideRetrain", "decision"), DECISION_FILE)))
     location = storage.put_bytes(
-        json.dumps(decision, indent=2).encode(), join(config.destination, "quality", str(day), "decision.json")
+        json.dumps(decision, indent=2).encode(), join(config.destination, "quality", str(day), DECISION_FILE)
     )
     return {"decision": decision, "location": location, "forecast_date": _pull(context, GROUND_TRUTH)["forecast_date"]}
 

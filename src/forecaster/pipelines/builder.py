@@ -35,14 +35,9 @@ from sagemaker.serve import ModelBuilder
 from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
 
+from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
 from forecaster.pipelines import managed
-from forecaster.pipelines.table import (
-    PROCESSING_INPUT_ROOT,
-    PROCESSING_OUTPUT_ROOT,
-    PipelineSpec,
-    StepSpec,
-    render_args,
-)
+from forecaster.pipelines.table import PipelineSpec, StepSpec, render_args
 
 _PARAMETER_TYPES = {"string": ParameterString, "integer": ParameterInteger, "float": ParameterFloat}
 _JSON = "application/json"

@@ -16,8 +16,23 @@ References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs
 
 from __future__ import annotations
 
+from forecaster.checks.contract import (
+    ANALYSIS_FILE,
+    CONSTRAINTS_FILE,
+    DEFAULT_DRIFT_THRESHOLD,
+    DEFAULT_MODEL_QUALITY_TOLERANCE,
+    DEFAULT_NDCG_THRESHOLD,
+    EVALUATION_FILE,
+    STATISTICS_FILE,
+)
 from forecaster.config import TrainConfig
-from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_MAX_PAYLOAD_MB, MODEL_PACKAGE_ENV, TRANSFORM_ENVIRONMENT
+from forecaster.contract import (
+    DEFAULT_ACTIVE_DAYS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    FORECASTS_FILE,
+    MODEL_PACKAGE_ENV,
+    TRANSFORM_ENVIRONMENT,
+)
 from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
 
 _TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
@@ -90,7 +105,9 @@ def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec,
             "Postprocess",
             "processing",
             command=("postprocess",),
-            args=_argv("--keys {input:keys} --predictions {input:predictions} --out {output:forecasts}/forecasts.csv"),
+            args=_argv(
+                "--keys {input:keys} --predictions {input:predictions} --out {output:forecasts}/" + FORECASTS_FILE
+            ),
             inputs={"keys": "step:Preprocess/keys", "predictions": "step:Transform/predictions"},
             outputs=("forecasts",),
         ),
@@ -165,8 +182,18 @@ BUILD = PipelineSpec(
         *_TRANSFORM,
         _ACTIVE_DAYS,
         ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
-        ParamSpec("DataDriftThreshold", "float", 0.1, "data-quality baseline: numeric drift distance limit"),
-        ParamSpec("ModelQualityTolerance", "float", 0.1, "model-quality baseline: relative slack on the metrics"),
+        ParamSpec(
+            "DataDriftThreshold",
+            "float",
+            DEFAULT_DRIFT_THRESHOLD,
+            "data-quality baseline: numeric drift distance limit",
+        ),
+        ParamSpec(
+            "ModelQualityTolerance",
+            "float",
+            DEFAULT_MODEL_QUALITY_TOLERANCE,
+            "model-quality baseline: relative slack on the metrics",
+        ),
         ParamSpec("ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in"),
         ParamSpec("ModelApprovalStatus", "string", "PendingManualApproval", "status of the new model package"),
         ParamSpec("CodeVersion", "string", "unknown", "git commit of the code (lineage)"),
@@ -208,7 +235,7 @@ BUILD = PipelineSpec(
             command=("evaluate",),
             # the model's spec names the key, date and target columns of forecasts and truth
             args=_argv(
-                "--input predictions={input:forecasts}/forecasts.csv --input truth={input:truth} "
+                f"--input predictions={{input:forecasts}}/{FORECASTS_FILE} --input truth={{input:truth}} "
                 "--model-dir {input:model} --out {output:evaluation}"
             ),
             inputs={
@@ -217,7 +244,7 @@ BUILD = PipelineSpec(
                 "model": "step:Train/model",
             },
             outputs=("evaluation",),
-            settings={"property_file": ("Evaluation", "evaluation", "evaluation.json")},
+            settings={"property_file": ("Evaluation", "evaluation", EVALUATION_FILE)},
         ),
         StepSpec(
             "DataQualityBaseline",
@@ -266,11 +293,11 @@ BUILD = PipelineSpec(
                 "approval_status": "ModelApprovalStatus",
                 # registry field -> (step, output, file name)
                 "files": {
-                    "model_quality_statistics": ("Evaluate", "evaluation", "evaluation.json"),
-                    "model_quality_constraints": ("ModelQualityBaseline", "baseline", "constraints.json"),
-                    "data_quality_statistics": ("DataQualityBaseline", "baseline", "statistics.json"),
-                    "data_quality_constraints": ("DataQualityBaseline", "baseline", "constraints.json"),
-                    "explainability_report": ("ExplainabilityBaseline", "baseline", "analysis.json"),
+                    "model_quality_statistics": ("Evaluate", "evaluation", EVALUATION_FILE),
+                    "model_quality_constraints": ("ModelQualityBaseline", "baseline", CONSTRAINTS_FILE),
+                    "data_quality_statistics": ("DataQualityBaseline", "baseline", STATISTICS_FILE),
+                    "data_quality_constraints": ("DataQualityBaseline", "baseline", CONSTRAINTS_FILE),
+                    "explainability_report": ("ExplainabilityBaseline", "baseline", ANALYSIS_FILE),
                 },
                 "lineage": {"code_version": "CodeVersion", "training_data": "InputData", "image": "ProcessingImage"},
             },
@@ -313,7 +340,9 @@ INFERENCE = PipelineSpec(
             "S3 prefix with analysis.json of the approved model",
         ),
         ParamSpec("ModelPackageArn", "string", "", "the approved model package (lineage only)"),
-        ParamSpec("NdcgThreshold", "float", 0.9, "attribution drift when NDCG of the top features is below"),
+        ParamSpec(
+            "NdcgThreshold", "float", DEFAULT_NDCG_THRESHOLD, "attribution drift when NDCG of the top features is below"
+        ),
         ParamSpec("MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain"),
     ),
     steps=(

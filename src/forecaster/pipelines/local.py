@@ -41,6 +41,7 @@ from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import resolve_parameters
 from forecaster.pipelines.local_steps import EXECUTORS, CommandRunner, StepContext, run_forecaster_program
 from forecaster.pipelines.table import PipelineSpec, StepSpec
+from forecaster.registry import registry_url
 
 RUN_FILE = "run.json"
 #: parameters an executor reads although the step's table entry does not name them (as the SDK builder does)
@@ -141,9 +142,7 @@ class LocalRun:
         self.key = pipeline
         self.spec: PipelineSpec = PIPELINES[pipeline]
         self.workdir = Path(workdir).resolve()
-        self.registry_url = (
-            registry or os.environ.get("FORECASTER_REGISTRY") or f"sqlite:///{self.workdir / 'registry.db'}"
-        )
+        self.registry_url = registry_url(registry, self.workdir)
         self.params, self.notes = resolve_parameters(
             pipeline, self.spec, params or {}, registry_url=self.registry_url, group=group
         )

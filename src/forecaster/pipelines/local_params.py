@@ -129,9 +129,10 @@ def resolve_parameters(
     if "Spec" in params:
         spec = Path(params["Spec"]).expanduser()
         if "Spec" not in given and "InputData" in params:
-            data = Path(params["InputData"])
-            bundled = (data if data.is_dir() else data.parent) / "spec.json"
-            if bundled.is_file():
+            from forecaster.spec import bundled_spec  # pandas: not at import (the Airflow DAGs import this module)
+
+            bundled = bundled_spec(params["InputData"])
+            if bundled is not None:
                 spec = bundled
                 notes.append(f"Spec: {bundled} (the spec.json next to InputData)")
         if spec.suffix == ".json" or spec.is_file():

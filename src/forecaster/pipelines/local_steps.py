@@ -8,7 +8,7 @@ what the SageMaker job would do with local folders, and returns extra fields for
   CLI hands its own parser and handler (in this process); the default runs the ``forecaster`` program in a
   subprocess, as a processing job runs it in the image.
 - ``training``: an ``/opt/ml`` job tree + the ``sagemaker-training`` toolkit in a subprocess
-  (:mod:`forecaster.local_training`); ``/opt/ml/model`` is packed into ``model.tar.gz`` as SageMaker does.
+  (:mod:`forecaster.container.local_job`); ``/opt/ml/model`` is packed into ``model.tar.gz`` as SageMaker does.
 - ``model``: nothing to do (a SageMaker model is its image + model data; locally the model data stands for it).
 - ``transform``: the model data is unpacked (as into ``/opt/ml/model``) and the real server runs the batch
   transform (:func:`forecaster.serving.transform.run_transform`).
@@ -150,21 +150,21 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
 def run_training(ctx: StepContext) -> dict[str, Any]:
     """A training job: ``/opt/ml`` tree under ``folder/job``, the toolkit in a subprocess, then ``model.tar.gz``."""
     from forecaster.artifact import MODEL_TARBALL, pack_model
-    from forecaster.local_training import run_training_job, write_job_tree
+    from forecaster.container.layout import ContainerTree
+    from forecaster.container.local_job import run_training_job, write_job_tree
 
     settings = ctx.spec.settings
     hyperparameters = {name: ctx.param(param) for name, param in settings["hyperparameters"].items()}
-    job = ctx.folder / "job"
-    write_job_tree(job, hyperparameters, ctx.inputs)
-    result = run_training_job(job, timeout=float(ctx.param(settings["max_runtime"])))
+    job = ContainerTree(ctx.folder / "job")
+    write_job_tree(job.base, hyperparameters, ctx.inputs)
+    result = run_training_job(job.base, timeout=float(ctx.param(settings["max_runtime"])))
     ctx.log.write_text(f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n", encoding="utf-8")
-    shutil.rmtree(job / "input" / "data", ignore_errors=True)  # the channel copies (the inputs stay where they are)
+    shutil.rmtree(job.data_dir, ignore_errors=True)  # the channel copies (the inputs stay where they are)
     if result.returncode != 0:
-        failure = job / "output" / "failure"
-        text = failure.read_text().strip() if failure.is_file() else ""
+        text = job.failure_file.read_text().strip() if job.failure_file.is_file() else ""
         reason = text.splitlines()[0] if text else result.stderr[-500:].strip()
         raise PipelineStepError(f"the training job exited with code {result.returncode}: {reason} (log: {ctx.log})")
-    tarball = pack_model(job / "model", ctx.output("model") / MODEL_TARBALL)
+    tarball = pack_model(job.model_dir, ctx.output("model") / MODEL_TARBALL)
     metrics = {m["name"]: float(m["value"]) for m in _METRIC_LINE.finditer(result.stdout)}
     return {"hyperparameters": hyperparameters, "metrics": metrics, "model_data": str(tarball)}
 

@@ -20,13 +20,32 @@ order). ``ClarifyCheckStep`` uploads its analysis config while the definition is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
+from forecaster.checks.contract import ANALYSIS_FILE, CONSTRAINTS_FILE, STATISTICS_FILE
 from forecaster.checks.jobs import EVALUATION_DATASET
 from forecaster.pipelines.table import StepSpec
 
-if TYPE_CHECKING:
-    from forecaster.pipelines.builder import PipelineBuilder
+
+class BuildContext(Protocol):
+    """What a managed check step needs of the pipeline being built (:class:`~.builder.PipelineBuilder` has it)."""
+
+    name: str
+    role: str
+    session: Any
+    params: Mapping[str, Any]
+    steps: Mapping[str, Any]
+
+    def resolve(self, ref: str) -> Any:
+        """The pipeline variable a ``param:``/``step:`` reference stands for."""
+
+    def output_uri(self, step: StepSpec, output: str | None = None) -> Any:
+        """Where ``step`` writes (its output ``output``)."""
+
+    def file_uri(self, step_name: str, output: str, file: str) -> Any:
+        """S3 URI of ``file`` inside output ``output`` of step ``step_name``."""
+
 
 _JSON = "application/json"
 
@@ -41,11 +60,11 @@ def _is_baseline(spec: StepSpec) -> bool:
     return spec.command[0] in ("baseline", "explain")
 
 
-def _features(builder: PipelineBuilder) -> Any:
+def _features(builder: BuildContext) -> Any:
     return builder.resolve("step:Preprocess/features")
 
 
-def _job_config(builder: PipelineBuilder, spec: StepSpec) -> Any:
+def _job_config(builder: BuildContext, spec: StepSpec) -> Any:
     from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
 
     return CheckJobConfig(
@@ -57,7 +76,7 @@ def _job_config(builder: PipelineBuilder, spec: StepSpec) -> Any:
     )
 
 
-def _lifecycle(builder: PipelineBuilder, spec: StepSpec) -> dict[str, Any]:
+def _lifecycle(builder: BuildContext, spec: StepSpec) -> dict[str, Any]:
     """Baseline run: skip the check, register the new baseline. Check run: compare with the supplied one."""
     group = builder.params.get("ModelPackageGroupName")
     if _is_baseline(spec):
@@ -65,7 +84,7 @@ def _lifecycle(builder: PipelineBuilder, spec: StepSpec) -> dict[str, Any]:
     return {"skip_check": False, "register_new_baseline": False, "fail_on_violation": False}
 
 
-def output_location(builder: PipelineBuilder, spec: StepSpec) -> Any:
+def output_location(builder: BuildContext, spec: StepSpec) -> Any:
     """Where the managed step standing in for ``spec`` writes its results (violations, statistics...)."""
     if spec.settings["check"] == "explainability":
         # Clarify needs a plain string here (it uploads its analysis config there while the step is built)
@@ -73,7 +92,7 @@ def output_location(builder: PipelineBuilder, spec: StepSpec) -> Any:
     return builder.output_uri(spec, spec.outputs[0])
 
 
-def check_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
+def check_step(builder: BuildContext, spec: StepSpec) -> Any:
     """Return the managed step standing in for ``spec``."""
     check = spec.settings["check"]
     if check == "explainability":
@@ -95,8 +114,8 @@ def check_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
         if not _is_baseline(spec):
             baseline = builder.params["DataQualityBaselineUri"]
             supplied = {
-                "supplied_baseline_statistics": Join(on="/", values=[baseline, "statistics.json"]),
-                "supplied_baseline_constraints": Join(on="/", values=[baseline, "constraints.json"]),
+                "supplied_baseline_statistics": Join(on="/", values=[baseline, STATISTICS_FILE]),
+                "supplied_baseline_constraints": Join(on="/", values=[baseline, CONSTRAINTS_FILE]),
             }
     else:
         file, prediction, truth = EVALUATION_DATASET
@@ -117,7 +136,7 @@ def check_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
     )
 
 
-def _clarify_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
+def _clarify_step(builder: BuildContext, spec: StepSpec) -> Any:
     from sagemaker.core.clarify import DataConfig, ModelConfig, SHAPConfig
     from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.clarify_check_step import ClarifyCheckStep, ModelExplainabilityCheckConfig
@@ -141,7 +160,7 @@ def _clarify_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
     supplied = {}
     if not _is_baseline(spec):
         baseline = builder.params["ExplainabilityBaselineUri"]
-        supplied = {"supplied_baseline_constraints": Join(on="/", values=[baseline, "analysis.json"])}
+        supplied = {"supplied_baseline_constraints": Join(on="/", values=[baseline, ANALYSIS_FILE])}
     return ClarifyCheckStep(
         name=spec.name,
         clarify_check_config=config,
@@ -151,7 +170,7 @@ def _clarify_step(builder: PipelineBuilder, spec: StepSpec) -> Any:
     )
 
 
-def baseline_files(builder: PipelineBuilder) -> dict[str, Any]:
+def baseline_files(builder: BuildContext) -> dict[str, Any]:
     """Registry wiring of the managed baseline steps (their calculated baselines), by registry field."""
     files: dict[str, Any] = {}
     quality = builder.steps.get("DataQualityBaseline")
@@ -167,7 +186,7 @@ def baseline_files(builder: PipelineBuilder) -> dict[str, Any]:
     return files
 
 
-def config_file(builder: PipelineBuilder, files: dict[str, Any]) -> Any:
+def config_file(builder: BuildContext, files: dict[str, Any]) -> Any:
     """Clarify's analysis config for ``DriftCheckBaselines.Explainability.ConfigFile`` (managed runs only)."""
     explain = builder.steps.get("ExplainabilityBaseline")
     config = getattr(explain, "clarify_check_config", None)

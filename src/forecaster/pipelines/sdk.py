@@ -33,6 +33,10 @@ _FAKE_CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
 }
 
+#: The SDK's own settings (client side, never in a container): its config file and its role check.
+_CONFIG_OVERRIDE_ENV = "SAGEMAKER_USER_CONFIG_OVERRIDE"
+_VALIDATE_ROLE_ENV = "SAGEMAKER_VALIDATE_ROLE"
+
 
 def require(*modules: str) -> None:
     """Fail with an install hint when the ``[pipelines]`` extra (SageMaker SDK v3, boto3, moto) is missing."""
@@ -130,10 +134,10 @@ def sdk_environment(region: str | None, validate_role: bool = True) -> Iterator[
     region = resolve_region(region)
     with _telemetry_config() as config:
         values: dict[str, str | None] = {"AWS_DEFAULT_REGION": region}
-        if "SAGEMAKER_USER_CONFIG_OVERRIDE" not in os.environ:
-            values["SAGEMAKER_USER_CONFIG_OVERRIDE"] = config
+        if _CONFIG_OVERRIDE_ENV not in os.environ:
+            values[_CONFIG_OVERRIDE_ENV] = config
         if not validate_role:
-            values["SAGEMAKER_VALIDATE_ROLE"] = "false"
+            values[_VALIDATE_ROLE_ENV] = "false"
         with _patched_environ(values), _config_validated_once():
             yield region
 
@@ -156,8 +160,8 @@ def offline_aws(region: str = DEFAULT_REGION, bucket: str = PLACEHOLDER_BUCKET) 
             "AWS_REGION": region,
             "AWS_PROFILE": None,
             "AWS_ENDPOINT_URL": None,
-            "SAGEMAKER_VALIDATE_ROLE": "false",
-            "SAGEMAKER_USER_CONFIG_OVERRIDE": config,
+            _VALIDATE_ROLE_ENV: "false",
+            _CONFIG_OVERRIDE_ENV: config,
         }
         with _patched_environ(values):
             import boto3

@@ -13,9 +13,6 @@ from typing import Any, Literal
 Ref = str
 StepKind = Literal["processing", "training", "model", "transform", "condition", "register", "fail"]
 
-PROCESSING_INPUT_ROOT = "/opt/ml/processing/input"
-PROCESSING_OUTPUT_ROOT = "/opt/ml/processing/output"
-
 
 @dataclass(frozen=True)
 class ParamSpec:

@@ -10,6 +10,7 @@ Choose the backend with a URL (``--registry`` or ``FORECASTER_REGISTRY``):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from forecaster.errors import InvalidParameterError
 from forecaster.registry.base import (
@@ -22,16 +23,39 @@ from forecaster.registry.base import (
 
 DEFAULT_REGISTRY_URL = "sqlite:///~/.forecaster/registry.db"
 REGISTRY_ENV = "FORECASTER_REGISTRY"
+#: The registry file of a work directory (the local runner's, the Airflow local backend's, the demo's).
+WORKDIR_REGISTRY_FILE = "registry.db"
 
 __all__ = [
     "BASELINE_KINDS",
     "DEFAULT_REGISTRY_URL",
     "LINEAGE_KEYS",
+    "REGISTRY_ENV",
+    "WORKDIR_REGISTRY_FILE",
     "ApprovalStatus",
     "ModelRegistry",
     "ModelVersion",
     "open_registry",
+    "registry_url",
+    "workdir_registry",
 ]
+
+
+def workdir_registry(workdir: str | os.PathLike[str]) -> str:
+    """URL of the SQLite registry inside ``workdir``."""
+    return f"sqlite:///{Path(workdir) / WORKDIR_REGISTRY_FILE}"
+
+
+def registry_url(url: str | None = None, workdir: str | os.PathLike[str] | None = None) -> str:
+    """The registry to use: ``url``, else ``$FORECASTER_REGISTRY``, else the work directory's or the user's.
+
+    Without a work directory the user's own is ``~/.forecaster/registry.db``.
+    """
+    if url:
+        return url
+    if os.environ.get(REGISTRY_ENV):
+        return os.environ[REGISTRY_ENV]
+    return workdir_registry(workdir) if workdir is not None else DEFAULT_REGISTRY_URL
 
 
 def open_registry(url: str | None = None) -> ModelRegistry:
@@ -40,7 +64,7 @@ def open_registry(url: str | None = None) -> ModelRegistry:
     Raises:
         InvalidParameterError: for a URL of another scheme.
     """
-    url = url or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY_URL
+    url = registry_url(url)
     scheme, sep, rest = url.partition("://")
     if sep and scheme == "sqlite":
         from forecaster.registry.sqlite import SQLiteRegistry

@@ -19,9 +19,9 @@ import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from forecaster.container.layout import MAX_PAYLOAD_ENV
 from forecaster.contract import (
     MAX_PAYLOAD_CEILING_MB,
-    MAX_PAYLOAD_ENV,
     MEDIAN_COLUMN,
     MEDIAN_ONLY,
     POINT_COLUMN,

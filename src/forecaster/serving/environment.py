@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forecaster.container import layout
+from forecaster.container.layout import DEFAULT_MODEL_DIR, DEFAULT_PORT
 from forecaster.contract import (
     ALL_QUANTILES,
-    BATCH_ENV,
-    BATCH_STRATEGY_ENV,
     DEFAULT_MAX_PAYLOAD_MB,
     DEFAULT_QUANTILES_ENV,
     MAX_CONCURRENT_TRANSFORMS,
-    MAX_CONCURRENT_TRANSFORMS_ENV,
     MAX_PAYLOAD_CEILING_MB,
-    MAX_PAYLOAD_ENV,
     MEDIAN_ONLY,
     QUANTILE_CHOICES,
 )
@@ -34,8 +32,6 @@ MB = 1024 * 1024
 #: Extra bytes allowed on top of ``MaxPayloadInMB``: the limit counts records only, the body is slightly larger.
 BODY_HEADROOM_BYTES = 256 * 1024
 
-DEFAULT_MODEL_DIR = "/opt/ml/model"
-DEFAULT_PORT = 8080
 #: Gunicorn worker timeout: at least batch transform's default ``InvocationsTimeoutInSeconds`` (600 s).
 DEFAULT_TIMEOUT_S = 600
 
@@ -94,19 +90,21 @@ class ServingEnvironment:
         """
         environ = os.environ if environ is None else environ
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        concurrent = _read(environ, MAX_CONCURRENT_TRANSFORMS_ENV, Interval(int, 1, MAX_CONCURRENT_TRANSFORMS), None)
-        batch = _read(environ, BATCH_ENV, Boolean(), False)
+        concurrent = _read(
+            environ, layout.MAX_CONCURRENT_TRANSFORMS_ENV, Interval(int, 1, MAX_CONCURRENT_TRANSFORMS), None
+        )
+        batch = _read(environ, layout.BATCH_ENV, Boolean(), False)
         values = {
-            "model_dir": Path(environ.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR),
-            "port": _read(environ, "SAGEMAKER_BIND_TO_PORT", Interval(int, 1, 65535), DEFAULT_PORT),
-            "workers": _read(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", Interval(int, 1, 256), concurrent or cpus),
-            "timeout_s": _read(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", Interval(int, 1, 86400), DEFAULT_TIMEOUT_S),
+            "model_dir": Path(environ.get(layout.MODEL_DIR_ENV) or DEFAULT_MODEL_DIR),
+            "port": _read(environ, layout.BIND_TO_PORT_ENV, Interval(int, 1, 65535), DEFAULT_PORT),
+            "workers": _read(environ, layout.MODEL_SERVER_WORKERS_ENV, Interval(int, 1, 256), concurrent or cpus),
+            "timeout_s": _read(environ, layout.MODEL_SERVER_TIMEOUT_ENV, Interval(int, 1, 86400), DEFAULT_TIMEOUT_S),
             "max_payload_mb": _read(
-                environ, MAX_PAYLOAD_ENV, Interval(int, 0, MAX_PAYLOAD_CEILING_MB), DEFAULT_MAX_PAYLOAD_MB
+                environ, layout.MAX_PAYLOAD_ENV, Interval(int, 0, MAX_PAYLOAD_CEILING_MB), DEFAULT_MAX_PAYLOAD_MB
             ),
             "max_concurrent_transforms": concurrent,
             "batch_strategy": _read(
-                environ, BATCH_STRATEGY_ENV, Options(("MULTI_RECORD", "SINGLE_RECORD")), "MULTI_RECORD"
+                environ, layout.BATCH_STRATEGY_ENV, Options(("MULTI_RECORD", "SINGLE_RECORD")), "MULTI_RECORD"
             ),
             "default_quantiles": _read(
                 environ, DEFAULT_QUANTILES_ENV, Options(QUANTILE_CHOICES), ALL_QUANTILES if batch else MEDIAN_ONLY

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster import contract
+from forecaster.container import layout
 from forecaster.errors import DataValidationError, ForecasterError, ModelNotReadyError
 from forecaster.io import atomic_path
 from forecaster.params import Interval, Options, coerce
@@ -327,16 +328,16 @@ def run_transform(
     files = input_files(Path(input))
     env = {
         **(environment or {}),
-        contract.BATCH_ENV: "true",
-        contract.MAX_PAYLOAD_ENV: str(max_payload_mb),
-        contract.BATCH_STRATEGY_ENV: "MULTI_RECORD",
+        layout.BATCH_ENV: "true",
+        layout.MAX_PAYLOAD_ENV: str(max_payload_mb),
+        layout.BATCH_STRATEGY_ENV: "MULTI_RECORD",
     }
     if quantiles is not None:
         env[contract.DEFAULT_QUANTILES_ENV] = coerce(
             "quantiles", quantiles, [Options(contract.QUANTILE_CHOICES)], _CALLER
         )
     if concurrency is not None:
-        env[contract.MAX_CONCURRENT_TRANSFORMS_ENV] = str(concurrency)
+        env[layout.MAX_CONCURRENT_TRANSFORMS_ENV] = str(concurrency)
     written, failures = [], []
     with ServerProcess(model_dir, workers=workers or concurrency, env=env) as server:
         parameters = json.loads(http_request(server.port, "GET", "/execution-parameters").body)

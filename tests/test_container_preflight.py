@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from forecaster import preflight
 from forecaster.cli.main import main
+from forecaster.container import preflight
 
 
 def test_hidden_entry_script_is_restored_from_the_spare_copy(tmp_path):

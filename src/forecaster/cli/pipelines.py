@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 
 from forecaster.cli.core import add_workers_option
+from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
 from forecaster.errors import InvalidParameterError
+from forecaster.registry import DEFAULT_REGISTRY_URL, REGISTRY_ENV, WORKDIR_REGISTRY_FILE
 
 PIPELINE_KEYS = ("build", "inference", "model-quality")
 
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--spec", help="preset name or spec JSON file (default: a spec.json next to the data, else 'default')"
     )
     split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
-    split.add_argument("--out", type=Path, default=Path("/opt/ml/processing/output"), help="output directory")
+    split.add_argument("--out", type=Path, default=Path(PROCESSING_OUTPUT_ROOT), help="output directory")
     add_workers_option(split)
     split.set_defaults(func=_split)
     _register_pipeline(subparsers)
@@ -36,15 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _split(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
     from forecaster.pipelines.split import write_split
-    from forecaster.spec import resolve_spec
+    from forecaster.spec import bundled_spec, resolve_spec
 
     inputs = parse_key_values(args.input, "--input")
     unknown = sorted(set(inputs) - {"data"})
     if unknown:
         raise InvalidParameterError(f"forecaster split takes only --input data=PATH. Got {unknown} too.")
-    data = inputs.get("data", "/opt/ml/processing/input/data")
-    bundled = (Path(data) if Path(data).is_dir() else Path(data).parent) / "spec.json"
-    spec = args.spec or (str(bundled) if bundled.is_file() else "default")
+    data = inputs.get("data", f"{PROCESSING_INPUT_ROOT}/data")
+    spec = args.spec or bundled_spec(data) or "default"
     for name, path in write_split(data, resolve_spec(spec), args.horizon, args.out, args.workers).items():
         print(f"{name}: {path}")
     return 0
@@ -102,7 +103,9 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--local", action="store_true", help="run here (required: executions on AWS start there)")
     run.add_argument("--workdir", required=True, type=Path, help="work directory: step outputs and run.json")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter")
-    run.add_argument("--registry", help="registry URL (default: $FORECASTER_REGISTRY, else <workdir>/registry.db)")
+    run.add_argument(
+        "--registry", help=f"registry URL (default: ${REGISTRY_ENV}, else <workdir>/{WORKDIR_REGISTRY_FILE})"
+    )
     run.add_argument("--group", help="model package group of the approved model (default: forecaster-demand)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar and step lines")
     run.set_defaults(func=_run)
@@ -211,7 +214,6 @@ def _start(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
-    from forecaster.cli.main import run_command
     from forecaster.pipelines.local import RUN_FILE, run_pipeline
 
     if not args.local:
@@ -226,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         registry=args.registry,
         group=args.group,
         progress=not args.no_progress,
-        command_runner=run_command,
+        command_runner=args.command_runner,
     )
     print(f"{record['name']}: {record['status']} in {record['seconds']:.1f} s; record: {args.workdir / RUN_FILE}")
     for name, step in record["steps"].items():
@@ -240,8 +242,7 @@ def _register_registry(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--registry",
-        help="sqlite:///PATH or sagemaker://[REGION] (default: $FORECASTER_REGISTRY, else "
-        "sqlite:///~/.forecaster/registry.db)",
+        help=f"sqlite:///PATH or sagemaker://[REGION] (default: ${REGISTRY_ENV}, else {DEFAULT_REGISTRY_URL})",
     )
     common.add_argument("--json", action="store_true", help="print JSON")
     registry = subparsers.add_parser("registry", help="model registry: versions, approval, latest approved")

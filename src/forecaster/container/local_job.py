@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from forecaster.container import layout
+from forecaster.container.layout import FIRST_HOST, ContainerTree
+
 #: What ``/opt/ml/code/train.py`` holds (the training image ships the same lines as ``docker/train.py``).
-ENTRY_SCRIPT = "import sys\n\nfrom forecaster.sagemaker_train import main\n\nsys.exit(main())\n"
+ENTRY_SCRIPT = "import sys\n\nfrom forecaster.container.train import main\n\nsys.exit(main())\n"
 
 
 def write_job_tree(
@@ -28,39 +31,39 @@ def write_job_tree(
 
     Hyperparameter values are written as strings, JSON-encoding non-strings (what SDK v3's ModelTrainer does).
     """
-    base = Path(base_dir)
-    config = base / "input" / "config"
+    tree = ContainerTree(Path(base_dir))
+    config = tree.config_dir
     config.mkdir(parents=True, exist_ok=True)
     encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hyperparameters.items()}
-    (config / "hyperparameters.json").write_text(json.dumps(encoded))
-    (config / "inputdataconfig.json").write_text(
+    (config / layout.HYPERPARAMETERS_FILE).write_text(json.dumps(encoded))
+    (config / layout.INPUT_DATA_CONFIG_FILE).write_text(
         json.dumps({name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in channels})
     )
-    (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "current_group_name": "homogeneousCluster"})
+    tree.resource_config.write_text(
+        json.dumps({"current_host": FIRST_HOST, "hosts": [FIRST_HOST], "current_group_name": "homogeneousCluster"})
     )
     for name, source in channels.items():
-        target = base / "input" / "data" / name
+        target = tree.channel_dir(name)
         source = Path(source)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / source.name)
-    (base / "code").mkdir(exist_ok=True)
-    (base / "code" / "train.py").write_text(ENTRY_SCRIPT)
-    for folder in ("model", "output"):
-        (base / folder).mkdir(exist_ok=True)
-    return base
+    tree.code_dir.mkdir(exist_ok=True)
+    (tree.code_dir / layout.DEFAULT_PROGRAM).write_text(ENTRY_SCRIPT)
+    for folder in (tree.model_dir, tree.output_dir):
+        folder.mkdir(exist_ok=True)
+    return tree.base
 
 
 def run_training_job(base_dir: str | os.PathLike[str], *, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the ``sagemaker-training`` toolkit (the image's ``train`` command) on a job tree; never raises on failure."""
     env = {
         **os.environ,
-        "SAGEMAKER_BASE_DIR": str(Path(base_dir).resolve()),  # the toolkit runs the script from code/
-        "SAGEMAKER_PROGRAM": "train.py",
-        "SM_STUDIO_LOCAL_MODE": "true",  # skip the toolkit's DNS wait for algo-1
+        layout.BASE_DIR_ENV: str(Path(base_dir).resolve()),  # the toolkit runs the script from code/
+        layout.PROGRAM_ENV: layout.DEFAULT_PROGRAM,
+        layout.LOCAL_MODE_ENV: "true",  # skip the toolkit's DNS wait for algo-1
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"),
     }
     command = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from forecaster.container.local_job import run_training_job, write_job_tree
 from forecaster.io import write_table
-from forecaster.local_training import run_training_job, write_job_tree
 
 #: every test runs a training job through the toolkit in a subprocess (~8 s each)
 pytestmark = pytest.mark.slow
@@ -118,7 +118,7 @@ def test_a_second_host_does_not_train_and_exits_0(tmp_path, history_frame, synth
 
 
 def test_the_training_host_is_the_first_sorted_host(tmp_path):
-    from forecaster.sagemaker_train import JobEnvironment
+    from forecaster.container.train import JobEnvironment
 
     base = write_job_tree(tmp_path / "opt" / "ml", FAST, {})
     _two_hosts(base, "algo-1")
@@ -133,7 +133,7 @@ def test_other_hosts_wait_while_the_training_host_trains():
     import threading
     import time
 
-    from forecaster.sagemaker_train import training_host_signal, wait_for_training_host
+    from forecaster.container.train import training_host_signal, wait_for_training_host
 
     port = free_port()
     finished = threading.Event()

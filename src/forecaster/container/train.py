@@ -1,0 +1,221 @@
+"""Training entry on the SageMaker contract, run by the ``sagemaker-training`` toolkit (``SAGEMAKER_PROGRAM``).
+
+The toolkit starts ``/opt/ml/code/train.py`` (``docker/train.py``), which calls :func:`main`. Everything the job
+needs is read once from the toolkit's environment into a :class:`JobEnvironment`. On failure a one-line reason
+goes to ``/opt/ml/output/failure`` (the toolkit keeps an existing file) and the process exits non-zero.
+
+Several hosts (``InstanceCount`` > 1): a forecaster model is trained on one host. The first host of
+``resourceconfig.json`` (sorted ``hosts``) trains and writes the model; every other host logs why it does not,
+waits until the training host has finished (SDK local mode's compose stops every container when the first one
+exits) and exits 0 without writing a model (SageMaker merges all hosts' ``/opt/ml/model``).
+
+Metrics are printed as ``<split>:<name>=<value>;`` lines, e.g. ``validation:wape=0.2312;``. SageMaker metric
+definitions: ``{"Name": "validation:wape", "Regex": "validation:wape=([0-9.eE+-]+);"}`` (one per metric).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, MappingProxyType
+from typing import Any
+
+from forecaster.container import layout
+from forecaster.container.layout import FIRST_HOST, ContainerTree
+from forecaster.errors import DataValidationError, ForecasterError, JobStoppedError
+
+logger = logging.getLogger("forecaster.train")
+
+#: Port the training host listens on while it trains: the other hosts wait until it closes.
+TRAINING_HOST_PORT = 7787
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """What a training job gets from SageMaker: channels, output locations and hyperparameters."""
+
+    channels: Mapping[str, Path]
+    model_dir: Path
+    output_dir: Path
+    output_data_dir: Path
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    current_host: str = FIRST_HOST
+    hosts: tuple[str, ...] = (FIRST_HOST,)
+
+    @property
+    def training_host(self) -> str:
+        """The host that trains: the first of the sorted ``hosts``."""
+        return sorted(self.hosts)[0] if self.hosts else self.current_host
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> JobEnvironment:
+        """Read the ``SM_*`` variables the toolkit exports (``SM_HPS`` keeps the decoded JSON types)."""
+        tree = ContainerTree.from_env(environ)
+        channels = {
+            name: Path(environ.get(f"{layout.CHANNEL_ENV_PREFIX}{name.upper()}", tree.channel_dir(name)))
+            for name in json.loads(environ.get(layout.CHANNELS_ENV, "[]"))
+        }
+        output_dir = Path(environ.get(layout.OUTPUT_DIR_ENV, tree.output_dir))
+        resources = json.loads(tree.resource_config.read_text()) if tree.resource_config.is_file() else {}
+        current_host = environ.get(layout.CURRENT_HOST_ENV) or resources.get("current_host") or layout.FIRST_HOST
+        hosts = json.loads(environ[layout.HOSTS_ENV]) if environ.get(layout.HOSTS_ENV) else resources.get("hosts", [])
+        return cls(
+            channels=MappingProxyType(channels),
+            model_dir=Path(environ.get(layout.MODEL_DIR_ENV, tree.model_dir)),
+            output_dir=output_dir,
+            output_data_dir=Path(environ.get(layout.OUTPUT_DATA_DIR_ENV, output_dir / "data")),
+            hyperparameters=MappingProxyType(json.loads(environ.get(layout.HYPERPARAMETERS_ENV, "{}"))),
+            current_host=current_host,
+            hosts=tuple(hosts) or (current_host,),
+        )
+
+
+def run(job: JobEnvironment) -> dict[str, float]:
+    """Train from the job's channels into its model dir; return the validation metrics."""
+    from forecaster.config import TrainConfig
+    from forecaster.io import read_table, write_json
+    from forecaster.spec import DatasetSpec, bundled_spec, resolve_spec
+    from forecaster.training import fit_artifact
+
+    config = TrainConfig.from_hyperparameters(job.hyperparameters)
+    train_dir = job.channels.get("train")
+    if train_dir is None or not train_dir.exists():
+        raise DataValidationError(
+            "The required input channel 'train' is missing: configure a channel named 'train' "
+            "(InputDataConfig / ModelTrainer input_data_config) holding CSV or Parquet files."
+        )
+    spec_file = bundled_spec(train_dir)
+    if "spec" not in job.hyperparameters and spec_file is not None:
+        spec = DatasetSpec.from_json(spec_file)
+        logger.info("dataset spec from %s", spec_file)
+    else:
+        spec = resolve_spec(config.spec)
+    validation_dir = job.channels.get("validation")
+    if validation_dir is not None:
+        scores = fit_artifact(read_table(train_dir), spec, config, job.model_dir, validation=read_table(validation_dir))
+    else:  # partition by partition (one file, or a folder of partitions), one worker process per CPU
+        scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None)
+    for name, value in scores.items():
+        print(f"validation:{name}={value};", flush=True)
+    write_json(scores, job.output_data_dir / "validation_metrics.json")
+    return scores
+
+
+@contextlib.contextmanager
+def training_host_signal(port: int = TRAINING_HOST_PORT) -> Iterator[None]:
+    """Listen on ``port`` for the block's duration: while it accepts, the other hosts know training goes on."""
+    try:
+        server = socket.create_server(("", port))
+    except OSError as error:  # the other hosts then stop waiting early; training itself is not affected
+        logger.warning("cannot listen on port %d for the other hosts (%s)", port, error)
+        yield
+        return
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = server.accept()
+                connection.close()
+
+    threading.Thread(target=accept, name="training-host-signal", daemon=True).start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone may not
+        server.close()
+
+
+def wait_for_training_host(
+    host: str, port: int = TRAINING_HOST_PORT, *, poll_s: float = 2.0, start_s: float = 300.0, exit_s: float = 60.0
+) -> str:
+    """Wait until ``host`` has finished training; return why the wait ended.
+
+    The wait ends when ``host`` no longer resolves (its container is gone: compose then takes the job's status
+    from the training host, which exited first); or ``exit_s`` seconds after it stopped accepting on ``port``
+    (a host that stays in DNS); or when it never accepted within ``start_s`` seconds (it finished before, or
+    cannot listen).
+    """
+    seen, started, stopped = False, time.monotonic(), None
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=poll_s):
+                seen, stopped = True, None
+        except socket.gaierror:
+            return f"{host} has finished (it no longer resolves)" if seen else f"{host} no longer resolves"
+        except OSError:
+            now = time.monotonic()
+            if seen:
+                stopped = stopped or now
+                if now - stopped >= exit_s:
+                    return f"{host} has finished (it stopped listening {exit_s:g} s ago)"
+            elif now - started > start_s:
+                return f"{host} did not answer on port {port} within {start_s:.0f} s"
+        time.sleep(poll_s)
+
+
+def write_failure(output_dir: Path, reason: str) -> None:
+    """Write the one-line ``reason`` that DescribeTrainingJob shows (first 1024 characters)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / layout.FAILURE_FILE).write_text(reason[:1024] + "\n")
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise JobStoppedError(
+        "Training was stopped (SIGTERM: MaxRuntimeInSeconds reached or the job was stopped); no model was "
+        "written. Raise max_runtime or lower num_boost_round / max_train_rows."
+    )
+
+
+def main() -> int:
+    """Run the job; 0 on success, the error's exit code (and a failure file) otherwise."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    job = JobEnvironment.from_env()
+    if job.current_host != job.training_host:
+        return _stand_by(job)
+    with training_host_signal() if len(job.hosts) > 1 else contextlib.nullcontext():
+        return _train(job)
+
+
+def _train(job: JobEnvironment) -> int:
+    try:
+        run(job)
+    except ForecasterError as error:
+        logger.error("training failed: %s", error.reason)
+        write_failure(job.output_dir, f"{type(error).__name__}: {error.reason}")
+        return error.exit_code
+    except Exception as error:  # the boundary: a bug still ends as a readable failure file
+        traceback.print_exc()
+        write_failure(job.output_dir, f"InternalError: {type(error).__name__}: {error}")
+        return 1
+    return 0
+
+
+def _stand_by(job: JobEnvironment) -> int:
+    """A host that does not train: say why, wait for the training host, exit 0 without a model."""
+    logger.info(
+        "host %s of %s does not train: a forecaster model is trained on one host, the first (%s), which writes "
+        "the model. Waiting for it to finish.", job.current_host, list(job.hosts), job.training_host,
+    )  # fmt: skip
+    try:
+        reason = wait_for_training_host(job.training_host)
+    except JobStoppedError:
+        reason = "stopped (SIGTERM)"
+    logger.info("%s; host %s exits without a model", reason, job.current_host)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
