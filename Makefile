@@ -33,7 +33,7 @@ lint: $(STAMP)
 # The docs site (docs/, mkdocs.yml): --strict turns a broken link, a link outside docs/ or a missing anchor into
 # an error. NO_MKDOCS_2_WARNING silences Material's banner about its successor.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .cache/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint docs
 	$(BIN)/pytest -q
