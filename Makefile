@@ -4,15 +4,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := serve,train,checks,pipelines,dev,bench
+EXTRAS := serve,train,checks,pipelines,dev,bench,docs
 
-.PHONY: help venv test test-fast lint demo bench bench-docker docker-test lock clean airflow-venv airflow-test
+.PHONY: help venv test test-fast lint docs demo bench bench-docker docker-test lock clean airflow-venv airflow-test
 
 help:
 	@echo "make demo         synthesize data and run the whole flow locally (no AWS)"
-	@echo "make test         the full gate: lint + every test (docker and slow ones included)"
+	@echo "make test         the full gate: lint + docs + every test (docker and slow ones included)"
 	@echo "make test-fast    unit tests only (-m 'not slow and not docker'): the edit-test loop, ~1-2 min"
 	@echo "make lint         ruff check + ruff format --check"
+	@echo "make docs         build the docs site into .cache/site (mkdocs --strict: a broken link or anchor fails)"
 	@echo "make docker-test  build both images, run them for real and through the SageMaker SDK (local mode)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
 	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
@@ -29,7 +30,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench pipeline docker templates
 	$(BIN)/ruff format --check src tests bench pipeline docker templates
 
-test: lint
+# The docs site (docs/, mkdocs.yml): --strict turns a broken link, a link outside docs/ or a missing anchor into
+# an error. NO_MKDOCS_2_WARNING silences Material's banner about its successor.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint docs
 	$(BIN)/pytest -q
 	$(MAKE) airflow-test
 

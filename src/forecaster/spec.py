@@ -100,7 +100,9 @@ class DatasetSpec:
             raise InvalidParameterError(f"The {source} must be a JSON object. Got {type(data).__name__} instead.")
         missing = [name for name in ("keys", *_NAME_FIELDS) if name not in data]
         if missing:
-            raise InvalidParameterError(f"The {source} must have the entry {missing[0]!r}. Add it (see README).")
+            raise InvalidParameterError(
+                f"The {source} must have the entry {missing[0]!r}. Add it (see docs/data.md#dataset-spec)."
+            )
         known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS) | set(OPTION_VALUES)
         unknown = sorted(set(data) - known)
         if unknown:

@@ -1,6 +1,6 @@
 """Synthetic daily fruit-and-vegetable sales with campaigns, Swedish holidays, weather and stockouts.
 
-One row per store × item × day. The generating process (documented with formulas in README, "Synthetic data"):
+One row per store × item × day. The generating process (documented with formulas in docs/data.md#generating-process):
 expected demand = item base level × store size × store-item affinity × slow random-walk level × yearly season ×
 weekday × holiday × weather anomaly × campaign uplift ``exp(elasticity · (1 − discount))`` × post-campaign dip;
 latent demand is negative-binomial around it; stores stock what they plan (under-planning deep campaigns, with

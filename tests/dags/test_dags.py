@@ -1,4 +1,4 @@
-"""The DAG folder imports cleanly and each DAG has the task graph of the README."""
+"""The DAG folder imports cleanly and each DAG has the task graph of docs/airflow.md."""
 
 from __future__ import annotations
 

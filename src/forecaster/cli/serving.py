@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the inference server (gunicorn + flask) on the SageMaker serving contract",
         description="Serve /ping, /invocations and /execution-parameters. Settings come from the SAGEMAKER_* "
-        "environment variables (see README); flags override them.",
+        "environment variables (see docs/serving.md#environment); flags override them.",
     )
     serve.add_argument(
         "--model-dir",

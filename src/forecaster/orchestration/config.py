@@ -1,7 +1,7 @@
 """The orchestration configuration: one JSON document (Airflow Variable ``forecaster_config``), read once per task.
 
 DAG params override a few keys per run (``backend``, ``auto_approve``). Every key, its default and its meaning
-is declared once, in :data:`KEYS`; the README's table is this table.
+is declared once, in :data:`KEYS`; the table of docs/airflow.md#config is this table.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class OrchestrationConfig:
         return self.staging or os.path.join(self.workdir, "staging")
 
 
-#: key -> what it means (the README table)
+#: key -> what it means (the table of docs/airflow.md#config)
 KEYS = {
     "backend": "`local` (default: the local runner on the Airflow worker) or `sagemaker`",
     "source": "folder or `s3://` prefix of the drops: `sales/<YYYY-MM-DD>.csv|parquet` (one day's sales of every "
