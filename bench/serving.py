@@ -30,10 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from _common import RESULTS_DIR, machine_info, markdown_table, stopwatch, synthetic_model
-from forecaster.contract import ALL_QUANTILES
+from _common import RESULTS_DIR, machine_info, markdown_table, served_columns, stopwatch, synthetic_model
 from forecaster.model import ForecastModel
-from forecaster.serving.app import RequestOptions, predict
 from forecaster.serving.environment import MB
 from forecaster.serving.transform import ServerProcess, http_request, iter_batches, run_transform
 
@@ -45,8 +43,6 @@ HYPERPARAMETERS = {"horizon": HORIZON, "num_boost_round": 300, "quantile_num_boo
 #: ``--smoke``: a few rounds on a small shop, a few thousand rows; checks the script runs, measures nothing.
 SMOKE_HYPERPARAMETERS = {"horizon": HORIZON, "num_boost_round": 5, "quantile_num_boost_round": 5}
 SMOKE_ROWS = 5_000
-#: What ``POST /invocations`` answers with ``quantiles=all``: every quantile, then the point forecast.
-ALL_COLUMNS = RequestOptions(quantiles=ALL_QUANTILES)
 
 
 def train_model(workdir: Path, smoke: bool = False) -> tuple[Path, np.ndarray]:
@@ -58,7 +54,7 @@ def train_model(workdir: Path, smoke: bool = False) -> tuple[Path, np.ndarray]:
 
 def in_process(model: ForecastModel, rows: np.ndarray) -> np.ndarray:
     """The columns the server answers for ``quantiles=all``, computed in-process by the server's own code."""
-    return predict(model, rows, ALL_COLUMNS).values
+    return served_columns(model, rows)[1]
 
 
 def synthetic_rows(base: np.ndarray, n_rows: int, model: ForecastModel, seed: int = 0) -> np.ndarray:
@@ -113,7 +109,7 @@ def throughput(model_dir: Path, model: ForecastModel, rows: np.ndarray, csv_path
         "rows": n,
         "batches": len(batches),
         "workers": workers,
-        "columns": list(predict(model, rows[:1], ALL_COLUMNS).columns),
+        "columns": list(served_columns(model, rows[:1])[0]),
         "in_process_rows_per_s": n / min(in_process_s),
         "served_rows_per_s": n / min(served),
         "ratio": min(in_process_s) / min(served),
