@@ -155,3 +155,56 @@ def synthetic_model(
         fit_artifact(history, spec, TrainConfig.from_hyperparameters(hyperparameters), model_dir)
     features, _ = build_inference_features(model_dir, history, future)
     return model_dir, features.to_numpy(dtype=np.float64)
+
+
+def served_columns(model: Any, rows: Any) -> tuple[tuple[str, ...], Any]:
+    """What ``POST /invocations`` answers with ``quantiles=all`` (names, values), computed in-process by the
+    server's own code (``forecaster.serving.app.predict``): every quantile, then the point forecast."""
+    from forecaster.contract import ALL_QUANTILES
+    from forecaster.serving.app import RequestOptions, predict
+
+    predictions = predict(model, rows, RequestOptions(quantiles=ALL_QUANTILES))
+    return predictions.columns, predictions.values
+
+
+def synthetic_freshretailnet(path: Path, *, stores: int = 3, items: int = 8, days: int = 76, seed: int = 0) -> Path:
+    """Write a FreshRetailNet-50K-shaped daily parquet (its columns and dtypes) from ``forecaster.synth``.
+
+    For smoke runs of the benchmarks that read FreshRetailNet (``--synthetic``): ids are integer codes of the
+    synthetic stores, items, cities and categories; precipitation, humidity and wind are constants.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from forecaster.synth import generate
+
+    frame = generate(stores=stores, items=items, days=days, seed=seed)
+
+    def codes(column: str) -> np.ndarray:
+        return pd.factorize(frame[column], sort=True)[0].astype(np.int32)
+
+    category = codes("category")
+    out = pd.DataFrame(
+        {
+            "city_id": codes("city"),
+            "store_id": codes("store_id"),
+            "management_group_id": np.zeros(len(frame), dtype=np.int32),
+            "first_category_id": category,
+            "second_category_id": category,
+            "third_category_id": category,
+            "product_id": codes("item_id"),
+            "dt": frame["date"].astype("datetime64[us]"),
+            "sale_amount": frame["units_sold"].astype(np.float64),
+            "stockout_hours": frame["stockout_hours"].round().astype(np.int32),
+            "discount": frame["discount"].astype(np.float64),
+            "holiday_flag": frame["holiday"].astype(np.int32),
+            "activity_flag": frame["campaign"].astype(np.int32),
+            "precpt": 0.0,
+            "avg_temperature": frame["temperature"].astype(np.float64),
+            "avg_humidity": 70.0,
+            "avg_wind_level": 2.0,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(path, index=False)
+    return path

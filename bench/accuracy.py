@@ -10,6 +10,7 @@ per-day WAPE / WPE / MAE averaged, low and high sellers).
     .venv/bin/python bench/accuracy.py --folds 3                 # all 50,000 series, 3 folds (long: both cores)
     .venv/bin/python bench/accuracy.py --folds 3 --series 5000   # a seeded subsample of series
     .venv/bin/python bench/accuracy.py --models mlforecast forecaster --param tweedie_variance_power=1.3
+    .venv/bin/python bench/accuracy.py --smoke --out /tmp/accuracy.json   # synthetic data, tiny models: runs?
 
 Data: FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0).
 """
@@ -38,6 +39,7 @@ from _common import (
     reset_peak_rss,
     run_child,
     stopwatch,
+    synthetic_freshretailnet,
 )
 from _models import KNOWN_FUTURE, LGB_MEAN, LGB_QUANTILE, LGB_SHARED, MODELS
 from _scoring import CAMPAIGN, DATE, KEYS, STOCKOUT, TARGET, fold_means, merge, paper_scores, ratios, score
@@ -45,6 +47,10 @@ from _scoring import seller_classes as sellers
 
 DEFAULT_DATA = Path("/work/shared/data/freshretailnet/daily_2024-03-28_2024-06-11.parquet")
 DEFAULT_MODELS = ["seasonal_naive_7", "mean_28", "mlforecast", "forecaster"]
+SYNTHETIC_SOURCE = "synthetic, FreshRetailNet-shaped (forecaster.synth: 3 stores x 8 items x 76 days)"
+#: ``--smoke``: both learned models with a few rounds (unless --param / --lgb / --lgb-quantile say otherwise)
+SMOKE_PARAMS = {"num_boost_round": 10, "quantile_num_boost_round": 10}
+SMOKE_LGB = {"n_estimators": 10}
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -203,7 +209,7 @@ def _write(options: argparse.Namespace, rows: list[dict[str, Any]], shape: dict[
         "benchmark": "accuracy",
         "data": {
             "path": str(options.data),
-            "source": "FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0)",
+            "source": SYNTHETIC_SOURCE if options.smoke else "FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0)",
             **shape,
             "test_days": options.test_days,
             "folds": options.folds,
@@ -257,7 +263,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--fold", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="checks the script runs: a small synthetic set with FreshRetailNet's columns instead of --data, "
+        "1 fold, 1 thread, 10 rounds per model",
+    )  # fmt: skip
     options = parser.parse_args(argv)
+    if options.smoke:  # the data is written next to the results; the children read it as --data
+        options.data = synthetic_freshretailnet(options.out.parent / f"{options.out.stem}-synthetic.parquet")
+        options.folds, options.threads = 1, 1
+        options.param = [*SMOKE_PARAMS.items(), *options.param]
+        options.lgb = [*SMOKE_LGB.items(), *options.lgb]
+        options.lgb_quantile = [*SMOKE_LGB.items(), *options.lgb_quantile]
     if not options.data.exists():
         parser.error(f"{options.data} does not exist; pass --data PATH to the FreshRetailNet-50K daily parquet.")
     if options.folds < 1:

@@ -7,6 +7,10 @@ hardened: ``--read-only --network none``) and times SIGTERM to exit. Prints a ta
 only measures. Needs a Docker engine (``docker/dockerd.sh start``).
 
     .venv/bin/python bench/docker.py [--base-image local/debian:bookworm] [--tag bench]
+    .venv/bin/python bench/docker.py --train-image forecaster-train:test --infer-image forecaster-infer:test
+
+``--train-image`` / ``--infer-image``: measure images built already (no build, no build time): the smoke run of
+tests/test_bench_smoke.py reuses the images the image tests built.
 """
 
 from __future__ import annotations
@@ -102,14 +106,20 @@ def main() -> int:
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE"), help="default: local/debian:bookworm")
     parser.add_argument("--tag", default=os.environ.get("FORECASTER_TEST_TAG", "bench"), help="image tag suffix")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "docker.json")
+    parser.add_argument("--train-image", help="measure this training image as it is (no build)")
+    parser.add_argument("--infer-image", help="measure this inference image as it is (no build)")
     options = parser.parse_args()
     base = options.base_image or LOCAL_BASE
     results: dict[str, object] = {"base_image": base}
     images = {}
     for kind in ("train", "infer"):
-        images[kind] = f"forecaster-{kind}:{options.tag}"
-        build = [str(REPO_ROOT / "docker" / "build.sh"), kind, images[kind]]
-        _, results[f"{kind}_build_s"] = timed(*build, env={**os.environ, "BASE_IMAGE": base})
+        given = getattr(options, f"{kind}_image")
+        images[kind] = given or f"forecaster-{kind}:{options.tag}"
+        if given:  # built already: no build time
+            results[f"{kind}_build_s"] = None
+        else:
+            build = [str(REPO_ROOT / "docker" / "build.sh"), kind, images[kind]]
+            _, results[f"{kind}_build_s"] = timed(*build, env={**os.environ, "BASE_IMAGE": base})
         size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", images[kind]))
         results[f"{kind}_image_mb"] = round(size / 1e6, 1)
     with tempfile.TemporaryDirectory(prefix="bench-docker-") as folder:

@@ -12,10 +12,12 @@ forecast days) the script runs, each stage in its own child process:
 
 Wall time and peak RSS per stage: the stage process's own peak and the largest peak of any of its child processes
 (partition workers, the server's workers): on one machine they run at the same time, so the sum of the process and
-``workers`` × the child peak bounds the stage's memory. Prints a markdown table, writes ``bench/results/scale.json``.
+``workers`` × the child peak bounds the stage's memory. Prints a markdown table, writes ``bench/results/scale.json``
+(or ``--out``).
 
     .venv/bin/python bench/scale.py --fractions 0.1               # 30 stores: ~22 M history rows
     .venv/bin/python bench/scale.py --fractions 0.1 0.333 1.0     # the full chain: ~220 M rows, hours on 2 cores
+    .venv/bin/python bench/scale.py --smoke --workdir /tmp/s --out /tmp/s.json   # 3 stores x 6 items: runs?
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ STORES, ITEMS, DAYS, HORIZON = 300, 1000, 730, 14
 STAGES = ("generate", "train", "preprocess", "transform", "postprocess")
 #: fewer LightGBM rounds and sampled rows than the defaults: the benchmark measures scaling, not accuracy
 TRAIN_PARAMS = {"horizon": HORIZON, "num_boost_round": 100, "quantile_num_boost_round": 60, "max_train_rows": 500_000}
+#: ``--smoke``: 3 stores (2 partitions: the workers run) × 6 items × 120 days, a few rounds; checks the script runs
+SMOKE = {"fractions": [0.01], "items": 6, "days": 120, "group": 2}
+SMOKE_ROUNDS = {"num_boost_round": 10, "quantile_num_boost_round": 10}
 
 
 def _children_peak() -> int:
     return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
-def _generate(work: Path, stores: int, group: int, seed: int) -> dict:
+def _generate(work: Path, stores: int, group: int, seed: int, items: int, days: int) -> dict:
     import pandas as pd
 
     from forecaster.io import write_table
@@ -50,9 +55,9 @@ def _generate(work: Path, stores: int, group: int, seed: int) -> dict:
     rows = 0
     for g, first in enumerate(range(0, stores, group)):
         count = min(group, stores - first)
-        frame = generate(stores=count, items=ITEMS, days=DAYS + HORIZON, seed=seed + g, start="2024-01-01")
+        frame = generate(stores=count, items=items, days=days + HORIZON, seed=seed + g, start="2024-01-01")
         frame["store_id"] = frame["store_id"].map({f"S{s + 1:03d}": f"S{first + s + 1:03d}" for s in range(count)})
-        cut = frame["date"].min() + pd.Timedelta(days=DAYS - 1)
+        cut = frame["date"].min() + pd.Timedelta(days=days - 1)
         name = f"store_id=G{g + 1:02d}"
         write_table(frame[frame["date"] <= cut], work / "history" / name / "part-0.parquet")
         future_columns = [*spec["keys"], spec["date"], *spec["known_future"]]
@@ -62,7 +67,7 @@ def _generate(work: Path, stores: int, group: int, seed: int) -> dict:
     return {"history_rows": rows}
 
 
-def _stage(name: str, work: Path, workers: int) -> dict:
+def _stage(name: str, work: Path, workers: int, train_params: dict) -> dict:
     from forecaster.config import TrainConfig
     from forecaster.io import read_json
     from forecaster.spec import DatasetSpec
@@ -72,7 +77,7 @@ def _stage(name: str, work: Path, workers: int) -> dict:
     if name == "train":
         from forecaster.training import fit_artifact
 
-        config = TrainConfig.from_hyperparameters({k: str(v) for k, v in TRAIN_PARAMS.items()})
+        config = TrainConfig.from_hyperparameters({k: str(v) for k, v in train_params.items()})
         fit_artifact(work / "history", spec, config, work / "model", workers=workers)
         metadata = read_json(work / "model" / "metadata.json")
         phases = metadata["phase_seconds"]  # summary = the first pass, features = the sampled rows (second pass)
@@ -109,9 +114,9 @@ def child(args: argparse.Namespace) -> None:
     """One stage in this process; its result (+ timing, peaks) as JSON into ``--result``."""
     started = time.perf_counter()
     if args.stage == "generate":
-        extra = _generate(args.work, args.stores, args.group, args.seed)
+        extra = _generate(args.work, args.stores, args.group, args.seed, args.items, args.days)
     else:
-        extra = _stage(args.stage, args.work, args.workers)
+        extra = _stage(args.stage, args.work, args.workers, _train_params(args))
     result = {
         "stage": args.stage,
         "seconds": time.perf_counter() - started,
@@ -120,6 +125,10 @@ def child(args: argparse.Namespace) -> None:
         **extra,
     }
     Path(args.result).write_text(json.dumps(result))
+
+
+def _train_params(args: argparse.Namespace) -> dict:
+    return {**TRAIN_PARAMS, **(SMOKE_ROUNDS if args.smoke else {})}
 
 
 def main() -> None:
@@ -131,12 +140,18 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scale.json")
+    parser.add_argument("--items", type=int, default=ITEMS, help=f"items per store (default {ITEMS:,})")
+    parser.add_argument("--days", type=int, default=DAYS, help=f"history days (default {DAYS})")
+    parser.add_argument("--smoke", action="store_true", help="3 stores x 6 items x 120 days: checks the script runs")
     # child mode
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stores", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
     if args.stage:
         child(args)
         return
@@ -152,18 +167,19 @@ def main() -> None:
                 [
                     __file__, "--stage", stage, "--work", str(work), "--stores", str(stores), "--group",
                     str(args.group), "--workers", str(args.workers), "--seed", str(args.seed), "--result",
-                    str(result_file),
+                    str(result_file), "--items", str(args.items), "--days", str(args.days),
+                    *(["--smoke"] if args.smoke else []),
                 ]
             )  # fmt: skip
             result = json.loads(result_file.read_text())
-            row = {"stores": stores, "series": stores * ITEMS, **result}
+            row = {"stores": stores, "series": stores * args.items, **result}
             row["peak_gib"] = gib(row["peak_rss_bytes"])
             row["child_peak_gib"] = gib(row["child_peak_rss_bytes"])
             rows.append(row)
             print(json.dumps(row), flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(
-                json.dumps({"machine": machine_info(), "train_params": TRAIN_PARAMS, "rows": rows}, indent=2)
+                json.dumps({"machine": machine_info(), "train_params": _train_params(args), "rows": rows}, indent=2)
             )
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,6 +17,10 @@ time hardly: with 2 threads an idle 2-core machine needs at most that much wall 
     python bench/small_shop.py                      # table on stdout, JSON in bench/results/small_shop.json
     python bench/small_shop.py --frn-series 0       # the one-shop set only
     python bench/small_shop.py --frn-series 0 --configs scaled --hp lr:learning_rate=0.05   # try a lever
+    python bench/small_shop.py --smoke --out /tmp/small_shop.json   # tiny sets, few rounds: the script runs?
+
+``--smoke``: one shop of 8 items x 120 days, 10 series of a synthetic set with FreshRetailNet's columns (in place
+of ``--frn``), the ``scaled`` configuration with 10 boosting rounds, 1 thread.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, machine_info, markdown_table
+from _common import REPO_ROOT, RESULTS_DIR, machine_info, markdown_table, synthetic_freshretailnet
 
 FRN = Path("/work/shared/data/freshretailnet/daily_2024-03-28_2024-06-11.parquet")
 CONFIGS = {"unscaled": {"rows_per_series": 0}, "scaled": {}, "scaled-1000": {"rows_per_series": 1000}}
+SMOKE = {"items": 8, "days": 120, "frn_series": 10, "threads": 1, "configs": "scaled"}
+SMOKE_ROUNDS = {"num_boost_round": 10, "quantile_num_boost_round": 10}
 
 
 def one_shop(items: int = 250, days: int = 1095, seed: int = 7) -> tuple[pd.DataFrame, dict]:
@@ -151,25 +157,28 @@ def main() -> None:
         "--hp", action="append", default=[], metavar="NAME:KEY=VALUE",
         help="an extra configuration NAME with hyperparameter KEY=VALUE (repeatable); trained after --configs",
     )  # fmt: skip
+    parser.add_argument("--smoke", action="store_true", help="tiny data sets and models: checks the script runs")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         data, spec_file, config, test_days, threads, out, hp = options.child
         child(Path(data), Path(spec_file), config, int(test_days), int(threads), Path(out), json.loads(hp))
         return
+    if options.smoke:
+        vars(options).update(SMOKE)
     configs = {name: CONFIGS[name] for name in options.configs.split(",") if name}
     for entry in options.hp:
         name, _, pair = entry.partition(":")
         key, _, value = pair.partition("=")
         configs.setdefault(name, {})[key] = value
-    options.configs = configs
+    options.configs = {name: {**hp, **SMOKE_ROUNDS} for name, hp in configs.items()} if options.smoke else configs
     rows = []
     with tempfile.TemporaryDirectory(prefix="small-shop-") as tmp:
         rows += run("one shop (synthetic)", *one_shop(options.items, options.days), options, Path(tmp))
-        if options.frn_series and FRN.is_file():
-            rows += run(
-                f"FreshRetailNet {options.frn_series} series", *freshretailnet(options.frn_series), options, Path(tmp)
-            )
+        frn = synthetic_freshretailnet(Path(tmp) / "frn.parquet") if options.smoke else options.frn
+        if options.frn_series and frn.is_file():
+            name = f"FreshRetailNet {options.frn_series} series" + (" (synthetic)" if options.smoke else "")
+            rows += run(name, *freshretailnet(frn, options.frn_series), options, Path(tmp))
     for row in rows:
         row["phases"] = " ".join(f"{k} {v:.1f}" for k, v in row["phases"].items())
     columns = [

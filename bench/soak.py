@@ -16,7 +16,7 @@ Bounded loops only (a fixed list of cases, fixed timeouts). Usage::
 
     python bench/soak.py [--requests 10000] [--cases 2500] [--clients 8] [--image forecaster-infer:latest] [--no-docker]
 
-Prints a table and writes ``bench/results/soak.json``.
+Prints a table and writes ``bench/results/soak.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ import psutil
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from _common import RESULTS_DIR, machine_info, markdown_table, synthetic_model
+from _common import RESULTS_DIR, machine_info, markdown_table, served_columns, synthetic_model
+from forecaster.contract import MEDIAN_COLUMN
 from forecaster.model import ForecastModel
 from forecaster.serving.transform import ServerProcess, http_request
 
@@ -135,11 +136,12 @@ def generate_cases(rows: np.ndarray, names: list[str], n: int, seed: int) -> lis
     return cases[:n]
 
 
-def decode(body: bytes, content_type: str) -> np.ndarray:
+def decode(body: bytes, content_type: str, columns: tuple[str, ...]) -> np.ndarray:
+    """An answer's predictions; JSON records give the ``columns`` they have, in that order."""
     text = body.decode()
     if "json" in content_type:
         records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        keys = [k for k in ("p10", "p50", "p90") if k in records[0]]
+        keys = [k for k in columns if k in records[0]]
         return np.array([[r[k] for k in keys] for r in records])
     return np.array([[float(v) for v in line.split(",")] for line in text.splitlines() if line.strip()])
 
@@ -161,7 +163,15 @@ def send(target: Target, case: Case) -> tuple[int, bytes, str, float]:
     return answer.status, answer.body, answer.content_type, time.perf_counter() - start
 
 
-def check(case: Case, status: int, body: bytes, content_type: str, expected: np.ndarray) -> str | None:
+@dataclass(frozen=True)
+class Expected:
+    """The answers to ``quantiles=all`` for every feature row (column names, values), as the server computes them."""
+
+    columns: tuple[str, ...]
+    values: np.ndarray
+
+
+def check(case: Case, status: int, body: bytes, content_type: str, expected: Expected) -> str | None:
     """Why an answer is wrong, or None."""
     if status >= 500:
         return f"{status}: {body[:200]!r}"
@@ -169,13 +179,13 @@ def check(case: Case, status: int, body: bytes, content_type: str, expected: np.
         return None
     if status != 200:
         return f"valid case answered {status}: {body[:200]!r}"
-    want = expected[list(case.rows)]
-    want = want if case.quantiles == "all" else want[:, [1]]
-    got = decode(body, content_type)
+    want = expected.values[list(case.rows)]
+    want = want if case.quantiles == "all" else want[:, [expected.columns.index(MEDIAN_COLUMN)]]
+    got = decode(body, content_type, expected.columns)
     return None if got.shape == want.shape and np.array_equal(got, want) else "predictions differ"
 
 
-def soak(target: Target, cases: list[Case], expected: np.ndarray, clients: int) -> dict[str, Any]:
+def soak(target: Target, cases: list[Case], expected: Expected, clients: int) -> dict[str, Any]:
     valid = [c for c in cases if c.rows is not None]
     with ThreadPoolExecutor(clients) as pool:  # warm-up: every worker has parsed and predicted
         list(pool.map(lambda c: send(target, c), valid[: 4 * clients]))
@@ -241,13 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="forecaster-infer:latest", help="inference image to soak")
     parser.add_argument("--no-docker", action="store_true", help="soak only the local gunicorn server")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "soak.json", help="results JSON")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="200 requests, 40 cases, 2 clients, 1 worker: checks the script runs; RSS growth is reported, not judged",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.smoke:  # a few hundred requests after a short warm-up: the RSS growth is the warm-up's, not a leak's
+        args.requests, args.cases, args.clients, args.workers = 200, 40, 2, 1
 
     results = []
     with tempfile.TemporaryDirectory(prefix="forecaster-soak-") as folder:
         model_dir, rows = train(Path(folder))
         model = ForecastModel.load(model_dir)
-        expected = model.predict(rows)
+        expected = Expected(*served_columns(model, rows))
         started = time.perf_counter()
         distinct = generate_cases(rows, list(model.schema.feature_names), min(args.cases, args.requests), args.seed)
         generation_s = time.perf_counter() - started
@@ -263,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
-    ok = all(
-        r["server_errors"] == 0 and r["wrong_answers"] == 0 and r["correct_afterwards"]
-        and r["worker_rss_growth_max"] is not None and r["worker_rss_growth_max"] < RSS_GROWTH_LIMIT
-        for r in results
-    )  # fmt: skip
+    def passed(r: dict[str, Any]) -> bool:
+        growth = r["worker_rss_growth_max"]
+        bounded = args.smoke or (growth is not None and growth < RSS_GROWTH_LIMIT)
+        return r["server_errors"] == 0 and r["wrong_answers"] == 0 and r["correct_afterwards"] and bounded
+
+    ok = all(passed(r) for r in results)
     columns = [
         ("target", "target", ""), ("requests", "requests", ""), ("valid_requests", "valid", ""),
         ("requests_per_s", "req/s", ""), ("server_errors", "5xx", ""), ("wrong_answers", "wrong", ""),
@@ -279,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(cases)} requests per target from {len(distinct)} cases generated by hypothesis in {generation_s:.1f} s; "
         f"{'PASS' if ok else 'FAIL'}"
     )
-    RESULTS_DIR.mkdir(exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "machine": machine_info(), "distinct_cases": len(distinct), "generation_s": round(generation_s, 1),
-        "pass": ok, "targets": results,
+        "pass": ok, "rss_growth_judged": not args.smoke, "targets": results,
     }  # fmt: skip
-    (RESULTS_DIR / "soak.json").write_text(json.dumps(document, indent=2) + "\n")
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
     return 0 if ok else 1
 
 

@@ -12,6 +12,7 @@ import pytest
 # with one thread (determinism does not depend on it) and let waiting threads sleep.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from aws_helpers import use_fake_aws
 from forecaster.config import TrainConfig
 from forecaster.forecasting import build_inference_features
 from forecaster.spec import DatasetSpec
@@ -76,6 +77,13 @@ def trained_model_dir(tmp_path_factory, history_frame, synthetic_spec, train_con
 @pytest.fixture(scope="session")
 def feature_frame(trained_model_dir, history_frame, future_frame) -> pd.DataFrame:
     return build_inference_features(trained_model_dir, history_frame, future_frame)[0]
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Fake AWS for one test (:func:`aws_helpers.use_fake_aws`): moto's credentials, region ``eu-west-1``."""
+    use_fake_aws(monkeypatch)
+    return monkeypatch
 
 
 # ---- Docker: the engine and both images, built once per session (tests/docker_helpers.py) ----------------------

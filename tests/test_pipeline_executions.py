@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aws_helpers import TEST_REGION
 from forecaster.cli.main import main
 from forecaster.errors import ForecasterError, InvalidParameterError
 from forecaster.pipelines.definitions import pipeline_spec
@@ -18,7 +19,7 @@ from forecaster.pipelines.executions import (
     with_defaults,
 )
 
-REGION = "eu-west-1"
+REGION = TEST_REGION  # the fake_aws fixture's
 
 
 def test_values_are_checked_against_the_parameter_table_and_cast():
@@ -66,13 +67,9 @@ def test_wait_returns_on_success_and_raises_on_failure_or_timeout():
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(fake_aws):
     import moto
 
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with moto.mock_aws():
         import boto3
 

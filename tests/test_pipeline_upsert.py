@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aws_helpers import use_fake_aws
 from forecaster.cli.main import main
 from forecaster.errors import NoApprovedModelError, RegistryError
 from forecaster.pipelines.resolve import approved_model_parameters
@@ -22,11 +23,7 @@ pytestmark = pytest.mark.slow
 def aws(monkeypatch):
     import moto
 
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws(monkeypatch, region=None)  # the commands name their region (--region, sagemaker://REGION)
     with moto.mock_aws():
         import boto3
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aws_helpers import FAKE_CREDENTIALS
 from forecaster.project.seed import init
 from forecaster.registry.sagemaker import SageMakerRegistry
 
@@ -58,16 +59,18 @@ def moto_url(tmp_path_factory):
 
 
 @pytest.fixture
-def ci_env(moto_url, tmp_path):
-    """The environment of a Bitbucket step: repository variables, build variables, AWS at moto_server."""
+def ci_env(fake_aws, moto_url, tmp_path):
+    """The environment of a Bitbucket step: repository variables, build variables, AWS at moto_server.
+
+    The test's own clients talk to moto_server with the fake credentials too (``fake_aws``).
+    """
     token = tmp_path / "oidc-token"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "FORECASTER_"))}
     env |= {
         "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
         "HOME": str(tmp_path),
         "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",  # moto's; the seed code itself only uses the OIDC web identity
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **FAKE_CREDENTIALS,  # moto's; the seed code itself only uses the OIDC web identity
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCOUNT_ID": ACCOUNT,
         "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
@@ -82,8 +85,7 @@ def ci_env(moto_url, tmp_path):
     token.write_text(env["BITBUCKET_STEP_OIDC_TOKEN"])
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION, aws_access_key_id="testing",
-                      aws_secret_access_key="testing")  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
     s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
     return env
 
@@ -91,13 +93,7 @@ def ci_env(moto_url, tmp_path):
 def _client(env: dict):
     import boto3
 
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return boto3.client("sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION)
 
 
 def _run_steps(repo: Path, steps: list[dict], env: dict) -> list[str]:
@@ -180,8 +176,7 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
 
     import boto3
 
-    scheduler = boto3.client("scheduler", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION,
-                             aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    scheduler = boto3.client("scheduler", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
     schedules = {item["Name"]: item for item in scheduler.list_schedules()["Schedules"]}
     assert set(schedules) == {  # config/<stage>/schedules.json: staging runs no scheduled model-quality check
         f"{PROJECT}-batch-inference-staging",

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from aws_helpers import TEST_REGION
 from forecaster.project.seed import REPOSITORIES, bundle, render, seed_files
 from project_fakes import WORKSPACE_UUID, FakeBitbucket
 
 LAMBDAS = Path(__file__).resolve().parents[1] / "templates" / "lambdas"
-REGION = "eu-west-1"
+REGION = TEST_REGION  # the fake_aws fixture's
 WORKSPACE, PROJECT, KEY = "acme", "demand-fresh", "DEMAND"
 SECRET = {"token": "test-token", "secured_variables": {"PIP_INDEX_URL": "https://ci:s3cret@pypi.acme.test/simple"}}
 BUILD_ROLE = "arn:aws:iam::123456789012:role/demand-fresh-bitbucket-build"
@@ -30,15 +31,10 @@ def fake():
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
+def aws(fake_aws, tmp_path):
     import boto3
     import moto
 
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     with moto.mock_aws():
         secret = boto3.client("secretsmanager").create_secret(Name="bitbucket", SecretString=json.dumps(SECRET))
         s3 = boto3.client("s3")

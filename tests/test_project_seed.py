@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aws_helpers import use_fake_aws
 from forecaster import __version__
 from forecaster.cli.main import main
 from forecaster.errors import InvalidParameterError
@@ -153,9 +154,7 @@ def test_the_build_repository_logs_in_to_the_release_registry(seeded, monkeypatc
     spec = importlib.util.spec_from_file_location("ecr_login", seeded["build"] / "ci" / "ecr_login.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_fake_aws(monkeypatch, region=None)  # the region is the registry URI's
     with moto.mock_aws():
         password = module.password("123456789012.dkr.ecr.eu-west-1.amazonaws.com/forecaster-train:0.1.0")
     import boto3

@@ -6,25 +6,17 @@ import time
 
 import pytest
 
+from aws_helpers import TEST_REGION
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
 from forecaster.registry import ApprovalStatus, ModelRegistry, open_registry
 from forecaster.registry.sqlite import SQLiteRegistry
 
 GROUP = "demand"
-REGION = "eu-west-1"
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+REGION = TEST_REGION  # the fake_aws fixture's
 
 
 @pytest.fixture(params=["sqlite", "sagemaker"])
-def registry(request, tmp_path, aws_env) -> ModelRegistry:
+def registry(request, tmp_path, fake_aws) -> ModelRegistry:
     if request.param == "sqlite":
         yield open_registry(f"sqlite:///{tmp_path}/registry.db")
         return
@@ -126,7 +118,7 @@ def test_unknown_group_version_and_bad_input(registry):
     assert [v.version for v in registry.list_versions(GROUP)] == [1]  # nothing half-registered
 
 
-def test_sagemaker_backend_asks_for_descending_order(aws_env):
+def test_sagemaker_backend_asks_for_descending_order(fake_aws):
     """The resolver must pass SortOrder=Descending (the API default is Ascending)."""
     import moto
 

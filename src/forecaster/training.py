@@ -104,94 +104,40 @@ def fit_artifact(
     :mod:`forecaster.partitions`), whose training rows are built partition by partition in ``workers`` processes
     (default: one per core). Without ``validation`` the last ``validation_days`` are held out (a time split, never
     random). The model is written atomically: on any error ``model_dir`` is left as it was.
+
+    The phases, each timed into the metadata's ``phase_seconds``: validate the data, summarize the chain (first
+    pass), build the feature rows (second pass), fit with early stopping, calibrate and score on the held-out
+    window, refit on all days, write the artifact.
     """
     started = time.monotonic()
-    if isinstance(train, pd.DataFrame):
-        frame = spec.validate_frame(train, kind="history")
-        if validation is not None:
-            cut_date = frame[spec.date].max()
-            frame = _with_validation(frame, spec.validate_frame(validation, kind="history"), spec)
-        else:
-            cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
-        check_trainable(frame, spec, config, cut_date)
-        sources: list[rows_.Source] = [frame]
-        del frame
-    else:
-        if validation is not None:
-            raise DataValidationError("Validation data goes with a training frame; for a path, hold out days.")
-        sources = list(partitions(train))
-        cut_date = None
+    sources, cut_date = _validated_sources(train, validation, spec, config)
     lap = _Laps(started, "validate")
-    summaries, totals = rows_.summarize_partitions(sources, spec, workers)
-    shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
-    if shared:  # files split by time, not by series: read them as one table (memory: the whole table)
-        logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
-        sources = [spec.validate_frame(read_table(train), kind="history")]
-        summaries, totals = rows_.summarize_partitions(sources, spec, 1)
-    chain = rows_.ChainSummary.combine(summaries, spec, config, totals)
-    del summaries, totals  # the workers of the second pass are forked: keep this process small
+    sources, chain = _summarize(sources, train, spec, config, workers)
     report = data_report(chain)
-    if cut_date is None:
+    if cut_date is None:  # a path: the last validation_days of the whole table are held out
         cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)
-    cut = int((cut_date - chain.dates[0]).days)
-    n_series = len(chain.series)
     lap("summary")
-    # refit: the early-stopping fit sees a share of the rows (rounds, calibration, metrics); one full fit follows
-    plan = rows_.RowPlan(
-        cut=cut,
-        fit_rate=rows_.sampling_rate(n_series, cut, config, share=config.validation_sample if config.refit else 1.0),
-        refit_rate=rows_.sampling_rate(n_series, len(chain.dates) - 1, config) if config.refit else 0.0,
-        refit=config.refit,
-    )
+    plan = _row_plan(chain, cut_date, config)
     parts = map_partitions(rows_.partition_rows, [(s, chain, plan, config) for s in sources], workers)
-    del sources
-    fit_rows = rows_.gather([(p.fit, p.fit_rank) for p in parts])
-    valid_rows = rows_.gather([(p.valid, p.valid_rank) for p in parts])
-    refit_parts = [(p.refit, p.refit_rank) for p in parts] if config.refit else []
+    del sources  # the history: from here on only its feature rows are needed
+    fit_rows, valid_rows, refit_parts = _gather_rows(parts, config)
     del parts
-    if len(valid_rows) == 0:
-        raise DataValidationError("The validation window has no observed target values; check the data's dates.")
     row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
     report["training_rows"] = len(fit_rows)
-    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
     lap("features")
-    schema = FeatureSchema(
-        feature_names=chain.features.names,
-        kinds=chain.features.kinds,
-        categories=chain.vocabularies,
-        horizon=config.horizon,
-        spec=spec,
-        scale_floor=max(0.05 * chain.level, 1e-3),  # quantile boosters divide by at least 5 % of the mean demand
-        keys_as_features=config.keys_as_features,
-        point_relative=config.point_relative,
-    )
-    with _Progress(config, "fit") as progress:
-        model, rounds = fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config)
     del fit_rows
     lap("fit")
-    calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
-    schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
-    if config.point_bias_correction:
-        schema = dataclasses.replace(schema, point_scale=bias_factor(ForecastModel(model.boosters, schema), valid_rows))
-    model = ForecastModel(model.boosters, schema)
+    model = _calibrate(model, valid_rows, config)
     scores = validation_metrics(model, valid_rows, spec, chain.features)
     if config.refit:
         all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
-        del refit_parts
+        del refit_parts  # the partitions' copies of all_rows
         row_counts["final_fit"] = len(all_rows)
-        with _Progress(config, "refit", rounds) as progress:
-            model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+        model = _refit(all_rows, model.schema, config, rounds)
         lap("refit")
     metadata = {
-        "forecaster_version": library_versions()["forecaster"],
-        "libraries": library_versions(),
-        "training_data_hash": chain.digest,
-        "training_window": {
-            "start": str(chain.dates[0].date()),
-            "end": str(chain.dates[-1].date()),
-            "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
-        },
-        "series": n_series,
+        **_provenance(chain, cut_date),
         "data_report": report,
         "hyperparameters": config.to_dict(),
         "boost_rounds": rounds,
@@ -205,6 +151,124 @@ def fit_artifact(
         model.save(stage)
         write_json(metadata, stage / METADATA_FILE)
     return scores
+
+
+def _validated_sources(
+    train: pd.DataFrame | str | Path, validation: pd.DataFrame | None, spec: DatasetSpec, config: TrainConfig
+) -> tuple[list[rows_.Source], pd.Timestamp | None]:
+    """Validate phase: the sources of the training rows and the last training day (None: known after the summary).
+
+    A frame is validated (with ``validation`` after it) and checked trainable; a path is split into its partitions,
+    validated as each is read.
+    """
+    if not isinstance(train, pd.DataFrame):
+        if validation is not None:
+            raise DataValidationError("Validation data goes with a training frame; for a path, hold out days.")
+        return list(partitions(train)), None
+    frame = spec.validate_frame(train, kind="history")
+    if validation is not None:
+        cut_date = frame[spec.date].max()
+        frame = _with_validation(frame, spec.validate_frame(validation, kind="history"), spec)
+    else:
+        cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
+    check_trainable(frame, spec, config, cut_date)
+    return [frame], cut_date
+
+
+def _summarize(
+    sources: list[rows_.Source], train: Any, spec: DatasetSpec, config: TrainConfig, workers: int | None
+) -> tuple[list[rows_.Source], rows_.ChainSummary]:
+    """Summary phase (first pass): the chain's series, days, features and totals; the sources the rows come from.
+
+    Partitions that share a series (files split by time, not by series) are read as one table instead.
+    """
+    summaries, totals = rows_.summarize_partitions(sources, spec, workers)
+    shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
+    if shared:  # memory: the whole table
+        logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
+        sources = [spec.validate_frame(read_table(train), kind="history")]
+        summaries, totals = rows_.summarize_partitions(sources, spec, 1)
+    # the summaries and totals are freed on return: the workers of the second pass are forked, keep this process small
+    return sources, rows_.ChainSummary.combine(summaries, spec, config, totals)
+
+
+def _row_plan(chain: rows_.ChainSummary, cut_date: pd.Timestamp, config: TrainConfig) -> rows_.RowPlan:
+    """Which rows the second pass builds: with a refit, the early-stopping fit samples a share of them."""
+    cut = int((cut_date - chain.dates[0]).days)
+    n_series = len(chain.series)
+    return rows_.RowPlan(
+        cut=cut,
+        fit_rate=rows_.sampling_rate(n_series, cut, config, share=config.validation_sample if config.refit else 1.0),
+        refit_rate=rows_.sampling_rate(n_series, len(chain.dates) - 1, config) if config.refit else 0.0,
+        refit=config.refit,
+    )
+
+
+def _gather_rows(
+    parts: list[rows_.PartitionRows], config: TrainConfig
+) -> tuple[TrainingSet, TrainingSet, list[tuple[TrainingSet | None, np.ndarray | None]]]:
+    """Features phase (second pass, gathered): the fit and validation rows; the refit rows still per partition."""
+    fit_rows = rows_.gather([(p.fit, p.fit_rank) for p in parts])
+    valid_rows = rows_.gather([(p.valid, p.valid_rank) for p in parts])
+    refit_parts = [(p.refit, p.refit_rank) for p in parts] if config.refit else []
+    if len(valid_rows) == 0:
+        raise DataValidationError("The validation window has no observed target values; check the data's dates.")
+    logger.info("training rows: %d, validation rows: %d", len(fit_rows), len(valid_rows))
+    return fit_rows, valid_rows, refit_parts
+
+
+def _schema(chain: rows_.ChainSummary, spec: DatasetSpec, config: TrainConfig) -> FeatureSchema:
+    """The feature schema the boosters are trained on (not yet calibrated)."""
+    return FeatureSchema(
+        feature_names=chain.features.names,
+        kinds=chain.features.kinds,
+        categories=chain.vocabularies,
+        horizon=config.horizon,
+        spec=spec,
+        scale_floor=max(0.05 * chain.level, 1e-3),  # quantile boosters divide by at least 5 % of the mean demand
+        keys_as_features=config.keys_as_features,
+        point_relative=config.point_relative,
+    )
+
+
+def _fit(
+    fit_rows: TrainingSet, valid_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig
+) -> tuple[ForecastModel, dict[str, int]]:
+    """Fit phase: the boosters, each stopping early on the held-out window; the rounds each one used."""
+    with _Progress(config, "fit") as progress:
+        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+
+
+def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfig) -> ForecastModel:
+    """Calibrate phase: quantile factors, the point blend and (optionally) the bias factor from the held-out window."""
+    schema = model.schema
+    calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
+    schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
+    if config.point_bias_correction:
+        schema = dataclasses.replace(schema, point_scale=bias_factor(ForecastModel(model.boosters, schema), valid_rows))
+    return ForecastModel(model.boosters, schema)
+
+
+def _refit(all_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig, rounds: dict[str, int]) -> ForecastModel:
+    """Refit phase: one fit on every day, each booster for the rounds early stopping chose; the schema is kept."""
+    with _Progress(config, "refit", rounds) as progress:
+        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+    return model
+
+
+def _provenance(chain: rows_.ChainSummary, cut_date: pd.Timestamp) -> dict[str, Any]:
+    """The metadata that says what the model was trained with: library versions, data digest, window, series."""
+    return {
+        "forecaster_version": library_versions()["forecaster"],
+        "libraries": library_versions(),
+        "training_data_hash": chain.digest,
+        "training_window": {
+            "start": str(chain.dates[0].date()),
+            "end": str(chain.dates[-1].date()),
+            "validation_start": str((cut_date + pd.Timedelta(days=1)).date()),
+        },
+        "series": len(chain.series),
+    }
 
 
 def validation_metrics(

@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker import models as sagemaker_models
 
+from aws_helpers import use_fake_aws
 from dags.helpers import FIRST_DAY, run_dag
 from forecaster.pipelines.catalog import INFERENCE
 from forecaster.registry.sagemaker import SageMakerRegistry
@@ -31,13 +32,7 @@ def _upload(s3, folder: Path, bucket: str, prefix: str) -> None:
 @pytest.fixture
 def aws(monkeypatch, flow):
     """moto with: the source drops, the approved model of the local flow, the upserted inference pipeline."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws(monkeypatch, REGION)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in ("drops", "artifacts"):

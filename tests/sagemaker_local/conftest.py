@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from aws_helpers import use_fake_aws
 from docker_helpers import sh
 
 from .local_mode import (
@@ -69,10 +70,9 @@ def sdk_env(tmp_path_factory) -> Iterator[None]:
     config = tmp_path_factory.mktemp("sagemaker-config") / "config.yaml"
     config.write_text(TELEMETRY_OPT_OUT)
     with pytest.MonkeyPatch.context() as patch:
+        use_fake_aws(patch, REGION)
         for name, value in {**ENVIRONMENT, "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config)}.items():
             patch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            patch.delenv(name, raising=False)
         import boto3
         import moto
 

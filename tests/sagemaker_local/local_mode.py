@@ -18,14 +18,8 @@ REGION = "eu-west-1"
 BUCKET = "forecaster-local-mode"
 ROLE = "arn:aws:iam::000000000000:role/forecaster-local-mode"
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "SAGEMAKER_VALIDATE_ROLE": "false",
-}
+#: what the SDK needs besides fake AWS (``aws_helpers.use_fake_aws``)
+ENVIRONMENT = {"SAGEMAKER_VALIDATE_ROLE": "false"}
 #: container names of SDK local mode: core (``<10 chars>-algo-1-<5 chars>``) and ModelTrainer (compose v1)
 LOCAL_MODE_CONTAINER = re.compile(r"^([a-z0-9]{10}-algo-\d+-[a-z0-9]{5}|.+_algo-\d+_\d+)$")
 

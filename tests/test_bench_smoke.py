@@ -1,0 +1,106 @@
+"""Every benchmark script runs at a tiny size, exits 0 and writes its results JSON: a bench cannot silently rot.
+
+The scripts measure; nothing here asserts a measurement. Each runs as ``python bench/<script>.py --smoke`` (synthetic
+data where the real run reads FreshRetailNet) with ``--out`` in a temporary folder, and the committed
+``bench/results/*.json`` must be left as they were. ``bench/docker.py`` (and the soak of the inference container)
+reuse the images the image tests build, so they are marked ``docker``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+TIMEOUT_S = 600
+
+pytestmark = pytest.mark.slow
+
+
+def committed_results() -> dict[str, str]:
+    """Digest of every results file in bench/results/ (what a smoke run must not touch)."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (BENCH / "results").glob("*.json")}
+
+
+def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
+    """Run ``bench/<script>.py ARGS --out tmp_path/<script>.json``; return the JSON it wrote."""
+    out = tmp_path / f"{script}.json"
+    before = committed_results()
+    command = [sys.executable, str(BENCH / f"{script}.py"), *args, "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert run.returncode == 0, f"{' '.join(command)} exited {run.returncode}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
+    assert committed_results() == before, "a smoke run wrote into bench/results/"
+    return json.loads(out.read_text())
+
+
+def test_accuracy(tmp_path):
+    result = run_bench("accuracy", tmp_path, "--smoke")
+    assert {"data", "machine", "models", "mean_over_folds", "vs_mlforecast", "table_markdown"} <= set(result)
+    assert {row["name"] for row in result["models"]} == {"seasonal_naive_7", "mean_28", "mlforecast", "forecaster"}
+    assert all(0 < row["wape"] < 2 for row in result["models"])  # every model was scored on the synthetic actuals
+    assert "forecaster" in result["vs_mlforecast"] and "paper_table_markdown" in result
+
+
+def test_serving(tmp_path):
+    result = run_bench("serving", tmp_path, "--smoke", "--workdir", str(tmp_path / "work"))
+    numbers = result["results"]
+    assert numbers["columns"] == ["p10", "p50", "p90", "mean"]  # compared with what the server answers
+    assert numbers["transform_lines_match"] and numbers["transform_exact"]
+    assert {"served_rows_per_s", "in_process_rows_per_s", "ratio", "latency_p99_ms", "start_to_ping_s"} <= set(numbers)
+    assert len(result["table"]) == 8
+
+
+def test_checks(tmp_path):
+    result = run_bench("checks", tmp_path, "--smoke")
+    assert result["violations_same_data"] == 0  # the baseline data checked against itself
+    keys = {"drift", "evaluation", "explain_rows", "top_features_interventional", "top_features_tree_path_dependent"}
+    assert keys | {"ndcg_interventional_vs_path_dependent_violations", "seconds"} <= set(result)
+
+
+def test_soak_of_the_server(tmp_path):
+    result = run_bench("soak", tmp_path, "--smoke", "--no-docker")
+    assert result["pass"] and not result["rss_growth_judged"]
+    (target,) = result["targets"]
+    assert target["requests"] == 200 and target["server_errors"] == 0 and target["wrong_answers"] == 0
+
+
+def test_scale(tmp_path):
+    result = run_bench("scale", tmp_path, "--smoke", "--workdir", str(tmp_path / "work"))
+    rows = result["rows"]
+    assert [row["stage"] for row in rows] == ["generate", "train", "preprocess", "transform", "postprocess"]
+    assert rows[-1]["forecast_rows"] == 3 * 6 * 14  # stores x items x horizon
+    assert rows[2]["partitions"] == 2 and {"seconds", "peak_rss_bytes", "child_peak_rss_bytes"} <= set(rows[1])
+
+
+def test_small_shop(tmp_path):
+    result = run_bench("small_shop", tmp_path, "--smoke")
+    assert [(row["data"], row["config"]) for row in result["rows"]] == [
+        ("one shop (synthetic)", "scaled"),
+        ("FreshRetailNet 10 series (synthetic)", "scaled"),
+    ]
+    assert all({"train_seconds", "cpu_seconds", "wape_p50", "pinball", "phases"} <= set(row) for row in result["rows"])
+
+
+@pytest.mark.docker
+def test_docker(tmp_path, base_image, train_image, infer_image):
+    args = ["--base-image", base_image, "--train-image", train_image, "--infer-image", infer_image]
+    result = run_bench("docker", tmp_path, *args)
+    assert result["train_build_s"] is None and result["infer_build_s"] is None  # the images were reused
+    measured = ("train_image_mb", "infer_image_mb", "train_run_s", "start_to_ping_s", "start_to_ping_read_only_s")
+    assert all(result[key] > 0 for key in measured) and result["sigterm_to_exit_s"] >= 0
+
+
+@pytest.mark.docker
+def test_soak_of_the_inference_container(tmp_path, infer_image):
+    result = run_bench("soak", tmp_path, "--smoke", "--image", infer_image)
+    assert result["pass"]
+    assert [target["target"] for target in result["targets"]] == [
+        "gunicorn (forecaster serve)",
+        f"container {infer_image}",
+    ]
