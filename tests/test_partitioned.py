@@ -163,20 +163,21 @@ def test_split_cuts_every_partition_at_the_cutoff_of_the_whole_table(tmp_path, s
     early = synthetic_frame[~((synthetic_frame["store_id"] == "S003") & (synthetic_frame["date"] > "2024-04-20"))]
     write_split(_write(early, tmp_path / "one.csv"), synthetic_spec, 7, tmp_path / "single")
     write_split(_hive(early, tmp_path / "hive"), synthetic_spec, 7, tmp_path / "parted", workers=2)
-    assert sorted(p.name for p in (tmp_path / "parted" / "history").iterdir()) == [
-        "store_id=S001.parquet",
-        "store_id=S002.parquet",
-        "store_id=S003.parquet",
+    # Hive in, Hive out: one folder per partition, one file in it, the key in the folder name only
+    history = sorted(p.relative_to(tmp_path / "parted").as_posix() for p in (tmp_path / "parted").rglob("*.parquet"))
+    assert [p for p in history if p.startswith("history/")] == [
+        "history/store_id=S001/part-0.parquet",
+        "history/store_id=S002/part-0.parquet",
+        "history/store_id=S003/part-0.parquet",
     ]
+    assert "store_id" not in pd.read_parquet(tmp_path / "parted" / "history" / "store_id=S001" / "part-0.parquet")
     # S003 ended before the evaluation window: no future/truth file for it, and no day of it held out
-    assert sorted(p.name for p in (tmp_path / "parted" / "future").iterdir()) == [
-        "store_id=S001.parquet",
-        "store_id=S002.parquet",
-    ]
+    assert sorted(p.name for p in (tmp_path / "parted" / "future").iterdir()) == ["store_id=S001", "store_id=S002"]
     for name in ("history", "future", "truth"):
         # one file keeps categorical keys; several files of other categories read back as strings
         single = _plain(read_table(tmp_path / "single" / name)).sort_values(["store_id", "item_id", "date"])
         parted = _plain(read_table(tmp_path / "parted" / name)).sort_values(["store_id", "item_id", "date"])
+        parted = parted[single.columns]  # the key read from the folder name comes last
         pd.testing.assert_frame_equal(parted.reset_index(drop=True), single.reset_index(drop=True))
 
 
