@@ -24,7 +24,7 @@ import csv
 import gzip
 import logging
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +95,23 @@ class CsvDialect:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
-def _sample(path: Path) -> bytes:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        return stream.read(SAMPLE_BYTES)
+def _opener(path: Path) -> Any:
+    return gzip.open if path.name.lower().endswith(".gz") else open
 
 
-def _encoding(raw: bytes) -> str:
-    if raw.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+def _encoding(raw: bytes, pinned: str | None) -> tuple[str, int, str]:
+    """(encoding, length of a UTF-8 byte-order mark to skip, why) of a file that starts with ``raw``."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not pinned:
+        return "utf-16", 0, "detected: UTF-16 byte-order mark"  # the codec reads the mark
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    after = " after a UTF-8 byte-order mark" if bom else ""
+    if pinned:
+        return pinned, bom, f"from the spec{after}"
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)  # a character cut at the sample's end
+        codecs.getincrementaldecoder("utf-8")().decode(raw[bom:], final=False)  # a character may be cut at the end
     except UnicodeDecodeError:
-        return _FALLBACK_ENCODING
-    return "utf-8"
+        return _FALLBACK_ENCODING, bom, f"detected: not UTF-8{after}"
+    return "utf-8", bom, f"detected{after}"
 
 
 def _lines(raw: bytes, encoding: str) -> list[str]:
@@ -151,20 +152,49 @@ def _decimal(lines: list[str], sep: str) -> tuple[str, str]:
     return ("," if comma > point else "."), f"{comma} values like 1,5 and {point} like 1.5 in the first lines"
 
 
-def detect(path: str | Path, pinned: CsvDialect | None = None) -> tuple[CsvDialect, str]:
-    """The dialect of the CSV file at ``path`` (``pinned`` entries win) and how it was found."""
+@dataclass(frozen=True)
+class Detected:
+    """A file's dialect, the byte-order mark to skip and how they were found (for the log line)."""
+
+    dialect: CsvDialect
+    bom: int
+    how: str
+
+
+def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
+    """The dialect of the CSV file at ``path`` (``pinned`` entries win)."""
     path, pinned = Path(path), pinned or CsvDialect()
-    raw = _sample(path)
-    encoding = pinned.encoding or _encoding(raw)
-    lines = _lines(raw, encoding)
+    with _opener(path)(path, "rb") as stream:
+        raw = stream.read(SAMPLE_BYTES)
+    encoding, bom, encoding_how = _encoding(raw, pinned.encoding)
+    lines = _lines(raw[bom:], encoding)
     sep = pinned.sep or _separator(lines)
-    decimal, votes = (pinned.decimal, "") if pinned.decimal else _decimal(lines, sep)
-    origin = {name: "from the spec" if value else "detected" for name, value in asdict(pinned).items()}
+    decimal, votes = (pinned.decimal, "from the spec") if pinned.decimal else _decimal(lines, sep)
     how = (
-        f"separator {sep!r} ({origin['sep']}), decimal mark {decimal!r} ({origin['decimal']}"
-        f"{': ' + votes if votes else ''}), encoding {encoding} ({origin['encoding']})"
+        f"separator {sep!r} ({'from the spec' if pinned.sep else 'detected'}), decimal mark {decimal!r} "
+        f"({votes}), encoding {encoding} ({encoding_how})"
     )
-    return CsvDialect(sep, decimal, encoding), how
+    return Detected(CsvDialect(sep, decimal, encoding), bom, how)
+
+
+def _read(path: Path, bom: int, options: dict[str, Any]) -> pd.DataFrame:
+    with _opener(path)(path, "rb") as stream:
+        stream.read(bom)  # pandas would keep a mark that its encoding does not expect
+        return pd.read_csv(stream, **{"compression": None, **options})
+
+
+def _comma_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turn ``1,5`` into 1.5 in the text columns that are mostly numbers.
+
+    pandas leaves a column with one bad value as text: the bad value is then the one the spec's checks report.
+    """
+    for column in frame.select_dtypes(include="object").columns:
+        text = frame[column].dropna().astype(str).str.strip()
+        comma = text.str.fullmatch(_COMMA_NUMBER.pattern)
+        if comma.any() and (comma | text.str.fullmatch(r"[-+]?\d+")).mean() >= 0.5:
+            numbers = pd.to_numeric(text[comma].str.replace(",", ".", regex=False))
+            frame[column] = frame[column].astype(object).where(~frame.index.isin(numbers.index), numbers)
+    return frame
 
 
 def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) -> pd.DataFrame:
@@ -173,16 +203,20 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     Raises what :func:`pandas.read_csv` raises (the caller names the file).
     """
     path = Path(path)
-    dialect, how = detect(path, pinned)
+    found = detect(path, pinned)
+    dialect = found.dialect
     options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
+    how = found.how
     try:
-        frame = pd.read_csv(path, **options)
+        frame = _read(path, found.bom, options)
     except UnicodeDecodeError:
         if (pinned and pinned.encoding) or "encoding" in kwargs or dialect.encoding != "utf-8":
             raise
         dialect = replace(dialect, encoding=_FALLBACK_ENCODING)  # UTF-8 in the sample, not further on
-        how = how.replace("encoding utf-8 (detected)", f"encoding {_FALLBACK_ENCODING} (detected: not UTF-8)")
-        frame = pd.read_csv(path, **{**options, "encoding": dialect.encoding})
-    plain = (dialect.sep, dialect.decimal, dialect.encoding) == (",", ".", "utf-8")
+        how = how.replace("encoding utf-8 (detected", f"encoding {_FALLBACK_ENCODING} (detected: not UTF-8")
+        frame = _read(path, found.bom, {**options, "encoding": dialect.encoding})
+    if options["decimal"] == ",":
+        frame = _comma_numbers(frame)
+    plain = (dialect.sep, dialect.decimal, dialect.encoding, found.bom) == (",", ".", "utf-8", 0)
     logger.log(logging.DEBUG if plain else logging.INFO, "%s: CSV with %s", path, how)
     return frame
