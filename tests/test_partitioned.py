@@ -199,3 +199,31 @@ def test_local_build_pipeline_on_partitioned_data_writes_and_transforms_one_file
     assert sorted(p.name for p in predictions.iterdir()) == [f"features-{n}.csv.out" for n in names]
     forecasts = read_table(tmp_path / "run" / "Postprocess" / "output" / "forecasts" / "forecasts.csv")
     assert len(forecasts) == 3 * 3 * 7 and sorted(forecasts["store_id"].unique()) == ["S001", "S002", "S003"]
+
+
+def test_shards_of_a_key_only_in_path_hive_history_give_the_features_of_one_file(
+    tmp_path, trained_model_dir, history_frame, future_frame
+):
+    """What each instance of the sharded Preprocess does (tests/sagemaker_local/test_sharded.py runs it in the
+    image): whole partition folders without the key column, the chain's totals; the one file's feature rows."""
+    import shutil
+
+    future = _write(future_frame, tmp_path / "f.csv")
+    preprocess(trained_model_dir, _write(history_frame, tmp_path / "one.csv"), future, tmp_path / "whole", workers=1)
+    hive = tmp_path / "hive"
+    history_frame.to_parquet(hive, partition_cols=["store_id"])  # the key only in the folder names
+    totals = group_totals(hive, ForecastModel.load(trained_model_dir).schema.spec).save(tmp_path / "t.npz")
+    for shard, stores in {"a": ("S001", "S003"), "b": ("S002",)}.items():
+        for store in stores:
+            shutil.copytree(hive / f"store_id={store}", tmp_path / shard / f"store_id={store}")
+        preprocess(trained_model_dir, tmp_path / shard, future, tmp_path / "out", totals=totals, workers=1)
+        shutil.copytree(tmp_path / "out", tmp_path / "features", dirs_exist_ok=True)
+    names = [f"store_id=S00{i}" for i in (1, 2, 3)]
+    parts = [pd.read_csv(tmp_path / "features" / f"features-{n}.csv", header=None) for n in names]
+    pd.testing.assert_frame_equal(
+        pd.concat(parts, ignore_index=True), pd.read_csv(tmp_path / "whole" / "features.csv", header=None)
+    )
+    keys = pd.concat(
+        [pd.read_csv(tmp_path / "features" / f"keys-{n}.csv", dtype=str) for n in names], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(keys, pd.read_csv(tmp_path / "whole" / "keys.csv", dtype=str))
