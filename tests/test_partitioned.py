@@ -186,13 +186,18 @@ def test_local_build_pipeline_on_partitioned_data_writes_and_transforms_one_file
     from forecaster.synth import SYNTH_SPEC, generate
 
     frame = generate(stores=3, items=3, days=90, seed=3)
-    data = _hive(frame, tmp_path / "sales")
+    data = tmp_path / "sales"
+    frame.to_parquet(data, partition_cols=["store_id"])  # the key only in the path
     write_json(SYNTH_SPEC, tmp_path / "spec.json")
     params = {"Horizon": 7, "NumBoostRound": 20, "QuantileNumBoostRound": 10, "NumLeaves": 7, "NumThreads": 1}
     params |= {"TransformMaxConcurrent": 1, "InputData": str(data), "Spec": str(tmp_path / "spec.json")}
     record = run_pipeline("build", tmp_path / "run", params, progress=False)
     assert record["status"] == "Succeeded"
     names = ["store_id=S001", "store_id=S002", "store_id=S003"]
+    history = tmp_path / "run" / "Split" / "output" / "history"  # Hive in, Hive out: what the sharded step reads
+    assert sorted(p.relative_to(history).as_posix() for p in history.rglob("*.parquet")) == [
+        f"{n}/part-0.parquet" for n in names
+    ]
     features = tmp_path / "run" / "Preprocess" / "output" / "features"
     assert sorted(p.name for p in features.iterdir()) == [f"features-{n}.csv" for n in names]
     predictions = tmp_path / "run" / "Transform" / "output" / "predictions"
