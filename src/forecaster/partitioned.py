@@ -7,7 +7,8 @@ work) and one keys file; a one-file history gives ``features.csv`` and ``keys.cs
 :func:`forecaster.forecasting.postprocess` pairs them back by name.
 
 The future data is matched to a history partition by name (same partitioning), else read whole and cut to the
-partition's series. Memory: one partition (+ a one-file future) per worker process.
+partition's series. Memory: one partition (+ a one-file future) per worker process. A history whose series lie
+in several partitions (partitioned by date) is read as one table, with a warning.
 """
 
 from __future__ import annotations
