@@ -93,7 +93,7 @@ def run(job: JobEnvironment) -> dict[str, float]:
     if train_dir is None or not train_dir.exists():
         raise DataValidationError(
             "The required input channel 'train' is missing: configure a channel named 'train' "
-            "(InputDataConfig / ModelTrainer input_data_config) holding CSV or Parquet files."
+            "(InputDataConfig / ModelTrainer input_data_config) holding CSV, Parquet or Excel files."
         )
     spec_file = bundled_spec(train_dir)
     if "spec" not in job.hyperparameters and spec_file is not None:
