@@ -201,26 +201,27 @@ def read_fragment(fragment: Fragment, csv: CsvDialect | None = None, **csv_kwarg
             frame[name] = pd.Categorical([value] * len(frame), categories=[value])
             continue
         column = frame[name]
-        bad = ~_equals(column, value)
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
+        uniques = pd.Series(pd.unique(column))  # compared value by value: a partition holds few of them
+        agreeing = uniques[_equals(uniques, column.dtype, value)]
+        if len(agreeing) < len(uniques):
+            row = int((~column.isin(agreeing)).to_numpy().nonzero()[0][0])
             raise DataValidationError(
                 f"File {fragment.path} lies in the partition folder {name}={value} but its {name!r} column holds "
-                f"{column.iat[row]!r} in row {row + 1}. Move the rows to their partition, or drop the column from "
+                f"'{column.iat[row]}' in row {row + 1}. Move the rows to their partition, or drop the column from "
                 "the file (the folder name gives it)."
             )
     return frame
 
 
-def _equals(column: pd.Series, value: str) -> pd.Series:
-    """Whether each of ``column`` equals the path's ``value`` (a string), compared in the column's type."""
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+def _equals(values: pd.Series, dtype: Any, value: str) -> pd.Series:
+    """Whether each of ``values`` (of a column of ``dtype``) equals the path's ``value``, compared in that type."""
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
         try:
-            typed = pd.Series([value]).astype(column.dtype).iat[0]
+            typed = pd.Series([value]).astype(dtype).iat[0]
         except (TypeError, ValueError):
-            return pd.Series(False, index=column.index)
-        return column == typed
-    return column.astype("string") == value
+            return pd.Series(False, index=values.index)
+        return values == typed
+    return (values.astype("string") == value).fillna(False).astype(bool)
 
 
 def read_fragments(fragments: tuple[Fragment, ...], csv: CsvDialect | None = None, **kw: Any) -> pd.DataFrame:
