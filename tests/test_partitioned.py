@@ -232,3 +232,25 @@ def test_shards_of_a_key_only_in_path_hive_history_give_the_features_of_one_file
         [pd.read_csv(tmp_path / "features" / f"keys-{n}.csv", dtype=str) for n in names], ignore_index=True
     )
     pd.testing.assert_frame_equal(keys, pd.read_csv(tmp_path / "whole" / "keys.csv", dtype=str))
+
+
+def test_a_history_partitioned_by_date_gives_the_totals_and_features_of_one_table(
+    tmp_path, trained_model_dir, history_frame, future_frame, caplog
+):
+    spec = ForecastModel.load(trained_model_dir).schema.spec
+    recent = history_frame[history_frame["date"] > history_frame["date"].max() - pd.Timedelta(days=40)]
+    recent.assign(date=recent["date"].dt.strftime("%Y-%m-%d")).to_parquet(tmp_path / "by-day", partition_cols=["date"])
+    one = _write(recent, tmp_path / "one.parquet")
+    future = _write(future_frame, tmp_path / "f.csv")
+    whole = group_totals(one, spec)
+    by_day = group_totals(tmp_path / "by-day", spec, workers=2)
+    for name, stat in whole.stats.items():
+        np.testing.assert_array_equal(by_day.stats[name].sums, stat.sums)
+        np.testing.assert_array_equal(by_day.stats[name].counts, stat.counts)
+    totals = whole.save(tmp_path / "t.npz")
+    preprocess(trained_model_dir, one, future, tmp_path / "expected", totals=totals, workers=1)
+    # with the totals given (a shard), the series shared by the partitions show only after the first run
+    preprocess(trained_model_dir, tmp_path / "by-day", future, tmp_path / "got", totals=totals, workers=2)
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == ["features.csv", "keys.csv", "skipped_series.csv"]
+    assert (tmp_path / "got" / "features.csv").read_text() == (tmp_path / "expected" / "features.csv").read_text()
+    assert "has rows in two files of" in caplog.text

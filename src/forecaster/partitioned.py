@@ -30,7 +30,15 @@ from forecaster.errors import DataValidationError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
 from forecaster.io import atomic_directory, write_table
 from forecaster.panel import build_panel
-from forecaster.partitions import Partition, iter_partitions, map_partitions, partitions, shared_series, whole_table
+from forecaster.partitions import (
+    Partition,
+    iter_partitions,
+    map_partitions,
+    partition_shared_series,
+    partitions,
+    shared_series,
+    whole_table,
+)
 from forecaster.spec import DatasetSpec
 from forecaster.totals import TOTALS_FILE, GroupTotals
 
@@ -103,11 +111,8 @@ def _whole_future(path: Path, csv: CsvDialect | None) -> pd.DataFrame:
     return whole_table(path).read(csv)
 
 
-def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame, pd.DataFrame]:
-    """Feature and keys file of one partition (none when all its series are skipped).
-
-    Returns the number of series forecast, the skipped series and the partition's series (keys).
-    """
+def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
+    """Feature and keys file of one partition (none when all its series are skipped); (series, skipped series)."""
     schema = FeatureSchema.load(job.model_dir)
     spec = schema.spec
     history = job.history.read(spec.csv)
@@ -122,7 +127,7 @@ def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame, pd.DataFrame]:
     if len(rows.keys):
         write_table(rows.features, job.features_dir / file_name(FEATURES_STEM, job.history.name), header=False)
         write_table(rows.keys, job.keys_dir / file_name(KEYS_STEM, job.history.name))
-    return rows.series_count, rows.skipped, history[list(spec.keys)].drop_duplicates()
+    return rows.series_count, rows.skipped
 
 
 def preprocess(
@@ -165,8 +170,10 @@ def preprocess(
         if totals is None:
             chain_totals, history_parts = _totals(history, spec, workers)
             totals = chain_totals.save(Path(scratch) / TOTALS_FILE)
-        else:
+        else:  # a shard, say: the first pass that finds series shared by partitions reads their keys only
             history_parts = partitions(history)
+            shared = partition_shared_series(history_parts, list(spec.keys), spec.csv, workers)
+            history_parts = _one_table(history, shared) if shared else history_parts
         totals_path = Path(totals) / TOTALS_FILE if Path(totals).is_dir() else Path(totals)
         if not totals_path.is_file():
             raise DataValidationError(f"No group totals at {totals}; write them with `forecaster group-totals`.")
@@ -174,36 +181,25 @@ def preprocess(
             atomic_directory(out_dir) as features_stage,
             atomic_directory(keys_dir) if keys_dir != out_dir else contextlib.nullcontext(features_stage) as keys_stage,
         ):
-
-            def run(parts: list[Partition]) -> list[tuple[int, pd.DataFrame, pd.DataFrame]]:
-                matched = all(p.name in future_parts for p in parts) and len(future_parts) > 1
-                extra = sorted(set(future_parts) - {p.name for p in parts}) if matched else []
-                if extra:
-                    logger.warning("future partitions without history are not forecast: %s", ", ".join(extra[:5]))
-                jobs = [
-                    _Job(
-                        model_dir=model_dir,
-                        history=part,
-                        future=future_parts.get(part.name) if matched else None,
-                        future_path=Path(future),
-                        cut_future=len(parts) > 1,
-                        totals=totals_path,
-                        features_dir=features_stage,
-                        keys_dir=keys_stage,
-                        active_days=active_days,
-                    )
-                    for part in parts
-                ]
-                return map_partitions(_preprocess_partition, jobs, workers)
-
-            results = run(history_parts)
-            shared = shared_series([result[2] for result in results], list(spec.keys))
-            if shared:  # with totals given, the partitions' series are known only now: start again, as one table
-                for stage in {features_stage, keys_stage}:
-                    for file in stage.iterdir():
-                        file.unlink()
-                history_parts = _one_table(history, shared)
-                results = run(history_parts)
+            matched = all(p.name in future_parts for p in history_parts) and len(future_parts) > 1
+            extra = sorted(set(future_parts) - {p.name for p in history_parts}) if matched else []
+            if extra:
+                logger.warning("future partitions without history are not forecast: %s", ", ".join(extra[:5]))
+            jobs = [
+                _Job(
+                    model_dir=model_dir,
+                    history=part,
+                    future=future_parts.get(part.name) if matched else None,
+                    future_path=Path(future),
+                    cut_future=len(history_parts) > 1,
+                    totals=totals_path,
+                    features_dir=features_stage,
+                    keys_dir=keys_stage,
+                    active_days=active_days,
+                )
+                for part in history_parts
+            ]
+            results = map_partitions(_preprocess_partition, jobs, workers)
             skipped = pd.concat([result[1] for result in results], ignore_index=True)
             forecast_count = sum(result[0] for result in results)
             if not forecast_count:

@@ -53,9 +53,12 @@ class Partition:
     def files(self) -> tuple[Path, ...]:
         return tuple(fragment.path for fragment in self.fragments)
 
-    def read(self, csv: CsvDialect | None = None) -> pd.DataFrame:
-        """The partition's rows as one frame (``csv``: the spec's CSV dialect, else detected per file)."""
-        return read_fragments(self.fragments, csv)
+    def read(self, csv: CsvDialect | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """The partition's rows as one frame (``csv``: the spec's CSV dialect, else detected per file).
+
+        ``columns``: only those (and the path keys), e.g. the keys for a cheap pass over the series.
+        """
+        return read_fragments(self.fragments, csv, columns)
 
 
 def partitions(path: str | os.PathLike[str]) -> list[Partition]:
@@ -96,6 +99,24 @@ def shared_series(series: Iterable[pd.DataFrame], keys: list[str]) -> str | None
         return None
     row = both[twice].iloc[0]
     return "Series " + ", ".join(f"{k}={row[k]}" for k in keys)
+
+
+def _series(job: tuple[Partition, list[str], CsvDialect | None]) -> pd.DataFrame:
+    partition, keys, csv = job
+    return partition.read(csv, columns=keys)[keys].drop_duplicates()
+
+
+def partition_shared_series(
+    parts: list[Partition], keys: list[str], csv: CsvDialect | None, workers: int | None = None
+) -> str | None:
+    """:func:`shared_series` of ``parts``, from a pass that reads their key columns only.
+
+    No pass where every partition is a folder named after a series key (``store_id=S001``): its rows have that
+    value (checked when read), so a series cannot lie in two of them.
+    """
+    if len(parts) < 2 or all(any(name in keys for name, _ in part.keys) for part in parts):
+        return None
+    return shared_series(map_partitions(_series, [(p, keys, csv) for p in parts], workers), keys)
 
 
 def write_partition(frame: pd.DataFrame, partition: Partition, directory: Path) -> Path:

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from forecaster.dialect import CsvDialect, read_csv
 from forecaster.errors import DataValidationError, MissingExtraError
@@ -156,21 +157,27 @@ def discover(path: str | os.PathLike[str]) -> Layout:
     return Layout(path, "files" if top else "folders", tuple(fragments))
 
 
-def read_file(path: Path, csv: CsvDialect | None = None, **csv_kwargs: Any) -> pd.DataFrame:
+def read_file(
+    path: Path, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+) -> pd.DataFrame:
     """One table file's rows, read by its suffix (CSV in its dialect; ``csv_kwargs`` go to pandas).
+
+    ``columns``: read only those of them that the file has (default: every column).
 
     Raises:
         DataValidationError: for an unknown suffix, an unreadable or empty file, naming the file.
         MissingExtraError: for an ``.xlsx`` file without openpyxl installed.
     """
     kind = suffix(path)
+    wanted = None if columns is None else set(columns).__contains__
     try:
         if kind in PARQUET_SUFFIXES:
-            return pd.read_parquet(path)
+            names = None if wanted is None else [n for n in pq.read_schema(path).names if wanted(n)]
+            return pd.read_parquet(path, columns=names)
         if kind in CSV_SUFFIXES:
-            return read_csv(path, csv, **csv_kwargs)
+            return read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **csv_kwargs)
         if kind in EXCEL_SUFFIXES:
-            return _read_excel(path)
+            return _read_excel(path, wanted)
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
     except (pd.errors.ParserError, UnicodeError, OSError, ValueError, pa.ArrowException) as error:
@@ -182,7 +189,7 @@ def read_file(path: Path, csv: CsvDialect | None = None, **csv_kwargs: Any) -> p
     raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
 
 
-def _read_excel(path: Path) -> pd.DataFrame:
+def _read_excel(path: Path, wanted: Any = None) -> pd.DataFrame:
     try:
         import openpyxl  # noqa: F401  (pandas' engine for .xlsx)
     except ModuleNotFoundError as error:
@@ -190,12 +197,14 @@ def _read_excel(path: Path) -> pd.DataFrame:
             f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
             "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
         ) from error
-    return pd.read_excel(path, sheet_name=0, engine="openpyxl")
+    return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=wanted)
 
 
-def read_fragment(fragment: Fragment, csv: CsvDialect | None = None, **csv_kwargs: Any) -> pd.DataFrame:
+def read_fragment(
+    fragment: Fragment, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+) -> pd.DataFrame:
     """The rows of one file with its partition keys as columns (checked against the file's own, if it has them)."""
-    frame = read_file(fragment.path, csv, **csv_kwargs)
+    frame = read_file(fragment.path, csv, columns, **csv_kwargs)
     for name, value in fragment.keys:
         if name not in frame.columns:
             frame[name] = pd.Categorical([value] * len(frame), categories=[value])
@@ -224,7 +233,9 @@ def _equals(values: pd.Series, dtype: Any, value: str) -> pd.Series:
     return (values.astype("string") == value).fillna(False).astype(bool)
 
 
-def read_fragments(fragments: tuple[Fragment, ...], csv: CsvDialect | None = None, **kw: Any) -> pd.DataFrame:
-    """The rows of ``fragments`` as one frame, in their order."""
-    frames = [read_fragment(fragment, csv, **kw) for fragment in fragments]
+def read_fragments(
+    fragments: tuple[Fragment, ...], csv: CsvDialect | None = None, columns: list[str] | None = None, **kw: Any
+) -> pd.DataFrame:
+    """The rows of ``fragments`` as one frame, in their order (``columns``: only those, where the files have them)."""
+    frames = [read_fragment(fragment, csv, columns, **kw) for fragment in fragments]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
