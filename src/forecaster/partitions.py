@@ -31,7 +31,7 @@ import pandas as pd
 from forecaster.dialect import CsvDialect
 from forecaster.errors import InvalidParameterError
 from forecaster.io import write_table
-from forecaster.tables import Fragment, discover, read_fragments, stem
+from forecaster.tables import Fragment, discover, folder_keys, read_fragments, stem
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,7 +78,7 @@ def partitions(path: str | os.PathLike[str]) -> list[Partition]:
         groups.setdefault(name, []).append(fragment)
     folder = layout.kind == "folders"
     return [
-        Partition(name, tuple(group), folder, layout.folder_keys(name) if folder else ())
+        Partition(name, tuple(group), folder, folder_keys(name, group[0]) if folder else ())
         for name, group in sorted(groups.items())
     ]
 

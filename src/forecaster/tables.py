@@ -69,12 +69,10 @@ class Layout:
     kind: str
     fragments: tuple[Fragment, ...]
 
-    def folder_keys(self, folder: str) -> tuple[tuple[str, str], ...]:
-        """The Hive keys that the top-level ``folder`` itself sets (``store_id=S001``: one key; ``2024``: none)."""
-        for fragment in self.fragments:
-            if fragment.path.relative_to(self.root).parts[0] == folder:
-                return _keys(_partitioning([k for k, _ in fragment.keys]), f"/{folder}/file")
-        return ()
+
+def folder_keys(folder: str, fragment: Fragment) -> tuple[tuple[str, str], ...]:
+    """The Hive keys that the top-level ``folder`` of ``fragment`` sets (``store_id=S001``: one; ``2024``: none)."""
+    return _keys(_partitioning([name for name, _ in fragment.keys]), f"/{folder}/file")
 
 
 def _keys(partitioning: ds.Partitioning, path: str) -> tuple[tuple[str, str], ...]:
@@ -86,8 +84,8 @@ def _partitioning(names: list[str]) -> ds.Partitioning:
     return ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
 
 
-def _skipped(relative: Path) -> bool:
-    return any(part.startswith(_SKIPPED_PREFIXES) for part in relative.parts)
+def _skipped(relative: str) -> bool:
+    return any(part.startswith(_SKIPPED_PREFIXES) for part in relative.split(os.sep))
 
 
 def _fragments(root: Path, files: list[str]) -> list[Fragment]:
@@ -125,24 +123,29 @@ def discover(path: str | os.PathLike[str]) -> Layout:
         raise DataValidationError(f"Input path {path} does not exist. Check the path or the channel name.")
     root = path.resolve()
     listing = pafs.LocalFileSystem().get_file_info(pafs.FileSelector(str(root), recursive=True))
-    entries = [(Path(info.path), info.type) for info in listing if not _skipped(Path(info.path).relative_to(root))]
-    files = sorted(str(p) for p, kind in entries if kind == pafs.FileType.File and suffix(p) in TABLE_SUFFIXES)
+    entries = [(info.path, info.type) for info in listing if not _skipped(info.path[len(str(root)) + 1 :])]
+    files = sorted(p for p, kind in entries if kind == pafs.FileType.File and suffix(Path(p)) in TABLE_SUFFIXES)
     if not files:
         raise DataValidationError(f"No {_KINDS} file found in directory {path}. Put the data there.")
     folders = sorted(p for p, kind in entries if kind == pafs.FileType.Directory)
-    holding = {parent for f in files for parent in Path(f).parents}
+    holding: set[str] = set()
+    for file in files:  # every folder above a table file
+        folder = os.path.dirname(file)
+        while folder not in holding and len(folder) > len(str(root)):
+            holding.add(folder)
+            folder = os.path.dirname(folder)
     empty = [folder for folder in folders if folder not in holding]
     if empty:
         raise DataValidationError(
-            f"Partition folder {path / empty[0].relative_to(root)} holds no {_KINDS} file. Remove the folder or put "
-            "the partition's files into it."
+            f"Partition folder {path / Path(empty[0]).relative_to(root)} holds no {_KINDS} file. Remove the folder or "
+            "put the partition's files into it."
         )
-    top = [f for f in files if Path(f).parent == root]
+    top = [f for f in files if os.path.dirname(f) == str(root)]
     if top and folders:
         raise DataValidationError(
-            f"{path} mixes files ({Path(top[0]).name}, ...) and partition folders ({folders[0].name}, ...). Keep one "
-            "layout: every file directly in the folder (one file per group of series), or every file in sub-folders "
-            "(store_id=S001/part-0.parquet)."
+            f"{path} mixes files ({os.path.basename(top[0])}, ...) and partition folders "
+            f"({os.path.basename(folders[0])}, ...). Keep one layout: every file directly in the folder (one file per "
+            "group of series), or every file in sub-folders (store_id=S001/part-0.parquet)."
         )
     fragments = sorted(_fragments(root, files), key=lambda fragment: fragment.path)
     names = [tuple(k for k, _ in fragment.keys) for fragment in fragments]
