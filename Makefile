@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := serve,train,checks,pipelines,dev,bench,docs
+EXTRAS := serve,train,checks,excel,pipelines,dev,bench,docs
 
 .PHONY: help venv test test-fast lint docs demo bench bench-docker docker-test lock clean airflow-venv airflow-test
 

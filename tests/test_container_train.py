@@ -162,3 +162,12 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_trains_on_a_hive_channel_with_the_key_only_in_the_path(tmp_path, history_frame, synthetic_spec):
+    history_frame.to_parquet(tmp_path / "data", partition_cols=["store_id"])  # as Spark / Athena / pandas write it
+    base, result = _job(tmp_path, None, spec=synthetic_spec.to_dict())  # spec.json beside the partition folders
+    assert result.returncode == 0, result.stderr[-3000:]
+    schema = json.loads((base / "model" / "feature_schema.json").read_text())
+    stores = next(f for f in schema["features"] if f["name"] == "store_id")
+    assert stores["categories"] == sorted(history_frame["store_id"].unique())  # the key read from the folder names

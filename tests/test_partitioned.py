@@ -163,20 +163,21 @@ def test_split_cuts_every_partition_at_the_cutoff_of_the_whole_table(tmp_path, s
     early = synthetic_frame[~((synthetic_frame["store_id"] == "S003") & (synthetic_frame["date"] > "2024-04-20"))]
     write_split(_write(early, tmp_path / "one.csv"), synthetic_spec, 7, tmp_path / "single")
     write_split(_hive(early, tmp_path / "hive"), synthetic_spec, 7, tmp_path / "parted", workers=2)
-    assert sorted(p.name for p in (tmp_path / "parted" / "history").iterdir()) == [
-        "store_id=S001.parquet",
-        "store_id=S002.parquet",
-        "store_id=S003.parquet",
+    # Hive in, Hive out: one folder per partition, one file in it, the key in the folder name only
+    history = sorted(p.relative_to(tmp_path / "parted").as_posix() for p in (tmp_path / "parted").rglob("*.parquet"))
+    assert [p for p in history if p.startswith("history/")] == [
+        "history/store_id=S001/part-0.parquet",
+        "history/store_id=S002/part-0.parquet",
+        "history/store_id=S003/part-0.parquet",
     ]
+    assert "store_id" not in pd.read_parquet(tmp_path / "parted" / "history" / "store_id=S001" / "part-0.parquet")
     # S003 ended before the evaluation window: no future/truth file for it, and no day of it held out
-    assert sorted(p.name for p in (tmp_path / "parted" / "future").iterdir()) == [
-        "store_id=S001.parquet",
-        "store_id=S002.parquet",
-    ]
+    assert sorted(p.name for p in (tmp_path / "parted" / "future").iterdir()) == ["store_id=S001", "store_id=S002"]
     for name in ("history", "future", "truth"):
         # one file keeps categorical keys; several files of other categories read back as strings
         single = _plain(read_table(tmp_path / "single" / name)).sort_values(["store_id", "item_id", "date"])
         parted = _plain(read_table(tmp_path / "parted" / name)).sort_values(["store_id", "item_id", "date"])
+        parted = parted[single.columns]  # the key read from the folder name comes last
         pd.testing.assert_frame_equal(parted.reset_index(drop=True), single.reset_index(drop=True))
 
 
@@ -185,16 +186,71 @@ def test_local_build_pipeline_on_partitioned_data_writes_and_transforms_one_file
     from forecaster.synth import SYNTH_SPEC, generate
 
     frame = generate(stores=3, items=3, days=90, seed=3)
-    data = _hive(frame, tmp_path / "sales")
+    data = tmp_path / "sales"
+    frame.to_parquet(data, partition_cols=["store_id"])  # the key only in the path
     write_json(SYNTH_SPEC, tmp_path / "spec.json")
     params = {"Horizon": 7, "NumBoostRound": 20, "QuantileNumBoostRound": 10, "NumLeaves": 7, "NumThreads": 1}
     params |= {"TransformMaxConcurrent": 1, "InputData": str(data), "Spec": str(tmp_path / "spec.json")}
     record = run_pipeline("build", tmp_path / "run", params, progress=False)
     assert record["status"] == "Succeeded"
     names = ["store_id=S001", "store_id=S002", "store_id=S003"]
+    history = tmp_path / "run" / "Split" / "output" / "history"  # Hive in, Hive out: what the sharded step reads
+    assert sorted(p.relative_to(history).as_posix() for p in history.rglob("*.parquet")) == [
+        f"{n}/part-0.parquet" for n in names
+    ]
     features = tmp_path / "run" / "Preprocess" / "output" / "features"
     assert sorted(p.name for p in features.iterdir()) == [f"features-{n}.csv" for n in names]
     predictions = tmp_path / "run" / "Transform" / "output" / "predictions"
     assert sorted(p.name for p in predictions.iterdir()) == [f"features-{n}.csv.out" for n in names]
     forecasts = read_table(tmp_path / "run" / "Postprocess" / "output" / "forecasts" / "forecasts.csv")
     assert len(forecasts) == 3 * 3 * 7 and sorted(forecasts["store_id"].unique()) == ["S001", "S002", "S003"]
+
+
+def test_shards_of_a_key_only_in_path_hive_history_give_the_features_of_one_file(
+    tmp_path, trained_model_dir, history_frame, future_frame
+):
+    """What each instance of the sharded Preprocess does (tests/sagemaker_local/test_sharded.py runs it in the
+    image): whole partition folders without the key column, the chain's totals; the one file's feature rows."""
+    import shutil
+
+    future = _write(future_frame, tmp_path / "f.csv")
+    preprocess(trained_model_dir, _write(history_frame, tmp_path / "one.csv"), future, tmp_path / "whole", workers=1)
+    hive = tmp_path / "hive"
+    history_frame.to_parquet(hive, partition_cols=["store_id"])  # the key only in the folder names
+    totals = group_totals(hive, ForecastModel.load(trained_model_dir).schema.spec).save(tmp_path / "t.npz")
+    for shard, stores in {"a": ("S001", "S003"), "b": ("S002",)}.items():
+        for store in stores:
+            shutil.copytree(hive / f"store_id={store}", tmp_path / shard / f"store_id={store}")
+        preprocess(trained_model_dir, tmp_path / shard, future, tmp_path / "out", totals=totals, workers=1)
+        shutil.copytree(tmp_path / "out", tmp_path / "features", dirs_exist_ok=True)
+    names = [f"store_id=S00{i}" for i in (1, 2, 3)]
+    parts = [pd.read_csv(tmp_path / "features" / f"features-{n}.csv", header=None) for n in names]
+    pd.testing.assert_frame_equal(
+        pd.concat(parts, ignore_index=True), pd.read_csv(tmp_path / "whole" / "features.csv", header=None)
+    )
+    keys = pd.concat(
+        [pd.read_csv(tmp_path / "features" / f"keys-{n}.csv", dtype=str) for n in names], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(keys, pd.read_csv(tmp_path / "whole" / "keys.csv", dtype=str))
+
+
+def test_a_history_partitioned_by_date_gives_the_totals_and_features_of_one_table(
+    tmp_path, trained_model_dir, history_frame, future_frame, caplog
+):
+    spec = ForecastModel.load(trained_model_dir).schema.spec
+    recent = history_frame[history_frame["date"] > history_frame["date"].max() - pd.Timedelta(days=40)]
+    recent.assign(date=recent["date"].dt.strftime("%Y-%m-%d")).to_parquet(tmp_path / "by-day", partition_cols=["date"])
+    one = _write(recent, tmp_path / "one.parquet")
+    future = _write(future_frame, tmp_path / "f.csv")
+    whole = group_totals(one, spec)
+    by_day = group_totals(tmp_path / "by-day", spec, workers=2)
+    for name, stat in whole.stats.items():
+        np.testing.assert_array_equal(by_day.stats[name].sums, stat.sums)
+        np.testing.assert_array_equal(by_day.stats[name].counts, stat.counts)
+    totals = whole.save(tmp_path / "t.npz")
+    preprocess(trained_model_dir, one, future, tmp_path / "expected", totals=totals, workers=1)
+    # with the totals given (a shard), the series shared by the partitions show only after the first run
+    preprocess(trained_model_dir, tmp_path / "by-day", future, tmp_path / "got", totals=totals, workers=2)
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == ["features.csv", "keys.csv", "skipped_series.csv"]
+    assert (tmp_path / "got" / "features.csv").read_text() == (tmp_path / "expected" / "features.csv").read_text()
+    assert "has rows in two files of" in caplog.text

@@ -1,4 +1,4 @@
-"""Reading and writing tables and files: CSV or Parquet by extension, every write atomic."""
+"""Reading and writing tables and files: CSV, Parquet (or Excel, read only) by extension, every write atomic."""
 
 from __future__ import annotations
 
@@ -14,59 +14,31 @@ from typing import Any
 
 import pandas as pd
 
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError
-
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".csv.gz" if name.endswith(".csv.gz") else path.suffix.lower()
+from forecaster.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, discover, read_fragments, suffix
+from forecaster.tables import TABLE_SUFFIXES as TABLE_SUFFIXES  # declared in tables; read by the checks' report
 
 
 def table_files(path: str | os.PathLike[str]) -> list[Path]:
-    """Return the table files at ``path``: the file itself, or every CSV/Parquet file in a directory.
+    """Return the table files at ``path``: the file itself, or every table file of a folder (see :func:`read_table`).
 
     Raises:
-        DataValidationError: when ``path`` does not exist or holds no table file.
+        DataValidationError: when ``path`` does not exist, holds no table file or mixes layouts.
     """
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in TABLE_SUFFIXES)
-        if not files:
-            raise DataValidationError(
-                f"No CSV or Parquet file found in directory {path}. Put the data there as .csv or .parquet files."
-            )
-        return files
-    raise DataValidationError(f"Input path {path} does not exist. Check the path or the channel name.")
+    return [fragment.path for fragment in discover(path).fragments]
 
 
-def read_table(path: str | os.PathLike[str], **csv_kwargs: Any) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or every such file in a directory, into one frame.
+def read_table(path: str | os.PathLike[str], csv: CsvDialect | None = None, **csv_kwargs: Any) -> pd.DataFrame:
+    """Read a table file, or every table file of a folder (Hive keys in the path become columns), into one frame.
+
+    The folder layouts and the file formats are those of :mod:`forecaster.tables`; ``csv`` pins the CSV dialect
+    (default: detected per file), ``csv_kwargs`` go to :func:`pandas.read_csv`.
 
     Raises:
-        DataValidationError: for a missing path, an unknown extension, an unreadable or empty file.
+        DataValidationError: for a missing path, an unknown extension, an unreadable or empty file, a bad layout.
     """
-    frames = []
-    for file in table_files(path):
-        suffix = _suffix(file)
-        try:
-            if suffix in (".parquet", ".pq"):
-                frame = pd.read_parquet(file)
-            elif suffix in (".csv", ".csv.gz"):
-                frame = pd.read_csv(file, **csv_kwargs)
-            else:
-                raise DataValidationError(f"File {file} has extension {suffix!r}; use .csv, .csv.gz or .parquet.")
-        except pd.errors.EmptyDataError as error:
-            raise DataValidationError(f"File {file} is empty. Provide a file with a header and rows.") from error
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-            if isinstance(error, DataValidationError):
-                raise
-            raise DataValidationError(f"File {file} could not be read: {error}") from error
-        frames.append(frame)
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = read_fragments(discover(path).fragments, csv, **csv_kwargs)
     if frame.empty:
         raise DataValidationError(f"{path} has a header but no rows. Provide at least one data row.")
     return frame
@@ -98,12 +70,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *, header: bool = True) -> Path:
     """Write ``frame`` atomically as CSV or Parquet, chosen by the extension of ``path``."""
     path = Path(path)
-    suffix = _suffix(path)
+    kind = suffix(path)
     with atomic_path(path) as tmp:
-        if suffix in (".parquet", ".pq"):
+        if kind in PARQUET_SUFFIXES:
             frame.to_parquet(tmp, index=False)
-        elif suffix in (".csv", ".csv.gz"):
-            frame.to_csv(tmp, index=False, header=header, compression="gzip" if suffix == ".csv.gz" else None)
+        elif kind in CSV_SUFFIXES:
+            frame.to_csv(tmp, index=False, header=header, compression="gzip" if kind == ".csv.gz" else None)
         else:
             raise DataValidationError(f"Cannot write {path}: use a .csv, .csv.gz or .parquet extension.")
     return path

@@ -7,7 +7,8 @@ work) and one keys file; a one-file history gives ``features.csv`` and ``keys.cs
 :func:`forecaster.forecasting.postprocess` pairs them back by name.
 
 The future data is matched to a history partition by name (same partitioning), else read whole and cut to the
-partition's series. Memory: one partition (+ a one-file future) per worker process.
+partition's series. Memory: one partition (+ a one-file future) per worker process. A history whose series lie
+in several partitions (partitioned by date) is read as one table, with a warning.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ import pandas as pd
 
 from forecaster.artifact import FeatureSchema
 from forecaster.contract import DEFAULT_ACTIVE_DAYS
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
 from forecaster.io import atomic_directory, write_table
 from forecaster.panel import build_panel
-from forecaster.partitions import Partition, iter_partitions, map_partitions, partitions
+from forecaster.partitions import (
+    Partition,
+    iter_partitions,
+    map_partitions,
+    partition_shared_series,
+    partitions,
+    shared_series,
+    whole_table,
+)
 from forecaster.spec import DatasetSpec
 from forecaster.totals import TOTALS_FILE, GroupTotals
 
@@ -38,15 +48,37 @@ FEATURES_STEM = "features"
 KEYS_STEM = "keys"
 
 
-def _partition_totals(job: tuple[Partition, DatasetSpec]) -> GroupTotals:
+def _partition_totals(job: tuple[Partition, DatasetSpec]) -> tuple[GroupTotals, pd.DataFrame]:
+    """The partition's totals and series (keys)."""
     partition, spec = job
-    return GroupTotals.from_panel(build_panel(spec, spec.validate_frame(partition.read(), kind="history")), spec)
+    panel = build_panel(spec, spec.validate_frame(partition.read(spec.csv), kind="history"))
+    return GroupTotals.from_panel(panel, spec), panel.series[list(spec.keys)]
+
+
+def _one_table(history: str | os.PathLike[str], shared: str) -> list[Partition]:
+    """The table at ``history`` read whole, because ``shared`` (a series) lies in two of its partitions."""
+    logger.warning("%s has rows in two files of %s: reading them as one table", shared, history)
+    return [whole_table(history)]
+
+
+def _totals(
+    history: str | os.PathLike[str], spec: DatasetSpec, workers: int | None
+) -> tuple[GroupTotals, list[Partition]]:
+    """The totals over every partition, and the partitions (the whole table when a series lies in two)."""
+    parts, totals, series = partitions(history), None, []
+    for part_totals, part_series in iter_partitions(_partition_totals, [(p, spec) for p in parts], workers):
+        totals = part_totals if totals is None else GroupTotals.combine([totals, part_totals])  # one at a time
+        series.append(part_series)
+    shared = shared_series(series, list(spec.keys))
+    if shared:  # partitioned by date, say: the totals of the whole table's series
+        parts = _one_table(history, shared)
+        totals = _partition_totals((parts[0], spec))[0]
+    return totals, parts
 
 
 def group_totals(history: str | os.PathLike[str], spec: DatasetSpec, workers: int | None = None) -> GroupTotals:
     """The item and store totals over every partition of ``history`` (the first pass)."""
-    jobs = [(p, spec) for p in partitions(history)]  # added up as they come: one partition's totals at a time
-    return functools.reduce(lambda a, b: GroupTotals.combine([a, b]), iter_partitions(_partition_totals, jobs, workers))
+    return _totals(history, spec, workers)[0]
 
 
 def write_group_totals(
@@ -75,16 +107,16 @@ def _cached_totals(path: Path) -> GroupTotals:
 
 
 @functools.lru_cache(maxsize=1)
-def _whole_future(path: Path) -> pd.DataFrame:
-    return pd.concat([p.read() for p in partitions(path)], ignore_index=True)
+def _whole_future(path: Path, csv: CsvDialect | None) -> pd.DataFrame:
+    return whole_table(path).read(csv)
 
 
 def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
     """Feature and keys file of one partition (none when all its series are skipped); (series, skipped series)."""
     schema = FeatureSchema.load(job.model_dir)
     spec = schema.spec
-    history = job.history.read()
-    future = job.future.read() if job.future is not None else _whole_future(job.future_path)
+    history = job.history.read(spec.csv)
+    future = job.future.read(spec.csv) if job.future is not None else _whole_future(job.future_path, spec.csv)
     if job.future is None and job.cut_future:
         keys = list(spec.keys)
         series = history[keys].astype(str).drop_duplicates()
@@ -133,15 +165,15 @@ def preprocess(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     keys_dir = Path(keys_dir) if keys_dir is not None else out_dir
     spec = FeatureSchema.load(model_dir).spec
-    history_parts = partitions(history)
     future_parts = {p.name: p for p in partitions(future)}
-    matched = all(p.name in future_parts for p in history_parts) and len(future_parts) > 1
-    extra = sorted(set(future_parts) - {p.name for p in history_parts}) if matched else []
-    if extra:
-        logger.warning("future partitions without history are not forecast: %s", ", ".join(extra[:5]))
     with tempfile.TemporaryDirectory(prefix="forecaster-totals-") as scratch:
         if totals is None:
-            totals = group_totals(history, spec, workers).save(Path(scratch) / TOTALS_FILE)
+            chain_totals, history_parts = _totals(history, spec, workers)
+            totals = chain_totals.save(Path(scratch) / TOTALS_FILE)
+        else:  # a shard, say: the first pass that finds series shared by partitions reads their keys only
+            history_parts = partitions(history)
+            shared = partition_shared_series(history_parts, list(spec.keys), spec.csv, workers)
+            history_parts = _one_table(history, shared) if shared else history_parts
         totals_path = Path(totals) / TOTALS_FILE if Path(totals).is_dir() else Path(totals)
         if not totals_path.is_file():
             raise DataValidationError(f"No group totals at {totals}; write them with `forecaster group-totals`.")
@@ -149,6 +181,10 @@ def preprocess(
             atomic_directory(out_dir) as features_stage,
             atomic_directory(keys_dir) if keys_dir != out_dir else contextlib.nullcontext(features_stage) as keys_stage,
         ):
+            matched = all(p.name in future_parts for p in history_parts) and len(future_parts) > 1
+            extra = sorted(set(future_parts) - {p.name for p in history_parts}) if matched else []
+            if extra:
+                logger.warning("future partitions without history are not forecast: %s", ", ".join(extra[:5]))
             jobs = [
                 _Job(
                     model_dir=model_dir,

@@ -23,6 +23,8 @@ Options (how to read the data, not column roles):
   first row and after its last row it does not exist either way.
 - ``negative_target``: ``"clip"`` (default) sets negative targets (returns) to 0 and logs a warning with their
   count; ``"error"`` refuses the data.
+- ``csv``: pins the dialect of CSV files where detection is ambiguous, any of
+  ``{"sep": ";", "decimal": ",", "encoding": "cp1252"}`` (see :mod:`forecaster.dialect`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class DatasetSpec:
     date_format: str | None = None
     missing_days: str = OPTION_VALUES["missing_days"][0]
     negative_target: str = OPTION_VALUES["negative_target"][0]
+    csv: CsvDialect | None = None
     source: str = field(default="", compare=False, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -103,7 +107,7 @@ class DatasetSpec:
             raise InvalidParameterError(
                 f"The {source} must have the entry {missing[0]!r}. Add it (see docs/data.md#dataset-spec)."
             )
-        known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS) | set(OPTION_VALUES)
+        known = set(_LIST_FIELDS) | set(_NAME_FIELDS) | set(_OPTIONAL_FIELDS) | set(OPTION_VALUES) | {"csv"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidParameterError(
@@ -134,6 +138,7 @@ class DatasetSpec:
                     f"The {name!r} entry of the {source} must be one of {list(allowed)}. Got {value!r} instead."
                 )
             values[name] = value
+        values["csv"] = CsvDialect.from_dict(data["csv"], source) if data.get("csv") is not None else None
         return cls(**values, source=source)
 
     @classmethod
@@ -164,6 +169,9 @@ class DatasetSpec:
         data = asdict(self)
         data.pop("extra")
         data.pop("source")
+        data.pop("csv")
+        if self.csv is not None:
+            data["csv"] = self.csv.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     # ----------------------------------------------------------------------------------------------- roles

@@ -30,6 +30,7 @@ from forecaster.features import FeatureSet, build_features, feature_set
 from forecaster.model import TrainingSet
 from forecaster.panel import Panel, build_panel
 from forecaster.partitions import Partition, iter_partitions
+from forecaster.partitions import shared_series as partition_shared_series
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
 
@@ -42,7 +43,7 @@ MIN_SAMPLE_ROWS = 100_000
 
 def load(source: Source, spec: DatasetSpec) -> pd.DataFrame:
     """The validated history rows of ``source`` (an in-memory table is validated already)."""
-    return spec.validate_frame(source.read(), kind="history") if isinstance(source, Partition) else source
+    return spec.validate_frame(source.read(spec.csv), kind="history") if isinstance(source, Partition) else source
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,7 @@ def summarize(job: tuple[Source, DatasetSpec]) -> PartitionSummary:
 
 def shared_series(parts: list[PartitionSummary], spec: DatasetSpec) -> str | None:
     """``"Series k=v, ..."`` of the first series with rows in two partitions, else None."""
-    keys = list(spec.keys)
-    series = pd.concat([part.series[keys] for part in parts], ignore_index=True)
-    twice = series.duplicated(keys)
-    if not twice.any():
-        return None
-    row = series[twice].iloc[0]
-    return "Series " + ", ".join(f"{k}={row[k]}" for k in keys)
+    return partition_shared_series([part.series for part in parts], list(spec.keys))
 
 
 @dataclass(frozen=True)

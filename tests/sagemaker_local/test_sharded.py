@@ -10,6 +10,7 @@ fully replicated, both writing to one output prefix, as the instances of one job
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,38 @@ def _preprocess_args() -> list[str]:
     ]
 
 
+def _sharded_preprocess(images, local_session, chain: Path, history: Path, tmp_path: Path, run: str) -> dict[str, str]:
+    """The Preprocess job on the two instances of a ``ShardedByS3Key`` job: each gets whole partition folders of
+    ``history`` (algo-1: S001 and S003, algo-2: S002), the model, future and totals fully replicated, and both write
+    to one output prefix. Returns the output prefixes (``features``, ``keys``)."""
+    from sagemaker.core.processing import Processor
+
+    replicated = {
+        "model": upload(chain / "model", s3_uri(run, "model")),
+        "future": upload(chain / "future", s3_uri(run, "future")),
+        "totals": upload(chain / "totals", s3_uri(run, "totals")),
+    }
+    outputs = {name: s3_uri(run, "preprocess", name) for name in ("features", "keys")}
+    shares = {"algo-1": ("S001", "S003"), "algo-2": ("S002",)}  # ShardedByS3Key: whole objects per instance
+    for host, stores in shares.items():
+        share = tmp_path / host
+        for store in stores:
+            shutil.copytree(history / f"store_id={store}", share / f"store_id={store}")
+        inputs = {**replicated, "history": upload(share, s3_uri(run, host, "history"))}
+        processor = Processor(
+            role=ROLE, image_uri=images[0], instance_count=1, instance_type="local",
+            entrypoint=["forecaster", "preprocess"], sagemaker_session=local_session,
+        )  # fmt: skip
+        processor.run(
+            inputs=[_processing_input(name, uri) for name, uri in inputs.items()],
+            outputs=[_processing_output(name, uri) for name, uri in outputs.items()],
+            arguments=_preprocess_args(),
+            wait=True,
+            logs=False,
+        )
+    return outputs
+
+
 def test_local_mode_refuses_sharded_processing_inputs(images, local_session, chain):
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
@@ -115,35 +148,10 @@ def test_local_mode_refuses_sharded_processing_inputs(images, local_session, cha
 def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_reads_every_file(
     images, local_session, chain, tmp_path
 ):
-    from sagemaker.core.processing import Processor
     from sagemaker.core.transformer import Transformer
 
     run = uuid.uuid4().hex[:8]
-    replicated = {
-        "model": upload(chain / "model", s3_uri(run, "model")),
-        "future": upload(chain / "future", s3_uri(run, "future")),
-        "totals": upload(chain / "totals", s3_uri(run, "totals")),
-    }
-    outputs = {name: s3_uri(run, "preprocess", name) for name in ("features", "keys")}
-    shares = {"algo-1": ("S001", "S003"), "algo-2": ("S002",)}  # ShardedByS3Key: whole objects per instance
-    for host, stores in shares.items():
-        share = tmp_path / host
-        for store in stores:
-            source = chain / "history" / f"store_id={store}" / "part-0.csv"
-            (share / f"store_id={store}").mkdir(parents=True)
-            (share / f"store_id={store}" / "part-0.csv").write_bytes(source.read_bytes())
-        inputs = {**replicated, "history": upload(share, s3_uri(run, host, "history"))}
-        processor = Processor(
-            role=ROLE, image_uri=images[0], instance_count=1, instance_type="local",
-            entrypoint=["forecaster", "preprocess"], sagemaker_session=local_session,
-        )  # fmt: skip
-        processor.run(
-            inputs=[_processing_input(name, uri) for name, uri in inputs.items()],
-            outputs=[_processing_output(name, uri) for name, uri in outputs.items()],
-            arguments=_preprocess_args(),
-            wait=True,
-            logs=False,
-        )
+    outputs = _sharded_preprocess(images, local_session, chain, chain / "history", tmp_path, run)
     features = download(outputs["features"], tmp_path / "features")
     keys = download(outputs["keys"], tmp_path / "keys")
     names = [f"store_id={store}" for store in STORES]
@@ -187,3 +195,34 @@ def test_two_instances_with_whole_partitions_cover_the_chain_and_the_transform_r
     assert main(["postprocess", "--keys", str(keys), "--predictions", str(predictions), "--out", str(forecasts)]) == 0
     table = pd.read_csv(forecasts)
     assert len(table) == 3 * 3 * 7 and sorted(table["store_id"].unique()) == list(STORES)
+
+
+def test_a_sharded_preprocess_over_a_key_only_in_path_hive_prefix_gives_the_features_of_one_file(
+    images, local_session, chain, tmp_path
+):
+    """Issue 24: the history as Spark / Athena / pandas ``partition_cols`` write it (``store_id`` only in the folder
+    names, uuid-named files); each instance of the sharded Preprocess gets whole partition folders and takes the
+    key from each folder's name. The feature rows are those of one process over the history as one file."""
+    from forecaster.cli.main import main
+    from forecaster.io import read_table, write_table
+
+    history = read_table(chain / "history")
+    hive = tmp_path / "hive"
+    history.to_parquet(hive, partition_cols=["store_id"])
+    assert "store_id" not in pd.read_parquet(next((hive / "store_id=S001").glob("*.parquet"))).columns
+    write_table(history, tmp_path / "one" / "history.csv")
+    whole = tmp_path / "whole"
+    command = ["preprocess", "--model-dir", str(chain / "model"), "--history", str(tmp_path / "one" / "history.csv")]
+    assert main([*command, "--future", str(chain / "future"), "--out", str(whole), "--workers", "1"]) == 0
+
+    outputs = _sharded_preprocess(images, local_session, chain, hive, tmp_path, uuid.uuid4().hex[:8])
+    features = download(outputs["features"], tmp_path / "features")
+    keys = download(outputs["keys"], tmp_path / "keys")
+    names = [f"store_id={store}" for store in STORES]
+    assert sorted(p.name for p in features.iterdir()) == [f"features-{n}.csv" for n in names]
+    # series are ordered by store first: the partitions' rows, in partition order, are the one file's rows
+    parts = pd.concat([pd.read_csv(features / f"features-{n}.csv", header=None) for n in names], ignore_index=True)
+    pd.testing.assert_frame_equal(parts, pd.read_csv(whole / "features.csv", header=None))
+    part_keys = pd.concat([pd.read_csv(keys / f"keys-{n}.csv", dtype=str) for n in names], ignore_index=True)
+    pd.testing.assert_frame_equal(part_keys, pd.read_csv(whole / "keys.csv", dtype=str))
+    assert set(part_keys["store_id"]) == set(STORES)  # the key came from the folder names

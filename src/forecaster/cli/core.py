@@ -139,8 +139,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         spec = resolve_spec(config.spec)
     if args.validation:
-        validation = read_table(args.validation)
-        scores = fit_artifact(read_table(args.data), spec, config, args.model_dir, validation=validation)
+        validation = read_table(args.validation, spec.csv)
+        scores = fit_artifact(read_table(args.data, spec.csv), spec, config, args.model_dir, validation=validation)
     else:
         scores = fit_artifact(args.data, spec, config, args.model_dir, workers=args.workers)
     print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
@@ -185,11 +185,13 @@ def _postprocess(args: argparse.Namespace) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    from forecaster.artifact import FeatureSchema
     from forecaster.forecasting import SKIPPED_FILE, forecast_rows
     from forecaster.io import read_table, write_table
 
+    csv = FeatureSchema.load(args.model_dir).spec.csv  # the CSV dialect the model's spec pins, if any
     predictions, rows = forecast_rows(
-        args.model_dir, read_table(args.history), read_table(args.future), args.active_days
+        args.model_dir, read_table(args.history, csv), read_table(args.future, csv), args.active_days
     )
     write_table(predictions, args.out)
     skipped = write_table(rows.skipped, args.out.with_name(SKIPPED_FILE))

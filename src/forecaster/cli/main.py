@@ -18,7 +18,7 @@ EXTRA_OF_MODULE = {
     "flask": "serve", "gunicorn": "serve", "sagemaker_training": "train",
     "shap": "checks", "matplotlib": "checks", "sklearn": "checks", "numba": "checks", "jsonschema": "checks",
     "sagemaker": "pipelines", "boto3": "pipelines", "moto": "pipelines", "mlforecast": "bench", "psutil": "bench",
-    "airflow": "airflow",
+    "airflow": "airflow", "openpyxl": "excel",
 }  # fmt: skip
 
 

@@ -93,7 +93,7 @@ def run(job: JobEnvironment) -> dict[str, float]:
     if train_dir is None or not train_dir.exists():
         raise DataValidationError(
             "The required input channel 'train' is missing: configure a channel named 'train' "
-            "(InputDataConfig / ModelTrainer input_data_config) holding CSV or Parquet files."
+            "(InputDataConfig / ModelTrainer input_data_config) holding CSV, Parquet or Excel files."
         )
     spec_file = bundled_spec(train_dir)
     if "spec" not in job.hyperparameters and spec_file is not None:
@@ -103,7 +103,8 @@ def run(job: JobEnvironment) -> dict[str, float]:
         spec = resolve_spec(config.spec)
     validation_dir = job.channels.get("validation")
     if validation_dir is not None:
-        scores = fit_artifact(read_table(train_dir), spec, config, job.model_dir, validation=read_table(validation_dir))
+        train, validation = read_table(train_dir, spec.csv), read_table(validation_dir, spec.csv)
+        scores = fit_artifact(train, spec, config, job.model_dir, validation=validation)
     else:  # partition by partition (one file, or a folder of partitions), one worker process per CPU
         scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None)
     for name, value in scores.items():

@@ -10,8 +10,11 @@ that end before the window (ended) or start inside it (new, no history) are not 
 reported.
 
 A partitioned table (:mod:`forecaster.partitions`) is split partition by partition (in worker processes) at the
-cut-off of the whole table, into one file per partition and split: ``history/<partition>.parquet`` and so on, the
-layout the sharded steps that follow read (one S3 object per partition).
+cut-off of the whole table, into one file per partition and split, in the table's layout
+(:func:`forecaster.partitions.write_partition`: ``history/<file partition>.parquet``, or for Hive folders
+``history/store_id=S001/part-0.parquet`` with the key in the folder name only), the layout the sharded steps that
+follow read (one S3 object per partition). A table whose series lie in several partitions (partitioned by date)
+is split as one table.
 
 With ``"missing_days": "zero"`` (the spec's default) an evaluated series' absent days inside the window, up to its
 last row, sold nothing: ``truth`` gets a 0 for each and ``future`` a row (known-future and static values carried
@@ -31,7 +34,7 @@ from forecaster.config import HYPERPARAMETER_CONSTRAINTS, TrainConfig
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import atomic_directory, write_table
 from forecaster.params import coerce
-from forecaster.partitions import Partition, map_partitions, partitions
+from forecaster.partitions import Partition, map_partitions, partitions, shared_series, whole_table, write_partition
 from forecaster.spec import DatasetSpec
 from forecaster.training import check_trainable
 
@@ -142,18 +145,20 @@ def _zero_fill(held_out: pd.DataFrame, past: pd.DataFrame, spec: DatasetSpec, cu
     return rows[rows[date] > cutoff].reset_index(drop=True)
 
 
-def _days(job: tuple[Partition, DatasetSpec]) -> pd.Series:
+def _days(job: tuple[Partition, DatasetSpec]) -> tuple[pd.Series, pd.DataFrame]:
+    """The partition's days and series (keys)."""
     partition, spec = job
-    return spec.validate_frame(partition.read(), kind="history")[spec.date].drop_duplicates()
+    frame = spec.validate_frame(partition.read(spec.csv), kind="history")
+    return frame[spec.date].drop_duplicates(), frame[list(spec.keys)].drop_duplicates()
 
 
 def _split_partition(job: tuple[Partition, DatasetSpec, pd.Timestamp, Path]) -> pd.Series:
-    """Split one partition at the whole table's cut-off; return its series counts."""
+    """Split one partition at the whole table's cut-off, written in its layout; return its series counts."""
     partition, spec, cutoff, stage = job
-    splits, counts = _split_at(spec.validate_frame(partition.read(), kind="history"), spec, cutoff)
+    splits, counts = _split_at(spec.validate_frame(partition.read(spec.csv), kind="history"), spec, cutoff)
     for name, part in splits.items():
         if len(part):  # a partition whose series all ended before the cut-off has no future / truth rows
-            write_table(part, stage / name / f"{partition.name}.parquet")
+            write_partition(part, partition, stage / name)
     return counts
 
 
@@ -162,17 +167,24 @@ def write_split(
 ) -> dict[str, Path]:
     """Split the table at ``data`` into ``<out_dir>/<split>/`` (one file per partition); all or nothing.
 
-    Returns ``{split: its file}`` for one table, ``{split: its folder}`` for a partitioned one.
+    A partitioned table is written in its layout: a folder of files as ``<split>/<partition>.parquet``, a folder of
+    (Hive) sub-folders as ``<split>/<partition>/part-0.parquet``. Returns ``{split: its file}`` for one table (or a
+    table whose series lie in several partitions, read as one), ``{split: its folder}`` for a partitioned one.
     """
     horizon = _check_horizon(horizon)
     parts = partitions(data)
+    first = map_partitions(_days, [(p, spec) for p in parts], workers) if len(parts) > 1 else []
+    shared = shared_series([series for _, series in first], list(spec.keys))
+    if shared:  # partitioned by date, say
+        logger.warning("%s has rows in two files of %s: reading them as one table", shared, data)
+        parts = [whole_table(data)]
     if len(parts) == 1:  # one table: one file per split
         with atomic_directory(out_dir) as stage:
-            for name, part in split_for_evaluation(parts[0].read(), spec, horizon).items():
+            for name, part in split_for_evaluation(parts[0].read(spec.csv), spec, horizon).items():
                 write_table(part, stage / name / f"{name}.parquet")
         return {name: Path(out_dir) / name / f"{name}.parquet" for name in SPLITS}
-    # the cut-off of the whole table: a first pass over the partitions' days
-    cutoff = cutoff_day(pd.concat(map_partitions(_days, [(p, spec) for p in parts], workers)), horizon)
+    # the cut-off of the whole table, from the first pass over the partitions' days
+    cutoff = cutoff_day(pd.concat([days for days, _ in first]), horizon)
     with atomic_directory(out_dir) as stage:
         counts = map_partitions(_split_partition, [(p, spec, cutoff, stage) for p in parts], workers)
         _check_evaluated(pd.concat(counts).groupby(level=0, observed=True).sum(), horizon, cutoff)

@@ -1,0 +1,222 @@
+"""CSV dialects: separator, decimal mark and encoding of a CSV file, detected or pinned by the dataset spec.
+
+Exports from Excel in most of Europe are ``;``-separated with a decimal comma, in cp1252 (Windows-1252) and
+sometimes with a byte-order mark; data platforms write ``,`` and UTF-8. A file is read without configuration:
+
+- **encoding**: a byte-order mark decides (UTF-8 BOM: ``utf-8-sig``; UTF-16 BOM: ``utf-16``, Excel's "Unicode
+  text"); else the first 64 KiB must decode as UTF-8 (``utf-8``), or the file is taken as ``cp1252``. A UTF-8
+  guess that fails further into the file is read again as cp1252.
+- **separator**: :class:`csv.Sniffer` on the sample's complete lines, among ``, ; TAB |``, kept when the header
+  and every sample line split into the same number (≥ 2) of fields; otherwise the candidate that does so with
+  the most fields; else ``,``.
+- **decimal mark**: ``.`` with a ``,`` separator. With another separator, the sample's fields that look like
+  decimal numbers vote: ``1,5`` for a comma, ``1.5`` for a point (dates such as ``01.06.2024`` have two points
+  and do not vote); a comma wins only with more votes (a tie or no vote: ``.``).
+
+A spec pins any of them (``"csv": {"sep": ";", "decimal": ",", "encoding": "cp1252"}``) where detection is
+ambiguous; the log line of every non-default file says what was used and where it came from.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import logging
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecaster.errors import InvalidParameterError
+
+logger = logging.getLogger(__name__)
+
+SEPARATORS = (",", ";", "\t", "|")
+DECIMAL_MARKS = (".", ",")
+SAMPLE_BYTES = 1 << 16
+_FALLBACK_ENCODING = "cp1252"
+_COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
+_POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is written; ``None``: detected from the file."""
+
+    sep: str | None = None
+    decimal: str | None = None
+    encoding: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "dataset spec") -> CsvDialect:
+        """The spec's ``csv`` entry, with errors that name the offending key."""
+        if not isinstance(data, dict):
+            raise InvalidParameterError(
+                f"The 'csv' entry of the {source} must be an object such as "
+                f'{{"sep": ";", "decimal": ",", "encoding": "cp1252"}}. Got {data!r} instead.'
+            )
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown key {unknown[0]!r} in the 'csv' entry of the {source}. Valid keys: {', '.join(names)}."
+            )
+        sep, decimal, encoding = (data.get(name) for name in names)
+        if sep is not None and sep not in SEPARATORS:
+            raise InvalidParameterError(
+                f"The 'csv.sep' entry of the {source} must be one of {list(SEPARATORS)}. Got {sep!r} instead."
+            )
+        if decimal is not None and decimal not in DECIMAL_MARKS:
+            raise InvalidParameterError(
+                f"The 'csv.decimal' entry of the {source} must be one of {list(DECIMAL_MARKS)}. "
+                f"Got {decimal!r} instead."
+            )
+        if sep is not None and sep == decimal:
+            raise InvalidParameterError(
+                f"The 'csv.sep' and 'csv.decimal' entries of the {source} must differ. Got {sep!r} for both."
+            )
+        if encoding is not None:
+            try:
+                encoding = codecs.lookup(encoding).name if isinstance(encoding, str) else None
+            except LookupError:
+                encoding = None
+            if encoding is None:
+                raise InvalidParameterError(
+                    f"The 'csv.encoding' entry of the {source} must be a Python codec name such as 'utf-8' or "
+                    f"'cp1252'. Got {data['encoding']!r} instead."
+                )
+        return cls(sep, decimal, encoding)
+
+    def to_dict(self) -> dict[str, str]:
+        """The pinned entries (what the spec's ``csv`` entry holds)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def _opener(path: Path) -> Any:
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
+def _encoding(raw: bytes, pinned: str | None) -> tuple[str, int, str]:
+    """(encoding, length of a UTF-8 byte-order mark to skip, why) of a file that starts with ``raw``."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not pinned:
+        return "utf-16", 0, "detected: UTF-16 byte-order mark"  # the codec reads the mark
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    after = " after a UTF-8 byte-order mark" if bom else ""
+    if pinned:
+        return pinned, bom, f"from the spec{after}"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(raw[bom:], final=False)  # a character may be cut at the end
+    except UnicodeDecodeError:
+        return _FALLBACK_ENCODING, bom, f"detected: not UTF-8{after}"
+    return "utf-8", bom, f"detected{after}"
+
+
+def _lines(raw: bytes, encoding: str) -> list[str]:
+    """The sample's complete lines (the last one may be cut), decoded."""
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(raw, final=False)
+    lines = text.splitlines()
+    return lines[:-1] if len(raw) == SAMPLE_BYTES and len(lines) > 1 else lines
+
+
+def _field_count(lines: list[str], sep: str) -> int:
+    """Fields per line when the header and every line split into the same number of fields with ``sep``, else 0."""
+    counts = {len(row) for row in csv.reader(lines, delimiter=sep) if row}
+    return counts.pop() if len(counts) == 1 else 0
+
+
+def _separator(lines: list[str]) -> str:
+    try:
+        sniffed = csv.Sniffer().sniff("\n".join(lines), delimiters="".join(SEPARATORS)).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed in SEPARATORS and _field_count(lines, sniffed) > 1:
+        return sniffed
+    counts = {sep: _field_count(lines, sep) for sep in SEPARATORS}
+    best = max(SEPARATORS, key=lambda sep: counts[sep])  # ties: the first candidate
+    return best if counts[best] > 1 else ","
+
+
+def _decimal(lines: list[str], sep: str) -> tuple[str, str]:
+    """The decimal mark and why (the votes)."""
+    if sep == ",":
+        return ".", "the separator is ','"
+    comma = point = 0
+    for row in csv.reader(lines[1:], delimiter=sep):
+        for value in row:
+            value = value.strip()
+            comma += bool(_COMMA_NUMBER.fullmatch(value))
+            point += bool(_POINT_NUMBER.fullmatch(value))
+    return ("," if comma > point else "."), f"{comma} values like 1,5 and {point} like 1.5 in the first lines"
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A file's dialect, the byte-order mark to skip and how they were found (for the log line)."""
+
+    dialect: CsvDialect
+    bom: int
+    how: str
+
+
+def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
+    """The dialect of the CSV file at ``path`` (``pinned`` entries win)."""
+    path, pinned = Path(path), pinned or CsvDialect()
+    with _opener(path)(path, "rb") as stream:
+        raw = stream.read(SAMPLE_BYTES)
+    encoding, bom, encoding_how = _encoding(raw, pinned.encoding)
+    lines = _lines(raw[bom:], encoding)
+    sep = pinned.sep or _separator(lines)
+    decimal, votes = (pinned.decimal, "from the spec") if pinned.decimal else _decimal(lines, sep)
+    how = (
+        f"separator {sep!r} ({'from the spec' if pinned.sep else 'detected'}), decimal mark {decimal!r} "
+        f"({votes}), encoding {encoding} ({encoding_how})"
+    )
+    return Detected(CsvDialect(sep, decimal, encoding), bom, how)
+
+
+def _read(path: Path, bom: int, options: dict[str, Any]) -> pd.DataFrame:
+    with _opener(path)(path, "rb") as stream:
+        stream.read(bom)  # pandas would keep a mark that its encoding does not expect
+        return pd.read_csv(stream, **{"compression": None, **options})
+
+
+def _comma_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turn ``1,5`` into 1.5 in the text columns that are mostly numbers.
+
+    pandas leaves a column with one bad value as text: the bad value is then the one the spec's checks report.
+    """
+    for column in frame.select_dtypes(include="object").columns:
+        text = frame[column].dropna().astype(str).str.strip()
+        comma = text.str.fullmatch(_COMMA_NUMBER.pattern)
+        if comma.any() and (comma | text.str.fullmatch(r"[-+]?\d+")).mean() >= 0.5:
+            numbers = pd.to_numeric(text[comma].str.replace(",", ".", regex=False))
+            frame[column] = frame[column].astype(object).where(~frame.index.isin(numbers.index), numbers)
+    return frame
+
+
+def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Read a CSV file in its dialect (detected, or pinned); ``kwargs`` go to :func:`pandas.read_csv` and win.
+
+    Raises what :func:`pandas.read_csv` raises (the caller names the file).
+    """
+    path = Path(path)
+    found = detect(path, pinned)
+    dialect = found.dialect
+    options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
+    how = found.how
+    try:
+        frame = _read(path, found.bom, options)
+    except UnicodeDecodeError:
+        if (pinned and pinned.encoding) or "encoding" in kwargs or dialect.encoding != "utf-8":
+            raise
+        dialect = replace(dialect, encoding=_FALLBACK_ENCODING)  # UTF-8 in the sample, not further on
+        how = how.replace("encoding utf-8 (detected", f"encoding {_FALLBACK_ENCODING} (detected: not UTF-8")
+        frame = _read(path, found.bom, {**options, "encoding": dialect.encoding})
+    if options["decimal"] == ",":
+        frame = _comma_numbers(frame)
+    plain = (dialect.sep, dialect.decimal, dialect.encoding, found.bom) == (",", ".", "utf-8", 0)
+    logger.log(logging.DEBUG if plain else logging.INFO, "%s: CSV with %s", path, how)
+    return frame

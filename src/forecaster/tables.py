@@ -1,0 +1,244 @@
+"""Tables on disk: one file, or a folder of files laid out as data platforms export them, read through pyarrow.
+
+A folder is listed once and handed to :class:`pyarrow.dataset.FileSystemDatasetFactory` with Hive partitioning:
+pyarrow turns every ``key=value`` folder of a file's path (URI-decoded, ``__HIVE_DEFAULT_PARTITION__`` = missing)
+into the file's partition keys. Keys are strings: discovery only names them, they are then read with a string
+schema (pyarrow would otherwise turn ``store_id=007`` into the number 7); the dataset spec converts them like any
+other column. The files themselves are read by format (Parquet through pyarrow, CSV in its detected dialect
+(:mod:`forecaster.dialect`), ``.xlsx`` through pandas and openpyxl), and each file's rows get its partition keys:
+
+- a key only in the path becomes a column (what Spark's ``partitionBy``, Athena, pandas ``partition_cols`` and
+  pyarrow ``write_dataset`` write);
+- a key in the path and in the file must agree on every row, else :class:`DataValidationError` names the file.
+
+What a folder may hold (each violation is an error naming the path): table files (``.csv``, ``.csv.gz``,
+``.parquet``, ``.pq``, ``.xlsx``) either all directly in it or all in sub-folders (not both side by side), every
+sub-folder with at least one table file, every file with the same partition keys. Names starting with ``.`` or
+``_`` (``_SUCCESS``, ``_temporary``, staging folders) are skipped, as pyarrow does; other files (``spec.json``)
+are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from forecaster.dialect import CsvDialect, read_csv
+from forecaster.errors import DataValidationError, MissingExtraError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+EXCEL_SUFFIXES = (".xlsx",)
+TABLE_SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
+_SKIPPED_PREFIXES = (".", "_")
+_KINDS = "CSV, Parquet or Excel (.csv, .csv.gz, .parquet, .pq, .xlsx)"
+
+
+def suffix(path: Path) -> str:
+    """The table suffix of ``path`` (``.csv.gz`` counts as one)."""
+    name = path.name.lower()
+    return ".csv.gz" if name.endswith(".csv.gz") else path.suffix.lower()
+
+
+def stem(path: Path) -> str:
+    """``path``'s name without its table suffix."""
+    return path.name[: -len(suffix(path))] if suffix(path) in TABLE_SUFFIXES else path.stem
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One table file and the Hive keys of the folders it lies in (outermost first; values are strings)."""
+
+    path: Path
+    keys: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What is at a path: ``kind`` is ``file`` (one file), ``files`` (files in the folder) or ``folders``."""
+
+    root: Path
+    kind: str
+    fragments: tuple[Fragment, ...]
+
+
+def folder_keys(folder: str, fragment: Fragment) -> tuple[tuple[str, str], ...]:
+    """The Hive keys that the top-level ``folder`` of ``fragment`` sets (``store_id=S001``: one; ``2024``: none)."""
+    return _keys(_partitioning([name for name, _ in fragment.keys]), f"/{folder}/file")
+
+
+def _keys(partitioning: ds.Partitioning, path: str) -> tuple[tuple[str, str], ...]:
+    found = ds.get_partition_keys(partitioning.parse(path))
+    return tuple((name, found[name]) for name in partitioning.schema.names if found.get(name) is not None)
+
+
+def _partitioning(names: list[str]) -> ds.Partitioning:
+    return ds.partitioning(pa.schema([(name, pa.string()) for name in names]), flavor="hive")
+
+
+def _skipped(relative: str) -> bool:
+    return any(part.startswith(_SKIPPED_PREFIXES) for part in relative.split(os.sep))
+
+
+def _fragments(root: Path, files: list[str]) -> list[Fragment]:
+    """The files with their Hive keys, from a pyarrow dataset over them (no file is opened)."""
+    filesystem = pafs.LocalFileSystem()
+
+    def dataset(partitioning: ds.Partitioning | ds.PartitioningFactory) -> ds.FileSystemDataset:
+        options = ds.FileSystemFactoryOptions(partition_base_dir=str(root), exclude_invalid_files=False)
+        if isinstance(partitioning, ds.Partitioning):
+            options.partitioning = partitioning
+        else:
+            options.partitioning_factory = partitioning
+        factory = ds.FileSystemDatasetFactory(filesystem, files, ds.ParquetFileFormat(), options)
+        return factory.finish(factory.inspect(fragments=0))  # 0: the path keys only, no file read
+
+    names = dataset(ds.HivePartitioning.discover()).schema.names  # the key names; their values as strings:
+    partitioning = _partitioning(names)
+    return [
+        Fragment(Path(fragment.path), _keys(partitioning, fragment.path))
+        for fragment in dataset(partitioning).get_fragments()
+    ]
+
+
+def discover(path: str | os.PathLike[str]) -> Layout:
+    """The layout of the table at ``path``.
+
+    Raises:
+        DataValidationError: for a missing path, a folder without table files, a sub-folder without any, files
+            and sub-folders side by side, or files with different partition keys.
+    """
+    path = Path(path)
+    if path.is_file():
+        return Layout(path, "file", (Fragment(path),))
+    if not path.is_dir():
+        raise DataValidationError(f"Input path {path} does not exist. Check the path or the channel name.")
+    root = path.resolve()
+    listing = pafs.LocalFileSystem().get_file_info(pafs.FileSelector(str(root), recursive=True))
+    entries = [(info.path, info.type) for info in listing if not _skipped(info.path[len(str(root)) + 1 :])]
+    files = sorted(p for p, kind in entries if kind == pafs.FileType.File and suffix(Path(p)) in TABLE_SUFFIXES)
+    if not files:
+        raise DataValidationError(f"No {_KINDS} file found in directory {path}. Put the data there.")
+    folders = sorted(p for p, kind in entries if kind == pafs.FileType.Directory)
+    holding: set[str] = set()
+    for file in files:  # every folder above a table file
+        folder = os.path.dirname(file)
+        while folder not in holding and len(folder) > len(str(root)):
+            holding.add(folder)
+            folder = os.path.dirname(folder)
+    empty = [folder for folder in folders if folder not in holding]
+    if empty:
+        raise DataValidationError(
+            f"Partition folder {path / Path(empty[0]).relative_to(root)} holds no {_KINDS} file. Remove the folder or "
+            "put the partition's files into it."
+        )
+    top = [f for f in files if os.path.dirname(f) == str(root)]
+    if top and folders:
+        raise DataValidationError(
+            f"{path} mixes files ({os.path.basename(top[0])}, ...) and partition folders "
+            f"({os.path.basename(folders[0])}, ...). Keep one layout: every file directly in the folder (one file per "
+            "group of series), or every file in sub-folders (store_id=S001/part-0.parquet)."
+        )
+    fragments = sorted(_fragments(root, files), key=lambda fragment: fragment.path)
+    names = [tuple(k for k, _ in fragment.keys) for fragment in fragments]
+    odd = next((i for i, n in enumerate(names) if n != names[0]), None)
+    if odd is not None:
+        raise DataValidationError(
+            f"{path} mixes partition layouts: {fragments[0].path.relative_to(root)} has the partition keys "
+            f"{list(names[0])} in its path, {fragments[odd].path.relative_to(root)} has {list(names[odd])}. "
+            "Partition every file by the same keys."
+        )
+    fragments = [Fragment(path / f.path.relative_to(root), f.keys) for f in fragments]  # the path as given
+    return Layout(path, "files" if top else "folders", tuple(fragments))
+
+
+def read_file(
+    path: Path, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+) -> pd.DataFrame:
+    """One table file's rows, read by its suffix (CSV in its dialect; ``csv_kwargs`` go to pandas).
+
+    ``columns``: read only those of them that the file has (default: every column).
+
+    Raises:
+        DataValidationError: for an unknown suffix, an unreadable or empty file, naming the file.
+        MissingExtraError: for an ``.xlsx`` file without openpyxl installed.
+    """
+    kind = suffix(path)
+    wanted = None if columns is None else set(columns).__contains__
+    try:
+        if kind in PARQUET_SUFFIXES:
+            names = None if wanted is None else [n for n in pq.read_schema(path).names if wanted(n)]
+            return pd.read_parquet(path, columns=names)
+        if kind in CSV_SUFFIXES:
+            return read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **csv_kwargs)
+        if kind in EXCEL_SUFFIXES:
+            return _read_excel(path, wanted)
+    except pd.errors.EmptyDataError as error:
+        raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
+    except (pd.errors.ParserError, UnicodeError, OSError, ValueError, pa.ArrowException) as error:
+        if isinstance(error, DataValidationError):
+            raise
+        hint = ' Pin its dialect in the spec: "csv": {"sep": ..., "decimal": ..., "encoding": ...}.'
+        message = f"File {path} could not be read: {error}.{hint if kind in CSV_SUFFIXES else ''}"
+        raise DataValidationError(message) from error
+    raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
+
+
+def _read_excel(path: Path, wanted: Any = None) -> pd.DataFrame:
+    try:
+        import openpyxl  # noqa: F401  (pandas' engine for .xlsx)
+    except ModuleNotFoundError as error:
+        raise MissingExtraError(
+            f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
+            "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
+        ) from error
+    return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=wanted)
+
+
+def read_fragment(
+    fragment: Fragment, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+) -> pd.DataFrame:
+    """The rows of one file with its partition keys as columns (checked against the file's own, if it has them)."""
+    frame = read_file(fragment.path, csv, columns, **csv_kwargs)
+    for name, value in fragment.keys:
+        if name not in frame.columns:
+            frame[name] = pd.Categorical([value] * len(frame), categories=[value])
+            continue
+        column = frame[name]
+        uniques = pd.Series(pd.unique(column))  # compared value by value: a partition holds few of them
+        agreeing = uniques[_equals(uniques, column.dtype, value)]
+        if len(agreeing) < len(uniques):
+            row = int((~column.isin(agreeing)).to_numpy().nonzero()[0][0])
+            raise DataValidationError(
+                f"File {fragment.path} lies in the partition folder {name}={value} but its {name!r} column holds "
+                f"'{column.iat[row]}' in row {row + 1}. Move the rows to their partition, or drop the column from "
+                "the file (the folder name gives it)."
+            )
+    return frame
+
+
+def _equals(values: pd.Series, dtype: Any, value: str) -> pd.Series:
+    """Whether each of ``values`` (of a column of ``dtype``) equals the path's ``value``, compared in that type."""
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        try:
+            typed = pd.Series([value]).astype(dtype).iat[0]
+        except (TypeError, ValueError):
+            return pd.Series(False, index=values.index)
+        return values == typed
+    return (values.astype("string") == value).fillna(False).astype(bool)
+
+
+def read_fragments(
+    fragments: tuple[Fragment, ...], csv: CsvDialect | None = None, columns: list[str] | None = None, **kw: Any
+) -> pd.DataFrame:
+    """The rows of ``fragments`` as one frame, in their order (``columns``: only those, where the files have them)."""
+    frames = [read_fragment(fragment, csv, columns, **kw) for fragment in fragments]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
