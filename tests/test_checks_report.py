@@ -168,3 +168,15 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert image.shape[0] >= 1000
     # the page is not blank: a good share of pixels differ from the white background
     assert (image[..., :3].mean(axis=2) < 0.9).mean() > 0.02
+
+
+def test_the_plots_ask_only_for_installed_fonts():
+    from matplotlib import font_manager
+
+    from forecaster.checks.report import FONT_FAMILIES, installed_font_families
+
+    families = installed_font_families()
+    known = {font.name for font in font_manager.fontManager.ttflist}
+    assert families[-1] == "sans-serif" and "DejaVu Sans" in families  # matplotlib ships DejaVu Sans
+    assert all(family in known for family in families[:-1])
+    assert [f for f in FONT_FAMILIES if f in families] == families  # the order is kept

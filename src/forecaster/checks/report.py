@@ -65,6 +65,14 @@ def _table_in(workdir: Path, name: str) -> Path | None:
 FONT_FAMILIES = ["DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "sans-serif"]
 
 
+def installed_font_families() -> list[str]:
+    """:data:`FONT_FAMILIES` that matplotlib knows, in order (an absent family would log a warning per glyph)."""
+    from matplotlib import font_manager
+
+    known = {font.name for font in font_manager.fontManager.ttflist}
+    return [family for family in FONT_FAMILIES if family in known or family == "sans-serif"]
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -132,7 +140,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     chosen = totals.index[: max(1, max_series)]
     point = point_column(joined)
     lowest, highest = QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]
-    plt.rcParams["font.family"] = FONT_FAMILIES  # non-Latin series names (CJK with fonts-noto-cjk installed)
+    plt.rcParams["font.family"] = installed_font_families()  # non-Latin series names (CJK with fonts-noto-cjk)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.6 * len(chosen)), squeeze=False)
     for ax, key in zip(axes[:, 0], chosen, strict=False):
         key = key if isinstance(key, tuple) else (key,)
