@@ -23,7 +23,11 @@ def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, mon
     config["staging"] = str(tmp_path / "staging")
     result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config)
     assert result == {
+        "wait_for_sales": "success",
+        "wait_for_plan": "success",
         "extract": "failed",
+        "choose_backend": "upstream_failed",
+        "run_local_pipeline": "upstream_failed",
         "start_pipeline": "upstream_failed",
         "wait_for_pipeline": "upstream_failed",
         "deliver": "upstream_failed",
