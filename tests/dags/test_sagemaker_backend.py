@@ -250,3 +250,41 @@ def test_a_failed_execution_fails_the_wait_and_delivers_nothing(aws, monkeypatch
     assert result["wait_for_pipeline"] == "failed"
     assert result["deliver"] == "upstream_failed"
     assert _keys(aws["s3"], "deliveries/") == []
+
+
+def test_the_deferrable_path_defers_on_the_one_execution_of_the_run(monkeypatch, dagbag):
+    """With a triggerer (``deferrable=True``) start_pipeline defers to the provider's SageMakerPipelineTrigger.
+
+    Up to the deferral this is the DAG's own task, run against moto; the trigger's wait is not run here: it needs
+    aiobotocore (the provider's async client), which is not in constraints-airflow.txt, and moto's in-process mock
+    does not answer aiobotocore's aiohttp requests (that needs moto's server, not installed either). Under
+    ``dag.test()`` the inline trigger therefore fails with ``No module named 'aiobotocore'``.
+    """
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerPipelineTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    use_fake_aws(monkeypatch, REGION)
+    dag = dagbag.get_dag("forecaster_daily_forecast")
+    task = dag.get_task("start_pipeline")
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name=REGION)
+        _deploy(client, "forecaster-daily-inference", {"ModelDataUrl": "s3://artifacts/models/v1/model.tar.gz"})
+        arns = []
+        for _ in range(2):  # the try, then a retry of the same run
+            operator = task.__class__(
+                task_id="start_pipeline",
+                pipeline_name="forecaster-daily-inference",
+                pipeline_params={"HistoryData": "s3://artifacts/h"},
+                deferrable=True,
+                aws_conn_id=None,
+                region_name=REGION,
+            )
+            with pytest.raises(TaskDeferred) as deferred:
+                operator.execute({"dag": dag, "run_id": "scheduled__2024-04-10T00:00:00+00:00"})
+            trigger = deferred.value.trigger
+            assert isinstance(trigger, SageMakerPipelineTrigger) and deferred.value.method_name == "execute_complete"
+            arns.append(trigger.pipeline_execution_arn)
+            event = {"status": "success", "value": trigger.pipeline_execution_arn}
+            assert operator.execute_complete({}, event=event) == trigger.pipeline_execution_arn
+        executions = client.list_pipeline_executions(PipelineName="forecaster-daily-inference")
+        assert arns[0] == arns[1] and len(executions["PipelineExecutionSummaries"]) == 1
