@@ -14,7 +14,7 @@ import os
 import pandas as pd
 import pytest
 
-from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY
+from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY, run_dag
 from forecaster.registry import ApprovalStatus, open_registry
 
 pytestmark = pytest.mark.slow
@@ -105,3 +105,15 @@ def test_rerun_of_an_earlier_date_overwrites_nothing_a_later_date_wrote(flow):
     assert len(list((deliveries / str(FIRST_DAY) / "orders").iterdir())) == 3
     assert not [p for p in deliveries.rglob("*") if ".staging-" in p.name or p.name.endswith(".tmp")]
     assert os.listdir(deliveries / str(FIRST_DAY)) != []
+
+
+def test_a_forced_rerun_redelivers_the_date(flow, dagbag, monkeypatch):
+    manifest = flow["tmp"] / "deliveries" / str(FIRST_DAY) / "manifest.json"
+    before = json.loads(manifest.read_text())
+    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, flow["config"], redeliver=True)
+    assert result["deliver"] == "success"
+    after = json.loads(manifest.read_text())
+    assert after["delivered_at"] >= before["delivered_at"] and manifest.stat().st_mtime_ns > max(
+        flow["first_files"].values()
+    )
+    assert after["model_package"] == "forecaster-demand/1" and after["files"] == before["files"]
