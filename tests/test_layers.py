@@ -21,7 +21,7 @@ ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 AIRFLOW_IMPORTERS = {
     "forecaster.orchestration.tasks",
     "forecaster.orchestration.dags",
-    "forecaster.orchestration.backends",
+    "forecaster.orchestration.operators",
 }
 
 

@@ -180,3 +180,88 @@ def test_config_keys_are_documented_and_checked():
         parse_config({"history_days": "many"})
     with pytest.raises(InvalidParameterError, match="s3:// prefix"):
         parse_config({"backend": "sagemaker", "staging": "/tmp/x"})
+
+
+# ---- the SageMaker side of backends (boto3 only; the DAG tests run it under Airflow) ----------------------------
+def _pipeline(client, defaults: dict[str, str]) -> None:
+    parameters = [{"Name": k, "Type": "String", "DefaultValue": v} for k, v in defaults.items()]
+    client.create_pipeline(
+        PipelineName="p",
+        RoleArn="arn:aws:iam::123456789012:role/r",
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": []}),
+    )
+
+
+def test_start_once_starts_one_execution_per_dag_run(fake_aws):
+    import boto3
+    from moto import mock_aws
+
+    from forecaster.orchestration import backends
+
+    with mock_aws():
+        client = boto3.client("sagemaker")
+        _pipeline(client, {"OutputPrefix": "s3://b/runs", "ModelDataUrl": "s3://b/v1/model.tar.gz"})
+        name, token = backends.display_name("dag", "run-1"), backends.request_token("dag", "run-1")
+        first = backends.start_once(client, "p", name, token, {"HistoryData": "s3://b/h"})
+        again = backends.start_once(client, "p", name, token, {"HistoryData": "s3://b/h"})
+        other = backends.start_once(client, "p", backends.display_name("dag", "run-2"), "x" * 32, None)
+        executions = client.list_pipeline_executions(PipelineName="p")["PipelineExecutionSummaries"]
+        assert first == again != other and len(executions) == 2
+        # what the execution ran with: the deployed defaults, then what it was started with
+        assert backends.execution_parameters(client, first) == {
+            "OutputPrefix": "s3://b/runs",
+            "ModelDataUrl": "s3://b/v1/model.tar.gz",
+            "HistoryData": "s3://b/h",
+        }
+        run = backends.sagemaker_run(client, "inference", first)
+        assert run["outputs"] == f"s3://b/runs/{first.rsplit('/', 1)[-1]}"
+        assert backends.deployed_parameters(client, "p")["ModelDataUrl"] == "s3://b/v1/model.tar.gz"
+
+
+def test_display_name_and_token_are_per_dag_run_and_valid():
+    import re
+
+    from forecaster.orchestration import backends
+
+    long_run = "scheduled__2024-04-10T00:00:00+00:00" * 4
+    names = {backends.display_name(d, r) for d in ("a", "b") for r in (long_run, long_run + "x")}
+    assert len(names) == 4 and all(len(n) <= 82 and re.fullmatch(r"[a-zA-Z0-9\-]+", n) for n in names)
+    token = backends.request_token("a", long_run)
+    assert token == backends.request_token("a", long_run) and 32 <= len(token) <= 128
+
+
+def test_registered_package_is_read_from_the_register_model_step():
+    import boto3
+    from botocore.stub import Stubber
+
+    from forecaster.errors import PipelineStepError
+    from forecaster.orchestration import backends
+
+    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/abc"
+    package = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/forecaster-demand/7"
+    steps = [
+        {"StepName": "Evaluate", "StepStatus": "Succeeded", "Metadata": {}},
+        {"StepName": "RegisterModel", "StepStatus": "Succeeded", "Metadata": {"RegisterModel": {"Arn": package}}},
+    ]
+    with Stubber(client) as stub:  # moto has no ListPipelineExecutionSteps; the stub checks the API's shapes
+        stub.add_response(
+            "list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, {"PipelineExecutionArn": arn}
+        )
+        assert backends.registered_package(client, arn) == package
+        stub.add_response(
+            "list_pipeline_execution_steps", {"PipelineExecutionSteps": steps[:1]}, {"PipelineExecutionArn": arn}
+        )
+        with pytest.raises(PipelineStepError, match="no RegisterModel step"):
+            backends.registered_package(client, arn)
+
+
+def test_sagemaker_runs_take_no_model_parameter_from_airflow():
+    from forecaster.orchestration import models
+
+    config = parse_config(
+        {"backend": "sagemaker", "staging": "s3://b/s", "parameters": {"inference": {"ModelDataUrl": "s3://b/v2"}}}
+    )
+    with pytest.raises(InvalidParameterError, match=r"\['ModelDataUrl'\] for 'inference'.*deploy repository pinned"):
+        models.run_model(config, "daily_forecast")
+    assert models.run_model(parse_config({"backend": "sagemaker", "staging": "s3://b/s"}), "daily_forecast") == {}

@@ -178,12 +178,10 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
 
     scheduler = boto3.client("scheduler", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
     schedules = {item["Name"]: item for item in scheduler.list_schedules()["Schedules"]}
-    assert set(schedules) == {  # config/<stage>/schedules.json: staging runs no scheduled model-quality check
-        f"{PROJECT}-batch-inference-staging",
-        f"{PROJECT}-batch-inference-production",
-        f"{PROJECT}-model-quality-production",
-    }
-    daily = scheduler.get_schedule(Name=f"{PROJECT}-batch-inference-production")
-    assert daily["ScheduleExpression"] == "cron(0 3 * * ? *)"
-    assert daily["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-production")
-    assert daily["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]
+    # config/<stage>/schedules.json: production is scheduled by Airflow only (docs/airflow.md, one scheduler), so
+    # EventBridge Scheduler runs staging's weekly batch inference and nothing of production
+    assert set(schedules) == {f"{PROJECT}-batch-inference-staging"}
+    weekly = scheduler.get_schedule(Name=f"{PROJECT}-batch-inference-staging")
+    assert weekly["ScheduleExpression"] == "cron(0 4 ? * MON *)"
+    assert weekly["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-staging")
+    assert weekly["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]

@@ -1,15 +1,16 @@
-"""Airflow DAG forecaster_daily_forecast: extract -> batch-inference pipeline -> deliver -> retrain or done."""
+"""Airflow DAG forecaster_daily_forecast: sales + plan arrive -> batch inference -> deliver -> retrain or done."""
 
 from forecaster.orchestration import dags, tasks
 
 with dags.dag(
-    "forecaster_daily_forecast",
+    dags.DAILY_DAG,
     "sales + plan -> batch-inference pipeline -> per-store orders and forecasts -> retrain decision",
     schedule="@daily",
 ):
+    inputs = dags.input_sensors()
     extract = dags.python_task(tasks.EXTRACT, tasks.extract_daily)
-    start, wait = dags.pipeline_tasks()
-    deliver = dags.python_task(tasks.DELIVER, tasks.deliver_outputs)
+    _, ran = dags.pipeline_tasks(extract, "inference")
+    deliver = dags.after_pipeline(tasks.DELIVER, tasks.deliver_outputs, outlets=[dags.FORECASTS_ASSET])
     branch, _, _ = dags.decision_tasks(tasks.DELIVER)
-    extract >> start
-    wait >> deliver >> branch
+    inputs >> extract
+    ran >> deliver >> branch

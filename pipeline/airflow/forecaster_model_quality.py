@@ -1,21 +1,16 @@
 """Airflow DAG forecaster_model_quality: ground truth arrives -> model-quality pipeline -> retrain or done."""
 
-import datetime as dt
-
 from forecaster.orchestration import dags, tasks
 
 with dags.dag(
-    "forecaster_model_quality",
-    "ground truth of an earlier forecast -> model-quality pipeline -> retrain decision",
+    dags.QUALITY_DAG,
+    "ground truth of an earlier forecast -> model-quality pipeline (the model that made it) -> retrain decision",
     schedule="@daily",
 ):
-    half_hour, three_days = dt.timedelta(minutes=30), dt.timedelta(days=3)
-    ground_truth = dags.sensor(
-        tasks.GROUND_TRUTH, tasks.ground_truth_ready, poke_interval=half_hour, timeout=three_days
-    )
+    ground_truth = dags.sensor(tasks.GROUND_TRUTH, tasks.ground_truth_ready, inlets=[dags.FORECASTS_ASSET])
     extract = dags.python_task(tasks.EXTRACT, tasks.extract_ground_truth)
-    start, wait = dags.pipeline_tasks()
-    decision = dags.python_task(tasks.DECISION, tasks.collect_decision)
+    _, ran = dags.pipeline_tasks(extract, "model-quality")
+    decision = dags.after_pipeline(tasks.DECISION, tasks.collect_decision)
     branch, _, _ = dags.decision_tasks(tasks.DECISION)
-    ground_truth >> extract >> start
-    wait >> decision >> branch
+    ground_truth >> extract
+    ran >> decision >> branch

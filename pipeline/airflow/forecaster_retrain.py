@@ -3,12 +3,11 @@
 from forecaster.orchestration import dags, tasks
 
 with dags.dag(
-    "forecaster_retrain",
+    dags.RETRAIN_DAG,
     "sales history -> model-build pipeline -> new version (PendingManualApproval unless auto_approve)",
     schedule=None,
 ):
     extract = dags.python_task(tasks.EXTRACT, tasks.extract_training)
-    start, wait = dags.pipeline_tasks()
-    review = dags.python_task(tasks.REVIEW, tasks.review_model)
-    extract >> start
-    wait >> review
+    _, ran = dags.pipeline_tasks(extract, "build")
+    review = dags.after_pipeline(tasks.REVIEW, tasks.review_model)
+    ran >> review

@@ -42,6 +42,11 @@ def airflow_db():
         [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    from forecaster.orchestration.dags import SAGEMAKER_POOL
+
+    pool = [sys.executable, "-m", "airflow", "pools", "set", SAGEMAKER_POOL, "4", "SageMaker pipeline executions"]
+    result = subprocess.run(pool, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
@@ -85,7 +90,8 @@ def flow(tmp_path_factory, dagbag, forecaster_cli):
         result["first"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
         result["second"] = run_dag(dagbag, mp, "forecaster_daily_forecast", SECOND_DAY, config)
         result["quality"] = run_dag(dagbag, mp, "forecaster_model_quality", QUALITY_DAY, config)
-        second = tmp / "deliveries" / str(SECOND_DAY)
-        result["second_files"] = {p: p.stat().st_mtime_ns for p in second.rglob("*") if p.is_file()}
+        for key, day in (("first_files", FIRST_DAY), ("second_files", SECOND_DAY)):
+            folder = tmp / "deliveries" / str(day)
+            result[key] = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
         result["rerun"] = run_dag(dagbag, mp, "forecaster_daily_forecast", FIRST_DAY, config)
     return result

@@ -81,15 +81,18 @@ def local_config(tmp: Path, source: Path | str, cli: str, **extra: Any) -> dict[
     }
 
 
-def run_dag(dagbag: Any, monkeypatch: Any, dag_id: str, day: dt.date, config: dict[str, Any], **conf: Any) -> dict:
+def run_dag(
+    dagbag: Any, monkeypatch: Any, dag_id: str, day: dt.date, config: dict[str, Any], *, same_run_id=False, **conf: Any
+) -> dict:
     """``dag.test()`` of ``dag_id`` for ``day`` with ``config`` as the forecaster_config Variable.
 
     Returns ``{task_id: state}``, read at once: a later dag.test() of the same logical date replaces the run.
+    ``same_run_id``: run_after is the logical date, so every such call has the same run id (a rerun of the run).
     """
     import pendulum
 
     monkeypatch.setenv("AIRFLOW_VAR_FORECASTER_CONFIG", json.dumps(config))
     dag = dagbag.get_dag(dag_id)
     logical = pendulum.datetime(day.year, day.month, day.day, tz="UTC")
-    dag_run = dag.test(logical_date=logical, run_conf=conf or None)
+    dag_run = dag.test(logical_date=logical, run_conf=conf or None, run_after=logical if same_run_id else None)
     return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in dag_run.get_task_instances()}

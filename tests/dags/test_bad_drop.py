@@ -13,7 +13,7 @@ from dags.helpers import FIRST_DAY, run_dag
 pytestmark = pytest.mark.slow
 
 
-def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, monkeypatch, tmp_path, capfd):
+def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, monkeypatch, tmp_path, capfd, caplog):
     source = tmp_path / "source"
     shutil.copytree(flow["tmp"] / "source", source)
     bad = source / "sales" / f"{FIRST_DAY - dt.timedelta(days=2)}.csv"
@@ -23,7 +23,11 @@ def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, mon
     config["staging"] = str(tmp_path / "staging")
     result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config)
     assert result == {
+        "wait_for_sales": "success",
+        "wait_for_plan": "success",
         "extract": "failed",
+        "choose_backend": "upstream_failed",
+        "run_local_pipeline": "upstream_failed",
         "start_pipeline": "upstream_failed",
         "wait_for_pipeline": "upstream_failed",
         "deliver": "upstream_failed",
@@ -34,4 +38,6 @@ def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, mon
     assert not (tmp_path / "deliveries").exists() and not (tmp_path / "staging").exists()
     log = capfd.readouterr()
     text = log.out + log.err
+    callback = caplog.text  # the failure callback logs one line naming the DAG, the run and the task
+    assert "forecaster task failed: dag=forecaster_daily_forecast" in callback and "task=extract" in callback
     assert f"Bad drop {bad}" in text and "more than one row for store_id=" in text and "(row 13)" in text

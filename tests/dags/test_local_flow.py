@@ -14,14 +14,21 @@ import os
 import pandas as pd
 import pytest
 
-from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY
+from dags.helpers import FIRST_DAY, HORIZON, QUALITY_DAY, SECOND_DAY, run_dag
 from forecaster.registry import ApprovalStatus, open_registry
 
 pytestmark = pytest.mark.slow
 
 
 def test_retrain_builds_and_auto_approves_when_the_param_says_so(flow):
-    assert set(flow["retrain"].values()) == {"success"}
+    assert flow["retrain"] == {
+        "extract": "success",
+        "choose_backend": "success",
+        "run_local_pipeline": "success",
+        "start_pipeline": "skipped",
+        "wait_for_pipeline": "skipped",
+        "review_model": "success",
+    }
     registry = open_registry(f"sqlite:///{flow['tmp'] / 'work' / 'registry.db'}")
     (version,) = registry.list_versions("forecaster-demand")
     assert version.status == ApprovalStatus.APPROVED
@@ -30,9 +37,13 @@ def test_retrain_builds_and_auto_approves_when_the_param_says_so(flow):
 
 def test_first_day_delivers_per_store_files_and_needs_no_retraining(flow):
     assert flow["first"] == {
+        "wait_for_sales": "success",
+        "wait_for_plan": "success",
         "extract": "success",
-        "start_pipeline": "success",
-        "wait_for_pipeline": "success",
+        "choose_backend": "success",
+        "run_local_pipeline": "success",
+        "start_pipeline": "skipped",
+        "wait_for_pipeline": "skipped",
         "deliver": "success",
         "branch_on_decision": "success",
         "trigger_retrain": "skipped",
@@ -51,6 +62,7 @@ def test_first_day_delivers_per_store_files_and_needs_no_retraining(flow):
     assert decision["retrain"] is False, decision["reasons"]
     manifest = json.loads((day / "manifest.json").read_text())
     assert manifest["stores"] == 3 and manifest["days"] == HORIZON and manifest["execution"].startswith("local-")
+    assert manifest["model_package"] == "forecaster-demand/1" and manifest["model"].endswith("model.tar.gz")
 
 
 def test_deeper_campaigns_take_the_retrain_branch(flow, dagbag):
@@ -68,8 +80,10 @@ def test_model_quality_on_the_ground_truth_takes_the_retrain_branch(flow):
     assert flow["quality"] == {
         "wait_for_ground_truth": "success",
         "extract": "success",
-        "start_pipeline": "success",
-        "wait_for_pipeline": "success",
+        "choose_backend": "success",
+        "run_local_pipeline": "success",
+        "start_pipeline": "skipped",
+        "wait_for_pipeline": "skipped",
         "collect_decision": "success",
         "branch_on_decision": "success",
         "trigger_retrain": "success",
@@ -82,6 +96,8 @@ def test_model_quality_on_the_ground_truth_takes_the_retrain_branch(flow):
 
 def test_rerun_of_an_earlier_date_overwrites_nothing_a_later_date_wrote(flow):
     assert flow["rerun"]["deliver"] == "success"
+    first = flow["tmp"] / "deliveries" / str(FIRST_DAY)  # delivered already: kept as it was (no redeliver)
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == flow["first_files"]
     deliveries = flow["tmp"] / "deliveries"
     assert json.loads((deliveries / "latest.json").read_text())["date"] == str(SECOND_DAY)
     now = {p: p.stat().st_mtime_ns for p in (deliveries / str(SECOND_DAY)).rglob("*") if p.is_file()}
@@ -89,3 +105,15 @@ def test_rerun_of_an_earlier_date_overwrites_nothing_a_later_date_wrote(flow):
     assert len(list((deliveries / str(FIRST_DAY) / "orders").iterdir())) == 3
     assert not [p for p in deliveries.rglob("*") if ".staging-" in p.name or p.name.endswith(".tmp")]
     assert os.listdir(deliveries / str(FIRST_DAY)) != []
+
+
+def test_a_forced_rerun_redelivers_the_date(flow, dagbag, monkeypatch):
+    manifest = flow["tmp"] / "deliveries" / str(FIRST_DAY) / "manifest.json"
+    before = json.loads(manifest.read_text())
+    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, flow["config"], redeliver=True)
+    assert result["deliver"] == "success"
+    after = json.loads(manifest.read_text())
+    assert after["delivered_at"] >= before["delivered_at"] and manifest.stat().st_mtime_ns > max(
+        flow["first_files"].values()
+    )
+    assert after["model_package"] == "forecaster-demand/1" and after["files"] == before["files"]

@@ -1,34 +1,36 @@
-"""Start a pipeline and watch it, locally or on SageMaker.
+"""Run a pipeline locally, or find out what a SageMaker pipeline execution ran with and registered.
 
-``local`` runs the local runner in a subprocess; ``sagemaker`` uses the Amazon provider's
-``SageMakerStartPipelineOperator`` and ``SageMakerPipelineSensor``.
+``local`` runs the local runner in a subprocess (:func:`run_local`). On ``sagemaker`` the DAG's own tasks start
+and watch the execution (the Amazon provider's operator and sensor, :mod:`forecaster.orchestration.operators`);
+the functions here read the execution back through a boto3 SageMaker client (``SageMakerHook(...).conn``).
 
-Both return the same run description (the ``start_pipeline`` task's XCom)::
+Both backends give the same run description (what ``deliver``, ``collect_decision`` and ``review_model`` read)::
 
     {"backend": "local"|"sagemaker", "pipeline": "inference", "execution": run id or execution ARN,
-     "outputs": where the steps' outputs are, "parameters": {...}}
+     "outputs": where the steps' outputs are, "parameters": {...} (what the run ran with, defaults included)}
 
 and :func:`output` says where a step's output is, whichever backend ran it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import subprocess
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from forecaster.errors import ForecasterError, PipelineStepError
-from forecaster.io import read_json
+from forecaster.errors import PipelineStepError
 from forecaster.orchestration.config import OrchestrationConfig
 from forecaster.orchestration.storage import join
-from forecaster.pipelines.catalog import PIPELINES
 
 log = logging.getLogger(__name__)
-#: SageMaker states of a finished execution that did not succeed (the provider's sensor fails only on Failed)
-_UNSUCCESSFUL = ("Failed", "Stopped")
+#: the step of the model-build pipeline that registers the model package
+REGISTER_STEP = "RegisterModel"
 
 
 def local_command(config: OrchestrationConfig, key: str, workdir: str, params: Mapping[str, str]) -> list[str]:
@@ -70,79 +72,116 @@ def local_record(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def _record(workdir: str) -> dict[str, Any]:
     try:
-        return read_json(join(workdir, "run.json"))
-    except ForecasterError:
+        return json.loads(Path(workdir, "run.json").read_text())
+    except (OSError, ValueError):
         return {}
 
 
-def start(
-    config: OrchestrationConfig,
-    key: str,
-    params: Mapping[str, str],
-    *,
-    workdir: str,
-    label: str = "airflow",
-    context: Any = None,
-) -> dict[str, Any]:
-    """Start pipeline ``key`` with ``params``; return the run description (see the module docstring).
+def run_local(config: OrchestrationConfig, key: str, params: Mapping[str, Any], *, workdir: str) -> dict[str, Any]:
+    """Run pipeline ``key`` locally to its end in ``workdir``; return the run description (see the module doc).
 
-    ``workdir`` is the local run's work directory (local backend), ``label`` names a SageMaker execution.
-    The local backend runs the pipeline to its end here; the SageMaker backend starts an execution of the
-    upserted pipeline and returns at once.
+    Raises:
+        PipelineStepError: when the runner cannot start or the run fails (with the runner's reason).
     """
     params = {name: str(value) for name, value in params.items()}
-    if config.backend == "local":
-        started = _start_local(config, key, workdir, params)
-    else:
-        from airflow.providers.amazon.aws.operators.sagemaker import SageMakerStartPipelineOperator
-
-        params.setdefault("OutputPrefix", str(PIPELINES[key].defaults()["OutputPrefix"]))
-        name = config.pipeline_name(key)
-        operator = SageMakerStartPipelineOperator(
-            task_id="start_pipeline_execution",
-            pipeline_name=name,
-            display_name=re.sub(r"[^a-zA-Z0-9]+", "-", label)[:82].strip("-") or "airflow",
-            pipeline_params=params,
-            aws_conn_id=config.aws_conn_id,
-            region_name=config.region,
-        )
-        arn = operator.execute(context)
-        started = {"execution": arn, "outputs": join(params["OutputPrefix"], arn.rsplit("/", 1)[-1])}
-        log.info("started %s: %s", name, arn)
-    return {"backend": config.backend, "pipeline": key, "parameters": params, **started}
-
-
-def poke(config: OrchestrationConfig, run: Mapping[str, Any], context: Any = None) -> bool:
-    """Whether the run has finished successfully; raises :class:`PipelineStepError` when it failed."""
-    if run["backend"] == "local":
-        record = _record(run["outputs"])
-        status = record.get("status", "missing")
-        if status == "Succeeded":
-            return True
+    started = _start_local(config, key, workdir, params)
+    record = _record(workdir)
+    if record.get("status") != "Succeeded":
         raise PipelineStepError(
-            f"The local {run['pipeline']} run in {run['outputs']} is {status}: {record.get('failure_reason', '')}"
+            f"The local {key} run in {workdir} is {record.get('status', 'missing')}: {record.get('failure_reason', '')}"
         )
-    from airflow.providers.amazon.aws.sensors.sagemaker import SageMakerPipelineSensor
+    return {"backend": "local", "pipeline": key, "parameters": params, **started}
 
-    sensor = SageMakerPipelineSensor(
-        task_id="pipeline_execution_sensor",
-        pipeline_exec_arn=run["execution"],
-        verbose=False,
-        aws_conn_id=config.aws_conn_id,
-        region_name=config.region,
+
+def request_token(dag_id: str, run_id: str) -> str:
+    """The ``ClientRequestToken`` of the pipeline execution of one DAG run (the same on every try)."""
+    return hashlib.sha256(f"{dag_id}/{run_id}".encode()).hexdigest()[:48]
+
+
+def display_name(dag_id: str, run_id: str) -> str:
+    """The execution's display name: readable, and unique per DAG run (it ends with the token's first 12 hex)."""
+    readable = re.sub(r"[^a-zA-Z0-9]+", "-", f"{dag_id}-{run_id}").strip("-")[:69]
+    return f"{readable}-{request_token(dag_id, run_id)[:12]}"
+
+
+def find_execution(client: Any, pipeline: str, name: str) -> str | None:
+    """The ARN of the execution of ``pipeline`` with display name ``name`` (started by an earlier try), or None."""
+    kwargs: dict[str, Any] = {"PipelineName": pipeline, "SortBy": "CreationTime", "SortOrder": "Descending"}
+    while True:
+        page = client.list_pipeline_executions(**kwargs)
+        for summary in page.get("PipelineExecutionSummaries", []):
+            if summary.get("PipelineExecutionDisplayName") == name:
+                return summary["PipelineExecutionArn"]
+        if not page.get("NextToken"):
+            return None
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def start_once(client: Any, pipeline: str, name: str, token: str, params: Mapping[str, Any] | None) -> str:
+    """Start ``pipeline`` unless an execution named ``name`` exists; return the execution ARN.
+
+    Retries of a DAG run find the execution the first try started (SageMaker also dedupes on ``token``; moto,
+    the offline oracle of the tests, does not, so the lookup is what makes a retry safe there too).
+    """
+    found = find_execution(client, pipeline, name)
+    if found:
+        log.info("execution %s of %s was started by an earlier try: %s", name, pipeline, found)
+        return found
+    parameters = [{"Name": key, "Value": str(value)} for key, value in (params or {}).items()]
+    response = client.start_pipeline_execution(
+        PipelineName=pipeline,
+        PipelineExecutionDisplayName=name,
+        PipelineParameters=parameters,
+        ClientRequestToken=token,
     )
-    try:
-        if not sensor.poke(context):
-            return False
-    except Exception as error:  # the provider raises AirflowException with the failure reason
-        raise PipelineStepError(f"SageMaker pipeline execution {run['execution']} failed: {error}") from None
-    response = sensor.hook.describe_pipeline_exec(run["execution"])
-    status = response.get("PipelineExecutionStatus")
-    if status in _UNSUCCESSFUL:
-        raise PipelineStepError(
-            f"SageMaker pipeline execution {run['execution']} is {status}: {response.get('FailureReason') or ''}"
-        )
-    return True
+    log.info("started %s: %s", pipeline, response["PipelineExecutionArn"])
+    return response["PipelineExecutionArn"]
+
+
+def _defaults(definition: str | Mapping[str, Any]) -> dict[str, str]:
+    document = json.loads(definition) if isinstance(definition, str) else definition
+    return {p["Name"]: str(p["DefaultValue"]) for p in document.get("Parameters", []) if "DefaultValue" in p}
+
+
+def deployed_parameters(client: Any, pipeline: str) -> dict[str, str]:
+    """The parameter defaults of the deployed pipeline (what the deploy repository pinned)."""
+    return _defaults(client.describe_pipeline(PipelineName=pipeline)["PipelineDefinition"])
+
+
+def execution_parameters(client: Any, arn: str) -> dict[str, str]:
+    """What execution ``arn`` ran with: its definition's defaults, overridden by the parameters it was started with."""
+    definition = client.describe_pipeline_definition_for_execution(PipelineExecutionArn=arn)["PipelineDefinition"]
+    given = client.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn).get("PipelineParameters", [])
+    return {**_defaults(definition), **{p["Name"]: str(p["Value"]) for p in given}}
+
+
+def sagemaker_run(client: Any, key: str, arn: str) -> dict[str, Any]:
+    """The run description of SageMaker execution ``arn`` of pipeline ``key``."""
+    params = execution_parameters(client, arn)
+    if not params.get("OutputPrefix"):
+        raise PipelineStepError(f"Execution {arn} has no OutputPrefix parameter: where its outputs are is unknown.")
+    outputs = join(params["OutputPrefix"], arn.rsplit("/", 1)[-1])
+    return {"backend": "sagemaker", "pipeline": key, "execution": arn, "outputs": outputs, "parameters": params}
+
+
+def registered_package(client: Any, arn: str) -> str:
+    """The model package ARN the ``RegisterModel`` step of build execution ``arn`` registered.
+
+    Raises:
+        PipelineStepError: when the execution has no successful RegisterModel step.
+    """
+    kwargs: dict[str, Any] = {"PipelineExecutionArn": arn}
+    while True:
+        page = client.list_pipeline_execution_steps(**kwargs)
+        for step in page.get("PipelineExecutionSteps", []):
+            package = step.get("Metadata", {}).get("RegisterModel", {}).get("Arn")
+            if step.get("StepName") == REGISTER_STEP and package:
+                return package
+        if not page.get("NextToken"):
+            raise PipelineStepError(
+                f"Execution {arn} has no {REGISTER_STEP} step with a model package: did the build register a model?"
+            )
+        kwargs["NextToken"] = page["NextToken"]
 
 
 def output(run: Mapping[str, Any], step: str, name: str) -> str:

@@ -88,7 +88,9 @@ KEYS = {
     "forecaster_cli": "the `forecaster` executable the local backend runs (default: on PATH)",
     "pipeline_names": "SageMaker pipeline name per pipeline (`build`, `inference`, `model-quality`; default "
     "the names `forecaster pipeline upsert` uses)",
-    "parameters": 'extra pipeline parameters per pipeline, e.g. `{"inference": {"MinDriftedFeatures": 4}}`',
+    "parameters": 'extra pipeline parameters per pipeline, e.g. `{"inference": {"MinDriftedFeatures": 4}}`; '
+    "on SageMaker "
+    "never a model parameter (the deployed pipeline's pinned defaults are the model)",
     "auto_approve": "set by the forecaster_retrain DAG param `auto_approve` (default false: the new version waits "
     "for a reviewer)",
     "aws_conn_id": "Airflow connection of the sagemaker backend (default `aws_default`)",

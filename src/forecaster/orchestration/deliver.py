@@ -5,7 +5,7 @@ Layout of the destination (a folder or an ``s3://`` prefix)::
     <destination>/<YYYY-MM-DD>/orders/<store column>=<store>.csv      order proposals of one store
     <destination>/<YYYY-MM-DD>/forecasts/<store column>=<store>.csv   P10/P50/P90 of one store
     <destination>/<YYYY-MM-DD>/decision.json                          the retrain decision of that run
-    <destination>/<YYYY-MM-DD>/manifest.json                          written last: files, rows, the execution
+    <destination>/<YYYY-MM-DD>/manifest.json                          written last: files, rows, execution, model
     <destination>/latest.json                                         the newest delivered date
 
 A rerun of a date replaces that date's folder as a whole (locally by renaming a staged folder into place; on
@@ -67,8 +67,13 @@ def deliver(
     store_column: str,
     date_column: str,
     execution: str = "",
+    model: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Deliver the files of ``day``; return the manifest (``decision`` holds the decision document)."""
+    """Deliver the files of ``day``; return the manifest (``decision`` holds the decision document).
+
+    ``execution`` (the pipeline execution ARN or local run id) and ``model`` (``model_package``: the model package
+    ARN, ``model``: its artifact) say what made the files; model-quality checks that model.
+    """
     decision_doc = json.loads(storage.read_bytes(decision))
     forecast_frame, order_frame = _frame(storage, forecasts), _frame(storage, orders)
     target = join(destination, str(day))
@@ -86,6 +91,8 @@ def deliver(
             "days": int(forecast_frame[date_column].nunique()),
             "files": sorted([*files, DECISION_FILE]),
             "execution": execution,
+            "model_package": (model or {}).get("model_package", ""),
+            "model": (model or {}).get("model", ""),
             "decision": decision_doc,
             "delivered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }

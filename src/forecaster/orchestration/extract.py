@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,34 +23,14 @@ import pandas as pd
 from forecaster.artifact import FeatureSchema
 from forecaster.errors import DataValidationError, ForecasterError
 from forecaster.io import read_table, write_table
-from forecaster.orchestration.storage import Storage, join
+from forecaster.orchestration.storage import Storage, dated_files, join
 from forecaster.spec import SPEC_FILE, DatasetSpec
-
-_DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|csv\.gz|parquet|pq)$")
 
 
 def model_contract(storage: Storage, model_data_url: str) -> FeatureSchema:
     """The feature schema (spec, horizon) of a model: a ``model.tar.gz`` or model folder, local or on S3."""
     with storage.local_copy(model_data_url) as local:
         return FeatureSchema.load(local)
-
-
-def dated_files(storage: Storage, folder: str) -> dict[dt.date, str]:
-    """``{day: location}`` of the ``<YYYY-MM-DD>.<ext>`` files in ``folder``.
-
-    Raises:
-        DataValidationError: when two files hold the same day (``.csv`` and ``.parquet``).
-    """
-    found: dict[dt.date, str] = {}
-    for location in storage.list(folder):
-        match = _DATED.match(location.rsplit("/", 1)[-1])
-        if not match:
-            continue
-        day = dt.date.fromisoformat(match.group(1))
-        if day in found:
-            raise DataValidationError(f"{found[day]} and {location} are drops of the same day; keep one of them.")
-        found[day] = location
-    return found
 
 
 def read_drop(storage: Storage, location: str, spec: DatasetSpec, kind: str) -> pd.DataFrame:

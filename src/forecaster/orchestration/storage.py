@@ -3,11 +3,15 @@
 A location is a string: a local path or ``s3://bucket/prefix``. S3 goes through boto3 (credentials the usual
 boto3 way, or an Airflow connection's session passed as ``client``); a PutObject is atomic, local files are
 written to a temporary name and renamed.
+
+Light on purpose: the DAG files' sensors use it, so it imports neither pandas nor numpy nor pyarrow.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +19,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from forecaster.io import atomic_path
+from forecaster.errors import DataValidationError
+
+_DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|csv\.gz|parquet|pq)$")
 
 
 def is_s3(location: str) -> bool:
@@ -101,6 +107,8 @@ class Storage:
             bucket, key = _split(location)
             self.s3.upload_file(str(source), bucket, key)
         else:
+            from forecaster.io import atomic_path
+
             with atomic_path(location) as tmp:
                 shutil.copyfile(source, tmp)
         return location
@@ -111,6 +119,8 @@ class Storage:
             bucket, key = _split(location)
             self.s3.put_object(Bucket=bucket, Key=key, Body=data)
         else:
+            from forecaster.io import atomic_path
+
             with atomic_path(location) as tmp:
                 tmp.write_bytes(data)
         return location
@@ -123,3 +133,21 @@ class Storage:
         else:
             with suppress(FileNotFoundError):
                 os.unlink(location)
+
+
+def dated_files(storage: Storage, folder: str) -> dict[dt.date, str]:
+    """``{day: location}`` of the ``<YYYY-MM-DD>.<ext>`` files in ``folder``.
+
+    Raises:
+        DataValidationError: when two files hold the same day (``.csv`` and ``.parquet``).
+    """
+    found: dict[dt.date, str] = {}
+    for location in storage.list(folder):
+        match = _DATED.match(location.rsplit("/", 1)[-1])
+        if not match:
+            continue
+        day = dt.date.fromisoformat(match.group(1))
+        if day in found:
+            raise DataValidationError(f"{found[day]} and {location} are drops of the same day; keep one of them.")
+        found[day] = location
+    return found
