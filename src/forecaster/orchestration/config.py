@@ -81,7 +81,8 @@ KEYS = {
     "train_days": "days of sales history a retraining trains on (default 365)",
     "quality_lag_days": "the model-quality DAG of date D checks the forecast delivered on D minus this many days "
     "(default 0 = the model's horizon, so all its days have ground truth)",
-    "spec": "dataset spec (preset or JSON path) to validate drops with; default: the latest approved model's spec",
+    "spec": "dataset spec (preset or JSON path) to validate drops with; default: the spec of the model that runs "
+    "(the deployed pipeline's ModelDataUrl default on SageMaker, the latest approved version with the local backend)",
     "registry": "model registry URL (`sqlite:///...`, `sagemaker://REGION`); default `$FORECASTER_REGISTRY`, "
     "else `<workdir>/registry.db`",
     "group": f"model package group (default `{DEFAULT_GROUP}`)",
