@@ -3,7 +3,7 @@
 For each chain fraction (default 1/10, 1/3, 1: 30, 100, 300 stores × 1,000 items, 730 history days + 14
 forecast days) the script runs, each stage in its own child process:
 
-1. ``generate``: the chain written partition by partition (``history/store_id=G01/part-0.parquet``; one
+1. ``generate``: the chain written partition by partition (``history/group-01/part-0.parquet``; one
    partition = a group of stores), never held in one frame;
 2. ``train``: training rows built partition by partition in worker processes, then LightGBM (the training job);
 3. ``preprocess``: group totals (first pass) + feature and keys files per partition (workers);
@@ -58,7 +58,7 @@ def _generate(work: Path, stores: int, group: int, seed: int, items: int, days: 
         frame = generate(stores=count, items=items, days=days + HORIZON, seed=seed + g, start="2024-01-01")
         frame["store_id"] = frame["store_id"].map({f"S{s + 1:03d}": f"S{first + s + 1:03d}" for s in range(count)})
         cut = frame["date"].min() + pd.Timedelta(days=days - 1)
-        name = f"store_id=G{g + 1:02d}"
+        name = f"group-{g + 1:02d}"  # a group of stores: no Hive key (the rows carry store_id)
         write_table(frame[frame["date"] <= cut], work / "history" / name / "part-0.parquet")
         future_columns = [*spec["keys"], spec["date"], *spec["known_future"]]
         write_table(frame.loc[frame["date"] > cut, future_columns], work / "future" / name / "part-0.parquet")
