@@ -392,6 +392,12 @@ def server(infer_image, model_dir):
             time.sleep(0.1)
         if status != 200:
             pytest.fail(f"/ping never answered 200:\n{sh('docker', 'logs', container, check=False).stderr[-4000:]}")
+        # /ping is per worker: the first 200 may come from one worker while another still loads (a 503 there)
+        while time.monotonic() < deadline:
+            log = sh("docker", "logs", container, check=False).stderr
+            if log.count("Model loaded from") >= log.count("Booting worker with pid") > 0:
+                break
+            time.sleep(0.2)
         yield {"url": url, "container": container}
     finally:
         sh("docker", "rm", "-f", container, check=False)
