@@ -8,10 +8,12 @@ through P10, P50 and P90, cut at 0), the days tied by a Gaussian copula with one
 :class:`~forecaster.orders_inputs.OrderDefaults`, chosen on backtests by ``bench/replenishment.py``); its
 quantiles come from Monte Carlo draws. The target (order-up-to level) S balances the two costs of one more unit:
 
-    margin x P(demand until the next delivery > S) = waste cost x P(demand over the unit's shelf life < S)
+    margin x P(demand until the next delivery > S)
+        = holding cost x P(demand until the next delivery < S) + waste cost x P(demand over its shelf life < S)
 
-(with a shelf life no longer than the days covered, the classic critical fractile margin / (margin + cost)); a
-longer shelf life lets leftovers sell later, so the target rises. The order is S minus the usable stock (on-hand
+(with a shelf life no longer than the days covered, the classic critical fractile margin / (margin + cost); the
+holding cost, a share of the unit cost per period carried over, is small beside it); a longer shelf life lets
+leftovers sell later, so the target rises, up to margin / (margin + holding cost). The order is S minus the usable stock (on-hand
 units that sell before they expire, first in first out, at the forecast's expected demand) minus open orders
 arriving in the days covered, rounded up to packs and floored at 0.
 """
@@ -48,12 +50,17 @@ _CHUNK = 2048  # series per block of Monte Carlo draws (memory: chunk x draws x 
 def copula_normals(draws: int, days: int, correlation: float, seed: int = 0) -> np.ndarray:
     """(draws, days) standard normals with correlation ``correlation`` between days (one common factor).
 
-    The common factor is stratified (one draw per 1/draws of probability), so few draws still span the tails.
+    Every series shares these draws, so they are balanced rather than random: the common factor and each day's
+    own noise are stratified (one draw per 1/half of probability, Latin hypercube) and every draw comes with its
+    mirror image, so the quantiles of a sum carry no shared Monte Carlo bias.
     """
     rng = np.random.default_rng(seed)
-    common = rng.permutation(ndtri((np.arange(draws) + 0.5) / draws))
-    own = rng.standard_normal((draws, days))
-    return np.sqrt(correlation) * common[:, None] + np.sqrt(1.0 - correlation) * own
+    half = max(draws // 2, 1)
+    strata = ndtri((np.arange(half) + 0.5) / half)
+    common = rng.permutation(strata)
+    own = np.stack([rng.permutation(strata) for _ in range(days)], axis=1)
+    z = np.sqrt(correlation) * common[:, None] + np.sqrt(1.0 - correlation) * own
+    return np.concatenate([z, -z])
 
 
 def daily_quantile(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -102,20 +109,37 @@ def order_up_to(
         else:
             gain = np.take_along_axis(cum, gain_days[:, None, None], axis=2)[:, :, 0]
             life = np.take_along_axis(cum, (life_days[rows] - 1)[:, None, None], axis=2)[:, :, 0]
-            s = _balance(gain, life, margin[rows], waste_cost[rows])
+            hold = defaults.holding_cost_share * waste_cost[rows]
+            s = _balance(gain, period, life, margin[rows], hold, waste_cost[rows])
         target[rows] = s
         level[rows] = (period <= s[:, None] + 1e-9).mean(axis=1)
     return target, level
 
 
-def _balance(gain: np.ndarray, life: np.ndarray, margin: np.ndarray, waste: np.ndarray) -> np.ndarray:
-    """S with margin x P(gain > S) = waste x P(life < S), by bisection on each row's draws."""
-    low, high = np.zeros(len(gain)), np.maximum(gain.max(axis=1), life.max(axis=1)).astype(float) + 1e-6
-    for _ in range(40):
-        mid = (low + high) / 2
-        up = margin * (gain > mid[:, None]).mean(axis=1) > waste * (life < mid[:, None]).mean(axis=1)
-        low, high = np.where(up, mid, low), np.where(up, high, mid)
-    return high
+def _balance(
+    gain: np.ndarray, period: np.ndarray, life: np.ndarray, margin: np.ndarray, hold: np.ndarray, waste: np.ndarray
+) -> np.ndarray:
+    """The smallest S among ``gain``'s draws with margin x P(gain > S) <= hold x P(period < S) + waste x P(life < S).
+
+    Exact on the draws' empirical distributions: one sort per array, the counts by one search over all rows.
+    """
+    n, draws = gain.shape
+    candidates = np.sort(gain, axis=1).astype(float)
+    above = 1.0 - np.arange(1, draws + 1) / draws  # P(gain > the j-th smallest draw)
+    over = hold[:, None] * _share_below(period, candidates) + waste[:, None] * _share_below(life, candidates)
+    stop = margin[:, None] * above[None, :] <= over
+    first = np.where(stop.any(axis=1), stop.argmax(axis=1), draws - 1)
+    return candidates[np.arange(n), first]
+
+
+def _share_below(draws: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per row, the share of ``draws`` strictly below each of ``points`` (rows searched at once, offset apart)."""
+    n, count = draws.shape
+    span = float(max(draws.max(initial=0.0), points.max(initial=0.0))) + 1.0
+    offset = (np.arange(n) * span)[:, None]
+    flat = np.sort(draws.astype(float), axis=1) + offset
+    found = np.searchsorted(flat.ravel(), (points + offset).ravel(), side="left").reshape(points.shape)
+    return (found - np.arange(n)[:, None] * count) / count
 
 
 def usable_stock(
@@ -298,4 +322,3 @@ def write_orders(forecasts: str | Path | pd.DataFrame, out: str | Path, **option
     lines = order_lines(frame, **options)
     write_table(lines, out)
     return lines
-

@@ -52,6 +52,7 @@ class OrderDefaults:
         cost_ratio: unit cost = cost_ratio x unit price where the item master gives neither cost nor margin.
         disposal_cost: extra cost of a unit thrown away (on top of its unit cost).
         stockout_penalty: extra cost of a unit of demand not served (on top of the lost margin).
+        holding_cost_share: cost of carrying a unit into the next period, as a share of the waste cost.
         min_display_units: the target is never below this.
         order_weekdays: weekdays stores order on (0 = Monday), where the calendar names none for a store.
         lead_time_days: days from order to shelf, where the calendar names none.
@@ -67,11 +68,12 @@ class OrderDefaults:
     cost_ratio: float = 0.6
     disposal_cost: float = 0.0
     stockout_penalty: float = 0.0
+    holding_cost_share: float = 0.1
     min_display_units: float = 0.0
     order_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     lead_time_days: int = 1
     correlation: float = DEFAULT_CORRELATION
-    draws: int = 400
+    draws: int = 1000
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
@@ -123,6 +125,7 @@ _SCALARS = {
     "cost_ratio": Interval(float, 0, 1, closed="neither"),
     "disposal_cost": Interval(float, 0, None),
     "stockout_penalty": Interval(float, 0, None),
+    "holding_cost_share": Interval(float, 0, 1),
     "min_display_units": Interval(float, 0, None),
     "lead_time_days": Interval(int, 1, 60),
     "correlation": Interval(float, 0, 1),
@@ -188,7 +191,7 @@ def numbers(
         rule = f"{'>' if strict else '>='} {low:g}"
         raise DataValidationError(
             f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be a number {rule}. "
-            f"Got {frame[column].iat[row]!r} instead."
+            f"Got {frame[column].iat[row]} instead."
         )
     return values
 
@@ -201,7 +204,7 @@ def dates(frame: pd.DataFrame, column: str) -> pd.Series:
         row = int(np.flatnonzero(bad)[0])
         raise DataValidationError(
             f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be an ISO date like "
-            f"2024-05-31. Got {frame[column].iat[row]!r} instead."
+            f"2024-05-31. Got {frame[column].iat[row]} instead."
         )
     return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
-from forecaster.orders import copula_normals, order_up_to, period_draws, round_to_packs, usable_stock
-from forecaster.orders_inputs import ItemNumbers, OrderDefaults
+from forecaster.errors import DataValidationError
+from forecaster.orders import copula_normals, forecast_layout, order_up_to, period_draws, round_to_packs, usable_stock
+from forecaster.orders_inputs import FORECAST_VALUES, ItemNumbers, OrderDefaults, read_calendar, read_item_master
 
 
 @dataclass
@@ -172,6 +174,79 @@ def daily_quantile_policy(quantiles: np.ndarray, service_level: float = DEFAULT_
     return policy
 
 
+def rule_of_thumb_policy(past: np.ndarray, demand: np.ndarray, safety_days: float = 1.0) -> Policy:
+    """Stores' rule of thumb: mean of the last 28 days' sales x (days covered + ``safety_days``), all stock counted.
+
+    ``past`` (n, >= 1) are the days before the replay, ``demand`` (n, T) the replay's days (known once past).
+    """
+    sales = np.concatenate([past, demand], axis=1)
+    start = past.shape[1]
+
+    def policy(day: Day) -> np.ndarray:
+        end = start + day.t + 1
+        level = np.nanmean(sales[day.rows, max(0, end - 28) : end], axis=1)
+        return level * (day.days_covered + safety_days) - day.stock.sum(axis=1) - day.on_order
+
+    return policy
+
+
+def simulate_files(
+    forecasts: pd.DataFrame,
+    actuals: pd.DataFrame,
+    target: str,
+    stockout: str | None = None,
+    calendar: str | Path | None = None,
+    item_master: str | Path | None = None,
+    defaults_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Replay the policies over the forecast days; results per policy and the period-sum calibration.
+
+    Policies: this product's, today's per-day proposals and, with 28 days of actuals before the forecasts, the
+    rule of thumb.
+    """
+    keys, date = forecast_layout(forecasts)
+    defaults = OrderDefaults.load(defaults_path)
+    frame = forecasts.assign(**{date: pd.to_datetime(forecasts[date].astype(str), format="ISO8601")})
+    frame[keys] = frame[keys].astype(str)
+    missing = [c for c in (*keys, date, target, *([stockout] if stockout else [])) if c not in actuals.columns]
+    if missing:
+        raise DataValidationError(f"The actuals have no column {missing[0]!r}; they need {keys}, {date!r}, {target!r}.")
+    actual = actuals.assign(**{date: pd.to_datetime(actuals[date].astype(str), format="ISO8601")})
+    actual[keys] = actual[keys].astype(str)
+    actual["_out"] = (actual[stockout] > 0).astype(float) if stockout else 0.0
+    series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
+    replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
+    _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
+    if np.isnan(observed).any() or np.isnan(values).any():
+        raise DataValidationError(
+            f"The forecasts and the actuals must cover the same series on every day from {dates[0].date()} to "
+            f"{dates[-1].date()} ({len(series)} series x {len(dates)} days)."
+        )
+    items = read_item_master(item_master, series, keys, defaults)
+    replay = Replay(
+        observed[:, 0],
+        observed[:, 1] == 0,
+        items,
+        read_calendar(calendar, series, keys, defaults),
+        dates.weekday.to_numpy(),
+    )
+    policies = {
+        "forecaster": forecast_policy(values, items, defaults),
+        "daily_quantile": daily_quantile_policy(values[:, :3]),
+    }
+    before = actual[actual[date] < dates[0]]
+    if before[date].nunique() >= 28:
+        past = before.pivot_table(index=keys, columns=date, values=target).reindex(
+            pd.MultiIndex.from_frame(series[keys])
+        )
+        policies["rule_of_thumb"] = rule_of_thumb_policy(past.to_numpy()[:, -28:], replay.demand)
+    return {
+        "policies": {name: simulate(replay, policy) for name, policy in policies.items()},
+        "calibration": period_coverage(values[:, :3], replay.demand, defaults),
+        "correlation": defaults.correlation,
+    }
+
+
 def _ahead(values: np.ndarray, t: int, width: int) -> np.ndarray:
     """Columns t+1 … of day-indexed ``values`` (n, k, T), padded with the last day up to ``width`` days."""
     ahead = values[:, :, t + 1 : t + 1 + width]
@@ -218,13 +293,23 @@ def period_coverage(
 
 
 def day_matrix(
-    frame: pd.DataFrame, keys: list[str], date: str, columns: list[str]
+    frame: pd.DataFrame,
+    keys: list[str],
+    date: str,
+    columns: list[str],
+    series: pd.DataFrame | None = None,
+    dates: pd.DatetimeIndex | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DatetimeIndex]:
-    """(series, (n, len(columns), T) values, dates) of a long frame with one row per series and day."""
-    dates = pd.DatetimeIndex(np.sort(frame[date].unique()))
-    series = frame[keys].drop_duplicates().reset_index(drop=True)
-    row = series.reset_index().merge(frame[keys], on=keys, how="right")["index"].to_numpy()
+    """(series, (n, len(columns), T) values, dates) of a long frame with one row per series and day (NaN: none).
+
+    ``series`` and ``dates`` default to those of ``frame``; rows outside them are left out.
+    """
+    dates = pd.DatetimeIndex(np.sort(frame[date].unique())) if dates is None else dates
+    series = frame[keys].drop_duplicates().reset_index(drop=True) if series is None else series
+    row = series[keys].reset_index().merge(frame[keys], on=keys, how="right")["index"].to_numpy(dtype=float)
     column = dates.get_indexer(frame[date])
+    keep = ~np.isnan(row) & (column >= 0)
+    frame, row, column = frame[keep], row[keep].astype(np.int64), column[keep]
     values = np.full((len(series), len(columns), len(dates)), np.nan)
     for i, name in enumerate(columns):
         values[row, i, column] = frame[name].to_numpy(dtype=float)
