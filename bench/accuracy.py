@@ -126,6 +126,8 @@ def child_main(options: argparse.Namespace) -> None:
         predictions = runner(history, future, options)
     stem = Path(options.workdir) / f"{options.only}-fold{options.fold}"
     predictions.to_parquet(stem.with_suffix(".parquet"), index=False)
+    if getattr(options, "residual_std", None) is not None:
+        options.residual_std.to_parquet(stem.with_name(f"{stem.name}-residuals.parquet"), index=False)
     stats = {
         "load_s": load["seconds"],
         "fit_predict_s": fit_predict["seconds"],
@@ -257,6 +259,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=list(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--fold", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--residuals", action="store_true", help=argparse.SUPPRESS)  # mlforecast: keep residual std
     options = parser.parse_args(argv)
     if not options.data.exists():
         parser.error(f"{options.data} does not exist; pass --data PATH to the FreshRetailNet-50K daily parquet.")

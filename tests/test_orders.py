@@ -121,7 +121,8 @@ def test_open_orders_and_a_service_level_override(tmp_path):
     line = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 0}]), open_orders=opened))
     assert line["on_order"] == 4 and line["order_units"] == np.ceil(line["target_units"] - 4)
     median = one(order_lines(forecasts(), service_level=0.5))
-    assert median["target_units"] == pytest.approx(10, abs=0.2) and median["service_level"] == pytest.approx(0.5, abs=0.01)
+    assert median["target_units"] == pytest.approx(10, abs=0.2)
+    assert median["service_level"] == pytest.approx(0.5, abs=0.01)
 
 
 # ------------------------------------------------------------------------------------------- bad inputs (CLI)
@@ -205,10 +206,8 @@ def _keys_and_predictions(tmp_path):
 def test_postprocess_with_stock_writes_the_policys_order_lines(tmp_path):
     keys, predictions = _keys_and_predictions(tmp_path)
     stock = stock_file(tmp_path, [{"on_hand_units": 4}])
-    code = main(
-        ["postprocess", "--keys", str(keys), "--predictions", str(predictions), "--out", str(tmp_path / "f.csv")]
-        + ["--stock", str(stock)]
-    )
+    args = ["postprocess", "--keys", keys, "--predictions", predictions, "--out", tmp_path / "f.csv", "--stock", stock]
+    code = main([str(arg) for arg in args])
     orders = read_table(tmp_path / "order_proposals.csv")
     assert code == 0 and len(orders) == 1 and orders["stock_considered"].all()
     assert orders["stock_counted"].iloc[0] == 4 and orders["order_date"].iloc[0] == "2024-06-03"

@@ -13,9 +13,9 @@ quantiles come from Monte Carlo draws. The target (order-up-to level) S balances
 
 (with a shelf life no longer than the days covered, the classic critical fractile margin / (margin + cost); the
 holding cost, a share of the unit cost per period carried over, is small beside it); a longer shelf life lets
-leftovers sell later, so the target rises, up to margin / (margin + holding cost). The order is S minus the usable stock (on-hand
-units that sell before they expire, first in first out, at the forecast's expected demand) minus open orders
-arriving in the days covered, rounded up to packs and floored at 0.
+leftovers sell later, so the target rises, up to margin / (margin + holding cost). The order is S minus the
+usable stock (on-hand units that sell before they expire, first in first out, at the forecast's expected demand)
+minus open orders arriving in the days covered, rounded up to packs and floored at 0.
 """
 
 from __future__ import annotations

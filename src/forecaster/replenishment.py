@@ -51,8 +51,11 @@ class Replay:
     weekdays: np.ndarray  # (T,) weekday of each day (0 = Monday)
 
 
-def simulate(replay: Replay, policy: Policy) -> dict[str, Any]:
-    """Run ``policy`` over the replay; return its totals (see :func:`summarize`)."""
+def simulate(replay: Replay, policy: Policy, trace: bool = False) -> dict[str, Any]:
+    """Run ``policy`` over the replay; return its totals (see :func:`summarize`).
+
+    With ``trace`` the daily (n, T) arrays (sold, waste, delivered, end_stock, after_sales) are under ``"trace"``.
+    """
     demand, items = replay.demand, replay.items
     n, days = demand.shape
     shelf = int(items.shelf_life_days.max())
@@ -77,7 +80,7 @@ def simulate(replay: Replay, policy: Policy) -> dict[str, Any]:
         totals["end_stock"][:, t] = stock.sum(axis=1)
         if t < days - 1:
             _orders(replay, policy, t, stock, pipeline)
-    return summarize(replay, totals)
+    return {**summarize(replay, totals), **({"trace": totals} if trace else {})}
 
 
 def _orders(
