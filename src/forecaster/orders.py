@@ -229,7 +229,7 @@ def order_lines(
     if ordering.size < len(series):
         logger.info("%d of %d series do not order on %s", len(series) - ordering.size, len(series), day.date())
     items = read_item_master(item_master, series, keys, defaults)
-    gap, next_lead = _next_order(leads, day.weekday())
+    gap, next_lead = next_order(leads, day.weekday())
     covered = (gap + next_lead - 1).astype(np.int64)
     life = (np.nan_to_num(lead) + items.shelf_life_days - 1).astype(np.int64)
     _check_horizon(values, covered, ordering, series, keys, day)
@@ -292,7 +292,7 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
     return values
 
 
-def _next_order(leads: np.ndarray, weekday: int) -> tuple[np.ndarray, np.ndarray]:
+def next_order(leads: np.ndarray, weekday: int) -> tuple[np.ndarray, np.ndarray]:
     """Days until each series' next order day after ``weekday`` (1 … 7) and that order's lead time."""
     gap, lead = np.full(len(leads), 7.0), leads[:, weekday].copy()
     for step in range(6, 0, -1):

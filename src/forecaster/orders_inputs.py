@@ -18,7 +18,7 @@ import pandas as pd
 
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_json, read_table, table_files
-from forecaster.params import Interval, coerce
+from forecaster.params import Interval, Text, coerce
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,6 @@ class OrderDefaults:
         for name, value in data.items():
             if name in _SCALARS:
                 values[name] = coerce(name, value, [_SCALARS[name]], source)
-            elif name == "category_column":
-                if not isinstance(value, str):
-                    raise InvalidParameterError(f"The 'category_column' parameter of {source} must be a str.")
-                values[name] = value
             elif name == "shelf_life_days_by_category":
                 if not isinstance(value, dict):
                     raise InvalidParameterError(
@@ -130,6 +126,7 @@ _SCALARS = {
     "lead_time_days": Interval(int, 1, 60),
     "correlation": Interval(float, 0, 1),
     "draws": Interval(int, 16, 100_000),
+    "category_column": Text(),
 }
 
 

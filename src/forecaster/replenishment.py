@@ -19,7 +19,15 @@ import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
 from forecaster.errors import DataValidationError
-from forecaster.orders import copula_normals, forecast_layout, order_up_to, period_draws, round_to_packs, usable_stock
+from forecaster.orders import (
+    copula_normals,
+    forecast_layout,
+    next_order,
+    order_up_to,
+    period_draws,
+    round_to_packs,
+    usable_stock,
+)
 from forecaster.orders_inputs import FORECAST_VALUES, ItemNumbers, OrderDefaults, read_calendar, read_item_master
 
 
@@ -90,7 +98,7 @@ def _orders(
     n, days = replay.demand.shape
     weekday = (int(replay.weekdays[0]) - 1) % 7 if t < 0 else int(replay.weekdays[t])
     lead = np.ones(n) if first_fill else replay.leads[:, weekday]
-    gap, next_lead = _next(replay.leads, weekday)
+    gap, next_lead = next_order(replay.leads, weekday)
     covered = (gap + next_lead - 1).astype(np.int64)
     life = (np.nan_to_num(lead) + replay.items.shelf_life_days - 1).astype(np.int64)
     arrival = t + np.nan_to_num(lead, nan=days).astype(np.int64)
@@ -105,15 +113,6 @@ def _orders(
     if not first_fill:
         np.add.at(pipeline, (rows, arrival[rows]), units[rows])
     return units
-
-
-def _next(leads: np.ndarray, weekday: int) -> tuple[np.ndarray, np.ndarray]:
-    gap, lead = np.full(len(leads), 7.0), leads[:, weekday].copy()
-    for step in range(6, 0, -1):
-        column = leads[:, (weekday + step) % 7]
-        found = ~np.isnan(column)
-        gap, lead = np.where(found, step, gap), np.where(found, column, lead)
-    return gap, np.nan_to_num(lead, nan=1.0)
 
 
 def summarize(replay: Replay, totals: dict[str, np.ndarray]) -> dict[str, Any]:
