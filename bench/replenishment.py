@@ -170,8 +170,9 @@ def run_policies(arrays: dict[str, Any], defaults: OrderDefaults, trace: bool = 
 
 
 def calibration_error(coverage: dict[str, float]) -> float:
-    """Mean absolute gap between coverage and the nominal level over the cells (``"k=2 P80"`` -> 0.80)."""
-    return float(np.mean([abs(value - int(key.split("P")[1]) / 100) for key, value in coverage.items()]))
+    """Mean absolute gap between coverage and the nominal level over the all-days cells (``"k=2 P80"`` -> 0.80)."""
+    cells = {key: value for key, value in coverage.items() if key.startswith("k=")}
+    return float(np.mean([abs(value - int(key.split("P")[1]) / 100) for key, value in cells.items()]))
 
 
 def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -208,6 +209,9 @@ CALIBRATION = [
     ("fold", "fold", ""),
     *((f"k={k} P{p}", f"{k}-day P{p}", ".1%") for k in (1, 2, 3) for p in (50, 80, 95)),
 ]
+IN_STOCK = [
+    (f"in-stock {key}", title, spec) if key != "fold" else (key, title, spec) for key, title, spec in CALIBRATION
+]
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -222,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         with stopwatch() as calibrate:
             for rho in options.correlations:
                 defaults = OrderDefaults().with_correlation(rho)
-                grid[rho] = {f: period_coverage(a["ours"][:, :3], a["demand"], defaults) for f, a in arrays.items()}
+                grid[rho] = {
+                    f: period_coverage(a["ours"][:, :3], a["demand"], defaults, in_stock=a["in_stock"])
+                    for f, a in arrays.items()
+                }
         choose = [f for f in arrays if f <= 2] or list(arrays)
         chosen = min(grid, key=lambda rho: np.mean([calibration_error(grid[rho][f]) for f in choose]))
         defaults = OrderDefaults().with_correlation(chosen)
@@ -237,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     write_json(results, options.out)
     print(results["table_markdown"] + "\n\n" + results["calibration_markdown"])
+    print("\nwindows whose every day was in stock:\n\n" + results["calibration_in_stock_markdown"])
     print(json_ratios(results), f"\nwrote {options.out}", file=sys.stderr)
     return 0
 
@@ -269,6 +277,7 @@ def report(options, arrays, grid, chosen, choose, per_fold) -> dict[str, Any]:
         "calibration": coverage,
         "table_markdown": markdown_table(rows, TABLE),
         "calibration_markdown": markdown_table(coverage, CALIBRATION),
+        "calibration_in_stock_markdown": markdown_table(coverage, IN_STOCK),
     }  # fmt: skip
 
 

@@ -270,13 +270,15 @@ def period_coverage(
     defaults: OrderDefaults,
     lengths: tuple[int, ...] = (1, 2, 3),
     levels: tuple[float, ...] = (0.5, 0.8, 0.95),
+    in_stock: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Share of k-day actual sums at or below the model's quantile of that sum, for every start day and k.
 
     ``quantiles`` (n, 3, T) P10/P50/P90 per day, ``actual`` (n, T). Keys ``"k=2 P80"``; calibrated = the level.
+    With ``in_stock`` (n, T) also ``"in-stock k=2 P80"``: only windows whose every day was in stock.
     """
     n, _, days = quantiles.shape
-    hits = {(k, q): [0, 0] for k in lengths for q in levels}
+    hits: dict[str, list[int]] = {}
     z = copula_normals(defaults.draws, max(lengths), defaults.correlation)
     for start in range(days):
         for chunk in range(0, n, 4096):
@@ -284,14 +286,20 @@ def period_coverage(
             width = min(max(lengths), days - start)
             cum = period_draws(quantiles[rows, :, start : start + width], z[:, :width])
             sums = np.cumsum(actual[rows, start : start + width], axis=1)
-            for k in lengths:
-                if k > width:
+            for k in range(1, width + 1):
+                if k not in lengths:
                     continue
+                masks = {"": np.ones(sums.shape[0], dtype=bool)}
+                if in_stock is not None:
+                    masks["in-stock "] = in_stock[rows, start : start + k].all(axis=1)
                 predicted = np.quantile(cum[:, :, k - 1], levels, axis=1)
                 for level, value in zip(levels, predicted, strict=True):
-                    hits[(k, level)][0] += int((sums[:, k - 1] <= value + 1e-9).sum())
-                    hits[(k, level)][1] += sums.shape[0]
-    return {f"k={k} P{round(q * 100)}": hit / max(total, 1) for (k, q), (hit, total) in hits.items()}
+                    below = sums[:, k - 1] <= value + 1e-9
+                    for prefix, mask in masks.items():
+                        cell = hits.setdefault(f"{prefix}k={k} P{round(level * 100)}", [0, 0])
+                        cell[0] += int(below[mask].sum())
+                        cell[1] += int(mask.sum())
+    return {key: hit / max(total, 1) for key, (hit, total) in hits.items()}
 
 
 def day_matrix(
