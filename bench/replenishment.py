@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -224,22 +225,23 @@ def main(argv: list[str] | None = None) -> int:
         del frame
         grid = {}
         with stopwatch() as calibrate:
-            for rho in options.correlations:
-                defaults = OrderDefaults().with_correlation(rho)
-                grid[rho] = {
-                    f: period_coverage(a["ours"][:, :3], a["demand"], defaults, in_stock=a["in_stock"])
-                    for f, a in arrays.items()
-                }
+            for shape in options.shapes:
+                for rho in options.correlations:
+                    defaults = replace(OrderDefaults(day_shape=shape), correlation=rho)
+                    grid[f"{shape} {rho}"] = {
+                        f: period_coverage(a["ours"][:, :3], a["demand"], defaults, in_stock=a["in_stock"])
+                        for f, a in arrays.items()
+                    }
         choose = [f for f in arrays if f <= 2] or list(arrays)
-        chosen = min(grid, key=lambda rho: np.mean([calibration_error(grid[rho][f]) for f in choose]))
-        defaults = OrderDefaults().with_correlation(chosen)
+        chosen = min(grid, key=lambda knob: np.mean([calibration_error(grid[knob][f]) for f in choose]))
+        defaults = replace(OrderDefaults(day_shape=chosen.split()[0]), correlation=float(chosen.split()[1]))
         per_fold = {}
         for fold, fold_arrays_ in arrays.items():
             print(f"fold {fold}: replaying {len(fold_arrays_['series'])} series ...", file=sys.stderr, flush=True)
             per_fold[fold] = run_policies(fold_arrays_, defaults, trace=options.plot is not None and fold == 1)
         if options.plot is not None:
             plot(arrays[1], per_fold[1]["forecaster"].pop("trace"), options.plot)
-    results = report(options, arrays, grid, chosen, choose, per_fold)
+    results = report(options, arrays, grid, chosen, choose, per_fold, defaults)
     results["wall_s"], results["calibration_s"] = wall["seconds"], calibrate["seconds"]
     results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     write_json(results, options.out)
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(options, arrays, grid, chosen, choose, per_fold) -> dict[str, Any]:
+def report(options, arrays, grid, chosen, choose, per_fold, defaults) -> dict[str, Any]:
     rows = []
     for name, label in POLICIES.items():
         combined = combine([per_fold[f][name] for f in per_fold])
@@ -268,9 +270,9 @@ def report(options, arrays, grid, chosen, choose, per_fold) -> dict[str, Any]:
                  "folds": options.folds, "test_days": options.test_days,
                  "series": len(arrays[1]["series"]), "days_per_fold": int(arrays[1]["demand"].shape[1])},
         "machine": machine_info(),
-        "defaults": {k: v for k, v in vars(OrderDefaults().with_correlation(chosen)).items()},
-        "correlation": {"chosen": chosen, "chosen_on_folds": choose, "grid": {str(r): g for r, g in grid.items()},
-                        "mean_abs_error": {str(r): {f: calibration_error(g[f]) for f in g} for r, g in grid.items()}},
+        "defaults": vars(defaults),
+        "correlation": {"chosen": chosen, "chosen_on_folds": choose, "grid": grid,
+                        "mean_abs_error": {knob: {f: calibration_error(g[f]) for f in g} for knob, g in grid.items()}},
         "policies": rows,
         "per_fold": {fold: per_fold[fold] for fold in per_fold},
         "ratios": ratios,
@@ -330,6 +332,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--correlations", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0], help="copula grid"
     )
+    parser.add_argument("--shapes", nargs="+", default=["log", "normal"], help="day shapes tried (day_shape)")
     parser.add_argument("--plot", type=Path, help="PNG of stock, orders and sales of a few series (fold 1)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "replenishment.json", help="results JSON")
     options = parser.parse_args(argv)

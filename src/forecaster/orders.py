@@ -63,20 +63,28 @@ def copula_normals(draws: int, days: int, correlation: float, seed: int = 0) -> 
     return np.concatenate([z, -z])
 
 
-def daily_quantile(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Demand at normal score ``z`` of a day with those quantiles: a two-piece normal, cut at 0.
+def daily_quantile(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, z: np.ndarray, shape: str = "log") -> np.ndarray:
+    """Demand at normal score ``z`` of a day with those quantiles, cut at 0.
 
-    Arrays broadcast: ``p*`` (n, 1, days) against ``z`` (draws, days) gives (n, draws, days).
+    ``shape="normal"``: a two-piece normal (linear in z between and beyond the quantiles); ``"log"``: the same in
+    log space, ``log(demand + shift)`` two-piece linear in z with ``shift = 0.3 x P50 + 0.1 x (P90 - P10)``, so
+    the upper tail stretches the way sales jump (multiplicatively). Both pass through P10, P50 and P90. Arrays
+    broadcast: ``p*`` (n, 1, days) against ``z`` (draws, days) gives (n, draws, days).
     """
     low, high = np.minimum(p10, p50), np.maximum(p90, p50)
-    scale = np.where(z > 0, (high - p50) / Z_OUTER, (p50 - low) / Z_OUTER)
-    return np.maximum(p50 + scale * z, 0.0)
+    if shape == "normal":
+        scale = np.where(z > 0, (high - p50) / Z_OUTER, (p50 - low) / Z_OUTER)
+        return np.maximum(p50 + scale * z, 0.0)
+    shift = 0.3 * p50 + 0.1 * (high - low) + 1e-9
+    middle = np.log(p50 + shift)
+    slope = np.where(z > 0, np.log(high + shift) - middle, middle - np.log(low + shift)) / Z_OUTER
+    return np.maximum(np.exp(middle + slope * z) - shift, 0.0)
 
 
-def period_draws(quantiles: np.ndarray, z: np.ndarray) -> np.ndarray:
+def period_draws(quantiles: np.ndarray, z: np.ndarray, shape: str = "log") -> np.ndarray:
     """Cumulative demand draws: ``quantiles`` (n, 3, days) of P10/P50/P90 → (n, draws, days) running sums."""
     p10, p50, p90 = (quantiles[:, i, None, :] for i in range(3))
-    return np.cumsum(daily_quantile(p10, p50, p90, z[None, :, :]), axis=2, dtype=np.float32)
+    return np.cumsum(daily_quantile(p10, p50, p90, z[None, :, :], shape), axis=2, dtype=np.float32)
 
 
 def order_up_to(
@@ -100,7 +108,7 @@ def order_up_to(
     target, level = np.zeros(n), np.zeros(n)
     for start in range(0, n, _CHUNK):
         rows = slice(start, min(start + _CHUNK, n))
-        cum = period_draws(quantiles[rows, :, :width], z)
+        cum = period_draws(quantiles[rows, :, :width], z, defaults.day_shape)
         covered = np.minimum(days_covered[rows], width) - 1
         gain_days = np.minimum(days_covered[rows], life_days[rows]) - 1
         period = np.take_along_axis(cum, covered[:, None, None], axis=2)[:, :, 0]

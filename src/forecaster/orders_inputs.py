@@ -18,7 +18,7 @@ import pandas as pd
 
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_json, read_table, table_files
-from forecaster.params import Interval, Text, coerce
+from forecaster.params import Interval, Options, Text, coerce
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class OrderDefaults:
         lead_time_days: days from order to shelf, where the calendar names none.
         correlation: correlation between the demand of the days of one period (Gaussian copula), in [0, 1].
         draws: Monte Carlo draws of the period demand per series.
+        day_shape: a day's demand between and beyond its quantiles: ``log`` (two-piece in log space) or ``normal``.
     """
 
     pack_size: float = 1.0
@@ -74,6 +75,7 @@ class OrderDefaults:
     lead_time_days: int = 1
     correlation: float = DEFAULT_CORRELATION
     draws: int = 1000
+    day_shape: str = "log"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
@@ -127,6 +129,7 @@ _SCALARS = {
     "correlation": Interval(float, 0, 1),
     "draws": Interval(int, 16, 100_000),
     "category_column": Text(),
+    "day_shape": Options(("log", "normal")),
 }
 
 
@@ -306,12 +309,8 @@ def read_calendar(
     on = join_keys(calendar, keys, "delivery calendar")
     lead = numbers(calendar, LEAD_TIME, low=1, optional=True)
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
-    weekday = np.array(
-        [
-            parse_weekday(value, _where(file, row - 1, WEEKDAY))
-            for value, file, row in zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
-        ]
-    )
+    places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
+    weekday = np.array([parse_weekday(value, _where(file, row - 1, WEEKDAY)) for value, file, row in places])
     if not on:  # a chain-wide calendar
         table[:] = np.nan
         table[:, weekday] = lead
