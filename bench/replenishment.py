@@ -24,6 +24,7 @@ Data: FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import replace
@@ -151,7 +152,10 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
     }
 
 
-def run_policies(arrays: dict[str, Any], defaults: OrderDefaults, trace: bool = False) -> dict[str, dict[str, Any]]:
+def run_policies(
+    arrays: dict[str, Any], defaults: OrderDefaults, trace: bool = False, levels: tuple[float, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """The four policies (and policy (a) ordering to each of ``levels`` instead of the cost balance) on one fold."""
     series = arrays["series"].astype(str)
     items = read_item_master(None, series, KEYS, defaults)
     leads = np.full((len(series), 7), float(defaults.lead_time_days))
@@ -161,6 +165,7 @@ def run_policies(arrays: dict[str, Any], defaults: OrderDefaults, trace: bool = 
         "mlforecast_normal": normal_policy(arrays["peer_mean"], arrays["peer_sigma"], items, defaults),
         "rule_of_thumb": rule_of_thumb_policy(arrays["last28"], arrays["demand"], safety_days=1.0),
         "daily_quantile": daily_quantile_policy(arrays["ours"][:, :3]),
+        **{f"forecaster@{level}": forecast_policy(arrays["ours"], items, defaults, level) for level in levels},
     }
     results = {}
     for name, policy in policies.items():
@@ -238,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         per_fold = {}
         for fold, fold_arrays_ in arrays.items():
             print(f"fold {fold}: replaying {len(fold_arrays_['series'])} series ...", file=sys.stderr, flush=True)
-            per_fold[fold] = run_policies(fold_arrays_, defaults, trace=options.plot is not None and fold == 1)
+            trace = options.plot is not None and fold == 1
+            per_fold[fold] = run_policies(fold_arrays_, defaults, trace, tuple(options.service_levels))
         if options.plot is not None:
             plot(arrays[1], per_fold[1]["forecaster"].pop("trace"), options.plot)
     results = report(options, arrays, grid, chosen, choose, per_fold, defaults)
@@ -264,6 +270,7 @@ def report(options, arrays, grid, chosen, choose, per_fold, defaults) -> dict[st
         "fill_rate_a_minus_c": by["forecaster"]["fill_rate"] - by["rule_of_thumb"]["fill_rate"],
     }
     coverage = [{"fold": fold, **grid[chosen][fold]} for fold in arrays]
+    ratios["matched_fill"] = matched_fill(per_fold, choose, options.service_levels)
     return {
         "benchmark": "replenishment",
         "data": {"path": str(options.data), "series_sample": options.series, "seed": options.seed,
@@ -283,12 +290,41 @@ def report(options, arrays, grid, chosen, choose, per_fold, defaults) -> dict[st
     }  # fmt: skip
 
 
+def matched_fill(per_fold: dict[int, Any], choose: list[int], levels: list[float]) -> dict[str, Any]:
+    """(a)'s waste against (c)'s at a fill rate no lower than (c)'s: the lowest service level whose fill rate on the
+    choice folds reaches (c)'s there, then its waste ratio per fold (the other folds confirm)."""
+
+    def pooled(name: str, folds: list[int]) -> dict[str, Any]:
+        return combine([per_fold[f][name] for f in folds])
+
+    thumb = pooled("rule_of_thumb", choose)
+    fits = [
+        level for level in sorted(levels) if pooled(f"forecaster@{level}", choose)["fill_rate"] >= thumb["fill_rate"]
+    ]
+    if not fits:
+        return {"level": None, "note": f"no level in {levels} reaches the rule of thumb's fill rate"}
+    level = fits[0]
+    per = {
+        f: {
+            "waste_a_over_c": per_fold[f][f"forecaster@{level}"]["waste_units"]
+            / per_fold[f]["rule_of_thumb"]["waste_units"],
+            "fill_rate_a": per_fold[f][f"forecaster@{level}"]["fill_rate"],
+            "fill_rate_c": per_fold[f]["rule_of_thumb"]["fill_rate"],
+            "total_cost_a_over_c": per_fold[f][f"forecaster@{level}"]["total_cost"]
+            / per_fold[f]["rule_of_thumb"]["total_cost"],
+        }
+        for f in per_fold
+    }
+    return {"level": level, "chosen_on_folds": choose, "per_fold": per}
+
+
 def json_ratios(results: dict[str, Any]) -> str:
     r = results["ratios"]
     return (
         f"(a)/(b) total cost x{r['total_cost_a_over_b']:.3f} (fill rate {r['fill_rate_a_minus_b']:+.1%}), "
         f"(a)/(c) waste x{r['waste_a_over_c']:.3f} (fill rate {r['fill_rate_a_minus_c']:+.1%}); "
         f"correlation {results['correlation']['chosen']} (chosen on folds {results['correlation']['chosen_on_folds']})"
+        f"; at (c)'s fill rate: {json.dumps(r['matched_fill'])}"
     )
 
 
@@ -333,6 +369,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--correlations", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0], help="copula grid"
     )
     parser.add_argument("--shapes", nargs="+", default=["log", "normal"], help="day shapes tried (day_shape)")
+    parser.add_argument(
+        "--service-levels", type=float, nargs="+", default=[0.9, 0.93, 0.95], help="(a) at these levels too"
+    )
     parser.add_argument("--plot", type=Path, help="PNG of stock, orders and sales of a few series (fold 1)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "replenishment.json", help="results JSON")
     options = parser.parse_args(argv)

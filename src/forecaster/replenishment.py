@@ -145,15 +145,20 @@ def summarize(replay: Replay, totals: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ policies
-def forecast_policy(quantiles: np.ndarray, items: ItemNumbers, defaults: OrderDefaults) -> Policy:
-    """This product's policy on day-indexed forecasts ``quantiles`` (n, 4, T): P10, P50, P90, mean per day."""
+def forecast_policy(
+    quantiles: np.ndarray, items: ItemNumbers, defaults: OrderDefaults, service_level: float | None = None
+) -> Policy:
+    """This product's policy on day-indexed forecasts ``quantiles`` (n, 4, T): P10, P50, P90, mean per day.
+
+    ``service_level``: order to that quantile of the period demand instead of the cost balance.
+    """
     margin = items.unit_price - items.unit_cost + defaults.stockout_penalty
     waste = items.unit_cost + defaults.disposal_cost
 
     def policy(day: Day) -> np.ndarray:
         ahead = _ahead(quantiles[day.rows], day.t, int(max(day.days_covered.max(), day.life_days.max())))
         target, _ = order_up_to(
-            ahead[:, :3], day.days_covered, day.life_days, margin[day.rows], waste[day.rows], defaults
+            ahead[:, :3], day.days_covered, day.life_days, margin[day.rows], waste[day.rows], defaults, service_level
         )
         target = np.maximum(target, items.min_display_units[day.rows])
         counted, _ = usable_stock(_buckets(day.stock), len(day.rows), ahead[:, 3], day.days_covered)
