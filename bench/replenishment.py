@@ -140,6 +140,8 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
     for name, values in (("forecaster", ours), ("mlforecast", peer), ("actuals", observed)):
         if np.isnan(values).any():
             raise SystemExit(f"fold {fold}: the {name} do not cover every series and day of the fold")
+    days = options.replay_days or len(dates)  # replay the first days only: forecasts at most that old
+    observed, ours, peer, dates = observed[:, :, :days], ours[:, :, :days], peer[:, :, :days], dates[:days]
     return {
         "series": series,
         "dates": dates,
@@ -372,6 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--service-levels", type=float, nargs="+", default=[0.9, 0.93, 0.95], help="(a) at these levels too"
     )
+    parser.add_argument("--replay-days", type=int, help="replay only the first N days of each fold (default: all)")
     parser.add_argument("--plot", type=Path, help="PNG of stock, orders and sales of a few series (fold 1)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "replenishment.json", help="results JSON")
     options = parser.parse_args(argv)

@@ -36,7 +36,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 #: the columns of the forecast table (after the keys and the date) the policy reads
 FORECAST_VALUES = ("p10", "p50", "p90", "mean")
 #: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
-DEFAULT_CORRELATION = 0.5
+DEFAULT_CORRELATION = 0.25
 
 
 @dataclass(frozen=True)
