@@ -175,6 +175,20 @@ def test_bad_inputs_stop_with_a_clear_error_and_write_nothing(tmp_path, capsys, 
     assert not out.exists() and list(tmp_path.glob(".orders*")) == []
 
 
+def test_cli_keeps_keys_as_text_and_refuses_non_numeric_forecasts(tmp_path, capsys):
+    frame = forecasts().assign(store_id="007")
+    frame.to_csv(tmp_path / "forecasts.csv", index=False)
+    pd.DataFrame([{"store_id": "007", "item_id": "a", "stock_date": "2024-06-03", "on_hand_units": 40}]).to_csv(
+        tmp_path / "stock.csv", index=False
+    )
+    args = ["orders", "--forecasts", tmp_path / "forecasts.csv", "--stock", tmp_path / "stock.csv"]
+    assert main([*map(str, args), "--out", str(tmp_path / "orders.csv")]) == 0
+    assert read_table(tmp_path / "orders.csv", dtype=str)["store_id"].tolist() == ["007"]
+    frame.assign(p90="lots").to_csv(tmp_path / "forecasts.csv", index=False)
+    assert main([*map(str, args), "--out", str(tmp_path / "bad.csv")]) == DataValidationError.exit_code
+    assert "row 1 has p90='lots'" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
+
+
 def test_bad_defaults_name_the_entry(tmp_path, capsys):
     defaults = tmp_path / "defaults.json"
     defaults.write_text(json.dumps({"pack_size": 0}))

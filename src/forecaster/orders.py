@@ -221,7 +221,12 @@ def order_lines(
     keys, date = forecast_layout(forecasts)
     frame = forecasts.copy()
     frame[keys] = frame[keys].astype(str)
-    frame[date] = pd.to_datetime(frame[date].astype(str), format="ISO8601").dt.normalize()
+    frame[date] = pd.to_datetime(frame[date].astype(str), format="ISO8601", errors="coerce").dt.normalize()
+    if frame[date].isna().any():
+        row = int(np.flatnonzero(frame[date].isna().to_numpy())[0])
+        raise DataValidationError(
+            f"The forecasts' row {row + 1} has the {date} {forecasts[date].iat[row]!r}: not a date."
+        )
     day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else pd.Timestamp(order_date).normalize()
     extra = [defaults.category_column] if defaults.category_column in frame.columns else []
     series = frame[[*keys, *extra]].drop_duplicates(keys).reset_index(drop=True)
@@ -296,7 +301,14 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
     index = series[keys].reset_index().merge(frame[keys], on=keys, how="right")["index"].to_numpy()
     values = np.full((len(series), 4, int(offset.max())), np.nan)
     for i, column in enumerate(FORECAST_VALUES):
-        values[index, i, offset - 1] = pd.to_numeric(frame[column], errors="raise").to_numpy(dtype=float)
+        numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(np.isnan(numbers) | (numbers < 0))
+        if bad.size:
+            raise DataValidationError(
+                f"The forecasts' row {bad[0] + 1} has {column}={frame[column].iat[bad[0]]!r}: forecasts must be "
+                "numbers >= 0."
+            )
+        values[index, i, offset - 1] = numbers
     return values
 
 
@@ -326,7 +338,7 @@ def _check_horizon(
 
 def write_orders(forecasts: str | Path | pd.DataFrame, out: str | Path, **options) -> pd.DataFrame:
     """Read the forecasts (a file or folder), compute :func:`order_lines` and write them atomically to ``out``."""
-    frame = forecasts if isinstance(forecasts, pd.DataFrame) else read_table(forecasts)
+    frame = forecasts if isinstance(forecasts, pd.DataFrame) else read_table(forecasts, dtype=str)
     lines = order_lines(frame, **options)
     write_table(lines, out)
     return lines
