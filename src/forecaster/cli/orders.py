@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     simulate = actions.add_parser("simulate", help="replay the policies against actual sales: waste, fill rate, cost")
     _add_common(simulate)
     simulate.add_argument("--actuals", required=True, type=Path, help="keys, date and the actual sales of the days")
-    simulate.add_argument("--target", default="units_sold", help="actual sales column (default %(default)s)")
+    simulate.add_argument("--target", help="actual sales column (default: the default dataset spec's target)")
     simulate.add_argument("--stockout", help="stockout-hours column: days with hours > 0 are reported apart")
     simulate.add_argument("--out", type=Path, help="results JSON")
     simulate.set_defaults(func=_simulate)
@@ -68,12 +68,14 @@ def _orders(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from forecaster.io import read_table, write_json
     from forecaster.replenishment import simulate_files
+    from forecaster.spec import DatasetSpec
 
     _require(args, "forecasts")
+    target = args.target or DatasetSpec.preset("default").target
     results = simulate_files(
         read_table(args.forecasts),
         read_table(args.actuals),
-        target=args.target,
+        target=target,
         stockout=args.stockout,
         calendar=args.calendar,
         item_master=args.item_master,
