@@ -113,6 +113,16 @@ def test_higher_waste_cost_gives_a_lower_target():
     assert longer["target_units"] > line["target_units"] and longer["service_level"] > 0.8
 
 
+def test_minimum_display_and_margin_from_the_item_master(tmp_path):
+    master = tmp_path / "items.csv"
+    pd.DataFrame(
+        {"item_id": ["a", "b"], "min_display_units": [30, None], "unit_price": [2, 2], "margin": [1.8, 0.2]}
+    ).to_csv(master, index=False)
+    lines = order_lines(forecasts(items=("a", "b")), item_master=master, defaults=OrderDefaults(shelf_life_days=1))
+    assert lines["target_units"].iloc[0] == 30  # the display minimum wins over the cost balance
+    assert lines["service_level"].iloc[1] < 0.15  # cost 1.8 of price 2: order low
+
+
 def test_open_orders_and_a_service_level_override(tmp_path):
     opened = tmp_path / "open.csv"
     pd.DataFrame({"store_id": ["S1"], "item_id": ["a"], "units": [4], "arrival_date": ["2024-06-04"]}).to_csv(
