@@ -98,7 +98,11 @@ def run_mlforecast(history: pd.DataFrame, future: pd.DataFrame, options: argpars
     train.insert(0, "unique_id", _series_id(history))
     for column in static:
         train[column] = train[column].astype("category")
-    fcst.fit(train, static_features=static)
+    fcst.fit(train, static_features=static, fitted=getattr(options, "residuals", False))
+    if getattr(options, "residuals", False):  # in-sample residual std of the point model per series (replenishment)
+        fitted = fcst.forecast_fitted_values()
+        spread = (fitted["y"] - fitted["mean"]).groupby(fitted["unique_id"]).std().rename("residual_std")
+        options.residual_std = spread.reset_index()
     x_df = future[[DATE, *KNOWN_FUTURE]].rename(columns={DATE: "ds"})
     x_df.insert(0, "unique_id", _series_id(future))
     predictions = fcst.predict(future[DATE].nunique(), X_df=x_df)

@@ -132,6 +132,8 @@ def child_main(options: argparse.Namespace) -> None:
         predictions = runner(history, future, options)
     stem = Path(options.workdir) / f"{options.only}-fold{options.fold}"
     predictions.to_parquet(stem.with_suffix(".parquet"), index=False)
+    if getattr(options, "residual_std", None) is not None:
+        options.residual_std.to_parquet(stem.with_name(f"{stem.name}-residuals.parquet"), index=False)
     stats = {
         "load_s": load["seconds"],
         "fit_predict_s": fit_predict["seconds"],
@@ -268,6 +270,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checks the script runs: a small synthetic set with FreshRetailNet's columns instead of --data, "
         "1 fold, 1 thread, 10 rounds per model",
     )  # fmt: skip
+    parser.add_argument("--residuals", action="store_true", help=argparse.SUPPRESS)  # mlforecast: keep residual std
     options = parser.parse_args(argv)
     if options.smoke:  # the data is written next to the results; the children read it as --data
         options.data = synthetic_freshretailnet(options.out.parent / f"{options.out.stem}-synthetic.parquet")

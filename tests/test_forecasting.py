@@ -120,6 +120,14 @@ def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
     postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "forecasts.csv", service_level=0.5)
     orders = read_table(tmp_path / "order_proposals.csv")
     assert orders.to_dict("records") == [
-        {"store_id": "S1", "item_id": "a", "date": "2024-01-01", "mean": 2.5, "order_units": 3.0, "service_level": 0.5}
+        {
+            "store_id": "S1",
+            "item_id": "a",
+            "date": "2024-01-01",
+            "mean": 2.5,
+            "order_units": 3.0,
+            "service_level": 0.5,
+            "stock_considered": False,
+        }
     ]
     assert read_table(tmp_path / "forecasts.csv")["mean"].tolist() == [2.5]

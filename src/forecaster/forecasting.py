@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
+from forecaster.orders import order_lines
 from forecaster.panel import build_panel
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
@@ -271,14 +273,18 @@ def postprocess(
     predictions: str | Path,
     out: str | Path,
     orders: str | Path | None = None,
-    service_level: float = DEFAULT_SERVICE_LEVEL,
+    service_level: float | None = None,
     pack_size: float = 1.0,
+    ordering: dict[str, Any] | None = None,
 ) -> Path:
     """Join keys with batch-transform output lines (``p10,p50,p90,mean``) into one forecast table.
 
     ``keys`` is a ``keys.csv`` (its predictions: a ``.out`` file or a folder of them) or a folder of per-partition
-    ``keys-P.csv`` files, each paired with ``features-P.csv.out`` in the ``predictions`` folder. Also writes order
-    proposals (:func:`order_proposals`) to ``orders`` (default: ``order_proposals.csv`` next to ``out``).
+    ``keys-P.csv`` files, each paired with ``features-P.csv.out`` in the ``predictions`` folder. Also writes orders
+    to ``orders`` (default: ``order_proposals.csv`` next to ``out``): with ``ordering`` (the keyword arguments of
+    :func:`forecaster.orders.order_lines`: stock, open orders, calendar, item master, defaults, order date) the
+    order lines of the ordering policy, else today's per-day proposals (:func:`order_proposals`, at
+    ``service_level``, default 0.8) with ``stock_considered`` False.
     """
     keys, predictions = Path(keys), Path(predictions)
     if keys.is_dir():
@@ -292,7 +298,14 @@ def postprocess(
     else:
         pairs = [(keys, predictions)]
     out_frame = pd.concat([_joined(*pair) for pair in pairs], ignore_index=True)
-    proposals = order_proposals(out_frame, service_level, pack_size)
+    if ordering:
+        proposals = order_lines(out_frame, **ordering, service_level=service_level)
+    else:
+        logger.warning("no stock given: the order proposals are per-day demand quantiles (stock_considered = False)")
+        proposals = order_proposals(
+            out_frame, DEFAULT_SERVICE_LEVEL if service_level is None else service_level, pack_size
+        )
+        proposals["stock_considered"] = False
     write_table(out_frame, out)
     write_table(proposals, orders or Path(out).with_name(ORDERS_FILE))
     return Path(out)

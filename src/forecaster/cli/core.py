@@ -68,16 +68,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument(
         "--service-level",
         type=float,
-        default=DEFAULT_SERVICE_LEVEL,
-        help="demand quantile ordered, 0.1-0.9 (default %(default)s)",
+        help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock)",
     )
     post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
+    for flag, text in ORDERING_OPTIONS.items():
+        post.add_argument(flag, type=None if flag == "--order-date" else Path, help=text)
     post.set_defaults(func=_postprocess)
 
     fc = subparsers.add_parser("forecast", help="preprocess + predict + postprocess in one process")
     _add_inference_inputs(fc)
     fc.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
     fc.set_defaults(func=_forecast)
+
+
+#: the ordering inputs of postprocess (docs/ordering.md); with --stock the orders are the ordering policy's lines
+ORDERING_OPTIONS = {
+    "--stock": "on-hand stock at the close of the order day (with it: the ordering policy's order lines)",
+    "--open-orders": "units already ordered and their arrival dates",
+    "--calendar": "delivery calendar (order weekdays and lead times; default: daily, 1 day)",
+    "--item-master": "pack size, shelf life, unit cost and price per item",
+    "--order-defaults": "chain-wide ordering defaults (JSON)",
+    "--order-date": "the day orders are placed (default: the day before the first forecast day)",
+}
 
 
 def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
@@ -178,8 +190,21 @@ def _group_totals(args: argparse.Namespace) -> int:
 
 def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.forecasting import postprocess
+    from forecaster.orders_inputs import OrderDefaults
 
-    out = postprocess(args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size)
+    ordering = None
+    if args.stock is not None:
+        ordering = {
+            "stock": args.stock,
+            "open_orders": args.open_orders,
+            "calendar": args.calendar,
+            "item_master": args.item_master,
+            "defaults": OrderDefaults.load(args.order_defaults),
+            "order_date": args.order_date,
+        }
+    out = postprocess(
+        args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size, ordering=ordering
+    )
     print(f"wrote {out} and {args.orders or out.with_name(ORDERS_FILE)}")
     return 0
 

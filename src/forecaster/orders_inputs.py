@@ -1,0 +1,397 @@
+"""The ordering inputs, declared once: stock, open orders, delivery calendar, item master and the chain defaults.
+
+Each table is optional, CSV or Parquet, one file or a (partitioned) folder, read with :func:`forecaster.io.read_table`
+file by file so that every error names the file, the row (1 = first data row) and the column. Series are joined
+on the key columns a table has (the forecasts' keys, e.g. ``store_id`` and ``item_id``); keys are compared as
+strings. The chain-wide defaults are a JSON file (:class:`OrderDefaults`); every entry is optional.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.io import read_json, read_table, table_files
+from forecaster.params import Interval, Options, Text, coerce
+
+logger = logging.getLogger(__name__)
+
+# ---- column names of the input tables (besides the series' key columns) ----------------------------------------
+#: stock: on-hand units counted at the close of the order day; several rows per series = shelf-life buckets
+STOCK_UNITS, STOCK_DATE, DAYS_LEFT, EXPIRY_DATE = "on_hand_units", "stock_date", "shelf_life_days_left", "expiry_date"
+#: open orders: units already ordered and the day they are on the shelf
+OPEN_UNITS, ARRIVAL_DATE = "units", "arrival_date"
+#: delivery calendar: the weekday an order is placed (Monday … Sunday, mon … sun or 0 = Monday … 6) and the days
+#: until it is on the shelf (ordered on D, on the shelf on D + lead_time_days)
+WEEKDAY, LEAD_TIME = "weekday", "lead_time_days"
+#: item master: the numbers the order needs per item (or store x item); a missing value takes the chain default
+ITEM_NUMBERS = ("pack_size", "shelf_life_days", "unit_cost", "unit_price", "margin", "min_display_units")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: the columns of the forecast table (after the keys and the date) the policy reads
+FORECAST_VALUES = ("p10", "p50", "p90", "mean")
+#: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
+DEFAULT_CORRELATION = 0.25
+
+
+@dataclass(frozen=True)
+class OrderDefaults:
+    """Chain-wide defaults of the ordering inputs (a JSON object with any of these entries).
+
+    Attributes:
+        pack_size: units per pack; orders are rounded up to whole packs.
+        shelf_life_days: days a delivered unit can be sold (arrival day included).
+        shelf_life_days_by_category: shelf life per value of ``category_column`` (wins over ``shelf_life_days``).
+        category_column: item-master or forecast column holding the category.
+        unit_price: selling price of a unit.
+        cost_ratio: unit cost = cost_ratio x unit price where the item master gives neither cost nor margin.
+        disposal_cost: extra cost of a unit thrown away (on top of its unit cost).
+        stockout_penalty: extra cost of a unit of demand not served (on top of the lost margin).
+        holding_cost_share: cost of carrying a unit into the next period, as a share of the waste cost.
+        min_display_units: the target is never below this.
+        order_weekdays: weekdays stores order on (0 = Monday), where the calendar names none for a store.
+        lead_time_days: days from order to shelf, where the calendar names none.
+        correlation: correlation between the demand of the days of one period (Gaussian copula), in [0, 1].
+        draws: Monte Carlo draws of the period demand per series.
+        day_shape: a day's demand between and beyond its quantiles: ``log`` (two-piece in log space) or ``normal``.
+    """
+
+    pack_size: float = 1.0
+    shelf_life_days: int = 3
+    shelf_life_days_by_category: dict[str, int] = field(default_factory=dict)
+    category_column: str = ""
+    unit_price: float = 1.0
+    cost_ratio: float = 0.6
+    disposal_cost: float = 0.0
+    stockout_penalty: float = 0.0
+    holding_cost_share: float = 0.1
+    min_display_units: float = 0.0
+    order_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    lead_time_days: int = 1
+    correlation: float = DEFAULT_CORRELATION
+    draws: int = 1000
+    day_shape: str = "log"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
+        """Validate a JSON object of defaults; errors name the entry, what it must be and what it got."""
+        if not isinstance(data, dict):
+            raise InvalidParameterError(f"The {source} must be a JSON object. Got {type(data).__name__} instead.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown entry {unknown[0]!r} in the {source}. Valid: {', '.join(sorted(known))}."
+            )
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in _SCALARS:
+                values[name] = coerce(name, value, [_SCALARS[name]], source)
+            elif name == "shelf_life_days_by_category":
+                if not isinstance(value, dict):
+                    raise InvalidParameterError(
+                        f"The {name!r} parameter of {source} must be an object of category -> days. Got {value!r}."
+                    )
+                values[name] = {
+                    str(k): coerce(f"{name}[{k}]", v, [_SCALARS["shelf_life_days"]], source) for k, v in value.items()
+                }
+            else:  # order_weekdays
+                if not isinstance(value, list) or not value:
+                    raise InvalidParameterError(f"The {name!r} parameter of {source} must be a non-empty list.")
+                values[name] = tuple(sorted({parse_weekday(v, f"the {name!r} entry of {source}") for v in value}))
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> OrderDefaults:
+        """The defaults of the JSON file at ``path`` (None: the built-in defaults)."""
+        return cls() if path is None else cls.from_dict(read_json(path), source=f"order defaults {path}")
+
+    def with_correlation(self, correlation: float) -> OrderDefaults:
+        """A copy with another day-to-day correlation."""
+        return replace(self, correlation=coerce("correlation", correlation, [_SCALARS["correlation"]], "orders"))
+
+
+_SCALARS = {
+    "pack_size": Interval(float, 0, None, closed="neither"),
+    "shelf_life_days": Interval(int, 1, 366),
+    "unit_price": Interval(float, 0, None, closed="neither"),
+    "cost_ratio": Interval(float, 0, 1, closed="neither"),
+    "disposal_cost": Interval(float, 0, None),
+    "stockout_penalty": Interval(float, 0, None),
+    "holding_cost_share": Interval(float, 0, 1),
+    "min_display_units": Interval(float, 0, None),
+    "lead_time_days": Interval(int, 1, 60),
+    "correlation": Interval(float, 0, 1),
+    "draws": Interval(int, 16, 100_000),
+    "category_column": Text(),
+    "day_shape": Options(("log", "normal")),
+}
+
+
+def parse_weekday(value: Any, where: str) -> int:
+    """0 (Monday) … 6 (Sunday) from a number or a (short) English weekday name."""
+    text = str(value).strip().lower()
+    if text.isdigit() and int(text) < 7:
+        return int(text)
+    for number, name in enumerate(WEEKDAYS):
+        if len(text) >= 3 and name.startswith(text):
+            return number
+    raise DataValidationError(
+        f"{where} must be a weekday (Monday … Sunday, Mon … Sun or 0 … 6). Got {value!r} instead."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str, ...]) -> pd.DataFrame:
+    """Every table file at ``path`` with its key columns as strings, plus ``_file`` and ``_row`` for messages.
+
+    ``keys`` are the forecasts' key columns; the table must have the ``required`` columns and may have any subset
+    of the keys (it is joined on the ones it has).
+    """
+    frames = []
+    for file in table_files(path):
+        frame = read_table(file, dtype={key: str for key in keys})
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"The {what} file {file} has no column {missing[0]!r}. It needs {list(required)} and may have the "
+                f"key columns {keys}; columns found: {list(frame.columns)}."
+            )
+        for key in keys:
+            if key in frame.columns:
+                bad = frame[key].isna().to_numpy()
+                if bad.any():
+                    raise DataValidationError(f"{_where(file, int(np.flatnonzero(bad)[0]), key)}: the key is missing.")
+                frame[key] = frame[key].astype(str)
+        frame["_file"], frame["_row"] = str(file), np.arange(1, len(frame) + 1)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _where(file: Any, row: int, column: str) -> str:
+    return f"{file} row {row + 1}, column {column!r}"
+
+
+def numbers(
+    frame: pd.DataFrame, column: str, *, low: float = 0.0, strict: bool = False, optional: bool = False
+) -> np.ndarray:
+    """``frame[column]`` as floats; a non-number or a value below ``low`` (or at it, ``strict``) raises."""
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(values) & (frame[column].notna().to_numpy() | (not optional))
+    bad |= (values <= low) if strict else (values < low)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        rule = f"{'>' if strict else '>='} {low:g}"
+        raise DataValidationError(
+            f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be a number {rule}. "
+            f"Got {frame[column].iat[row]} instead."
+        )
+    return values
+
+
+def dates(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]`` as day timestamps; an unparseable value raises naming file, row and column."""
+    parsed = pd.to_datetime(frame[column].astype("string"), errors="coerce", format="ISO8601").dt.normalize()
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be an ISO date like "
+            f"2024-05-31. Got {frame[column].iat[row]} instead."
+        )
+    return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+
+
+def join_keys(frame: pd.DataFrame, keys: list[str], what: str, file_hint: str = "") -> list[str]:
+    """The key columns ``frame`` has (at least one unless it is a chain-wide table)."""
+    present = [key for key in keys if key in frame.columns]
+    if not present and file_hint:
+        raise DataValidationError(f"The {what} {file_hint} has none of the key columns {keys}; add them.")
+    return present
+
+
+def check_known(table: pd.DataFrame, series: pd.DataFrame, on: list[str], what: str) -> None:
+    """Raise naming the first row of ``table`` whose keys are none of ``series``' (an unknown store x item)."""
+    known = series[on].drop_duplicates()
+    merged = table[on].merge(known, on=on, how="left", indicator=True)
+    unknown = np.flatnonzero((merged["_merge"] == "left_only").to_numpy())
+    if unknown.size:
+        row = int(unknown[0])
+        values = ", ".join(f"{k}={table[k].iat[row]}" for k in on)
+        raise DataValidationError(
+            f"{table['_file'].iat[row]} row {table['_row'].iat[row]}: the {what} names {values}, which is not among "
+            "the forecast series. Remove the row or forecast that series first."
+        )
+
+
+# ------------------------------------------------------------------------------------------- per-series arrays
+def _series_index(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
+    """Row of ``series`` for each row of ``table`` (joined on ``on``; -1 where absent)."""
+    lookup = series[on].reset_index(drop=True).reset_index().drop_duplicates(on)
+    return table[on].merge(lookup, on=on, how="left")["index"].fillna(-1).to_numpy(dtype=np.int64)
+
+
+def read_stock(path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp) -> np.ndarray:
+    """Stock as rows ``(series, units, days_left)``; ``days_left`` is inf where the file gives no shelf life.
+
+    Units with ``d`` days left can be sold on the ``d`` days after the order day (0: they expire today).
+    """
+    stock = read_input(path, "stock", keys, (STOCK_UNITS, STOCK_DATE))
+    on = join_keys(stock, keys, "stock", f"file(s) at {path}")
+    if on != keys:
+        raise DataValidationError(f"The stock at {path} must name every key column {keys} (stock is per series).")
+    units = numbers(stock, STOCK_UNITS)
+    counted = dates(stock, STOCK_DATE)
+    other = np.flatnonzero((counted != order_date).to_numpy())
+    if other.size:
+        row = int(other[0])
+        raise DataValidationError(
+            f"{_where(stock['_file'].iat[row], int(stock['_row'].iat[row]) - 1, STOCK_DATE)}: the stock was counted "
+            f"on {counted.iat[row].date()}, not on the order day {order_date.date()}. Use the stock drop of "
+            f"{order_date.date()} or pass --order-date {counted.iat[row].date()}."
+        )
+    days_left = numbers(stock, DAYS_LEFT, optional=True)
+    if EXPIRY_DATE in stock.columns:
+        given = stock[EXPIRY_DATE].notna().to_numpy()
+        expiry = dates(stock.loc[given], EXPIRY_DATE)
+        days_left[given] = (expiry - order_date).dt.days.to_numpy()
+        negative = np.flatnonzero(days_left[given] < 0)
+        if negative.size:
+            row = np.flatnonzero(given)[negative[0]]
+            raise DataValidationError(
+                f"{_where(stock['_file'].iat[row], int(stock['_row'].iat[row]) - 1, EXPIRY_DATE)}: the expiry date is "
+                f"before the order day {order_date.date()}; remove expired stock from the drop."
+            )
+    check_known(stock, series, on, "stock")
+    index = _series_index(stock, series, on)
+    return np.column_stack([index, units, np.where(np.isnan(days_left), np.inf, days_left)])
+
+
+def read_open_orders(path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp) -> np.ndarray:
+    """Open orders as rows ``(series, units, arrival offset in days after the order day)``."""
+    orders = read_input(path, "open orders", keys, (OPEN_UNITS, ARRIVAL_DATE))
+    on = join_keys(orders, keys, "open orders", f"file(s) at {path}")
+    if on != keys:
+        raise DataValidationError(f"The open orders at {path} must name every key column {keys}.")
+    units = numbers(orders, OPEN_UNITS)
+    offset = (dates(orders, ARRIVAL_DATE) - order_date).dt.days.to_numpy()
+    early = np.flatnonzero(offset < 1)
+    if early.size:
+        row = int(early[0])
+        raise DataValidationError(
+            f"{_where(orders['_file'].iat[row], int(orders['_row'].iat[row]) - 1, ARRIVAL_DATE)}: an open order "
+            f"arrives after the order day {order_date.date()}; count what has arrived as stock."
+        )
+    check_known(orders, series, on, "open orders")
+    return np.column_stack([_series_index(orders, series, on), units, offset]).astype(float)
+
+
+def read_calendar(
+    path: str | Path | None, series: pd.DataFrame, keys: list[str], defaults: OrderDefaults
+) -> np.ndarray:
+    """Lead time in days per series (rows) and weekday (0 = Monday … 6), NaN where the series does not order.
+
+    Calendar rows name a weekday, a lead time and any of the key columns (usually the store); a series with no row
+    of its own orders on the chain default (``order_weekdays``, ``lead_time_days`` of :class:`OrderDefaults`).
+    """
+    table = np.full((len(series), 7), np.nan)
+    table[:, list(defaults.order_weekdays)] = defaults.lead_time_days
+    if path is None:
+        return table
+    calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
+    on = join_keys(calendar, keys, "delivery calendar")
+    lead = numbers(calendar, LEAD_TIME, low=1, optional=True)
+    lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
+    places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
+    weekday = np.array([parse_weekday(value, _where(file, row - 1, WEEKDAY)) for value, file, row in places])
+    if not on:  # a chain-wide calendar
+        table[:] = np.nan
+        table[:, weekday] = lead
+        return table
+    pairs = _pairs(calendar, series, on)
+    own = np.unique(pairs[:, 0])
+    table[own] = np.nan
+    table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
+    return table
+
+
+def _pairs(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
+    """(series row, table row) pairs of the series each row of ``table`` applies to (joined on ``on``)."""
+    left = series[on].reset_index(drop=True).assign(_series=np.arange(len(series)))
+    right = table[on].assign(_table=np.arange(len(table)))
+    return left.merge(right, on=on)[["_series", "_table"]].to_numpy(dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ItemNumbers:
+    """Per-series arrays of the item master, chain defaults filled in."""
+
+    pack_size: np.ndarray
+    shelf_life_days: np.ndarray
+    unit_cost: np.ndarray
+    unit_price: np.ndarray
+    min_display_units: np.ndarray
+
+
+def read_item_master(
+    path: str | Path | None, series: pd.DataFrame, keys: list[str], defaults: OrderDefaults
+) -> ItemNumbers:
+    """Pack size, shelf life, unit cost and price, minimum display per series (item master, then the defaults).
+
+    The item master is joined on the key columns it has (per item, or per store x item). Shelf life falls back to
+    ``shelf_life_days_by_category`` (the category from the item master or the forecasts) and then to
+    ``shelf_life_days``; the unit cost to price - margin, then to ``cost_ratio`` x price.
+    """
+    n = len(series)
+    values = {name: np.full(n, np.nan) for name in ITEM_NUMBERS}
+    category = series[defaults.category_column].astype(str) if defaults.category_column in series else None
+    if path is not None:
+        master = read_input(path, "item master", keys, ())
+        on = join_keys(master, keys, "item master", f"file(s) at {path}")
+        duplicated = master.duplicated(on).to_numpy()
+        if duplicated.any():
+            row = int(np.flatnonzero(duplicated)[0])
+            raise DataValidationError(
+                f"{master['_file'].iat[row]} row {master['_row'].iat[row]}: the item master has more than one row "
+                f"for {', '.join(f'{k}={master[k].iat[row]}' for k in on)}; keep one."
+            )
+        checks = {"pack_size": (0.0, True), "shelf_life_days": (1.0, False), "unit_price": (0.0, True)}
+        pairs = _pairs(master, series, on)
+        for name in ITEM_NUMBERS:
+            low, strict = checks.get(name, (0.0, False))
+            column = numbers(master, name, low=low, strict=strict, optional=True)
+            values[name][pairs[:, 0]] = column[pairs[:, 1]]
+        if defaults.category_column in master.columns:
+            category = pd.Series(np.full(n, None, dtype=object))
+            category.iloc[pairs[:, 0]] = master[defaults.category_column].astype(str).to_numpy()[pairs[:, 1]]
+    shelf = values["shelf_life_days"]
+    if category is not None and defaults.shelf_life_days_by_category:
+        by_category = category.map(defaults.shelf_life_days_by_category).to_numpy(dtype=float)
+        shelf = np.where(np.isnan(shelf), by_category, shelf)
+    price = np.where(np.isnan(values["unit_price"]), defaults.unit_price, values["unit_price"])
+    cost = np.where(np.isnan(values["unit_cost"]), price - values["margin"], values["unit_cost"])
+    cost = np.where(np.isnan(cost), defaults.cost_ratio * price, cost)
+    loss = np.flatnonzero(cost >= price)
+    if loss.size:
+        row = series.iloc[int(loss[0])]
+        raise DataValidationError(
+            f"The item master gives {', '.join(f'{k}={row[k]}' for k in keys)} a unit cost {cost[loss[0]]:g} not "
+            f"below its unit price {price[loss[0]]:g}: there is no margin to order for. Fix unit_cost or unit_price."
+        )
+    fill = {"pack_size": defaults.pack_size, "min_display_units": defaults.min_display_units}
+    return ItemNumbers(
+        pack_size=np.where(np.isnan(values["pack_size"]), fill["pack_size"], values["pack_size"]),
+        shelf_life_days=np.where(np.isnan(shelf), defaults.shelf_life_days, np.floor(shelf)).astype(np.int64),
+        unit_cost=cost,
+        unit_price=price,
+        min_display_units=np.where(
+            np.isnan(values["min_display_units"]), fill["min_display_units"], values["min_display_units"]
+        ),
+    )

@@ -1,0 +1,67 @@
+"""bench/replenishment.py end to end at smoke size on FreshRetailNet-shaped synthetic data (forecaster.synth)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def frn_shaped(path: Path) -> Path:
+    """Synthetic sales with FreshRetailNet's column names and integer ids (what the bench reads)."""
+    from forecaster.synth import generate
+
+    frame = generate(stores=2, items=6, days=76, seed=3)
+    out = pd.DataFrame(
+        {
+            "city_id": pd.factorize(frame["city"])[0].astype("int32"),
+            "store_id": pd.factorize(frame["store_id"])[0].astype("int32"),
+            "management_group_id": 0,
+            "first_category_id": pd.factorize(frame["category"])[0].astype("int32"),
+            "second_category_id": pd.factorize(frame["category"])[0].astype("int32"),
+            "third_category_id": pd.factorize(frame["category"])[0].astype("int32"),
+            "product_id": pd.factorize(frame["item_id"])[0].astype("int32"),
+            "dt": frame["date"],
+            "sale_amount": frame["units_sold"].astype(float),
+            "stockout_hours": frame["stockout_hours"].round().astype("int32"),
+            "discount": frame["discount"],
+            "holiday_flag": frame["holiday"].astype("int32"),
+            "activity_flag": frame["campaign"].astype("int32"),
+            "precpt": 0.0,
+            "avg_temperature": frame["temperature"],
+            "avg_humidity": 60.0,
+            "avg_wind_level": 2.0,
+        }
+    )
+    out.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_bench_replays_four_policies_and_reports_calibration(tmp_path):
+    data = frn_shaped(tmp_path / "frn.parquet")
+    out, plot = tmp_path / "replenishment.json", tmp_path / "plot.png"
+    command = [sys.executable, str(ROOT / "bench" / "replenishment.py"), "--data", str(data), "--folds", "1"]
+    command += ["--threads", "1", "--correlations", "0", "1", "--out", str(out), "--plot", str(plot)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    names = [row["name"] for row in results["policies"]]
+    assert names == ["forecaster", "mlforecast_normal", "rule_of_thumb", "daily_quantile"]
+    for row in results["policies"]:
+        assert 0 < row["fill_rate"] <= 1 and row["sold_units"] <= row["demand_units"]
+        assert row["total_cost"] == pytest.approx(row["waste_value"] + row["lost_margin"])
+    assert results["data"]["series"] == 12
+    assert results["correlation"]["chosen"] in ("log 0.0", "log 1.0", "normal 0.0", "normal 1.0")
+    cells = {f"k={k} P{p}" for k in (1, 2, 3) for p in (50, 80, 95)}
+    assert set(results["calibration"][0]) == {"fold", *cells, *(f"in-stock {cell}" for cell in cells)}
+    assert "(a) forecaster" in completed.stdout and "3-day P95" in completed.stdout
+    assert plot.stat().st_size > 10_000

@@ -1,0 +1,248 @@
+"""The ordering policy on hand-made cases, its inputs' errors, postprocess with and without stock, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
+from forecaster.io import read_table
+from forecaster.orders import order_lines, round_to_packs, usable_stock
+from forecaster.orders_inputs import OrderDefaults
+
+MONDAY = pd.Timestamp("2024-06-03")
+
+
+def forecasts(days: int = 7, p10: float = 8.0, p50: float = 10.0, p90: float = 12.0, items=("a",)) -> pd.DataFrame:
+    dates = pd.date_range(MONDAY + pd.Timedelta(days=1), periods=days).strftime("%Y-%m-%d")
+    return pd.DataFrame(
+        [
+            {"store_id": "S1", "item_id": item, "date": d, "p10": p10, "p50": p50, "p90": p90, "mean": p50}
+            for item in items
+            for d in dates
+        ]
+    )
+
+
+def stock_file(tmp_path, rows, name="stock.csv"):
+    path = tmp_path / name
+    pd.DataFrame([{"store_id": "S1", "item_id": "a", "stock_date": "2024-06-03", **row} for row in rows]).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def one(lines: pd.DataFrame) -> pd.Series:
+    assert len(lines) == 1
+    return lines.iloc[0]
+
+
+# ------------------------------------------------------------------------------------------ acceptance cases
+def test_empty_shelf_orders_the_target_rounded_up(tmp_path):
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 0}])))
+    assert line["stock_considered"] and line["stock_counted"] == 0 and line["on_order"] == 0
+    assert line["days_covered"] == 1 and line["arrival_date"] == "2024-06-04"
+    assert line["order_units"] == np.ceil(line["target_units"])
+    assert 10.5 <= line["target_units"] <= 12.5  # a 3-day shelf life lifts the target above the median
+
+
+def test_stock_covering_the_period_orders_nothing(tmp_path):
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 40}])))
+    assert line["order_units"] == 0 and line["stock_counted"] == 40
+
+
+def test_stock_expiring_before_the_arrival_is_not_counted(tmp_path):
+    calendar = tmp_path / "calendar.csv"
+    pd.DataFrame({"weekday": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "lead_time_days": 2}).to_csv(
+        calendar, index=False
+    )
+    rows = [{"on_hand_units": 6, "shelf_life_days_left": 0}, {"on_hand_units": 30, "shelf_life_days_left": 1}]
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, rows), calendar=calendar))
+    assert line["arrival_date"] == "2024-06-05" and line["days_covered"] == 2
+    # expires today: nothing; sellable tomorrow only (before the delivery arrives): tomorrow's expected 10 units
+    assert line["stock_counted"] == pytest.approx(10) and line["stock_not_counted"] == pytest.approx(26)
+    fresh = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 36}]), calendar=calendar))
+    assert fresh["stock_counted"] == 36 and fresh["order_units"] == 0 < line["order_units"]
+
+
+def test_expiry_date_and_fifo_count_older_units_first(tmp_path):
+    rows = [{"on_hand_units": 5, "expiry_date": "2024-06-04"}, {"on_hand_units": 20, "expiry_date": "2024-06-04"}]
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, rows)))
+    assert line["stock_counted"] == 25  # sellable through the whole day covered: all of it counts
+    counted, lost = usable_stock(np.array([[0, 4.0, 1], [0, 9.0, 2]]), 1, np.array([[3.0, 3.0, 3.0]]), np.array([3]))
+    assert counted[0] == pytest.approx(3 + 3) and lost[0] == pytest.approx(1 + 6)  # FIFO: 3 of 4, then 3 of 9
+
+
+def test_pack_rounding(tmp_path):
+    master = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ["a"], "pack_size": [6]}).to_csv(master, index=False)
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 1}]), item_master=master))
+    need = line["target_units"] - 1
+    assert line["order_units"] % 6 == 0 and need <= line["order_units"] < need + 6 and line["pack_size"] == 6
+    assert round_to_packs(np.array([-3.0, 0.0, 6.0, 6.01]), np.array([6.0] * 4)).tolist() == [0, 0, 6, 12]
+
+
+def test_a_two_day_delivery_gap_doubles_the_period(tmp_path):
+    calendar = tmp_path / "calendar.csv"
+    pd.DataFrame({"store_id": ["S1", "S1"], "weekday": ["Monday", "Wednesday"], "lead_time_days": [1, 1]}).to_csv(
+        calendar, index=False
+    )
+    daily = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 0}])))
+    gap = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 0}]), calendar=calendar))
+    assert (daily["days_covered"], gap["days_covered"]) == (1, 2)
+    assert gap["next_arrival_date"] == "2024-06-06" and gap["expected_demand"] == 2 * daily["expected_demand"]
+    assert gap["target_units"] > 1.8 * daily["target_units"]
+
+
+def test_higher_waste_cost_gives_a_lower_target():
+    targets = []
+    for cost_ratio in (0.3, 0.6, 0.9):
+        defaults = OrderDefaults(cost_ratio=cost_ratio, shelf_life_days=1)
+        targets.append(one(order_lines(forecasts(), defaults=defaults))["target_units"])
+    assert targets[0] > targets[1] > targets[2]
+    # shelf life = the period: the critical fractile margin / (margin + cost + holding) = 0.4 / 1.06 at cost 0.6
+    line = one(order_lines(forecasts(), defaults=OrderDefaults(shelf_life_days=1)))
+    assert line["service_level"] == pytest.approx(0.4 / 1.06, abs=0.01)
+    classic = one(order_lines(forecasts(), defaults=OrderDefaults(shelf_life_days=1, holding_cost_share=0)))
+    assert classic["service_level"] == pytest.approx(0.4, abs=0.01)
+    longer = one(order_lines(forecasts(), defaults=OrderDefaults(shelf_life_days=5)))
+    assert longer["target_units"] > line["target_units"] and longer["service_level"] > 0.8
+
+
+def test_minimum_display_and_margin_from_the_item_master(tmp_path):
+    master = tmp_path / "items.csv"
+    pd.DataFrame(
+        {"item_id": ["a", "b"], "min_display_units": [30, None], "unit_price": [2, 2], "margin": [1.8, 0.2]}
+    ).to_csv(master, index=False)
+    lines = order_lines(forecasts(items=("a", "b")), item_master=master, defaults=OrderDefaults(shelf_life_days=1))
+    assert lines["target_units"].iloc[0] == 30  # the display minimum wins over the cost balance
+    assert lines["service_level"].iloc[1] < 0.15  # cost 1.8 of price 2: order low
+
+
+def test_open_orders_and_a_service_level_override(tmp_path):
+    opened = tmp_path / "open.csv"
+    pd.DataFrame({"store_id": ["S1"], "item_id": ["a"], "units": [4], "arrival_date": ["2024-06-04"]}).to_csv(
+        opened, index=False
+    )
+    line = one(order_lines(forecasts(), stock=stock_file(tmp_path, [{"on_hand_units": 0}]), open_orders=opened))
+    assert line["on_order"] == 4 and line["order_units"] == np.ceil(line["target_units"] - 4)
+    median = one(order_lines(forecasts(), service_level=0.5))
+    assert median["target_units"] == pytest.approx(10, abs=0.2)
+    assert median["service_level"] == pytest.approx(0.5, abs=0.01)
+
+
+# ------------------------------------------------------------------------------------------- bad inputs (CLI)
+def _run(tmp_path, capsys, *extra):
+    path = tmp_path / "forecasts.csv"
+    forecasts(items=("a", "b")).to_csv(path, index=False)
+    out = tmp_path / "orders.csv"
+    code = main(["orders", "--forecasts", str(path), "--out", str(out), *map(str, extra)])
+    return code, out, capsys.readouterr()
+
+
+def test_cli_writes_order_lines(tmp_path, capsys):
+    code, out, captured = _run(tmp_path, capsys, "--stock", stock_file(tmp_path, [{"on_hand_units": 3}]))
+    assert code == 0 and "2 order lines" in captured.out
+    lines = read_table(out, dtype={"store_id": str, "item_id": str})
+    assert lines["item_id"].tolist() == ["a", "b"] and lines["stock_counted"].tolist() == [3, 0]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("negative stock", "row 1, column 'on_hand_units': must be a number >= 0. Got -2"),
+        ("unknown series", "row 1: the stock names store_id=S9, item_id=a, which is not among the forecast series"),
+        ("other day", "column 'stock_date': the stock was counted on 2024-06-02, not on the order day 2024-06-03"),
+        ("calendar without the day", "no order on 2024-06-03 (Monday)"),
+        ("pack size 0", "items.csv row 2, column 'pack_size': must be a number > 0. Got 0"),
+    ],
+)
+def test_bad_inputs_stop_with_a_clear_error_and_write_nothing(tmp_path, capsys, case, message):
+    stock = {"on_hand_units": 1}
+    extra: list = []
+    if case == "negative stock":
+        stock = {"on_hand_units": -2}
+    elif case == "unknown series":
+        pd.DataFrame([{"store_id": "S9", "item_id": "a", "stock_date": "2024-06-03", "on_hand_units": 1}]).to_csv(
+            tmp_path / "stock.csv", index=False
+        )
+    elif case == "other day":
+        stock = {"on_hand_units": 1, "stock_date": "2024-06-02"}
+    elif case == "calendar without the day":
+        pd.DataFrame({"weekday": ["tue", "thu"]}).to_csv(tmp_path / "calendar.csv", index=False)
+        extra = ["--calendar", tmp_path / "calendar.csv"]
+    else:
+        pd.DataFrame({"item_id": ["a", "b"], "pack_size": [6, 0]}).to_csv(tmp_path / "items.csv", index=False)
+        extra = ["--item-master", tmp_path / "items.csv"]
+    if case != "unknown series":
+        stock_file(tmp_path, [stock])
+    code, out, captured = _run(tmp_path, capsys, "--stock", tmp_path / "stock.csv", *extra)
+    assert code == DataValidationError.exit_code and message in captured.err, captured.err
+    assert not out.exists() and list(tmp_path.glob(".orders*")) == []
+
+
+def test_cli_keeps_keys_as_text_and_refuses_non_numeric_forecasts(tmp_path, capsys):
+    frame = forecasts().assign(store_id="007")
+    frame.to_csv(tmp_path / "forecasts.csv", index=False)
+    pd.DataFrame([{"store_id": "007", "item_id": "a", "stock_date": "2024-06-03", "on_hand_units": 40}]).to_csv(
+        tmp_path / "stock.csv", index=False
+    )
+    args = ["orders", "--forecasts", tmp_path / "forecasts.csv", "--stock", tmp_path / "stock.csv"]
+    assert main([*map(str, args), "--out", str(tmp_path / "orders.csv")]) == 0
+    assert read_table(tmp_path / "orders.csv", dtype=str)["store_id"].tolist() == ["007"]
+    frame.assign(p90="lots").to_csv(tmp_path / "forecasts.csv", index=False)
+    assert main([*map(str, args), "--out", str(tmp_path / "bad.csv")]) == DataValidationError.exit_code
+    assert "row 1 has p90='lots'" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
+
+
+def test_bad_defaults_name_the_entry(tmp_path, capsys):
+    defaults = tmp_path / "defaults.json"
+    defaults.write_text(json.dumps({"pack_size": 0}))
+    code, out, captured = _run(tmp_path, capsys, "--defaults", defaults)
+    assert code == 2 and "'pack_size' parameter of order defaults" in captured.err and not out.exists()
+
+
+def test_shelf_life_by_category_from_the_defaults(tmp_path):
+    frame = forecasts(items=("a", "b"))
+    master = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ["a", "b"], "category": ["berries", "roots"]}).to_csv(master, index=False)
+    defaults = OrderDefaults(category_column="category", shelf_life_days_by_category={"berries": 1, "roots": 10})
+    lines = order_lines(frame, item_master=master, defaults=defaults)
+    assert lines["shelf_life_days"].tolist() == [1, 10]
+    assert lines["target_units"].iloc[0] < lines["target_units"].iloc[1]
+
+
+# ----------------------------------------------------------------------------------------------- postprocess
+def _keys_and_predictions(tmp_path):
+    keys = tmp_path / "keys.csv"
+    pd.DataFrame({"store_id": ["S1", "S1"], "item_id": ["a", "a"], "date": ["2024-06-04", "2024-06-05"]}).to_csv(
+        keys, index=False
+    )
+    predictions = tmp_path / "features.csv.out"
+    predictions.write_text("8,10,12,10\n8,10,12,10\n")
+    return keys, predictions
+
+
+def test_postprocess_with_stock_writes_the_policys_order_lines(tmp_path):
+    keys, predictions = _keys_and_predictions(tmp_path)
+    stock = stock_file(tmp_path, [{"on_hand_units": 4}])
+    args = ["postprocess", "--keys", keys, "--predictions", predictions, "--out", tmp_path / "f.csv", "--stock", stock]
+    code = main([str(arg) for arg in args])
+    orders = read_table(tmp_path / "order_proposals.csv")
+    assert code == 0 and len(orders) == 1 and orders["stock_considered"].all()
+    assert orders["stock_counted"].iloc[0] == 4 and orders["order_date"].iloc[0] == "2024-06-03"
+
+
+def test_postprocess_without_stock_says_stock_was_not_considered(tmp_path, caplog):
+    keys, predictions = _keys_and_predictions(tmp_path)
+    assert (
+        main(["postprocess", "--keys", str(keys), "--predictions", str(predictions), "--out", str(tmp_path / "f.csv")])
+        == 0
+    )
+    orders = read_table(tmp_path / "order_proposals.csv")
+    assert len(orders) == 2 and not orders["stock_considered"].any() and "order_units" in orders
+    assert "stock_considered = False" in caplog.text

@@ -1,0 +1,119 @@
+"""The replay: arrival, FIFO sales, expiry and the summary on hand-made days; calibration; orders simulate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.cli.main import main
+from forecaster.orders import copula_normals, daily_quantile
+from forecaster.orders_inputs import ItemNumbers, OrderDefaults
+from forecaster.replenishment import Replay, daily_quantile_policy, period_coverage, simulate
+
+
+def items(n: int = 1, shelf: int = 2, pack: float = 1.0) -> ItemNumbers:
+    return ItemNumbers(
+        pack_size=np.full(n, pack),
+        shelf_life_days=np.full(n, shelf, dtype=np.int64),
+        unit_cost=np.full(n, 0.6),
+        unit_price=np.full(n, 1.0),
+        min_display_units=np.zeros(n),
+    )
+
+
+def replay(demand, shelf=2, leads=None) -> Replay:
+    demand = np.atleast_2d(np.asarray(demand, dtype=float))
+    n, days = demand.shape
+    return Replay(
+        demand,
+        np.ones_like(demand, dtype=bool),
+        items(n, shelf),
+        leads if leads is not None else np.ones((n, 7)),
+        np.arange(days) % 7,
+    )
+
+
+def constant(units: float):
+    return lambda day: np.full(day.rows.size, units)
+
+
+def test_fifo_sales_and_expiry_day_by_day():
+    # 5 units arrive every day (first fill included), 2-day shelf life; demand 3, 3, 0, 12
+    result = simulate(replay([3, 3, 0, 12]), constant(5))
+    # day 0: 5 in, sell 3 (2 left, expire end of day 1); day 1: +5, sell the older 2 + 1 -> 4 left;
+    # day 2: +5, sell 0, the 4 of day 1 expire -> 5 left; day 3: +5, sell 10 of 12, sold out
+    assert result["sold_units"] == 16 and result["waste_units"] == 4 and result["delivered_units"] == 20
+    assert result["lost_units"] == 2 and result["fill_rate"] == pytest.approx(16 / 18)
+    assert result["empty_shelf_share"] == pytest.approx(1 / 4)  # day 3 ended sold out
+    assert result["waste_value"] == pytest.approx(4 * 0.6) and result["lost_margin"] == pytest.approx(2 * 0.4)
+    assert result["total_cost"] == pytest.approx(3.2)
+    assert result["waste_share_of_delivered"] == pytest.approx(4 / 20)
+    assert result["mean_days_of_cover"] == pytest.approx((2 + 4 + 5 + 0) / 18)
+
+
+def test_orders_follow_the_calendar_and_its_lead_time():
+    leads = np.full((1, 7), np.nan)
+    leads[0, [0, 3]] = 2  # orders on day 0 and 3 (weekdays 0 and 3), on the shelf two days later
+    seen = []
+
+    def policy(day):
+        seen.append((day.t, int(day.days_covered[0]), int(day.lead[0])))
+        return np.full(1, 10.0)
+
+    result = simulate(replay([1] * 10, shelf=30, leads=leads), policy)
+    # the first fill (day -1), then orders on day 0 (covers days 1..4: next order on 3 arrives on 5) and day 3
+    assert [s[0] for s in seen] == [-1, 0, 3] and seen[1][1:] == (4, 2) and seen[2][1:] == (5, 2)
+    assert result["delivered_units"] == 30 and result["sold_units"] == 10
+
+
+def test_daily_quantile_policy_orders_the_arrival_days_quantile():
+    quantiles = np.array([[[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [4.0, 4.0, 4.0]]])  # p10, p50, p90 over 3 days
+    result = simulate(replay([0, 0, 0], shelf=1), daily_quantile_policy(quantiles, 0.8))
+    assert result["delivered_units"] == 3 * 4 - 4 + 4  # ceil(2 + 0.75 x 2) = 4 per day, no stock netted
+    assert result["waste_units"] == result["delivered_units"]
+
+
+def test_period_sum_coverage_is_calibrated_when_the_model_is_true():
+    rng = np.random.default_rng(1)
+    n, days, rho = 6000, 6, 0.4
+    p50 = rng.uniform(2, 8, (n, 1)).repeat(days, axis=1)
+    quantiles = np.stack([p50 * 0.6, p50, p50 * 1.6], axis=1)
+    common = rng.standard_normal((n, 1))
+    z = np.sqrt(rho) * common + np.sqrt(1 - rho) * rng.standard_normal((n, days))
+    actual = daily_quantile(quantiles[:, 0], quantiles[:, 1], quantiles[:, 2], z)
+    right = period_coverage(quantiles, actual, OrderDefaults(correlation=rho))
+    assert max(abs(v - float(k.split("P")[1]) / 100) for k, v in right.items()) < 0.025, right
+    wrong = period_coverage(quantiles, actual, OrderDefaults(correlation=0.0))
+    assert wrong["k=3 P95"] < right["k=3 P95"] - 0.02  # independence understates the spread of a sum
+
+
+def test_copula_normals_have_the_asked_correlation():
+    z = copula_normals(4000, 3, 0.6)
+    assert np.corrcoef(z.T)[0, 1] == pytest.approx(0.6, abs=0.05) and z.std() == pytest.approx(1, abs=0.05)
+
+
+def test_cli_orders_simulate_on_synthetic_data(tmp_path, capsys):
+    from forecaster.synth import generate
+
+    frame = generate(stores=2, items=4, days=50, seed=0)
+    history, test = frame.iloc[:0], frame[frame["date"] >= frame["date"].max() - pd.Timedelta(days=9)]
+    history = frame[frame["date"] < test["date"].min()]
+    level = history.groupby(["store_id", "item_id"])["units_sold"].agg(["mean"]).reset_index()
+    forecasts = test[["store_id", "item_id", "date"]].merge(level, on=["store_id", "item_id"])
+    forecasts = forecasts.assign(p10=forecasts["mean"] * 0.5, p50=forecasts["mean"], p90=forecasts["mean"] * 1.6)
+    forecasts = forecasts[["store_id", "item_id", "date", "p10", "p50", "p90", "mean"]]
+    forecasts.to_csv(tmp_path / "forecasts.csv", index=False)
+    frame.to_csv(tmp_path / "actuals.csv", index=False)
+    out = tmp_path / "sim.json"
+    args = ["orders", "simulate", "--forecasts", tmp_path / "forecasts.csv", "--actuals", tmp_path / "actuals.csv"]
+    assert main([*map(str, args), "--stockout", "stockout_hours", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results["policies"]) == {"forecaster", "daily_quantile", "rule_of_thumb"}
+    for summary in results["policies"].values():
+        assert summary["series"] == 8 and summary["days"] == 10 and 0 < summary["fill_rate"] <= 1
+        assert summary["sold_units"] <= summary["demand_units"] and summary["waste_units"] >= 0
+    assert results["policies"]["forecaster"]["waste_units"] < results["policies"]["daily_quantile"]["waste_units"]
+    assert set(results["calibration"]) == {f"k={k} P{p}" for k in (1, 2, 3) for p in (50, 80, 95)}
