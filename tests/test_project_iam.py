@@ -184,22 +184,32 @@ def test_launch_role_allows_what_cloudformation_handlers_call():
 RECORDER = Path(__file__).parent / "iam_recorder"
 
 
+@pytest.fixture
+def fresh_moto(moto_url):  # noqa: F811
+    """moto_server (shared by the module) emptied: each test creates its own buckets and pipelines."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
+
+
 def _recording(env: dict, log: Path) -> dict:
     path = os.pathsep.join(p for p in (str(RECORDER), env.get("PYTHONPATH", "")) if p)
     return env | {"PYTHONPATH": path, "IAM_ORACLE_LOG": str(log)}
 
 
-def _role_denials(role: str, calls: list[dict], caller: str, artifact_bucket: str) -> list[str]:
+def _role_denials(role: str, calls: list[dict], caller: str, env: dict) -> list[str]:
+    """Denials of the calls under the template's role, with the names the CI environment gives the resources."""
     template, _, refs = project()
     _, attributes = _physical(template, {})
-    refs["ArtifactBucket"] = artifact_bucket
-    attributes["ArtifactBucket.Arn"] = f"arn:{PARTITION}:s3:::{artifact_bucket}"
+    refs["ArtifactBucket"] = env["ARTIFACT_BUCKET"]
+    attributes["ArtifactBucket.Arn"] = f"arn:{PARTITION}:s3:::{env['ARTIFACT_BUCKET']}"
+    attributes["SchedulerRole.Arn"] = env["SCHEDULER_ROLE_ARN"]
     resolver = oracle.Resolver(template, PARAMETERS, refs, attributes)
     return oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
 
 
 @pytest.mark.slow
-def test_build_steps_upserting_twice_are_allowed_by_the_build_role(ci_env, tmp_path):  # noqa: F811
+def test_build_steps_upserting_twice_are_allowed_by_the_build_role(fresh_moto, ci_env, tmp_path):  # noqa: F811
     from forecaster.project.seed import init
 
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
@@ -211,5 +221,41 @@ def test_build_steps_upserting_twice_are_allowed_by_the_build_role(ci_env, tmp_p
     calls = oracle.recorded(log)
     operations = {c["operation"] for c in calls}
     assert {"CreatePipeline", "UpdatePipeline", "StartPipelineExecution"} <= operations, operations
-    denied = _role_denials("BuildRole", calls, "build repository (branch main)", ci_env["ARTIFACT_BUCKET"])
+    denied = _role_denials("BuildRole", calls, "build repository (branch main)", ci_env)
+    assert not denied, "\n".join(denied)
+
+
+@pytest.mark.slow
+def test_deploy_steps_are_allowed_by_each_stage_role(fresh_moto, ci_env, tmp_path):  # noqa: F811
+    import boto3
+
+    from forecaster.project.seed import init
+    from forecaster.registry.sagemaker import SageMakerRegistry
+
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    client = boto3.client("sagemaker", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
+    registry = SageMakerRegistry(client=client)
+    run = "s3://artifacts/model-build/exec-1"
+    baselines = {
+        "data_quality_constraints": f"{run}/DataQualityBaseline/baseline/constraints.json",
+        "model_quality_constraints": f"{run}/ModelQualityBaseline/baseline/constraints.json",
+        "explainability_report": f"{run}/ExplainabilityBaseline/baseline/analysis.json",
+    }
+    image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}-infer:1"
+    version = registry.register(PROJECT, f"{run}/Train/model.tar.gz", image_uri=image, baselines=baselines)
+    registry.approve(PROJECT, version.version, "backtest reviewed")
+
+    deploy = yaml.safe_load((repos["deploy"] / "bitbucket-pipelines.yml").read_text())
+    steps = [entry for entry in deploy["pipelines"]["custom"]["deploy-approved-model"] if "step" in entry]
+    roles = {"staging": "StagingDeployRole", "production": "ProductionDeployRole"}
+    denied = []
+    for entry in steps * 2:  # a second deploy updates the stage pipelines and schedules
+        stage = entry["step"]["deployment"]
+        log = tmp_path / f"{stage}.jsonl"
+        env = _recording(ci_env | {"MODEL_PACKAGE_ARN": version.identifier}, log)
+        _run_steps(repos["deploy"], [entry], env)
+        assert oracle.recorded(log), f"no AWS call recorded for {stage}"
+    for stage, role in roles.items():
+        calls = oracle.recorded(tmp_path / f"{stage}.jsonl")
+        denied += _role_denials(role, calls, f"deploy repository ({stage} step)", ci_env)
     assert not denied, "\n".join(denied)
