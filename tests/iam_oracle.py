@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,3 +225,34 @@ def denials(calls: list[dict], statements: list[dict], caller: str, role: str) -
                 if line not in lines:
                     lines.append(line)
     return lines
+
+
+@contextmanager
+def recording() -> Iterator[list[dict]]:
+    """Record the AWS calls of this process's botocore sessions (new ones and boto3's default) while inside."""
+    import boto3
+    import botocore.session
+
+    calls: list[dict] = []
+
+    def record(params=None, model=None, **_):
+        service = model.service_model
+        prefix = service.metadata.get("signingName") or service.endpoint_prefix
+        calls.append({"prefix": prefix, "operation": model.name, "params": json.loads(json.dumps(params, default=str))})
+
+    init = botocore.session.Session.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.register("provide-client-params", record)
+
+    botocore.session.Session.__init__ = patched
+    default = boto3.DEFAULT_SESSION._session if boto3.DEFAULT_SESSION else None
+    if default:
+        default.register("provide-client-params", record)
+    try:
+        yield calls
+    finally:
+        botocore.session.Session.__init__ = init
+        if default:
+            default.unregister("provide-client-params", record)

@@ -15,6 +15,7 @@ import yaml
 import iam_oracle as oracle
 from iam_oracle import ACCOUNT, PARTITION, REGION
 from test_project_cicd import _run_steps, ci_env, moto_url  # noqa: F401 - the moto_server fixtures of the CI tests
+from test_project_lambdas import aws, fake, lambdas  # noqa: F401 - the fixtures of the Lambda tests
 
 TEMPLATES = oracle.ROOT / "templates" / "cloudformation"
 PROJECT, PROJECT_ID = "demand-fresh", "p-abcdef123456"
@@ -258,4 +259,42 @@ def test_deploy_steps_are_allowed_by_each_stage_role(fresh_moto, ci_env, tmp_pat
     for stage, role in roles.items():
         calls = oracle.recorded(tmp_path / f"{stage}.jsonl")
         denied += _role_denials(role, calls, f"deploy repository ({stage} step)", ci_env)
+    assert not denied, "\n".join(denied)
+
+
+# ---- the seed and trigger Lambdas, in this process ------------------------------------------------------------
+def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  # noqa: F811
+    from test_project_lambdas import Context, _event
+
+    seed, trigger, _ = lambdas
+    with oracle.recording() as seed_calls:
+        seed.handler(_event(fake, aws), Context())
+    for key, value in {
+        "SECRET_ARN": aws,
+        "BITBUCKET_WORKSPACE": "acme",
+        "DEPLOY_REPOSITORY": f"{PROJECT}-model-deploy",
+        "MODEL_PACKAGE_GROUP": PROJECT,
+    }.items():
+        monkeypatch.setenv(key, value)
+    detail = {
+        "ModelPackageGroupName": PROJECT,
+        "ModelApprovalStatus": "Approved",
+        "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{PROJECT}/1",
+    }
+    event = {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": detail}
+    with oracle.recording() as trigger_calls:
+        trigger.handler(event, Context())
+    assert {c["operation"] for c in seed_calls} >= {"GetSecretValue", "GetObject"}, seed_calls
+    assert {c["operation"] for c in trigger_calls} >= {"GetSecretValue"}, trigger_calls
+
+    template = oracle.load(TEMPLATES / "project.yml")
+    parameters = PARAMETERS | {"BitbucketSecretArn": aws, "AssetsBucket": "assets"}
+    refs, attributes = _physical(template, {})
+    resolver = oracle.Resolver(template, parameters, refs, attributes)
+    denied = []
+    for role, calls, caller in (
+        ("SeedFunctionRole", seed_calls, "seed Lambda"),
+        ("TriggerFunctionRole", trigger_calls, "trigger Lambda"),
+    ):
+        denied += oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
     assert not denied, "\n".join(denied)
