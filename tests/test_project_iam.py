@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,8 @@ def launch_denials() -> list[str]:
         if kind.startswith("Custom::"):
             continue
         arn = attributes.get(f"{logical}.Arn", "*")
-        target = resource.get("Properties", {}).get("FunctionName") or resource.get("Properties", {}).get("Bucket")
+        properties = resource.get("Properties", {})
+        target = properties.get("FunctionName") or properties.get("Bucket") or (properties.get("Queues") or [None])[0]
         if isinstance(target, dict) and "Ref" in target:  # a permission or policy acts on the resource it names
             arn = attributes[f"{target['Ref']}.Arn"]
         service = kind.split("::")[1].lower()
@@ -298,3 +300,45 @@ def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  #
     ):
         denied += oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
     assert not denied, "\n".join(denied)
+
+
+# ---- names within AWS limits for every name the parameters allow ----------------------------------------------
+LIMITS = {
+    "AWS::S3::Bucket": ("BucketName", 63),
+    "AWS::IAM::Role": ("RoleName", 64),
+    "AWS::Lambda::Function": ("FunctionName", 64),
+    "AWS::SQS::Queue": ("QueueName", 80),
+    "AWS::ECR::Repository": ("RepositoryName", 256),
+    "AWS::SageMaker::ModelPackageGroup": ("ModelPackageGroupName", 63),
+    "AWS::Logs::LogGroup": ("LogGroupName", 512),
+}
+
+
+def _longest(pattern: str, alphabet: str = "a1") -> str:
+    """The longest string of a..z/0..9 the pattern allows (names up to 64 characters tried)."""
+    best = ""
+    for n in range(1, 65):
+        candidate = ("a" + alphabet * 64)[:n]
+        for form in (candidate, "p-" + candidate[2:] if n > 2 else candidate):
+            if re.fullmatch(pattern, form):
+                best = form
+    return best
+
+
+def test_every_name_stays_within_aws_limits_for_the_longest_allowed_parameters():
+    template = oracle.load(TEMPLATES / "project.yml")
+    name = _longest(template["Parameters"]["SageMakerProjectName"]["AllowedPattern"])
+    project_id = _longest(template["Parameters"]["SageMakerProjectId"]["AllowedPattern"])
+    assert len(name) == 32 and len(project_id) == 16, (name, project_id)
+    parameters = PARAMETERS | {"SageMakerProjectName": name, "SageMakerProjectId": project_id}
+    resolver = oracle.Resolver(template, parameters, {}, {})
+    resolver.values["AWS::Region"] = "ap-southeast-7"  # among the longest region names (14 characters)
+    checked = {}
+    for logical, resource in template["Resources"].items():
+        key, limit = LIMITS.get(resource["Type"], (None, 0))
+        if key and key in resource.get("Properties", {}):
+            value = resolver.resolve(resource["Properties"][key])
+            assert len(value) <= limit, f"{logical}.{key} {value!r} has {len(value)} characters, more than {limit}"
+            checked[logical] = value
+    assert {"ArtifactBucket", "BuildRole", "StagingDeployRole", "ProductionDeployRole"} <= set(checked)
+    assert project_id in checked["ArtifactBucket"]  # globally unique: the project id, the account and the region
