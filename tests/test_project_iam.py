@@ -342,3 +342,18 @@ def test_every_name_stays_within_aws_limits_for_the_longest_allowed_parameters()
             checked[logical] = value
     assert {"ArtifactBucket", "BuildRole", "StagingDeployRole", "ProductionDeployRole"} <= set(checked)
     assert project_id in checked["ArtifactBucket"]  # globally unique: the project id, the account and the region
+
+
+def test_every_role_takes_the_permissions_boundary_parameter():
+    template = oracle.load(TEMPLATES / "project.yml")
+    roles = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert len(roles) >= 7
+    for logical, role in roles.items():
+        boundary = role["Properties"].get("PermissionsBoundary")
+        assert boundary == {
+            "Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]
+        }, logical
+    resolver = oracle.Resolver(template, PARAMETERS, {}, {})
+    assert resolver.condition("HasPermissionsBoundary") is False
+    resolver.values["PermissionsBoundaryArn"] = f"arn:aws:iam::{ACCOUNT}:policy/boundary"
+    assert resolver.condition("HasPermissionsBoundary") is True
