@@ -88,6 +88,7 @@ def test_no_policy_grants_every_action_on_every_resource():
                 "ecr:GetAuthorizationToken",
                 "cloudwatch:PutMetricData",
                 "cloudformation:GetTemplateSummary",
+                "s3:ListAllMyBuckets",
                 "cloudformation:ValidateTemplate",
             }, (name, statement)
 
