@@ -33,6 +33,20 @@ ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
 
 
+#: the model-build pipeline's execution whose RegisterModel step the CI tests imitate, and its baselines
+BUILD_RUN = "s3://artifacts/model-build/exec-1"
+BUILD_BASELINES = {
+    "data_quality_constraints": f"{BUILD_RUN}/DataQualityBaseline/baseline/constraints.json",
+    "model_quality_constraints": f"{BUILD_RUN}/ModelQualityBaseline/baseline/constraints.json",
+    "explainability_report": f"{BUILD_RUN}/ExplainabilityBaseline/baseline/analysis.json",
+}
+
+
+def register_build_model(registry, group: str, image: str):
+    """Register what the model-build pipeline's RegisterModel step leaves (pending approval); return the version."""
+    return registry.register(group, f"{BUILD_RUN}/Train/model.tar.gz", image_uri=image, baselines=BUILD_BASELINES)
+
+
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory):
     with socket.socket() as probe:
@@ -134,15 +148,11 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
 
     # what the model-build pipeline's RegisterModel step leaves, then a reviewer's approval
     registry = SageMakerRegistry(client=client)
-    run = "s3://artifacts/model-build/exec-1"
-    baselines = {
-        "data_quality_constraints": f"{run}/DataQualityBaseline/baseline/constraints.json",
-        "model_quality_constraints": f"{run}/ModelQualityBaseline/baseline/constraints.json",
-        "explainability_report": f"{run}/ExplainabilityBaseline/baseline/analysis.json",
-    }
     image = f"{ECR}/{PROJECT}-infer:{COMMIT}"
-    version = registry.register(PROJECT, f"{run}/Train/model.tar.gz", image_uri=image, baselines=baselines)
-    registry.register(PROJECT, "s3://artifacts/newer-but-pending/model.tar.gz", image_uri=image, baselines=baselines)
+    version = register_build_model(registry, PROJECT, image)
+    registry.register(
+        PROJECT, "s3://artifacts/newer-but-pending/model.tar.gz", image_uri=image, baselines=BUILD_BASELINES
+    )
     registry.approve(PROJECT, version.version, "backtest reviewed")
 
     deploy = yaml.safe_load((repos["deploy"] / "bitbucket-pipelines.yml").read_text())
@@ -155,12 +165,12 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
     for stage in ("staging", "production"):
         inference = _parameters(client, f"{PROJECT}-batch-inference-{stage}")
         assert inference["ModelPackageArn"] == version.identifier
-        assert inference["ModelDataUrl"] == f"{run}/Train/model.tar.gz" and inference["InferenceImage"] == image
-        assert inference["DataQualityBaselineUri"] == f"{run}/DataQualityBaseline/baseline"
+        assert inference["ModelDataUrl"] == f"{BUILD_RUN}/Train/model.tar.gz" and inference["InferenceImage"] == image
+        assert inference["DataQualityBaselineUri"] == f"{BUILD_RUN}/DataQualityBaseline/baseline"
         assert inference["OutputPrefix"] == f"s3://artifacts/{stage}/batch-inference"
         quality = _parameters(client, f"{PROJECT}-model-quality-{stage}")
-        assert quality["ModelQualityBaselineUri"] == f"{run}/ModelQualityBaseline/baseline"
-        assert quality["ModelDataUrl"] == f"{run}/Train/model.tar.gz"
+        assert quality["ModelQualityBaselineUri"] == f"{BUILD_RUN}/ModelQualityBaseline/baseline"
+        assert quality["ModelDataUrl"] == f"{BUILD_RUN}/Train/model.tar.gz"
         assert quality["GroundTruthData"] == f"s3://data/{PROJECT}/{stage}/ground-truth/"
     instance_types = {
         stage: _parameters(client, f"{PROJECT}-batch-inference-{stage}")["TransformInstanceType"]

@@ -15,7 +15,7 @@ import yaml
 
 import iam_oracle as oracle
 from iam_oracle import ACCOUNT, PARTITION, REGION
-from test_project_cicd import _run_steps, ci_env, moto_url  # noqa: F401 - the moto_server fixtures of the CI tests
+from test_project_cicd import _run_steps, ci_env, moto_url, register_build_model  # noqa: F401 - the moto_server fixtures of the CI tests
 from test_project_lambdas import aws, fake, lambdas  # noqa: F401 - the fixtures of the Lambda tests
 
 TEMPLATES = oracle.ROOT / "templates" / "cloudformation"
@@ -238,14 +238,8 @@ def test_deploy_steps_are_allowed_by_each_stage_role(fresh_moto, ci_env, tmp_pat
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
     client = boto3.client("sagemaker", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
     registry = SageMakerRegistry(client=client)
-    run = "s3://artifacts/model-build/exec-1"
-    baselines = {
-        "data_quality_constraints": f"{run}/DataQualityBaseline/baseline/constraints.json",
-        "model_quality_constraints": f"{run}/ModelQualityBaseline/baseline/constraints.json",
-        "explainability_report": f"{run}/ExplainabilityBaseline/baseline/analysis.json",
-    }
     image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}-infer:1"
-    version = registry.register(PROJECT, f"{run}/Train/model.tar.gz", image_uri=image, baselines=baselines)
+    version = register_build_model(registry, PROJECT, image)
     registry.approve(PROJECT, version.version, "backtest reviewed")
 
     deploy = yaml.safe_load((repos["deploy"] / "bitbucket-pipelines.yml").read_text())
