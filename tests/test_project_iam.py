@@ -26,6 +26,11 @@ def _arn(service: str, resource: str, region: str = REGION) -> str:
 project = oracle.project
 
 
+def _physical(template: dict, _values: dict | None = None) -> tuple[dict, dict]:
+    """:func:`iam_oracle.physical` under its earlier name here (tests written against it keep working)."""
+    return oracle.physical(template)
+
+
 # ---- the evaluator denies what IAM denies ---------------------------------------------------------------------
 def test_evaluator_denies_outside_the_pattern_and_on_explicit_deny():
     statements = [
