@@ -22,7 +22,29 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "templates" / "cloudformation"
 PARTITION, REGION, ACCOUNT = "aws", "eu-west-1", "123456789012"
+#: test values of the project stack's parameters (the platform settings included: SSM would resolve those)
+PROJECT, PROJECT_ID = "demand-fresh", "p-abcdef123456"
+STACK = "SC-123456789012-pp-abcdefghijklm"
+PARAMETERS = {
+    "SageMakerProjectName": PROJECT,
+    "SageMakerProjectId": PROJECT_ID,
+    "BitbucketWorkspace": "acme",
+    "BitbucketOidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/api.bitbucket.org/2.0/workspaces/acme/"
+    "pipelines-config/identity/oidc",
+    "BitbucketProjectKey": "DF",
+    "BitbucketSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:bitbucket-AbCdEf",
+    "AssetsBucket": "platform-assets",
+    "DataBucketName": "data",
+    "ForecasterTrainImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/forecaster-train:1",
+    "ForecasterInferImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/forecaster-infer:1",
+    "ForecasterImageRepositoryArns": [
+        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/forecaster-train",
+        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/forecaster-infer",
+    ],
+    "AirflowExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/mwaa-execution",
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -225,6 +247,71 @@ def denials(calls: list[dict], statements: list[dict], caller: str, role: str) -
                 if line not in lines:
                     lines.append(line)
     return lines
+
+
+# ---- the project stack's resources, named as CloudFormation names them -------------------------------------------
+_NAME_KEYS = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::ECR::Repository": "RepositoryName",
+    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Events::Rule": "Name",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SecretsManager::Secret": "Name",
+}
+#: resource types whose Ref is their ARN (the others' Ref is their name)
+_REF_IS_ARN = ("AWS::SQS::Queue", "AWS::SecretsManager::Secret")
+
+
+def _resource_arn(kind: str, name: str) -> str:
+    return {
+        "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{name}",
+        "AWS::ECR::Repository": _arn("ecr", f"repository/{name}"),
+        "AWS::SageMaker::ModelPackageGroup": _arn("sagemaker", f"model-package-group/{name}"),
+        "AWS::IAM::Role": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{name}",
+        "AWS::Lambda::Function": _arn("lambda", f"function:{name}"),
+        "AWS::Logs::LogGroup": _arn("logs", f"log-group:{name}:*"),
+        "AWS::Events::Rule": _arn("events", f"rule/{name}"),
+        "AWS::SQS::Queue": _arn("sqs", name),
+        "AWS::SecretsManager::Secret": _arn("secretsmanager", f"secret:{name}-AbCdEf"),
+    }.get(kind, "*")
+
+
+def physical(template: dict, parameters: dict | None = None) -> tuple[dict, dict]:
+    """Test values of each resource's Ref and ARN: its name, or a name as CloudFormation generates it."""
+    parameters = PARAMETERS if parameters is None else parameters
+    refs: dict = {}
+    attributes: dict = {}
+    for logical, resource in template["Resources"].items():
+        kind, properties = resource["Type"], resource.get("Properties", {})
+        key = _NAME_KEYS.get(kind)
+        generated = f"{STACK}-{logical}-ABCDEF123456"[:64]
+        name = Resolver(template, parameters, refs, {}).resolve(properties[key]) if key in properties else None
+        name = name or (generated.lower() if kind in ("AWS::S3::Bucket", "AWS::ECR::Repository") else generated)
+        arn = _resource_arn(kind, name)
+        refs[logical] = arn if kind in _REF_IS_ARN else name
+        attributes[f"{logical}.Arn"] = arn
+    attributes |= {
+        "SeedRepositories.Audience": "ari:cloud:bitbucket::workspace/uuid",
+        "SeedRepositories.BuildRepositoryUuid": "{build}",
+        "SeedRepositories.DeployRepositoryUuid": "{deploy}",
+        "SeedRepositories.StagingEnvironmentUuid": "{staging}",
+        "SeedRepositories.ProductionEnvironmentUuid": "{production}",
+        "TrainImageRepository.RepositoryUri": "uri",
+        "InferImageRepository.RepositoryUri": "uri",
+    }
+    return refs, attributes
+
+
+def project(overrides: dict | None = None, parameters: dict | None = None) -> tuple[dict, Resolver, dict]:
+    """project.yml, a resolver with the test values (``overrides`` replace refs), and the refs."""
+    parameters = PARAMETERS if parameters is None else parameters
+    template = load(TEMPLATES / "project.yml")
+    refs, attributes = physical(template, parameters)
+    refs |= overrides or {}
+    return template, Resolver(template, parameters, refs, attributes), refs
 
 
 @contextmanager

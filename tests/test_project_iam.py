@@ -14,84 +14,21 @@ import pytest
 import yaml
 
 import iam_oracle as oracle
-from iam_oracle import ACCOUNT, PARTITION, REGION
+from iam_oracle import ACCOUNT, PARAMETERS, PARTITION, PROJECT, REGION, TEMPLATES
 from test_project_cicd import _run_steps, ci_env, moto_url, register_build_model  # noqa: F401 - the moto_server fixtures of the CI tests
 from test_project_lambdas import aws, fake, lambdas  # noqa: F401 - the fixtures of the Lambda tests
-
-TEMPLATES = oracle.ROOT / "templates" / "cloudformation"
-PROJECT, PROJECT_ID = "demand-fresh", "p-abcdef123456"
-STACK = "SC-123456789012-pp-abcdefghijklm"
-PARAMETERS = {
-    "SageMakerProjectName": PROJECT,
-    "SageMakerProjectId": PROJECT_ID,
-    "BitbucketWorkspace": "acme",
-    "BitbucketProjectKey": "DF",
-    "BitbucketSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:bitbucket-AbCdEf",
-    "AssetsBucket": "platform-assets",
-    "DataBucketName": "data",
-    "ForecasterTrainImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/forecaster-train:1",
-    "ForecasterInferImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/forecaster-infer:1",
-    "ForecasterImageRepositoryArns": [
-        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/forecaster-train",
-        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/forecaster-infer",
-    ],
-}
 
 
 def _arn(service: str, resource: str, region: str = REGION) -> str:
     return f"arn:{PARTITION}:{service}:{region}:{ACCOUNT}:{resource}"
 
 
-def _physical(template: dict, resolver_values: dict) -> tuple[dict, dict]:
-    """Test values of each resource's Ref and ARN: its name, or a name as CloudFormation generates it."""
-    refs, attributes = {}, {}
-    name_keys = {
-        "AWS::S3::Bucket": "BucketName",
-        "AWS::ECR::Repository": "RepositoryName",
-        "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
-        "AWS::IAM::Role": "RoleName",
-        "AWS::Lambda::Function": "FunctionName",
-        "AWS::Logs::LogGroup": "LogGroupName",
-        "AWS::Events::Rule": "Name",
-        "AWS::SQS::Queue": "QueueName",
-    }
-    for logical, resource in template["Resources"].items():
-        kind, properties = resource["Type"], resource.get("Properties", {})
-        key = name_keys.get(kind)
-        generated = f"{STACK}-{logical}-ABCDEF123456"[:64]
-        name = oracle.Resolver(template, PARAMETERS, refs, {}).resolve(properties[key]) if key in properties else None
-        name = name or (generated.lower() if kind in ("AWS::S3::Bucket", "AWS::ECR::Repository") else generated)
-        arn = {
-            "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{name}",
-            "AWS::ECR::Repository": _arn("ecr", f"repository/{name}"),
-            "AWS::SageMaker::ModelPackageGroup": _arn("sagemaker", f"model-package-group/{name}"),
-            "AWS::IAM::Role": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{name}",
-            "AWS::Lambda::Function": _arn("lambda", f"function:{name}"),
-            "AWS::Logs::LogGroup": _arn("logs", f"log-group:{name}:*"),
-            "AWS::Events::Rule": _arn("events", f"rule/{name}"),
-            "AWS::SQS::Queue": _arn("sqs", name),
-            "AWS::IAM::OIDCProvider": f"arn:{PARTITION}:iam::{ACCOUNT}:oidc-provider/api.bitbucket.org/2.0/"
-            "workspaces/acme/pipelines-config/identity/oidc",
-        }.get(kind, "*")
-        refs[logical] = arn if kind in ("AWS::IAM::OIDCProvider", "AWS::SQS::Queue") else name
-        attributes[f"{logical}.Arn"] = arn
-    attributes |= {
-        "SeedRepositories.Audience": "ari:cloud:bitbucket::workspace/uuid",
-        "SeedRepositories.BuildRepositoryUuid": "{build}",
-        "SeedRepositories.DeployRepositoryUuid": "{deploy}",
-        "SeedRepositories.StagingEnvironmentUuid": "{staging}",
-        "SeedRepositories.ProductionEnvironmentUuid": "{production}",
-        "TrainImageRepository.RepositoryUri": "uri",
-        "InferImageRepository.RepositoryUri": "uri",
-    }
-    return refs, attributes
+project = oracle.project
 
 
-def project(overrides: dict | None = None) -> tuple[dict, oracle.Resolver, dict]:
-    template = oracle.load(TEMPLATES / "project.yml")
-    refs, attributes = _physical(template, {})
-    refs |= overrides or {}
-    return template, oracle.Resolver(template, PARAMETERS, refs, attributes), refs
+def _physical(template: dict, _values: dict | None = None) -> tuple[dict, dict]:
+    """:func:`iam_oracle.physical` under its earlier name here (tests written against it keep working)."""
+    return oracle.physical(template)
 
 
 # ---- the evaluator denies what IAM denies ---------------------------------------------------------------------
@@ -149,14 +86,28 @@ def _handler_permissions(kind: str) -> dict[str, list[str]]:
     return needed
 
 
-def launch_denials() -> list[str]:
-    product = oracle.load(TEMPLATES / "product.yml")
-    resolver = oracle.Resolver(product, {"AssetsBucket": "platform-assets"}, {}, {})
-    role = "LaunchRole"
-    statements = oracle.role_statements(product, role, resolver)
-    template, _, _ = project()
-    _, attributes = _physical(template, {})
-    lines = []
+#: the prefix of every project role: the launch role may create and pass role/forecaster-* only
+ROLE_PREFIX = "forecaster-"
+#: what the launch does to every project role besides the handlers' reads and tags: create it with its inline
+#: policies and boundary, pass it to the service that runs as it, and delete it
+ROLE_ACTIONS = (
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:PassRole",
+    "iam:DeleteRolePolicy",
+    "iam:DeleteRole",
+)
+
+
+def _launch_requests(template: dict) -> list[tuple[str, str, str, str]]:
+    """(what, handler, action, resource ARN) of everything the launch of ``template`` asks of the launch role."""
+    _, attributes = oracle.physical(template)
+    requests = []
+    for name, parameter in template["Parameters"].items():  # CloudFormation resolves SSM types as the launch role
+        if parameter["Type"].startswith("AWS::SSM::Parameter::Value"):
+            arn = _arn("ssm", f"parameter{parameter['Default']}")
+            requests.append((f"parameter {name}", "resolve", "ssm:GetParameters", arn))
     for logical, resource in template["Resources"].items():
         kind = resource["Type"]
         if kind.startswith("Custom::"):
@@ -168,19 +119,65 @@ def launch_denials() -> list[str]:
             arn = attributes[f"{target['Ref']}.Arn"]
         service = kind.split("::")[1].lower()
         for handler, actions in _handler_permissions(kind).items():
-            for action in actions:
-                # another service's actions (kms:, ec2:, ...) serve properties the template does not use: skipped
-                if action.split(":")[0] != service:
-                    continue
-                if not oracle.allowed(statements, action, arn):
-                    line = f"launch of {logical} ({kind}, {handler}): {action} on {arn} is not allowed by role {role}"
-                    lines.append(line)
+            # another service's actions (kms:, ec2:, ...) serve properties the template does not use: skipped
+            requests += [(f"{logical} ({kind})", handler, a, arn) for a in actions if a.split(":")[0] == service]
+        if kind == "AWS::IAM::Role":
+            requests += [(f"{logical} ({kind})", "create/delete", action, arn) for action in ROLE_ACTIONS]
+    return requests
+
+
+def launch_denials(template: dict | None = None) -> list[str]:
+    product = oracle.load(TEMPLATES / "product.yml")
+    resolver = oracle.Resolver(product, {"AssetsBucket": "platform-assets"}, {}, {})
+    role = "LaunchRole"
+    statements = oracle.role_statements(product, role, resolver)
+    lines = []
+    for what, handler, action, arn in _launch_requests(template or project()[0]):
+        if not oracle.allowed(statements, action, arn):
+            lines.append(f"launch of {what}, {handler}: {action} on {arn} is not allowed by role {role}")
     return lines
 
 
 def test_launch_role_allows_what_cloudformation_handlers_call():
     denied = launch_denials()
     assert not denied, "\n".join(denied)
+
+
+def test_launch_role_creates_and_passes_only_project_prefixed_roles():
+    """A role outside ``role/forecaster-*`` (a template edited to create an admin role) is refused, by name."""
+    template = project()[0]
+    template["Resources"]["BuildRole"]["Properties"]["RoleName"] = "platform-admin"
+    denied = launch_denials(template)
+    for action in ("iam:CreateRole", "iam:PassRole", "iam:PutRolePolicy", "iam:DeleteRole"):
+        assert (
+            f"launch of BuildRole (AWS::IAM::Role), create/delete: {action} on "
+            f"arn:aws:iam::{ACCOUNT}:role/platform-admin is not allowed by role LaunchRole"
+        ) in denied, denied
+    assert all("BuildRole" in line for line in denied), denied
+
+
+def test_platform_settings_come_from_the_ssm_parameters_the_platform_stack_writes():
+    """Every SSM-typed parameter of project.yml defaults to a parameter that product.yml creates, and back."""
+    parameters = project()[0]["Parameters"]
+    wanted = {p["Default"] for p in parameters.values() if p["Type"].startswith("AWS::SSM::Parameter::Value")}
+    product = oracle.load(TEMPLATES / "product.yml")["Resources"]
+    written = {r["Properties"]["Name"] for r in product.values() if r["Type"] == "AWS::SSM::Parameter"}
+    assert wanted == written and len(wanted) >= 7, (wanted, written)
+    assert all(name.startswith("/forecaster/platform/") for name in wanted)
+    # what differs per project stays a plain parameter the Studio form asks for
+    assert parameters["DataBucketName"]["Type"] == parameters["BitbucketProjectKey"]["Type"] == "String"
+
+
+def test_one_oidc_provider_per_account_in_the_platform_stack():
+    """Deleting a project leaves the provider: it is in product.yml, and project.yml only takes its ARN."""
+    kinds = {r["Type"] for r in project()[0]["Resources"].values()}
+    assert "AWS::IAM::OIDCProvider" not in kinds
+    product = oracle.load(TEMPLATES / "product.yml")["Resources"]
+    assert [r["Type"] for r in product.values()].count("AWS::IAM::OIDCProvider") == 1
+    template, resolver, _ = project()
+    for role in ("BuildRole", "StagingDeployRole", "ProductionDeployRole"):
+        trust = resolver.resolve(template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"])
+        assert json.loads(trust)["Statement"][0]["Principal"] == {"Federated": PARAMETERS["BitbucketOidcProviderArn"]}
 
 
 # ---- the build repository's steps, recorded in every Python process they start ---------------------------------
@@ -203,10 +200,11 @@ def _recording(env: dict, log: Path) -> dict:
 def _role_denials(role: str, calls: list[dict], caller: str, env: dict) -> list[str]:
     """Denials of the calls under the template's role, with the names the CI environment gives the resources."""
     template, _, refs = project()
-    _, attributes = _physical(template, {})
+    _, attributes = oracle.physical(template)
     refs["ArtifactBucket"] = env["ARTIFACT_BUCKET"]
     attributes["ArtifactBucket.Arn"] = f"arn:{PARTITION}:s3:::{env['ARTIFACT_BUCKET']}"
     attributes["SchedulerRole.Arn"] = env["SCHEDULER_ROLE_ARN"]
+    attributes["PipelineExecutionRole.Arn"] = env["SAGEMAKER_PIPELINE_ROLE_ARN"]  # the role the seed hands out
     resolver = oracle.Resolver(template, PARAMETERS, refs, attributes)
     return oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
 
@@ -260,13 +258,18 @@ def test_deploy_steps_are_allowed_by_each_stage_role(fresh_moto, ci_env, tmp_pat
 
 # ---- the seed and trigger Lambdas, in this process ------------------------------------------------------------
 def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  # noqa: F811
+    import boto3
+
     from test_project_lambdas import Context, _event
 
     seed, trigger, _ = lambdas
     with oracle.recording() as seed_calls:
         seed.handler(_event(fake, aws), Context())
+    # the trigger's own token (pipeline write on the deploy repository), not the seed's repository-admin credential
+    token = json.dumps({"token": "test-token"})  # the token the fake Bitbucket accepts
+    trigger_secret = boto3.client("secretsmanager").create_secret(Name="trigger", SecretString=token)["ARN"]
     for key, value in {
-        "SECRET_ARN": aws,
+        "SECRET_ARN": trigger_secret,
         "BITBUCKET_WORKSPACE": "acme",
         "DEPLOY_REPOSITORY": f"{PROJECT}-model-deploy",
         "MODEL_PACKAGE_GROUP": PROJECT,
@@ -285,7 +288,8 @@ def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  #
 
     template = oracle.load(TEMPLATES / "project.yml")
     parameters = PARAMETERS | {"BitbucketSecretArn": aws, "AssetsBucket": "assets"}
-    refs, attributes = _physical(template, {})
+    parameters |= {"BitbucketTriggerSecretArn": trigger_secret}
+    refs, attributes = oracle.physical(template)
     resolver = oracle.Resolver(template, parameters, refs, attributes)
     denied = []
     for role, calls, caller in (
@@ -294,6 +298,24 @@ def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  #
     ):
         denied += oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
     assert not denied, "\n".join(denied)
+    read = {c["params"]["SecretId"] for c in trigger_calls if c["operation"] == "GetSecretValue"}
+    assert read == {trigger_secret}, read
+
+
+def test_the_trigger_role_reads_only_the_trigger_secret():
+    """Given or created by the stack, the trigger's secret is the one secret its role may read: never the seed's."""
+    seed_secret = PARAMETERS["BitbucketSecretArn"]
+    given = _arn("secretsmanager", "secret:trigger-XyZ123")
+    for parameters, own in (
+        (PARAMETERS, oracle.physical(project()[0])[0]["TriggerSecret"]),
+        (PARAMETERS | {"BitbucketTriggerSecretArn": given}, given),
+    ):
+        template, resolver, _ = project(parameters=parameters)
+        statements = oracle.role_statements(template, "TriggerFunctionRole", resolver)
+        assert oracle.allowed(statements, "secretsmanager:GetSecretValue", own)
+        assert not oracle.allowed(statements, "secretsmanager:GetSecretValue", seed_secret)
+        environment = template["Resources"]["TriggerFunction"]["Properties"]["Environment"]["Variables"]
+        assert resolver.resolve(environment["SECRET_ARN"]) == own
 
 
 # ---- names within AWS limits for every name the parameters allow ----------------------------------------------
@@ -334,7 +356,11 @@ def test_every_name_stays_within_aws_limits_for_the_longest_allowed_parameters()
             value = resolver.resolve(resource["Properties"][key])
             assert len(value) <= limit, f"{logical}.{key} {value!r} has {len(value)} characters, more than {limit}"
             checked[logical] = value
-    assert {"ArtifactBucket", "BuildRole", "StagingDeployRole", "ProductionDeployRole"} <= set(checked)
+    assert {"ArtifactBucket", "BuildRole", "StagingDeployRole", "ProductionDeployRole", "AirflowRole"} <= set(checked)
+    roles = [logical for logical, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
+    assert set(roles) <= set(checked), "every role is named, so that the launch role may create it"
+    for logical in roles:  # the only roles the launch role may create and pass
+        assert checked[logical].startswith(ROLE_PREFIX) and len(checked[logical]) <= 64, (logical, checked[logical])
     assert project_id in checked["ArtifactBucket"]  # globally unique: the project id, the account and the region
 
 

@@ -215,3 +215,13 @@ def test_trigger_starts_the_custom_pipeline_on_approval_only(fake, aws, lambdas,
 def test_the_lambda_and_the_package_name_the_same_repositories(lambdas):
     seed, _, _ = lambdas
     assert tuple(REPOSITORIES.values()) == seed.REPOSITORY_SUFFIXES
+
+
+def test_the_trigger_secret_left_empty_fails_saying_what_to_put_in_it(aws, lambdas):
+    """The stack creates the trigger's secret with an empty token: the trigger fails naming the token it needs."""
+    import bitbucket_api
+    import boto3
+
+    empty = boto3.client("secretsmanager").create_secret(Name="trigger", SecretString=json.dumps({"token": ""}))
+    with pytest.raises(ValueError, match=r"non-empty \"token\".*deploy repository \(scope Pipelines: Write\)"):
+        bitbucket_api.load_secret(empty["ARN"])

@@ -42,9 +42,11 @@ def load_secret(secret_id: str, client: Any = None) -> dict[str, Any]:
 
         client = boto3.client("secretsmanager")
     secret = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
-    if not isinstance(secret, dict) or not ("token" in secret or {"username", "password"} <= set(secret)):
+    if not isinstance(secret, dict) or not (secret.get("token") or {"username", "password"} <= set(secret)):
         raise ValueError(
-            f'Secret {secret_id} must be JSON with "token", or "username" and "password" (Bitbucket credentials).'
+            f'Secret {secret_id} must be JSON with a non-empty "token", or "username" and "password" (Bitbucket '
+            "credentials); the trigger's secret that the project stack creates holds an empty token until you put "
+            "a repository access token of the deploy repository (scope Pipelines: Write) in it."
         )
     return secret
 
