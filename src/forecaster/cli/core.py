@@ -67,12 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument("--orders", type=Path, help="order proposals file (default: order_proposals.csv next to --out)")
     post.add_argument(
         "--service-level",
-        type=float,
-        help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock)",
+        type=_optional_float,
+        help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock; "
+        "empty: the default)",
     )
     post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
     for flag, text in ORDERING_OPTIONS.items():
-        post.add_argument(flag, type=None if flag == "--order-date" else Path, help=text)
+        post.add_argument(flag, type=_optional_text if flag == "--order-date" else Path, help=text)
     post.set_defaults(func=_postprocess)
 
     fc = subparsers.add_parser("forecast", help="preprocess + predict + postprocess in one process")
@@ -103,6 +104,22 @@ def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
         help="also skip series without a sale in the last N history days (0: forecast every series that has "
         "history and future rows). Skipped series are listed in skipped_series.csv",
     )
+
+
+def _optional_text(value: str) -> str | None:
+    """An option value where empty means "not given" (how a pipeline passes an empty parameter)."""
+    return value.strip() or None
+
+
+def _optional_float(value: str) -> float | None:
+    """A float option where empty means "not given"."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (or empty). Got {value!r}") from None
 
 
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
