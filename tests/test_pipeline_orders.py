@@ -137,10 +137,14 @@ def test_the_pipeline_step_orders_with_stock_and_without(tmp_path):
     assert orders["stock_considered"].all() and orders["stock_counted"].tolist() == [5, 5]
     assert orders["order_date"].tolist() == ["2024-06-03"] * 2
     del inputs["stock"]
+    inputs["calendar"] = tmp_path / "calendar"
+    inputs["calendar"].mkdir()
+    pd.DataFrame({"weekday": ["mon"], "lead_time_days": [2]}).to_csv(inputs["calendar"] / "c.csv", index=False)
     ctx = _run_step(tmp_path / "without", inputs, ServiceLevel="0.5")
     orders = read_table(ctx.output("forecasts") / "order_proposals.csv")
     assert len(orders) == 4 and not orders["stock_considered"].any()
     assert orders["order_units"].tolist() == [10] * 4  # the override: the median of each day
+    assert "--calendar given without --stock: not used" in ctx.log.read_text()
 
 
 @pytest.mark.parametrize(

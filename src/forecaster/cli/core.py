@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, DEFAULT_SERVICE_LEVEL, ORDERS_FILE
@@ -210,6 +211,12 @@ def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.orders_inputs import OrderDefaults
 
     ordering = None
+    unused = [f for f in ORDERING_OPTIONS if f != "--stock" and getattr(args, f[2:].replace("-", "_")) is not None]
+    if args.stock is None and unused:
+        logging.getLogger(__name__).warning(
+            "%s given without --stock: not used (the orders are per-day proposals; pass --stock to order)",
+            ", ".join(unused),
+        )
     if args.stock is not None:
         ordering = {
             "stock": args.stock,
