@@ -8,7 +8,8 @@ its outputs; its arguments are tokens with placeholders:
 - ``{input:NAME}``: the directory input ``NAME`` is mounted at (``/opt/ml/processing/input/NAME`` in a
   processing job, a local folder in the local runner); may be followed by a file name (``{input:x}/a.csv``);
 - ``{output:NAME}``: the directory output ``NAME`` is written to (``/opt/ml/processing/output/NAME``);
-- ``{param:NAME}``: the value of pipeline parameter ``NAME`` (a whole token).
+- ``{param:NAME}``: the value of pipeline parameter ``NAME`` (a whole token, or inside one: ``--flag={param:NAME}``,
+  an SDK ``Join``; an empty value then passes ``--flag=``).
 
 References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs of a training step are
 ``model`` (the ``model.tar.gz``), of a transform step ``predictions`` (one ``<input file>.out`` per input file).
