@@ -179,3 +179,13 @@ def test_bad_ordering_inputs_fail_the_step_and_leave_nothing(tmp_path, case, mes
         _run_step(tmp_path, inputs, **params)
     assert message in error.value.reason, error.value.reason
     assert list((tmp_path / "Postprocess" / "output" / "forecasts").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_definition_command_takes_parameter_defaults(tmp_path):
+    from pipeline_helpers import build_offline
+
+    document = build_offline(tmp_path, "inference", "--param", "StockData=s3://orders/stock/")
+    (step,) = [s for s in document["Steps"] if s["Name"] == "Postprocess"]
+    assert [i["InputName"] for i in step["Arguments"]["ProcessingInputs"]] == ["keys", "predictions", "stock"]
+    assert {"Name": "StockData", "Type": "String", "DefaultValue": "s3://orders/stock/"} in document["Parameters"]
