@@ -111,8 +111,8 @@ class OrderDefaults:
         """The defaults of the JSON file at ``path``, or of the one JSON file in folder ``path`` (None: built-in)."""
         if path is None:
             return cls()
-        files = sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)]
-        if len(files) != 1:  # a folder: a processing input, where the file was downloaded to
+        files = sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)]  # a dir: a job's input
+        if len(files) != 1:
             raise InvalidParameterError(f"The order defaults folder {path} must hold one .json file, not {len(files)}.")
         return cls.from_dict(read_json(files[0]), source=f"order defaults {files[0]}")
 
@@ -236,7 +236,6 @@ def check_known(table: pd.DataFrame, series: pd.DataFrame, on: list[str], what: 
         )
 
 
-# ------------------------------------------------------------------------------------------- per-series arrays
 def _series_index(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
     """Row of ``series`` for each row of ``table`` (joined on ``on``; -1 where absent)."""
     lookup = series[on].reset_index(drop=True).reset_index().drop_duplicates(on)

@@ -41,7 +41,9 @@ def test_without_a_stock_drop_the_orders_say_stock_was_not_considered(flow):
 
 def test_the_stock_drop_is_validated_staged_and_counted_in_the_delivered_orders(flow, dagbag, monkeypatch, tmp_path):
     config = _with_stock(flow, tmp_path)
-    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config, redeliver=True)
+    result = run_dag(
+        dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config, backend="local", redeliver=True
+    )
     assert result["extract"] == "success" and result["deliver"] == "success", result
     staged = list((tmp_path / "staging").rglob(f"stock/{ORDER_DAY}.csv"))
     assert len(staged) == 1
@@ -67,7 +69,7 @@ def test_a_bad_stock_drop_fails_extract_and_nothing_is_delivered(
     flow, dagbag, monkeypatch, tmp_path, capfd, first_row, message
 ):
     config = _with_stock(flow, tmp_path, **first_row)
-    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config)
+    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config, backend="local")
     assert result["extract"] == "failed" and result["deliver"] == "upstream_failed", result
     assert not (tmp_path / "deliveries").exists() and not (tmp_path / "staging").exists()
     log = capfd.readouterr()
