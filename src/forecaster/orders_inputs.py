@@ -22,8 +22,8 @@ from forecaster.params import Interval, Options, Text, coerce
 
 logger = logging.getLogger(__name__)
 
-# ---- column names of the input tables (besides the series' key columns) ----------------------------------------
-#: stock: on-hand units counted at the close of the order day; several rows per series = shelf-life buckets
+#: the input tables' columns (besides the series' keys). stock: on-hand units counted at the close of the order
+#: day; several rows per series = shelf-life buckets
 STOCK_UNITS, STOCK_DATE, DAYS_LEFT, EXPIRY_DATE = "on_hand_units", "stock_date", "shelf_life_days_left", "expiry_date"
 #: open orders: units already ordered and the day they are on the shelf
 OPEN_UNITS, ARRIVAL_DATE = "units", "arrival_date"
@@ -108,8 +108,13 @@ class OrderDefaults:
 
     @classmethod
     def load(cls, path: str | Path | None) -> OrderDefaults:
-        """The defaults of the JSON file at ``path`` (None: the built-in defaults)."""
-        return cls() if path is None else cls.from_dict(read_json(path), source=f"order defaults {path}")
+        """The defaults of the JSON file at ``path``, or of the one JSON file in folder ``path`` (None: built-in)."""
+        if path is None:
+            return cls()
+        files = sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)]  # a dir: a job's input
+        if len(files) != 1:
+            raise InvalidParameterError(f"The order defaults folder {path} must hold one .json file, not {len(files)}.")
+        return cls.from_dict(read_json(files[0]), source=f"order defaults {files[0]}")
 
     def with_correlation(self, correlation: float) -> OrderDefaults:
         """A copy with another day-to-day correlation."""
@@ -231,7 +236,6 @@ def check_known(table: pd.DataFrame, series: pd.DataFrame, on: list[str], what: 
         )
 
 
-# ------------------------------------------------------------------------------------------- per-series arrays
 def _series_index(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
     """Row of ``series`` for each row of ``table`` (joined on ``on``; -1 where absent)."""
     lookup = series[on].reset_index(drop=True).reset_index().drop_duplicates(on)
@@ -385,13 +389,11 @@ def read_item_master(
             f"The item master gives {', '.join(f'{k}={row[k]}' for k in keys)} a unit cost {cost[loss[0]]:g} not "
             f"below its unit price {price[loss[0]]:g}: there is no margin to order for. Fix unit_cost or unit_price."
         )
-    fill = {"pack_size": defaults.pack_size, "min_display_units": defaults.min_display_units}
+    display = values["min_display_units"]
     return ItemNumbers(
-        pack_size=np.where(np.isnan(values["pack_size"]), fill["pack_size"], values["pack_size"]),
+        pack_size=np.where(np.isnan(values["pack_size"]), defaults.pack_size, values["pack_size"]),
         shelf_life_days=np.where(np.isnan(shelf), defaults.shelf_life_days, np.floor(shelf)).astype(np.int64),
         unit_cost=cost,
         unit_price=price,
-        min_display_units=np.where(
-            np.isnan(values["min_display_units"]), fill["min_display_units"], values["min_display_units"]
-        ),
+        min_display_units=np.where(np.isnan(display), defaults.min_display_units, display),
     )

@@ -149,8 +149,13 @@ class PipelineRun:
         return self.properties(step)["ProcessingOutputConfig"]["Outputs"][name]["S3Output"]["S3Uri"]
 
 
-def execute_pipeline(session: Any, key: str, parameters: dict[str, Any]) -> PipelineRun:
+def execute_pipeline(
+    session: Any, key: str, parameters: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> PipelineRun:
     """Build pipeline ``key`` from the product's step table with ``session`` and execute it locally.
+
+    ``defaults`` are the definition's parameter defaults (as ``pipeline upsert --param``): an optional input
+    (``StockData``, …) is in the definition only when its default is not empty.
 
     ``RegisterModel`` (shim 3): taken out of its condition before the run; when the condition chose it, its
     request goes to moto's SageMaker ``create_model_package`` (``PipelineRun.registered``: the package ARN).
@@ -161,8 +166,9 @@ def execute_pipeline(session: Any, key: str, parameters: dict[str, Any]) -> Pipe
 
     from forecaster.pipelines.builder import PipelineBuilder
     from forecaster.pipelines.definitions import pipeline_spec
+    from forecaster.pipelines.executions import with_defaults
 
-    spec = pipeline_spec(key)
+    spec = with_defaults(pipeline_spec(key), defaults or {})
     builder = PipelineBuilder(spec, role=ROLE, session=session)
     pipeline = builder.build()
     registers = {s.name for s in spec.steps if s.kind == "register"}

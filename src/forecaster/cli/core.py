@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, DEFAULT_SERVICE_LEVEL, ORDERS_FILE
@@ -67,12 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument("--orders", type=Path, help="order proposals file (default: order_proposals.csv next to --out)")
     post.add_argument(
         "--service-level",
-        type=float,
-        help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock)",
+        type=_optional_float,
+        help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock; "
+        "empty: the default)",
     )
     post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
     for flag, text in ORDERING_OPTIONS.items():
-        post.add_argument(flag, type=None if flag == "--order-date" else Path, help=text)
+        post.add_argument(flag, type=_optional_text if flag == "--order-date" else Path, help=text)
     post.set_defaults(func=_postprocess)
 
     fc = subparsers.add_parser("forecast", help="preprocess + predict + postprocess in one process")
@@ -103,6 +105,22 @@ def _add_inference_inputs(parser: argparse.ArgumentParser) -> None:
         help="also skip series without a sale in the last N history days (0: forecast every series that has "
         "history and future rows). Skipped series are listed in skipped_series.csv",
     )
+
+
+def _optional_text(value: str) -> str | None:
+    """An option value where empty means "not given" (how a pipeline passes an empty parameter)."""
+    return value.strip() or None
+
+
+def _optional_float(value: str) -> float | None:
+    """A float option where empty means "not given"."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (or empty). Got {value!r}") from None
 
 
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +211,12 @@ def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.orders_inputs import OrderDefaults
 
     ordering = None
+    unused = [f for f in ORDERING_OPTIONS if f != "--stock" and getattr(args, f[2:].replace("-", "_")) is not None]
+    if args.stock is None and unused:
+        logging.getLogger(__name__).warning(
+            "%s given without --stock: not used (the orders are per-day proposals; pass --stock to order)",
+            ", ".join(unused),
+        )
     if args.stock is not None:
         ordering = {
             "stock": args.stock,

@@ -72,6 +72,13 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     definition = commands.add_parser("definition", help="write a pipeline definition JSON (offline, no AWS)")
     _pipeline_options(definition, role_required=False)
     definition.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    definition.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="parameter default (repeatable), e.g. StockData=s3://... to include that optional input",
+    )
     definition.set_defaults(func=_definition)
 
     upsert = commands.add_parser("upsert", help="create or update the pipeline on AWS (your AWS credentials)")
@@ -148,6 +155,7 @@ def _values(args: argparse.Namespace) -> dict:
 
 
 def _definition(args: argparse.Namespace) -> int:
+    from forecaster.cli.core import parse_key_values
     from forecaster.pipelines import definitions, sdk
 
     document = definitions.definition(
@@ -157,6 +165,7 @@ def _definition(args: argparse.Namespace) -> int:
         bucket=args.bucket or sdk.PLACEHOLDER_BUCKET,
         managed_checks=args.managed_checks,
         name=args.name,
+        defaults=parse_key_values(args.param, "--param"),
     )
     out = definitions.write_definition(document, args.out)
     steps = ", ".join(step["Name"] for step in document["Steps"])

@@ -5,6 +5,8 @@ Source layout (a folder or an ``s3://`` prefix; CSV or Parquet by extension):
     <source>/sales/<YYYY-MM-DD>.csv   one day's sales of every series (every column of the spec)
     <source>/plan/<YYYY-MM-DD>.csv    the plan published that day: keys, date and the known-future columns for
                                       each of the model's horizon days from that date on
+    <source>/stock/<YYYY-MM-DD>.csv   optional: the on-hand stock counted at the close of that day (the order
+                                      day, the day before the first forecast day; docs/ordering.md)
 
 A bad drop stops the task with a :class:`~forecaster.errors.DataValidationError` that names the file, the row
 and the column, before anything is written.
@@ -171,16 +173,51 @@ def stage_tables(storage: Storage, tables: dict[str, pd.DataFrame], target: str)
     return written
 
 
+def extract_stock(
+    storage: Storage, source: str, spec: DatasetSpec, series: pd.DataFrame, day: dt.date, target: str
+) -> str | None:
+    """The stock drop counted at the close of order day ``day``, validated against ``series``, staged as it is.
+
+    Returns ``<target>/stock``, or None when there is no drop of ``day`` (the orders are then made without stock).
+
+    Raises:
+        DataValidationError: for negative stock, a series the forecast does not have, a count of another day, …
+            naming the drop, the row and the column.
+    """
+    from forecaster.orders_inputs import read_stock
+
+    location = dated_files(storage, join(source, "stock")).get(day)
+    if location is None:
+        return None
+    keys = list(spec.keys)
+    with storage.local_copy(location) as local:
+        try:
+            read_stock(local, series[keys].astype(str).drop_duplicates(), keys, pd.Timestamp(day))
+        except ForecasterError as error:
+            raise DataValidationError(f"Bad drop {location}: {error.reason}") from None
+        return storage.put_file(local, join(target, "stock", location.rsplit("/", 1)[-1])).rsplit("/", 1)[0]
+
+
 def extract_daily(
     storage: Storage, source: str, schema: FeatureSchema, day: dt.date, history_days: int, target: str
 ) -> dict[str, Any]:
-    """Gather sales up to the day before ``day`` and the plan of ``day``; validate; stage ``history``/``future``."""
+    """Sales up to the day before ``day``, the plan of ``day`` and, if dropped, the stock counted the day before.
+
+    Validates them and stages ``history``/``future`` (``stock``: the staged stock drop, or None).
+    """
     spec, yesterday = schema.spec, day - dt.timedelta(days=1)
     sales = gather_sales(storage, source, spec, day - dt.timedelta(days=history_days), yesterday)
     plan = read_plan(storage, source, spec, day, schema.horizon, sales)
     history = check_complete(sales, spec, plan[list(spec.keys)].drop_duplicates(), yesterday)
+    stock = extract_stock(storage, source, spec, plan, yesterday, target)
     staged = stage_tables(storage, {"history": history, "future": plan}, target)
-    return {**staged, "series": int(len(plan) // schema.horizon), "history_rows": len(history), "days": schema.horizon}
+    return {
+        **staged,
+        "stock": stock,
+        "series": int(len(plan) // schema.horizon),
+        "history_rows": len(history),
+        "days": schema.horizon,
+    }
 
 
 def extract_training(

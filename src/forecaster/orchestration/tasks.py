@@ -29,6 +29,7 @@ from forecaster.orchestration.config import (
     parse_config,
 )
 from forecaster.orchestration.storage import Storage, dated_files, join
+from forecaster.pipelines.catalog_steps import ORDERING_INPUTS
 from forecaster.registry import ApprovalStatus, open_registry
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ GROUND_TRUTH, REVIEW = "wait_for_ground_truth", "review_model"
 #: the XCom keys extract pushes for start_pipeline: each is the SageMakerStartPipelineOperator argument of its name
 START_ARGUMENTS = ("pipeline_name", "pipeline_params", "aws_conn_id", "region_name")
 PIPELINE_PARAMS = START_ARGUMENTS[1]
+#: the inference pipeline parameter the staged stock drop is passed as
+STOCK_PARAMETER = ORDERING_INPUTS["stock"][0]
 
 
 def fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,7 +134,7 @@ def plan_ready(**context: Any) -> str | None:
 # ---------------------------------------------------------------------------------------------- extract
 @fail_fast
 def extract_daily(**context: Any) -> dict[str, Any]:
-    """Sales up to yesterday + today's plan, validated against the model's spec, staged."""
+    """Sales up to yesterday + today's plan (+ yesterday's stock drop if any), validated against the model's spec."""
     from forecaster.orchestration import extract
 
     config, day, dag = config_of(context), day_of(context), _dag(context)
@@ -146,9 +149,16 @@ def extract_daily(**context: Any) -> dict[str, Any]:
     target = join(config.staging_root, dag, str(day))
     staged = extract.extract_daily(Storage(), config.source, schema, day, config.history_days, target)
     log.info("staged %s series, %s history rows, %s days", staged["series"], staged["history_rows"], staged["days"])
-    parameters = _push_params(
-        context, config, dag, {**model, "HistoryData": staged["history"], "FutureData": staged["future"]}
-    )
+    inputs = {**model, "HistoryData": staged["history"], "FutureData": staged["future"]}
+    if staged["stock"]:
+        inputs[STOCK_PARAMETER] = staged["stock"]
+    else:
+        log.warning(
+            "no stock drop of %s in %s: the orders are made without stock (stock_considered = False)",
+            day - dt.timedelta(days=1),
+            join(config.source, "stock"),
+        )
+    parameters = _push_params(context, config, dag, inputs)
     return {**staged, "spec": schema.spec.to_dict(), "parameters": parameters}
 
 

@@ -37,7 +37,7 @@ from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Stoppi
 
 from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
 from forecaster.pipelines import managed
-from forecaster.pipelines.table import PipelineSpec, StepSpec, render_args
+from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs, optional_params, render_args
 
 _PARAMETER_TYPES = {"string": ParameterString, "integer": ParameterInteger, "float": ParameterFloat}
 _JSON = "application/json"
@@ -91,6 +91,10 @@ class PipelineBuilder:
         self.managed_checks = managed_checks
         self.name = name or spec.name
         self.params = {p.name: _PARAMETER_TYPES[p.kind](name=p.name, default_value=p.default) for p in spec.parameters}
+        # an optional input whose parameter is empty in the definition is left out, and so is its parameter:
+        # an execution can point a given input elsewhere, but cannot add one the definition left out
+        defaults = spec.defaults()
+        self._unused = {name for name in optional_params(spec) if defaults[name] == ""}
         self.steps: dict[str, Any] = {}
         self.property_files: dict[str, PropertyFile] = {}
         self._depends_on: set[str] = set()
@@ -141,6 +145,7 @@ class PipelineBuilder:
         )
         # the SDK's local mode refuses ShardedByS3Key (one container per instance, every one gets all the data)
         shard = not getattr(self.session, "local_mode", False)
+        absent = absent_inputs(step, self.spec.defaults().__getitem__)
         inputs = [
             ProcessingInput(
                 input_name=name,
@@ -153,6 +158,7 @@ class PipelineBuilder:
                 ),
             )
             for name, ref in step.inputs.items()
+            if name not in absent
         ]
         outputs = [
             ProcessingOutput(
@@ -170,6 +176,8 @@ class PipelineBuilder:
             input_dir=lambda name: f"{PROCESSING_INPUT_ROOT}/{name}",
             output_root=PROCESSING_OUTPUT_ROOT,
             param=lambda name: self.params[name].to_string(),
+            absent=absent,
+            join=lambda parts: Join(on="", values=parts),
         )
         step_args = processor.run(inputs=inputs, outputs=outputs, arguments=arguments)
         property_files = []
@@ -328,7 +336,7 @@ class PipelineBuilder:
         top_level = [self.steps[spec.name] for spec in self.spec.steps if spec.name not in branch]
         return Pipeline(
             name=self.name,
-            parameters=list(self.params.values()),
+            parameters=[param for name, param in self.params.items() if name not in self._unused],
             steps=top_level,
             sagemaker_session=self.session,
         )

@@ -8,7 +8,8 @@ its outputs; its arguments are tokens with placeholders:
 - ``{input:NAME}``: the directory input ``NAME`` is mounted at (``/opt/ml/processing/input/NAME`` in a
   processing job, a local folder in the local runner); may be followed by a file name (``{input:x}/a.csv``);
 - ``{output:NAME}``: the directory output ``NAME`` is written to (``/opt/ml/processing/output/NAME``);
-- ``{param:NAME}``: the value of pipeline parameter ``NAME`` (a whole token).
+- ``{param:NAME}``: the value of pipeline parameter ``NAME`` (a whole token, or inside one: ``--flag={param:NAME}``,
+  an SDK ``Join``; an empty value then passes ``--flag=``).
 
 References (:data:`Ref`) are ``"param:NAME"`` or ``"step:STEP/OUTPUT"``. Outputs of a training step are
 ``model`` (the ``model.tar.gz``), of a transform step ``predictions`` (one ``<input file>.out`` per input file).
@@ -27,20 +28,19 @@ from forecaster.checks.contract import (
 )
 from forecaster.config import TrainConfig
 from forecaster.contract import (
-    DEFAULT_ACTIVE_DAYS,
     DEFAULT_MAX_PAYLOAD_MB,
     FORECASTS_FILE,
     MODEL_PACKAGE_ENV,
-    TRANSFORM_ENVIRONMENT,
 )
-from forecaster.pipelines.table import ParamSpec, PipelineSpec, Ref, StepSpec
+from forecaster.pipelines.catalog_steps import ACTIVE_DAYS as _ACTIVE_DAYS
+from forecaster.pipelines.catalog_steps import ORDERING_PARAMETERS
+from forecaster.pipelines.catalog_steps import argv as _argv
+from forecaster.pipelines.catalog_steps import explain_step as _explain
+from forecaster.pipelines.catalog_steps import preprocess_steps as _preprocess
+from forecaster.pipelines.catalog_steps import transform_steps as _transform
+from forecaster.pipelines.table import ParamSpec, PipelineSpec, StepSpec
 
 _TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
-
-
-def _argv(line: str) -> tuple[str, ...]:
-    """Argument tokens from one line (no token contains a space)."""
-    return tuple(line.split())
 
 
 def _common(prefix: str) -> tuple[ParamSpec, ...]:
@@ -64,97 +64,8 @@ _TRANSFORM = (
     ParamSpec("TransformMaxConcurrent", "integer", 4, "MaxConcurrentTransforms of the batch transform"),
 )
 
-#: which series are forecast (``forecaster preprocess --active-days``); the build and inference pipelines' Preprocess
-_ACTIVE_DAYS = ParamSpec(
-    "ActiveDays",
-    "integer",
-    DEFAULT_ACTIVE_DAYS,
-    "forecast only series with a sale in the last N history days (0: every series with history and future rows)",
-)
-
 #: the latest approved model (model.tar.gz), filled from the registry; its dataset spec names the data's columns
 _MODEL_DATA = ParamSpec("ModelDataUrl", "string", "s3://forecaster-artifacts/model.tar.gz", "latest approved model")
-
-
-def _transform(model: Ref, env: dict[str, str] | None = None) -> tuple[StepSpec, StepSpec, StepSpec]:
-    """CreateModel -> Transform -> Postprocess, shared by the build and the batch-inference pipeline.
-
-    The model and the transform job carry the contract's transform environment (every quantile: Postprocess
-    needs them all and a transform job cannot send custom attributes).
-    """
-    environment = dict(TRANSFORM_ENVIRONMENT)
-    return (
-        StepSpec(
-            "CreateModel",
-            "model",
-            inputs={"model": model},
-            settings={"image": "InferenceImage", "environment": environment},
-        ),
-        StepSpec(
-            "Transform",
-            "transform",
-            inputs={"model": "step:CreateModel/model", "data": "step:Preprocess/features"},
-            outputs=("predictions",),
-            instance=("TransformInstanceType", "TransformInstanceCount"),
-            # the header-less feature rows of `forecaster preprocess`: one file per partition under the prefix,
-            # so each transform instance gets whole files; the keys files are in another output
-            # environment: container variable -> value; env: container variable -> parameter (lineage)
-            settings={"content_type": "text/csv", "accept": "text/csv", "environment": environment, "env": env or {}},
-        ),
-        StepSpec(
-            "Postprocess",
-            "processing",
-            command=("postprocess",),
-            args=_argv(
-                "--keys {input:keys} --predictions {input:predictions} --out {output:forecasts}/" + FORECASTS_FILE
-            ),
-            inputs={"keys": "step:Preprocess/keys", "predictions": "step:Transform/predictions"},
-            outputs=("forecasts",),
-        ),
-    )
-
-
-def _preprocess(model: Ref, history: Ref, future: Ref) -> tuple[StepSpec, StepSpec]:
-    """GroupTotals (first pass over the whole history) -> Preprocess (sharded by history partition)."""
-    return (
-        StepSpec(
-            "GroupTotals",
-            "processing",
-            command=("group-totals",),
-            args=_argv("--history {input:history} --model-dir {input:model} --out {output:totals}"),
-            inputs={"model": model, "history": history},
-            outputs=("totals",),
-        ),
-        StepSpec(
-            "Preprocess",
-            "processing",
-            command=("preprocess",),
-            args=_argv(
-                "--model-dir {input:model} --history {input:history} --future {input:future} "
-                "--totals {input:totals} --out {output:features} --keys-out {output:keys} "
-                f"--active-days {{param:{_ACTIVE_DAYS.name}}}"
-            ),
-            inputs={"model": model, "history": history, "future": future, "totals": "step:GroupTotals/totals"},
-            outputs=("features", "keys"),
-            instance=("ProcessingInstanceType", "ProcessingInstanceCount"),
-            sharded=("history",),
-        ),
-    )
-
-
-def _explain(name: str, output: str, settings: dict | None = None) -> StepSpec:
-    return StepSpec(
-        name,
-        "processing",
-        command=("explain",),
-        args=(
-            *_argv("--model-dir {input:model} --input dataset={input:features} --out"),
-            f"{{output:{output}}}",
-        ),
-        inputs={"model": "step:CreateModel/model", "features": "step:Preprocess/features"},
-        outputs=(output,),
-        settings=settings or {},
-    )
 
 
 BUILD = PipelineSpec(
@@ -327,6 +238,7 @@ INFERENCE = PipelineSpec(
         *_TRANSFORM,
         _ACTIVE_DAYS,
         _MODEL_DATA,
+        *ORDERING_PARAMETERS,
         ParamSpec(
             "DataQualityBaselineUri",
             "string",
@@ -363,7 +275,7 @@ INFERENCE = PipelineSpec(
             outputs=("violations",),
             settings={"check": "data_quality"},
         ),
-        *_transform("param:ModelDataUrl", {MODEL_PACKAGE_ENV: "ModelPackageArn"}),
+        *_transform("param:ModelDataUrl", {MODEL_PACKAGE_ENV: "ModelPackageArn"}, ordering=True),
         _explain("Explain", "attributions"),
         StepSpec(
             "AttributionDriftCheck",

@@ -61,12 +61,13 @@ def definition(
     bucket: str = sdk.PLACEHOLDER_BUCKET,
     managed_checks: bool = False,
     name: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Build the definition of pipeline ``key`` offline and return it as a dict."""
+    """Build the definition of pipeline ``key`` offline and return it as a dict (``defaults``: see build_pipeline)."""
     pipeline_spec(key)
     with sdk.offline_aws(region, bucket):
         pipeline = build_pipeline(
-            key, role=role, region=region, bucket=bucket, managed_checks=managed_checks, name=name
+            key, role=role, region=region, bucket=bucket, managed_checks=managed_checks, name=name, defaults=defaults
         )
         return json.loads(pipeline.definition())
 

@@ -40,7 +40,7 @@ from forecaster.io import read_json, write_json
 from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import resolve_parameters
 from forecaster.pipelines.local_steps import EXECUTORS, CommandRunner, StepContext, run_forecaster_program
-from forecaster.pipelines.table import PipelineSpec, StepSpec
+from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs
 from forecaster.registry import registry_url
 
 RUN_FILE = "run.json"
@@ -171,7 +171,10 @@ class LocalRun:
     def _inputs(self, spec: StepSpec, folder: Path) -> dict[str, Path]:
         """Input name -> local path; an input that is a file is staged into ``<step>/input/<name>/``."""
         inputs = {}
+        absent = absent_inputs(spec, self.params.__getitem__)
         for name, ref in spec.inputs.items():
+            if name in absent:  # an optional input that is not given (its parameter is empty)
+                continue
             path = self._source(ref)
             if path.is_file():
                 staged = folder / "input" / name / path.name
@@ -190,7 +193,7 @@ class LocalRun:
         used_params, used_steps = _references(spec, set(self.params), {s.name for s in self.spec.steps})
         inputs = {}
         for name in sorted(used_params):
-            if f"param:{name}" in spec.inputs.values():
+            if f"param:{name}" in spec.inputs.values() and self.params[name] != "":
                 if name not in self._digests:
                     self._digests[name] = content_digest(Path(self.params[name]))
                 inputs[name] = self._digests[name]

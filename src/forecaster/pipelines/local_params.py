@@ -4,7 +4,8 @@
   string the SDK would render (``Std:Join`` of a parameter), which is what the steps receive.
 - A parameter a step reads as an input (``InputData``, ``HistoryData``, ``ModelDataUrl``, …) must name an
   existing local file or directory; it is made absolute. ``Spec`` may be a preset name or a JSON file; without
-  a ``Spec``, a ``spec.json`` next to ``InputData`` is used (what ``forecaster synth`` writes).
+  a ``Spec``, a ``spec.json`` next to ``InputData`` is used (what ``forecaster synth`` writes). An optional
+  input's parameter (``StockData``, …) may also be empty: the input is not given.
 - The inference and model-quality pipelines take the model and its baselines from the latest approved version
   in the registry (:func:`forecaster.pipelines.resolve.approved_model_parameters`) unless all of those
   parameters are given.
@@ -18,7 +19,7 @@ from typing import Any
 
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
 from forecaster.pipelines.catalog import BUILD
-from forecaster.pipelines.table import PipelineSpec
+from forecaster.pipelines.table import PipelineSpec, optional_params
 
 #: what the approved-model resolver fills in, per pipeline
 RESOLVED = {
@@ -117,7 +118,10 @@ def resolve_parameters(
             if name not in given:
                 params[name] = value
         notes.append(f"model and baselines: latest approved version of {group!r} in {registry_url}")
+    optional = optional_params(pipeline)
     for name in sorted(inputs):
+        if name in optional and params[name] == "":  # an optional input that is not given
+            continue
         path = Path(params[name]).expanduser()
         if "://" in params[name] or not path.exists():
             raise InvalidParameterError(

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from forecaster.errors import ForecasterError, PipelineStepError
 from forecaster.io import read_json, write_json
-from forecaster.pipelines.table import PipelineSpec, StepSpec, render_args
+from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs, render_args
 
 #: Runs ``forecaster <argv>`` and returns its exit code (raising ForecasterError, or SystemExit for arguments the
 #: command rejects, is fine too); what it prints goes to ``sys.stdout`` / ``sys.stderr``.
@@ -100,6 +100,7 @@ def processing_argv(ctx: StepContext) -> list[str]:
         input_dir=lambda name: str(ctx.inputs[name]),
         output_root=str(ctx.folder / "output"),
         param=ctx.param,
+        absent=absent_inputs(ctx.spec, ctx.param),
     )
     return [*ctx.spec.command, *map(str, args)]
 

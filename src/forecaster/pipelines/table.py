@@ -5,7 +5,8 @@ See :mod:`forecaster.pipelines.catalog` for the table itself and the placeholder
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +41,9 @@ class StepSpec:
         sharded: processing inputs distributed ``ShardedByS3Key`` over the instances (whole objects, i.e. whole
             partitions, per instance); the others are ``FullyReplicated``.
         settings: kind-specific settings (hyperparameters, image, condition, registry wiring...).
+        optional: processing inputs that may be left out: each refers to a ``param:``, and an empty value of
+            that parameter means "not given": the input and every argument token naming it are left out
+            (:func:`absent_inputs`).
     """
 
     name: str
@@ -51,6 +55,7 @@ class StepSpec:
     instance: tuple[str, str] = ("ProcessingInstanceType", "")
     sharded: tuple[str, ...] = ()
     settings: dict = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
 
     def instance_count(self, param: Callable[[str], Any]) -> Any:
         """The instance count: parameter ``instance[1]`` (through ``param``), or 1 when it names none."""
@@ -78,12 +83,27 @@ class PipelineSpec:
         return {param.name: param.default for param in self.parameters}
 
 
+def optional_params(pipeline: PipelineSpec) -> set[str]:
+    """The parameters of ``pipeline`` that feed an optional input (empty: the input is not given)."""
+    return {step.inputs[name].partition(":")[2] for step in pipeline.steps for name in step.optional}
+
+
+def absent_inputs(step: StepSpec, value: Callable[[str], Any]) -> set[str]:
+    """The optional inputs of ``step`` that are not given: their parameter's ``value`` (name -> value) is empty."""
+    return {name for name in step.optional if str(value(step.inputs[name].partition(":")[2])) == ""}
+
+
+_EMBEDDED_PARAM = re.compile(r"(\{param:\w+\})")
+
+
 def render_args(
     step: StepSpec,
     *,
     input_dir: Callable[[str], str],
     output_root: str,
     param: Callable[[str], Any],
+    absent: Collection[str] = (),
+    join: Callable[[list[Any]], Any] = lambda parts: "".join(map(str, parts)),
 ) -> list[Any]:
     """Return ``step.args`` with the placeholders replaced.
 
@@ -92,17 +112,26 @@ def render_args(
         input_dir: input name -> the directory it is mounted at.
         output_root: the directory every output ``NAME`` is a sub-folder of.
         param: parameter name -> its value (a pipeline variable in the SDK, a string locally).
+        absent: optional inputs that are not given: tokens naming them are left out.
+        join: joins the parts of a token with a parameter inside (``--flag={param:NAME}``): an SDK ``Join``.
     """
     rendered: list[Any] = []
     for token in step.args:
+        if any(f"{{input:{name}}}" in token for name in absent):
+            continue
         if token.startswith("{param:") and token.endswith("}"):
             rendered.append(param(token[len("{param:") : -1]))
+            continue
+        if "{param:" in token:  # --flag={param:NAME}: an empty value passes an empty option value
+            parts = [p for p in _EMBEDDED_PARAM.split(token) if p]
+            rendered.append(join([param(p[len("{param:") : -1]) if p.startswith("{param:") else p for p in parts]))
             continue
         token = token.replace("{outputs}", output_root)
         for name in step.outputs:
             token = token.replace(f"{{output:{name}}}", f"{output_root}/{name}")
         for name in step.inputs:
-            token = token.replace(f"{{input:{name}}}", input_dir(name))
+            if f"{{input:{name}}}" in token:
+                token = token.replace(f"{{input:{name}}}", input_dir(name))
         if "{" in token:
             raise ValueError(f"Step {step.name}: unresolved placeholder in argument {token!r}")
         rendered.append(token)
