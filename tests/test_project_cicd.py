@@ -24,10 +24,12 @@ from forecaster.registry.sagemaker import SageMakerRegistry
 
 pytestmark = pytest.mark.slow
 
-PROJECT, REGION, ACCOUNT = "demand-fresh", "eu-west-1", "123456789012"
+PROJECT, PROJECT_ID, REGION, ACCOUNT = "demand-fresh", "p-abcdef123456", "eu-west-1", "123456789012"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PIPELINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-sagemaker-pipelines"
 BIN = Path(sys.executable).parent
+#: moto_server with stand-ins for the CloudFormation types moto lacks (tests/moto_standins.py)
+STANDINS = Path(__file__).parent / "moto_standins.py"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 #: a stand-in for pip in the CI shell: the packages are installed already
 PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
@@ -55,7 +57,7 @@ def moto_url(tmp_path_factory):
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("w") as out:
         server = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+            [sys.executable, str(STANDINS), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -87,6 +89,7 @@ def ci_env(fake_aws, moto_url, tmp_path):
         **FAKE_CREDENTIALS,  # moto's; the seed code itself only uses the OIDC web identity
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCOUNT_ID": ACCOUNT,
+        "SAGEMAKER_PROJECT_ID": PROJECT_ID,
         "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
         "ARTIFACT_BUCKET": "artifacts",
         "DATA_BUCKET": "data",
