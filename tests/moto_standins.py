@@ -5,7 +5,7 @@ CREATE_COMPLETE without it. The project's templates use types moto lacks, so eac
 here: a ``CloudFormationModel`` that makes the calls the real resource handler makes, on moto's own backend:
 
 ========================================  ============================================================
-``AWS::SageMaker::Pipeline``              CreatePipeline / UpdatePipeline (definition, role) / DeletePipeline
+``AWS::SageMaker::Pipeline``              CreatePipeline / UpdatePipeline (definition, role, tags) / DeletePipeline
 ``AWS::Scheduler::Schedule``              CreateSchedule / UpdateSchedule / DeleteSchedule
 ``AWS::SageMaker::ModelPackageGroup``     CreateModelPackageGroup (tags) / delete, refused while it has versions
 ========================================  ============================================================
@@ -95,6 +95,8 @@ class Pipeline(_StandIn, CloudFormationModel):
             role_arn=properties["RoleArn"],
             pipeline_description=properties.get("PipelineDescription", ""),
         )
+        pipeline = backend.pipelines[original_resource.name]  # the handler replaces the tags: DeleteTags, AddTags
+        pipeline.tags = list(properties.get("Tags", []))
         return original_resource
 
 

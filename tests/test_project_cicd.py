@@ -198,3 +198,76 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
     assert weekly["ScheduleExpression"] == "cron(0 4 ? * MON *)"
     assert weekly["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-staging")
     assert weekly["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]
+
+
+def _deploy(repo: Path, env: dict, event_arn: str) -> None:
+    """The custom pipeline as the trigger starts it for one event: staging, then (manual) production."""
+    deploy = yaml.safe_load((repo / "bitbucket-pipelines.yml").read_text())
+    for entry in [e for e in deploy["pipelines"]["custom"]["deploy-approved-model"] if "step" in e]:
+        stage = entry["step"]["deployment"]
+        role = {"AWS_OIDC_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{stage}", "MODEL_PACKAGE_ARN": event_arn}
+        _run_steps(repo, [entry], env | role)
+
+
+def deployed(ci_env: dict) -> dict[str, str]:
+    """Per stage: the model package its stack records, checked against its pipelines' parameters and tags."""
+    import boto3
+
+    from forecaster.pipelines.deployment import MODEL_TAG, STAGE_TAG, stack_name
+
+    cloudformation = boto3.client("cloudformation", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
+    client = _client(ci_env)
+    found = {}
+    for stage in ("staging", "production"):
+        stack = cloudformation.describe_stacks(StackName=stack_name(PROJECT, stage))["Stacks"][0]
+        arn = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["ModelPackageArn"]
+        stack_tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+        assert stack_tags == {
+            "sagemaker:project-name": PROJECT,
+            "sagemaker:project-id": PROJECT_ID,
+            STAGE_TAG: stage,
+            MODEL_TAG: arn,
+        }
+        pipeline = f"{PROJECT}-batch-inference-{stage}"
+        assert _parameters(client, pipeline)["ModelPackageArn"] == arn
+        pipeline_arn = client.describe_pipeline(PipelineName=pipeline)["PipelineArn"]
+        tags = {t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=pipeline_arn)["Tags"]}
+        assert tags[MODEL_TAG] == arn and tags[STAGE_TAG] == stage
+        found[stage] = arn
+    return found
+
+
+def test_one_model_through_the_stages_rollback_and_reapproval(ci_env, tmp_path):
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    registry = SageMakerRegistry(client=_client(ci_env))
+    image = f"{ECR}/{PROJECT}-infer:{COMMIT}"
+    first = register_build_model(registry, PROJECT, image)
+    registry.approve(PROJECT, first.version, "backtest reviewed")
+    _deploy(repos["deploy"], ci_env, first.identifier)
+    assert deployed(ci_env) == {"staging": first.identifier, "production": first.identifier}
+
+    # a newer version is approved while an older approved one stays: staging and production get the event's ARN
+    second = register_build_model(registry, PROJECT, image)
+    registry.approve(PROJECT, second.version, "better backtest")
+    newest_pending = register_build_model(registry, PROJECT, image)  # never approved: never deployed
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
+
+    # rejecting a version that is not deployed changes nothing
+    registry.reject(PROJECT, newest_pending.version, "not this one")
+    _deploy(repos["deploy"], ci_env, newest_pending.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
+
+    # rejecting the deployed version rolls both stages back to the previous approved version
+    registry.reject(PROJECT, second.version, "bad week in production")
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": first.identifier, "production": first.identifier}
+
+    # approving the newest version deploys it; then re-approving the older rejected one deploys that one, though a
+    # newer approved version exists (the event's ARN, not "latest approved")
+    registry.approve(PROJECT, newest_pending.version, "second look")
+    _deploy(repos["deploy"], ci_env, newest_pending.identifier)
+    assert deployed(ci_env) == {"staging": newest_pending.identifier, "production": newest_pending.identifier}
+    registry.approve(PROJECT, second.version, "fixed the data, re-approved")
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
