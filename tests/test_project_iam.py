@@ -300,11 +300,19 @@ def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  #
     seed, trigger, _ = lambdas
     with oracle.recording() as seed_calls:
         seed.handler(_event(fake, aws), Context())
+    import boto3
+
+    template = oracle.load(TEMPLATES / "project.yml")
+    refs, attributes = _physical(template, {})
+    boto3.client("s3").create_bucket(
+        Bucket=refs["ArtifactBucket"], CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
     for key, value in {
         "SECRET_ARN": aws,
         "BITBUCKET_WORKSPACE": "acme",
         "DEPLOY_REPOSITORY": f"{PROJECT}-model-deploy",
         "MODEL_PACKAGE_GROUP": PROJECT,
+        "EVENTS_BUCKET": refs["ArtifactBucket"],
     }.items():
         monkeypatch.setenv(key, value)
     detail = {
@@ -312,15 +320,16 @@ def test_lambdas_are_allowed_by_their_roles(fake, aws, lambdas, monkeypatch):  #
         "ModelApprovalStatus": "Approved",
         "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{PROJECT}/1",
     }
-    event = {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": detail}
+    event = {"id": "e-1", "detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker"}
     with oracle.recording() as trigger_calls:
-        trigger.handler(event, Context())
+        trigger.handler(event | {"detail": detail}, Context())
+        fake.fail[("POST", f"/2.0/repositories/acme/{PROJECT}-model-deploy/pipelines")] = [400]
+        with pytest.raises(Exception, match="400"):  # a failed start releases the event: DeleteObject
+            trigger.handler(event | {"id": "e-2", "detail": detail}, Context())
     assert {c["operation"] for c in seed_calls} >= {"GetSecretValue", "GetObject"}, seed_calls
-    assert {c["operation"] for c in trigger_calls} >= {"GetSecretValue"}, trigger_calls
+    assert {c["operation"] for c in trigger_calls} >= {"GetSecretValue", "PutObject", "DeleteObject"}, trigger_calls
 
-    template = oracle.load(TEMPLATES / "project.yml")
     parameters = PARAMETERS | {"BitbucketSecretArn": aws, "AssetsBucket": "assets"}
-    refs, attributes = _physical(template, {})
     resolver = oracle.Resolver(template, parameters, refs, attributes)
     denied = []
     for role, calls, caller in (
