@@ -200,14 +200,14 @@ def _recording(env: dict, log: Path) -> dict:
     return env | {"PYTHONPATH": path, "IAM_ORACLE_LOG": str(log)}
 
 
-def _role_denials(role: str, calls: list[dict], caller: str, env: dict) -> list[str]:
+def _role_denials(role: str, calls: list[dict], caller: str, env: dict, parameters: dict | None = None) -> list[str]:
     """Denials of the calls under the template's role, with the names the CI environment gives the resources."""
     template, _, refs = project()
     _, attributes = _physical(template, {})
     refs["ArtifactBucket"] = env["ARTIFACT_BUCKET"]
     attributes["ArtifactBucket.Arn"] = f"arn:{PARTITION}:s3:::{env['ARTIFACT_BUCKET']}"
     attributes["SchedulerRole.Arn"] = env["SCHEDULER_ROLE_ARN"]
-    resolver = oracle.Resolver(template, PARAMETERS, refs, attributes)
+    resolver = oracle.Resolver(template, parameters or PARAMETERS, refs, attributes)
     return oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
 
 

@@ -2,11 +2,12 @@
 
 The deploy repository deploys each stage as the CloudFormation stack ``<project>-deploy-<stage>`` (its
 pipelines and schedules), outside the project's stack. This resource's Delete removes those stacks (waiting
-for each), then deletes every model package of the project's group so that CloudFormation can delete the
+for each) and the pipelines created outside any stack (the build repository's model-build pipeline), then
+deletes every model package of the project's group so that CloudFormation can delete the
 group. Create and Update only answer SUCCESS. The model artifacts stay in the (retained) artifact bucket.
 
-Resource properties: ProjectName, Stacks (the deployment stacks' names), ModelPackageGroup, DeleteModelVersions
-("true"/"false").
+Resource properties: ProjectName, Stacks (the deployment stacks' names), Pipelines (names), ModelPackageGroup,
+DeleteModelVersions ("true"/"false").
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def delete_stacks(cloudformation: Any, names: list[str], deadline: float, poll: 
     return deleted
 
 
+def delete_pipelines(sagemaker: Any, names: list[str]) -> list[str]:
+    """Delete the pipelines that exist (outside any stack: the build repository upserts its own); return them."""
+    deleted = []
+    for name in names:
+        try:
+            sagemaker.delete_pipeline(PipelineName=name)
+        except sagemaker.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("ResourceNotFound", "ValidationException"):
+                continue
+            raise
+        deleted.append(name)
+    return deleted
+
+
 def delete_model_versions(sagemaker: Any, group: str) -> int:
     """Delete every model package of ``group``; return how many."""
     arns = []
@@ -74,6 +89,8 @@ def handler(event: dict, context: Any) -> dict:
             deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - _SAFETY_S
             deleted = delete_stacks(boto3.client("cloudformation"), list(properties["Stacks"]), deadline)
             data["DeletedStacks"] = ",".join(deleted)
+            pipelines = delete_pipelines(boto3.client("sagemaker"), list(properties.get("Pipelines", [])))
+            data["DeletedPipelines"] = ",".join(pipelines)
             if properties.get("DeleteModelVersions", "true") == "true":
                 count = delete_model_versions(boto3.client("sagemaker"), properties["ModelPackageGroup"])
                 data["DeletedModelVersions"] = str(count)
