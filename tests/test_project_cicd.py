@@ -237,7 +237,15 @@ def deployed(ci_env: dict) -> dict[str, str]:
     return found
 
 
-def test_one_model_through_the_stages_rollback_and_reapproval(ci_env, tmp_path):
+@pytest.fixture
+def emptied(moto_url):
+    """moto_server (shared by the module) emptied before ``ci_env`` creates its bucket again."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
+
+
+def test_one_model_through_the_stages_rollback_and_reapproval(emptied, ci_env, tmp_path):
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
     registry = SageMakerRegistry(client=_client(ci_env))
     image = f"{ECR}/{PROJECT}-infer:{COMMIT}"
