@@ -226,6 +226,9 @@ def to_requests(call: dict) -> list[tuple[str, str]]:
         resource = _arn("ecr", f"repository/{name}") if name else "*"
     elif prefix == "scheduler":
         resource = _arn("scheduler", f"schedule/{params.get('GroupName', 'default')}/{params.get('Name')}")
+    elif prefix == "cloudformation" and params.get("StackName"):
+        name = params["StackName"]
+        resource = name if name.startswith("arn:") else _arn("cloudformation", f"stack/{name}/*")
     elif prefix == "secretsmanager":
         resource = params.get("SecretId", "*")
     else:

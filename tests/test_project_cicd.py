@@ -24,10 +24,12 @@ from forecaster.registry.sagemaker import SageMakerRegistry
 
 pytestmark = pytest.mark.slow
 
-PROJECT, REGION, ACCOUNT = "demand-fresh", "eu-west-1", "123456789012"
+PROJECT, PROJECT_ID, REGION, ACCOUNT = "demand-fresh", "p-abcdef123456", "eu-west-1", "123456789012"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PIPELINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-sagemaker-pipelines"
 BIN = Path(sys.executable).parent
+#: moto_server with stand-ins for the CloudFormation types moto lacks (tests/moto_standins.py)
+STANDINS = Path(__file__).parent / "moto_standins.py"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 #: a stand-in for pip in the CI shell: the packages are installed already
 PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
@@ -55,7 +57,7 @@ def moto_url(tmp_path_factory):
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("w") as out:
         server = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+            [sys.executable, str(STANDINS), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -87,6 +89,7 @@ def ci_env(fake_aws, moto_url, tmp_path):
         **FAKE_CREDENTIALS,  # moto's; the seed code itself only uses the OIDC web identity
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCOUNT_ID": ACCOUNT,
+        "SAGEMAKER_PROJECT_ID": PROJECT_ID,
         "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
         "ARTIFACT_BUCKET": "artifacts",
         "DATA_BUCKET": "data",
@@ -195,3 +198,84 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
     assert weekly["ScheduleExpression"] == "cron(0 4 ? * MON *)"
     assert weekly["Target"]["Arn"].endswith(f":pipeline/{PROJECT}-batch-inference-staging")
     assert weekly["Target"]["RoleArn"] == ci_env["SCHEDULER_ROLE_ARN"]
+
+
+def _deploy(repo: Path, env: dict, event_arn: str) -> None:
+    """The custom pipeline as the trigger starts it for one event: staging, then (manual) production."""
+    deploy = yaml.safe_load((repo / "bitbucket-pipelines.yml").read_text())
+    for entry in [e for e in deploy["pipelines"]["custom"]["deploy-approved-model"] if "step" in e]:
+        stage = entry["step"]["deployment"]
+        role = {"AWS_OIDC_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{stage}", "MODEL_PACKAGE_ARN": event_arn}
+        _run_steps(repo, [entry], env | role)
+
+
+def deployed(ci_env: dict) -> dict[str, str]:
+    """Per stage: the model package its stack records, checked against its pipelines' parameters and tags."""
+    import boto3
+
+    from forecaster.pipelines.deployment import MODEL_TAG, STAGE_TAG, stack_name
+
+    cloudformation = boto3.client("cloudformation", endpoint_url=ci_env["AWS_ENDPOINT_URL"], region_name=REGION)
+    client = _client(ci_env)
+    found = {}
+    for stage in ("staging", "production"):
+        stack = cloudformation.describe_stacks(StackName=stack_name(PROJECT, stage))["Stacks"][0]
+        arn = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["ModelPackageArn"]
+        stack_tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+        assert stack_tags == {
+            "sagemaker:project-name": PROJECT,
+            "sagemaker:project-id": PROJECT_ID,
+            STAGE_TAG: stage,
+            MODEL_TAG: arn,
+        }
+        pipeline = f"{PROJECT}-batch-inference-{stage}"
+        assert _parameters(client, pipeline)["ModelPackageArn"] == arn
+        pipeline_arn = client.describe_pipeline(PipelineName=pipeline)["PipelineArn"]
+        tags = {t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=pipeline_arn)["Tags"]}
+        assert tags[MODEL_TAG] == arn and tags[STAGE_TAG] == stage
+        found[stage] = arn
+    return found
+
+
+@pytest.fixture
+def emptied(moto_url):
+    """moto_server (shared by the module) emptied before ``ci_env`` creates its bucket again."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
+
+
+def test_one_model_through_the_stages_rollback_and_reapproval(emptied, ci_env, tmp_path):
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    registry = SageMakerRegistry(client=_client(ci_env))
+    image = f"{ECR}/{PROJECT}-infer:{COMMIT}"
+    first = register_build_model(registry, PROJECT, image)
+    registry.approve(PROJECT, first.version, "backtest reviewed")
+    _deploy(repos["deploy"], ci_env, first.identifier)
+    assert deployed(ci_env) == {"staging": first.identifier, "production": first.identifier}
+
+    # a newer version is approved while an older approved one stays: staging and production get the event's ARN
+    second = register_build_model(registry, PROJECT, image)
+    registry.approve(PROJECT, second.version, "better backtest")
+    newest_pending = register_build_model(registry, PROJECT, image)  # never approved: never deployed
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
+
+    # rejecting a version that is not deployed changes nothing
+    registry.reject(PROJECT, newest_pending.version, "not this one")
+    _deploy(repos["deploy"], ci_env, newest_pending.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
+
+    # rejecting the deployed version rolls both stages back to the previous approved version
+    registry.reject(PROJECT, second.version, "bad week in production")
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": first.identifier, "production": first.identifier}
+
+    # approving the newest version deploys it; then re-approving the older rejected one deploys that one, though a
+    # newer approved version exists (the event's ARN, not "latest approved")
+    registry.approve(PROJECT, newest_pending.version, "second look")
+    _deploy(repos["deploy"], ci_env, newest_pending.identifier)
+    assert deployed(ci_env) == {"staging": newest_pending.identifier, "production": newest_pending.identifier}
+    registry.approve(PROJECT, second.version, "fixed the data, re-approved")
+    _deploy(repos["deploy"], ci_env, second.identifier)
+    assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}

@@ -119,7 +119,8 @@ def test_images_are_scanned_and_lambdas_use_supported_runtimes():
     assert len(repositories) == 2
     assert all(props["ImageScanningConfiguration"] == {"ScanOnPush": True} for _, props, _ in repositories)
     functions = _resources("AWS::Lambda::Function")
-    assert {props["Handler"] for _, props, _ in functions} == {"seed_repositories.handler", "trigger_deploy.handler"}
+    handlers = {props["Handler"] for _, props, _ in functions}
+    assert handlers == {"seed_repositories.handler", "trigger_deploy.handler", "cleanup_deployments.handler"}
     assert {props["Runtime"] for _, props, _ in functions} <= SUPPORTED_RUNTIMES
 
 
@@ -144,7 +145,7 @@ def test_approval_rule_targets_the_trigger_lambda():
     ((_, rule, _),) = _resources("AWS::Events::Rule")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
-    assert pattern["detail"]["ModelApprovalStatus"] == ["Approved"]
+    assert pattern["detail"]["ModelApprovalStatus"] == ["Approved", "Rejected"]  # a rejection may roll back
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
 
 

@@ -177,30 +177,45 @@ def test_delete_is_idempotent_and_keeps_repositories_by_default(fake, aws, lambd
     assert fake.repositories == {} and fake.projects == {}
 
 
-def test_trigger_starts_the_custom_pipeline_on_approval_only(fake, aws, lambdas, monkeypatch):
-    _, trigger, _ = lambdas
+@pytest.fixture
+def trigger_env(fake, aws, monkeypatch):
+    """The trigger's environment (as project.yml sets it), the deploy repository, the events bucket."""
+    import boto3
+
     for key, value in {
         "SECRET_ARN": aws,
         "BITBUCKET_WORKSPACE": WORKSPACE,
         "DEPLOY_REPOSITORY": f"{PROJECT}-model-deploy",
         "MODEL_PACKAGE_GROUP": PROJECT,
+        "EVENTS_BUCKET": "artifacts",
     }.items():
         monkeypatch.setenv(key, value)
+    boto3.client("s3").create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
     fake.projects[KEY] = {"key": KEY}
     fake._repository("POST", f"{PROJECT}-model-deploy", "", {"project": {"key": KEY}})
-    arn = f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{PROJECT}/3"
+    return f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-deploy/pipelines"
 
-    def event(group: str, status: str) -> dict:
-        detail = {"ModelPackageGroupName": group, "ModelApprovalStatus": status, "ModelPackageArn": arn}
-        return {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": detail}
 
-    assert trigger.handler(event(PROJECT, "Rejected"), Context())["started"] is False
-    assert trigger.handler(event("other-group", "Approved"), Context())["started"] is False
+def state_change(group: str, status: str, event_id: str, version: int = 3) -> dict:
+    """A "SageMaker Model Package State Change" event as EventBridge delivers it."""
+    arn = f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{group}/{version}"
+    detail = {"ModelPackageGroupName": group, "ModelApprovalStatus": status, "ModelPackageArn": arn}
+    return {"id": event_id, "detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker",
+            "time": "2026-12-06T10:00:00Z", "detail": detail}  # fmt: skip
+
+
+def test_trigger_starts_the_custom_pipeline_on_approval_and_rejection(fake, lambdas, trigger_env):
+    _, trigger, _ = lambdas
+    assert trigger.handler(state_change(PROJECT, "PendingManualApproval", "e0"), Context())["started"] is False
+    assert trigger.handler(state_change("other-group", "Approved", "e1"), Context())["started"] is False
     assert fake.requests == []
-    started = trigger.handler(event(PROJECT, "Approved"), Context())
+    started = trigger.handler(state_change(PROJECT, "Approved", "e2"), Context())
     assert started["started"] is True and started["build_number"] == 1
-    ((method, path, body),) = fake.requests
-    assert (method, path) == ("POST", f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-deploy/pipelines")
+    # a rejection starts the pipeline too: its resolve step rolls back when the rejected version is deployed
+    assert trigger.handler(state_change(PROJECT, "Rejected", "e3"), Context())["build_number"] == 2
+    (method, path, body), _ = fake.requests
+    assert (method, path) == ("POST", trigger_env)
+    arn = state_change(PROJECT, "Approved", "e2")["detail"]["ModelPackageArn"]
     assert body == {
         "target": {
             "type": "pipeline_ref_target",
@@ -210,6 +225,32 @@ def test_trigger_starts_the_custom_pipeline_on_approval_only(fake, aws, lambdas,
         },
         "variables": [{"key": "MODEL_PACKAGE_ARN", "value": arn}],
     }
+
+
+def test_one_event_id_starts_one_deploy_run(fake, lambdas, trigger_env):
+    import boto3
+
+    _, trigger, _ = lambdas
+    event = state_change(PROJECT, "Approved", "0b1e2c3d-retried")
+    assert trigger.handler(event, Context())["started"] is True
+    again = trigger.handler(event, Context())  # EventBridge's retry, or a second delivery, of the same event
+    assert again == {"started": False, "reason": "event 0b1e2c3d-retried seen before"}
+    assert len(fake.repositories[f"{PROJECT}-model-deploy"]["runs"]) == 1
+    claim = boto3.client("s3").get_object(Bucket="artifacts", Key="deploy-events/0b1e2c3d-retried")
+    assert json.loads(claim["Body"].read())["detail"] == event["detail"]
+    # another event of the same version (a later re-approval) has its own id: its own run
+    assert trigger.handler(state_change(PROJECT, "Approved", "another-id"), Context())["build_number"] == 2
+
+
+def test_a_failed_start_releases_the_event_for_the_retry(fake, lambdas, trigger_env):
+    _, trigger, _ = lambdas
+    event = state_change(PROJECT, "Approved", "fails-once")
+    fake.fail[("POST", trigger_env)] = [400]
+    with pytest.raises(Exception, match="400"):
+        trigger.handler(event, Context())
+    assert fake.repositories[f"{PROJECT}-model-deploy"]["runs"] == []
+    assert trigger.handler(event, Context())["started"] is True  # EventBridge's retry
+    assert len(fake.repositories[f"{PROJECT}-model-deploy"]["runs"]) == 1
 
 
 def test_the_lambda_and_the_package_name_the_same_repositories(lambdas):

@@ -22,10 +22,12 @@ from pipeline_helpers import check_golden
 PROJECT, WORKSPACE = "demand-fresh", "acme"
 BIN = Path(sys.executable).parent
 #: keys Bitbucket Pipelines accepts in a step (those this test lets the seed use)
-STEP_KEYS = {"name", "script", "image", "caches", "services", "deployment", "trigger", "max-time", "oidc", "size"}
+STEP_KEYS = {
+    "name", "script", "image", "caches", "services", "deployment", "trigger", "max-time", "oidc", "size", "artifacts"
+}  # fmt: skip
 TOP_KEYS = {"image", "options", "definitions", "pipelines"}
 PINNED = re.compile(r"^[\w./-]+(:\d+(\.\d+){2}[\w.-]*|@sha256:[0-9a-f]{64})$")  # x.y.z tag or digest
-AWS_COMMANDS = ("forecaster pipeline", "forecaster registry", "aws ")
+AWS_COMMANDS = ("forecaster pipeline", "forecaster registry", "forecaster deploy", "aws ")
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from forecaster import __version__
-from forecaster.cli import checks, core, orders, pipelines, project, serving
+from forecaster.cli import checks, core, deploy, orders, pipelines, project, serving
 from forecaster.errors import ForecasterError, MissingExtraError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
-COMMAND_MODULES = (core, orders, serving, checks, pipelines, project)
+COMMAND_MODULES = (core, orders, serving, checks, pipelines, deploy, project)
 #: top-level module -> the extra of ``pyproject.toml`` that installs it
 EXTRA_OF_MODULE = {
     "flask": "serve", "gunicorn": "serve", "sagemaker_training": "train",

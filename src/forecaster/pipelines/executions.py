@@ -146,17 +146,17 @@ def read_schedule(path: str | Path, pipeline: str) -> str | None:
     return schedules.get(pipeline) or None
 
 
-def schedule(client: Any, name: str, pipeline_arn: str, expression: str, role_arn: str, timezone: str = "UTC") -> str:
-    """Create or update the EventBridge Scheduler schedule ``name`` that starts ``pipeline_arn``; return its ARN.
+def schedule_request(name: str, pipeline_arn: str, expression: str, role_arn: str, timezone: str = "UTC") -> dict:
+    """The EventBridge Scheduler schedule ``name`` that starts ``pipeline_arn`` with its parameter defaults.
 
-    Scheduled executions use the pipeline's parameter defaults (what ``upsert`` set for this deployment).
-    ``client`` is a boto3 ``scheduler`` client; ``role_arn`` a role the scheduler assumes to start the pipeline.
+    Raises:
+        InvalidParameterError: for an expression that is not cron(...), rate(...) or at(...).
     """
     if not expression.startswith(("cron(", "rate(", "at(")):
         raise InvalidParameterError(
             f"A schedule must be cron(...), rate(...) or at(...) (EventBridge Scheduler). Got {expression!r} instead."
         )
-    request = {
+    return {
         "Name": name,
         "ScheduleExpression": expression,
         "ScheduleExpressionTimezone": timezone,
@@ -168,6 +168,15 @@ def schedule(client: Any, name: str, pipeline_arn: str, expression: str, role_ar
             "SageMakerPipelineParameters": {"PipelineParameterList": []},
         },
     }
+
+
+def schedule(client: Any, name: str, pipeline_arn: str, expression: str, role_arn: str, timezone: str = "UTC") -> str:
+    """Create or update the EventBridge Scheduler schedule ``name`` that starts ``pipeline_arn``; return its ARN.
+
+    Scheduled executions use the pipeline's parameter defaults (what ``upsert`` set for this deployment).
+    ``client`` is a boto3 ``scheduler`` client; ``role_arn`` a role the scheduler assumes to start the pipeline.
+    """
+    request = schedule_request(name, pipeline_arn, expression, role_arn, timezone)
     try:
         client.get_schedule(Name=name)
     except client.exceptions.ResourceNotFoundException:
