@@ -26,9 +26,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pandas as pd
+
 from forecaster.config import TrainConfig
 from forecaster.errors import DataValidationError
-from forecaster.partitions import Partition
+from forecaster.partitions import Partition, partitions
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
 from forecaster.training_rows import ChainSummary, summarize_partitions
@@ -78,17 +80,31 @@ class Cluster:
         return [item for items in self.allgather(mine) for item in items]
 
 
-def own_partitions(cluster: Cluster, sources: list[Partition]) -> list[Partition]:
-    """The partitions of ``sources`` (this host's channel) that this host builds rows of (see :func:`shares`)."""
-    if not all(isinstance(source, Partition) for source in sources):
+def own_partitions(cluster: Cluster, train: Any, validation: Any = None) -> list[Partition]:
+    """The partitions of ``train`` (this host's channel: a path) that this host builds rows of (see :func:`shares`).
+
+    Raises:
+        DataValidationError: naming the host, when a host has no partition (its channel empty or unreadable).
+    """
+    if validation is not None or isinstance(train, pd.DataFrame):
         raise DataValidationError(
             "Training on several hosts reads the train channel's partitions (a folder or file, no validation "
             "channel): leave the validation channel out (the last validation_days are held out), or train on one host."
         )
-    mine = shares(cluster.allgather([s.name for s in sources]), cluster.hosts, cluster.sharded)[cluster.rank]
-    cluster.report["partitions"] = mine
-    logger.info("host %s builds the rows of %d partitions: %s", cluster.host, len(mine), ", ".join(mine))
-    return [source for source in sources if source.name in mine]
+    try:
+        sources, problem = partitions(train), ""
+    except DataValidationError as error:  # an empty share of a sharded channel: said below, naming the host
+        sources, problem = [], error.reason
+    gathered = cluster.allgather(([s.name for s in sources], problem))
+    mine = shares([names for names, _ in gathered], cluster.hosts, cluster.sharded, [p for _, p in gathered])
+    cluster.report["partitions"] = mine[cluster.rank]
+    logger.info(
+        "host %s builds the rows of %d partitions: %s",
+        cluster.host,
+        len(mine[cluster.rank]),
+        ", ".join(mine[cluster.rank]),
+    )
+    return [source for source in sources if source.name in mine[cluster.rank]]
 
 
 def chain_summary(
@@ -108,7 +124,9 @@ def chain_summary(
     return ChainSummary.combine([summary for _, summary in named], spec, config, chain_totals)
 
 
-def shares(names_per_host: Sequence[Sequence[str]], hosts: Sequence[str], sharded: bool) -> list[list[str]]:
+def shares(
+    names_per_host: Sequence[Sequence[str]], hosts: Sequence[str], sharded: bool, problems: Sequence[str] = ()
+) -> list[list[str]]:
     """The partitions each host builds rows of, given the partition names each host sees in its channel.
 
     Every host sees the same partitions (a ``FullyReplicated`` channel, or a sharded one that was copied whole, as
@@ -135,11 +153,12 @@ def shares(names_per_host: Sequence[Sequence[str]], hosts: Sequence[str], sharde
                     )
                 seen[name] = host
         assigned = sets
-    for host, names in zip(hosts, assigned, strict=True):
+    for rank, (host, names) in enumerate(zip(hosts, assigned, strict=True)):
         if not names:
             total = len({n for names in sets for n in names})
+            problem = f" ({problems[rank]})" if rank < len(problems) and problems[rank] else ""
             raise DataValidationError(
-                f"Host {host} has no partition of the train channel to train on ({total} partitions for "
+                f"Host {host} has no partition of the train channel to train on{problem} ({total} partitions for "
                 f"{len(hosts)} hosts); use at most as many instances as partitions (TrainingInstanceCount), or "
                 "partition the history more finely."
             )

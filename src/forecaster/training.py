@@ -114,9 +114,10 @@ def fit_artifact(
     ``cluster``: one of several hosts training together (:mod:`forecaster.distributed`); only its first host writes.
     """
     started = time.monotonic()
-    sources, cut_date = _validated_sources(train, validation, spec, config)
-    if cluster is not None:
-        sources = distributed.own_partitions(cluster, sources)  # type: ignore[arg-type]
+    if cluster is not None:  # this host's share of the partitions; the cut-off is known after the summary
+        sources, cut_date = distributed.own_partitions(cluster, train, validation), None
+    else:
+        sources, cut_date = _validated_sources(train, validation, spec, config)
     lap = _Laps(started, "validate")
     if cluster is not None:
         chain = distributed.chain_summary(cluster, sources, spec, config, workers)  # type: ignore[arg-type]
