@@ -128,7 +128,21 @@ def test_resourceconfig_hosts_that_differ_from_sm_hosts_fail_naming_the_host(tmp
     result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0
     failure = (base / "output" / "failure").read_text()
-    assert failure.startswith("HostError: Host algo-1: the hosts of resourceconfig.json (['algo-1', 'algo-2'])"), failure
+    expected = "HostError: Host algo-1: the hosts of resourceconfig.json (['algo-1', 'algo-2'])"
+    assert failure.startswith(expected), failure
+
+
+def test_cli_trains_on_hosts(tmp_path, chain):
+    from forecaster.cli.main import main
+    from forecaster.model import ForecastModel
+
+    hp = [arg for key, value in HP.items() if key != "horizon" for arg in ("--hp", f"{key}={value}")]
+    assert (
+        main(["train", "--data", str(chain), "--model-dir", str(tmp_path / "m"), "--horizon", "7", "--hosts", "2", *hp])
+        == 0
+    )
+    assert ForecastModel.load(tmp_path / "m").schema.horizon == 7
+    assert json.loads((tmp_path / "m" / "metadata.json").read_text())["hosts"] == ["algo-1", "algo-2"]
 
 
 def test_shares_split_replicated_partitions_by_index_and_keep_sharded_ones():
