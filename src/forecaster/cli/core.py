@@ -173,6 +173,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     """``train --hosts N``: the training job of N hosts on this machine, then its model copied to --model-dir."""
     import shutil
 
+    from forecaster.container.layout import ContainerTree
     from forecaster.container.local_job import run_hosts_job
     from forecaster.errors import HostError, InvalidParameterError
     from forecaster.io import atomic_directory
@@ -185,13 +186,13 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     for host, result in results.items():
         print(f"--- {host} (exit {result.returncode}): {jobs / host}", file=sys.stderr)
         sys.stderr.writelines(line for line in result.stderr.splitlines(True) if " forecaster." in line)
-    failures = [jobs / h / "output" / "failure" for h in results if (jobs / h / "output" / "failure").is_file()]
+    failures = [ContainerTree(jobs / h).failure_file for h in results if ContainerTree(jobs / h).failure_file.is_file()]
     if failures:
         raise HostError(failures[0].read_text().strip())
-    first = jobs / next(iter(results))
+    first = ContainerTree(jobs / next(iter(results)))
     with atomic_directory(args.model_dir) as stage:
-        shutil.copytree(first / "model", stage, dirs_exist_ok=True)
-    scores = json.loads((first / "output" / "data" / "validation_metrics.json").read_text())
+        shutil.copytree(first.model_dir, stage, dirs_exist_ok=True)
+    scores = json.loads((first.output_dir / "data" / "validation_metrics.json").read_text())
     print(json.dumps({"model_dir": str(args.model_dir), "hosts": args.hosts, "validation_metrics": scores}, indent=2))
     return 0
 

@@ -37,6 +37,7 @@ from forecaster.container import layout
 from forecaster.container.layout import ContainerTree
 from forecaster.distributed import Cluster
 from forecaster.errors import ForecasterError, HostError
+from forecaster.spec import SPEC_FILE
 
 logger = logging.getLogger("forecaster.train")
 
@@ -314,7 +315,7 @@ def shared_spec(cluster: Cluster, spec_file: Path | None) -> Path | None:
     texts = cluster.allgather(spec_file.read_text() if spec_file is not None else None)
     if spec_file is not None or not any(texts):
         return spec_file
-    path = Path(tempfile.mkdtemp(prefix="spec-")) / "spec.json"
+    path = Path(tempfile.mkdtemp(prefix="spec-")) / SPEC_FILE
     path.write_text(next(text for text in texts if text))
     return path
 
