@@ -36,7 +36,7 @@ from typing import Any
 from forecaster.container import layout
 from forecaster.container.layout import ContainerTree
 from forecaster.distributed import Cluster
-from forecaster.errors import ForecasterError, HostError
+from forecaster.errors import ForecasterError, HostError, JobStoppedError
 from forecaster.spec import SPEC_FILE
 
 logger = logging.getLogger("forecaster.train")
@@ -232,9 +232,12 @@ class Exchange:
                 connection.send(message)
 
     def wait_for_leader_exit(self) -> None:
-        """A host other than the first: wait until the first host's process has ended (or the timeout)."""
+        """A host other than the first: wait until the first host's process has ended (or the timeout).
+
+        SIGTERM meanwhile (compose stopping this container as the first one exited) ends the wait: the job is done.
+        """
         if self.setup.rank != 0:
-            with contextlib.suppress(EOFError, OSError, HostError):
+            with contextlib.suppress(EOFError, OSError, HostError, JobStoppedError):
                 self._receive(self.leader)
 
     def close(self) -> None:
