@@ -88,7 +88,7 @@ def test_bad_hyperparameter_fails_the_job_with_a_reason(images, sdk_env, data, t
 def test_local_mode_refuses_a_sharded_training_channel(images, sdk_env, tmp_path):
     # SDK 3.27 local mode accepts FullyReplicated channels only (sagemaker/train/local/local_container.py); with
     # every partition on every host, each host builds the rows of its share by index (forecaster.distributed)
-    from sagemaker.core.shapes import DataSource, S3DataSource
+    from sagemaker.core.shapes import S3DataSource
     from sagemaker.train import ModelTrainer
     from sagemaker.train.configs import Compute, InputData
     from sagemaker.train.model_trainer import Mode
@@ -99,7 +99,7 @@ def test_local_mode_refuses_a_sharded_training_channel(images, sdk_env, tmp_path
     trainer = ModelTrainer(
         training_image=images[0], training_mode=Mode.LOCAL_CONTAINER, role=ROLE,
         compute=Compute(instance_type="local_cpu", instance_count=2), hyperparameters=HYPERPARAMETERS,
-        input_data_config=[InputData(channel_name="train", data_source=DataSource(s3_data_source=sharded))],
+        input_data_config=[InputData(channel_name="train", data_source=sharded)],
         local_container_root=str(tmp_path),
     )  # fmt: skip
     with pytest.raises(RuntimeError, match="ShardedByS3Key"):
