@@ -92,6 +92,7 @@ def _train_on_hosts(work: Path, hosts: int, train_params: dict) -> dict:
         phases = report["phase_seconds"]
         per_host.append({
             "host": host, "row_build_s": phases["summary"] + phases["features"], "phase_seconds": phases,
+            "row_build_own_s": report["row_build_own_s"], "wait_seconds": report.get("wait_seconds", {}),
             "training_rows": report["training_rows"], "partitions": len(report["partitions"]),
             "peak_rss_bytes": report["peak_rss_bytes"], "child_peak_rss_bytes": report["children_peak_rss_bytes"],
         })  # fmt: skip
@@ -118,7 +119,10 @@ def _stage(name: str, work: Path, workers: int, train_params: dict, hosts: int =
         fit_artifact(work / "history", spec, config, work / "model", workers=workers)
         metadata = read_json(work / "model" / "metadata.json")
         phases = metadata["phase_seconds"]  # summary = the first pass, features = the sampled rows (second pass)
-        return {"row_build_s": phases["summary"] + phases["features"], "wape": metadata["validation_metrics"]["wape"]}
+        return {
+            "row_build_s": phases["summary"] + phases["features"], "wape": metadata["validation_metrics"]["wape"],
+            "phase_seconds": phases,
+        }  # fmt: skip
     if name == "preprocess":
         from forecaster.partitioned import preprocess
 
@@ -241,7 +245,9 @@ def main() -> None:
         host_columns = [
             ("stores", "stores", ""), ("hosts", "hosts", ""), ("host", "host", ""),
             ("job_s", "job wall s", ".0f"), ("speed_up", "speed-up", ".2f"), ("row_build_s", "row build s", ".1f"),
-            ("fit_s", "fit + refit s", ".1f"), ("peak_gib", "peak RSS GiB", ".2f"), ("wape", "WAPE", ".4f"),
+            ("row_build_own_s", "own row build s", ".1f"), ("fit_s", "fit + refit s", ".1f"),
+            ("peak_gib", "peak RSS GiB (host)", ".2f"), ("child_peak_gib", "largest child GiB", ".2f"),
+            ("wape", "WAPE", ".4f"),
         ]  # fmt: skip
         print(markdown_table(hosts_rows, host_columns))
     print(f"machine: {machine_info()}; workers: {args.workers}; cpus: {os.cpu_count()}")
@@ -255,15 +261,17 @@ def _hosts_table(rows: list[dict]) -> list[dict]:
         single = next((r for r in trains if r["stores"] == row["stores"] and r["hosts"] == 1), None)
         speed_up = single["seconds"] / row["seconds"] if single else None
         hosts = row.get("per_host") or [{
-            "host": "algo-1", "row_build_s": row["row_build_s"], "peak_rss_bytes": row["peak_rss_bytes"],
-            "phase_seconds": {},
+            "host": "algo-1", "row_build_s": row["row_build_s"], "row_build_own_s": row["row_build_s"],
+            "peak_rss_bytes": row["peak_rss_bytes"], "child_peak_rss_bytes": row["child_peak_rss_bytes"],
+            "phase_seconds": row.get("phase_seconds", {}),
         }]  # fmt: skip
         for host in hosts:
             phases = host.get("phase_seconds", {})
             out.append({
                 "stores": row["stores"], "hosts": row["hosts"], "host": host["host"], "job_s": row["seconds"],
-                "speed_up": speed_up, "row_build_s": host["row_build_s"],
+                "speed_up": speed_up, "row_build_s": host["row_build_s"], "row_build_own_s": host["row_build_own_s"],
                 "fit_s": phases.get("fit", 0.0) + phases.get("refit", 0.0), "peak_gib": gib(host["peak_rss_bytes"]),
+                "child_peak_gib": gib(host["child_peak_rss_bytes"]),
                 "wape": row.get("wape"),
             })  # fmt: skip
     return out

@@ -132,17 +132,18 @@ def test_resourceconfig_hosts_that_differ_from_sm_hosts_fail_naming_the_host(tmp
     assert failure.startswith(expected), failure
 
 
-def test_cli_trains_on_hosts(tmp_path, chain):
+def test_cli_trains_on_hosts_with_the_voting_learner(tmp_path, chain):
     from forecaster.cli.main import main
     from forecaster.model import ForecastModel
 
     hp = [arg for key, value in HP.items() if key != "horizon" for arg in ("--hp", f"{key}={value}")]
-    assert (
-        main(["train", "--data", str(chain), "--model-dir", str(tmp_path / "m"), "--horizon", "7", "--hosts", "2", *hp])
-        == 0
-    )
+    argv = ["train", "--data", str(chain), "--model-dir", str(tmp_path / "m"), "--horizon", "7", "--hosts", "2"]
+    assert main([*argv, *hp, "--hp", "tree_learner=voting"]) == 0
     assert ForecastModel.load(tmp_path / "m").schema.horizon == 7
-    assert json.loads((tmp_path / "m" / "metadata.json").read_text())["hosts"] == ["algo-1", "algo-2"]
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert metadata["hosts"] == ["algo-1", "algo-2"] and metadata["hyperparameters"]["tree_learner"] == "voting"
+    log = (tmp_path / "m.hosts" / "algo-2" / "output" / "data" / hosts.HOST_REPORT_FILE).read_text()
+    assert json.loads(log)["partitions"] == ["store_id=S002", "store_id=S004"]
 
 
 def test_shares_split_replicated_partitions_by_index_and_keep_sharded_ones():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -75,9 +76,17 @@ class Cluster:
         """
         return {"tree_learner": self.tree_learner, "num_machines": len(self.hosts), "pre_partition": True}
 
-    def gather(self, mine: list[T]) -> list[T]:
+    def exchange(self, mine: Any, phase: str) -> list[Any]:
+        """:attr:`allgather`, its wait (for the slowest host) added to ``report["wait_seconds"][phase]``."""
+        started = time.monotonic()
+        gathered = self.allgather(mine)
+        waits = self.report.setdefault("wait_seconds", {})
+        waits[phase] = round(waits.get(phase, 0.0) + time.monotonic() - started, 2)
+        return gathered
+
+    def gather(self, mine: list[T], phase: str = "features") -> list[T]:
         """Every host's ``mine`` lists, concatenated in rank order."""
-        return [item for items in self.allgather(mine) for item in items]
+        return [item for items in self.exchange(mine, phase) for item in items]
 
 
 def own_partitions(cluster: Cluster, train: Any, validation: Any = None) -> list[Partition]:
@@ -95,7 +104,7 @@ def own_partitions(cluster: Cluster, train: Any, validation: Any = None) -> list
         sources, problem = partitions(train), ""
     except DataValidationError as error:  # an empty share of a sharded channel: said below, naming the host
         sources, problem = [], error.reason
-    gathered = cluster.allgather(([s.name for s in sources], problem))
+    gathered = cluster.exchange(([s.name for s in sources], problem), "validate")
     mine = shares([names for names, _ in gathered], cluster.hosts, cluster.sharded, [p for _, p in gathered])
     cluster.report["partitions"] = mine[cluster.rank]
     logger.info(
@@ -115,7 +124,7 @@ def chain_summary(
     The summaries are combined in the partitions' name order, as one host over the whole chain does.
     """
     summaries, totals = summarize_partitions(sources, spec, workers)
-    gathered = cluster.allgather(([s.name for s in sources], summaries, totals))
+    gathered = cluster.exchange(([s.name for s in sources], summaries, totals), "summary")
     named = sorted(
         ((name, summary) for names, parts, _ in gathered for name, summary in zip(names, parts, strict=True)),
         key=lambda pair: pair[0],
@@ -202,11 +211,14 @@ def network(cluster: Cluster | None) -> Iterator[None]:
 
 def record(cluster: Cluster, metadata: dict[str, Any]) -> None:
     """Put this host's rows and phase times into ``cluster.report`` and the log (the leader's go in the metadata)."""
+    phases, waits = metadata["phase_seconds"], cluster.report.get("wait_seconds", {})
+    own = sum(phases.get(p, 0.0) - waits.get(p, 0.0) for p in ("summary", "features"))
     cluster.report.update(
-        host=cluster.host, training_rows=metadata["training_rows"], phase_seconds=metadata["phase_seconds"]
+        host=cluster.host, training_rows=metadata["training_rows"], phase_seconds=phases, row_build_own_s=round(own, 2)
     )
     metadata["hosts"] = list(cluster.hosts)
     logger.info(
-        "host %s: training rows %s; rows built in %.1f s (summary %.1f s)", cluster.host, metadata["training_rows"],
-        metadata["phase_seconds"].get("features", 0.0), metadata["phase_seconds"].get("summary", 0.0),
+        "host %s: training rows %s; rows built in %.1f s of its own (first pass + rows, %.1f s with the waits "
+        "for the other hosts)", cluster.host, metadata["training_rows"], own,
+        phases.get("summary", 0.0) + phases.get("features", 0.0),
     )  # fmt: skip
