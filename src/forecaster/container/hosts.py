@@ -31,13 +31,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forecaster.container import layout
 from forecaster.container.layout import ContainerTree
-from forecaster.distributed import Cluster
 from forecaster.errors import ForecasterError, HostError, JobStoppedError
-from forecaster.spec import SPEC_FILE
+
+if TYPE_CHECKING:  # the training modules are imported when a job runs, not with the entry
+    from forecaster.distributed import Cluster
 
 logger = logging.getLogger("forecaster.train")
 
@@ -254,6 +255,8 @@ def join(setup: HostSetup, hyperparameters: Mapping[str, Any], tree_learner: str
     the other hosts wait until the first host's process has ended: SDK local mode stops every container of a
     job as soon as one of them exits.
     """
+    from forecaster.distributed import Cluster
+
     key = json.dumps([setup.hosts, dict(hyperparameters)], sort_keys=True, default=str)
     exchange = Exchange(setup, hashlib.sha256(key.encode()).digest())
     problem = None
@@ -315,6 +318,8 @@ def train_on_hosts(job: Any, run: Callable[[Any, Cluster], Any]) -> None:
 
 def shared_spec(cluster: Cluster, spec_file: Path | None) -> Path | None:
     """The ``spec.json`` of the train channel, wherever it is (a sharded channel hands it to one host)."""
+    from forecaster.spec import SPEC_FILE
+
     texts = cluster.allgather(spec_file.read_text() if spec_file is not None else None)
     if spec_file is not None or not any(texts):
         return spec_file

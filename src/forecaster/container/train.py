@@ -25,12 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forecaster.container import hosts, layout
 from forecaster.container.layout import FIRST_HOST, ContainerTree
-from forecaster.distributed import Cluster
 from forecaster.errors import DataValidationError, ForecasterError, JobStoppedError
+
+if TYPE_CHECKING:  # the training modules are imported when a job runs, not with the entry
+    from forecaster.distributed import Cluster
 
 logger = logging.getLogger("forecaster.train")
 
