@@ -18,6 +18,11 @@ Wall time and peak RSS per stage: the stage process's own peak and the largest p
     .venv/bin/python bench/scale.py --fractions 0.1               # 30 stores: ~22 M history rows
     .venv/bin/python bench/scale.py --fractions 0.1 0.333 1.0     # the full chain: ~220 M rows, hours on 2 cores
     .venv/bin/python bench/scale.py --smoke --workdir /tmp/s --out /tmp/s.json   # 3 stores x 6 items: runs?
+    .venv/bin/python bench/scale.py --fractions 0.1 --hosts 1,2   # the training job on 1 and on 2 hosts
+
+``--hosts 1,2``: the train stage runs once per host count, N > 1 as a training job of N hosts on this machine
+(``forecaster.container.local_job.run_hosts_job``: N processes on 127.0.0.1, LightGBM's network learner); each
+host's wall time, row-build time (first pass + its rows) and peak RSS come from its ``host_report.json``.
 """
 
 from __future__ import annotations
@@ -67,13 +72,46 @@ def _generate(work: Path, stores: int, group: int, seed: int, items: int, days: 
     return {"history_rows": rows}
 
 
-def _stage(name: str, work: Path, workers: int, train_params: dict) -> dict:
+def _train_on_hosts(work: Path, hosts: int, train_params: dict) -> dict:
+    """The training job on ``hosts`` processes of this machine; the job's wall time and each host's figures."""
+    from forecaster.container.hosts import HOST_REPORT_FILE
+    from forecaster.container.layout import ContainerTree
+    from forecaster.container.local_job import run_hosts_job
+    from forecaster.io import read_json
+
+    jobs = work / f"hosts-{hosts}"
+    shutil.rmtree(jobs, ignore_errors=True)
+    params = {k: str(v) for k, v in train_params.items()}
+    results = run_hosts_job(jobs, params, {"train": work / "history"}, hosts)
+    per_host = []
+    for host, result in results.items():
+        tree = ContainerTree(jobs / host)
+        if result.returncode != 0:
+            raise RuntimeError(f"{host} failed: {result.stderr[-3000:]}")
+        report = read_json(tree.output_dir / "data" / HOST_REPORT_FILE)
+        phases = report["phase_seconds"]
+        per_host.append({
+            "host": host, "row_build_s": phases["summary"] + phases["features"], "phase_seconds": phases,
+            "row_build_own_s": report["row_build_own_s"], "wait_seconds": report.get("wait_seconds", {}),
+            "training_rows": report["training_rows"], "partitions": len(report["partitions"]),
+            "peak_rss_bytes": report["peak_rss_bytes"], "child_peak_rss_bytes": report["children_peak_rss_bytes"],
+        })  # fmt: skip
+    first = ContainerTree(jobs / next(iter(results)))
+    if not (work / "model").exists():  # the later stages read the model
+        shutil.copytree(first.model_dir, work / "model")
+    wape = read_json(first.output_dir / "data" / "validation_metrics.json")["wape"]
+    return {"row_build_s": max(h["row_build_s"] for h in per_host), "wape": wape, "per_host": per_host}
+
+
+def _stage(name: str, work: Path, workers: int, train_params: dict, hosts: int = 1) -> dict:
     from forecaster.config import TrainConfig
     from forecaster.io import read_json
     from forecaster.spec import DatasetSpec
     from forecaster.synth import SYNTH_SPEC
 
     spec = DatasetSpec.from_dict(SYNTH_SPEC)
+    if name == "train" and hosts > 1:
+        return _train_on_hosts(work, hosts, train_params)
     if name == "train":
         from forecaster.training import fit_artifact
 
@@ -81,7 +119,10 @@ def _stage(name: str, work: Path, workers: int, train_params: dict) -> dict:
         fit_artifact(work / "history", spec, config, work / "model", workers=workers)
         metadata = read_json(work / "model" / "metadata.json")
         phases = metadata["phase_seconds"]  # summary = the first pass, features = the sampled rows (second pass)
-        return {"row_build_s": phases["summary"] + phases["features"], "wape": metadata["validation_metrics"]["wape"]}
+        return {
+            "row_build_s": phases["summary"] + phases["features"], "wape": metadata["validation_metrics"]["wape"],
+            "phase_seconds": phases,
+        }  # fmt: skip
     if name == "preprocess":
         from forecaster.partitioned import preprocess
 
@@ -116,9 +157,10 @@ def child(args: argparse.Namespace) -> None:
     if args.stage == "generate":
         extra = _generate(args.work, args.stores, args.group, args.seed, args.items, args.days)
     else:
-        extra = _stage(args.stage, args.work, args.workers, _train_params(args))
+        extra = _stage(args.stage, args.work, args.workers, _train_params(args), args.train_hosts)
     result = {
         "stage": args.stage,
+        "hosts": args.train_hosts if args.stage == "train" else 1,
         "seconds": time.perf_counter() - started,
         "peak_rss_bytes": peak_rss_bytes(),
         "child_peak_rss_bytes": _children_peak(),
@@ -143,11 +185,15 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=ITEMS, help=f"items per store (default {ITEMS:,})")
     parser.add_argument("--days", type=int, default=DAYS, help=f"history days (default {DAYS})")
     parser.add_argument("--smoke", action="store_true", help="3 stores x 6 items x 120 days: checks the script runs")
+    parser.add_argument(
+        "--hosts", default="1", help="host counts of the train stage, e.g. 1,2 (N > 1: N processes on 127.0.0.1)"
+    )
     # child mode
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stores", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--train-hosts", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         for key, value in SMOKE.items():
@@ -156,19 +202,21 @@ def main() -> None:
         child(args)
         return
     rows = []
+    host_counts = [int(h) for h in str(args.hosts).split(",")]
     for fraction in args.fractions:
         stores = max(1, round(STORES * fraction))
         work = args.workdir / f"stores-{stores}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        for stage in STAGES:
-            result_file = work / f".{stage}.json"
+        runs = [(stage, h) for stage in STAGES for h in (host_counts if stage == "train" else [1])]
+        for stage, hosts in runs:
+            result_file = work / f".{stage}-{hosts}.json"
             run_child(
                 [
                     __file__, "--stage", stage, "--work", str(work), "--stores", str(stores), "--group",
                     str(args.group), "--workers", str(args.workers), "--seed", str(args.seed), "--result",
                     str(result_file), "--items", str(args.items), "--days", str(args.days),
-                    *(["--smoke"] if args.smoke else []),
+                    "--train-hosts", str(hosts), *(["--smoke"] if args.smoke else []),
                 ]
             )  # fmt: skip
             result = json.loads(result_file.read_text())
@@ -178,21 +226,55 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(
-                json.dumps({"machine": machine_info(), "train_params": _train_params(args), "rows": rows}, indent=2)
-            )
+            summary = {"machine": machine_info(), "train_params": _train_params(args), "rows": rows}
+            args.out.write_text(json.dumps({**summary, "hosts": _hosts_table(rows)}, indent=2))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     columns = [
         ("stores", "stores", ""),
         ("series", "series", ","),
         ("stage", "stage", ""),
+        ("hosts", "hosts", ""),
         ("seconds", "wall s", ".0f"),
         ("peak_gib", "peak RSS GiB (process)", ".2f"),
         ("child_peak_gib", "largest child GiB", ".2f"),
     ]
     print(markdown_table(rows, columns))
+    hosts_rows = _hosts_table(rows)
+    if len(host_counts) > 1:
+        host_columns = [
+            ("stores", "stores", ""), ("hosts", "hosts", ""), ("host", "host", ""),
+            ("job_s", "job wall s", ".0f"), ("speed_up", "speed-up", ".2f"), ("row_build_s", "row build s", ".1f"),
+            ("row_build_own_s", "own row build s", ".1f"), ("fit_s", "fit + refit s", ".1f"),
+            ("peak_gib", "peak RSS GiB (host)", ".2f"), ("child_peak_gib", "largest child GiB", ".2f"),
+            ("wape", "WAPE", ".4f"),
+        ]  # fmt: skip
+        print(markdown_table(hosts_rows, host_columns))
     print(f"machine: {machine_info()}; workers: {args.workers}; cpus: {os.cpu_count()}")
+
+
+def _hosts_table(rows: list[dict]) -> list[dict]:
+    """The train stage per host count and host: job wall time, speed-up over one host, row build, fit, peak RSS."""
+    trains = [row for row in rows if row["stage"] == "train"]
+    out = []
+    for row in trains:
+        single = next((r for r in trains if r["stores"] == row["stores"] and r["hosts"] == 1), None)
+        speed_up = single["seconds"] / row["seconds"] if single else None
+        hosts = row.get("per_host") or [{
+            "host": "algo-1", "row_build_s": row["row_build_s"], "row_build_own_s": row["row_build_s"],
+            "peak_rss_bytes": row["peak_rss_bytes"], "child_peak_rss_bytes": row["child_peak_rss_bytes"],
+            "phase_seconds": row.get("phase_seconds", {}),
+        }]  # fmt: skip
+        for host in hosts:
+            phases = host.get("phase_seconds", {})
+            out.append({
+                "stores": row["stores"], "hosts": row["hosts"], "host": host["host"], "job_s": row["seconds"],
+                "speed_up": speed_up, "row_build_s": host["row_build_s"], "row_build_own_s": host["row_build_own_s"],
+                "fit_s": phases.get("fit", 0.0) + phases.get("refit", 0.0), "peak_gib": gib(host["peak_rss_bytes"]),
+                "child_peak_gib": gib(host["child_peak_rss_bytes"]),
+                "wape": row.get("wape"),
+            })  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

@@ -71,11 +71,18 @@ def test_soak_of_the_server(tmp_path):
 
 
 def test_scale(tmp_path):
-    result = run_bench("scale", tmp_path, "--smoke", "--workdir", str(tmp_path / "work"))
+    result = run_bench("scale", tmp_path, "--smoke", "--workdir", str(tmp_path / "work"), "--hosts", "1,2")
     rows = result["rows"]
-    assert [row["stage"] for row in rows] == ["generate", "train", "preprocess", "transform", "postprocess"]
+    assert [row["stage"] for row in rows] == ["generate", "train", "train", "preprocess", "transform", "postprocess"]
+    assert [row["hosts"] for row in rows[1:3]] == [1, 2]
     assert rows[-1]["forecast_rows"] == 3 * 6 * 14  # stores x items x horizon
-    assert rows[2]["partitions"] == 2 and {"seconds", "peak_rss_bytes", "child_peak_rss_bytes"} <= set(rows[1])
+    assert rows[3]["partitions"] == 2 and {"seconds", "peak_rss_bytes", "child_peak_rss_bytes"} <= set(rows[1])
+    # the two-host job: each host built the rows of one of the 2 partitions, with its own row-build time and peak
+    two = [row for row in result["hosts"] if row["hosts"] == 2]
+    assert [row["host"] for row in two] == ["algo-1", "algo-2"]
+    assert all(
+        0 < row["row_build_own_s"] <= row["row_build_s"] and row["peak_gib"] > 0 and row["speed_up"] > 0 for row in two
+    )
 
 
 def test_small_shop(tmp_path):

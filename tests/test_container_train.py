@@ -100,23 +100,6 @@ def _two_hosts(base, current_host):
     )
 
 
-def test_a_second_host_does_not_train_and_exits_0(tmp_path, history_frame, synthetic_spec):
-    # InstanceCount=2: SageMaker merges every host's /opt/ml/model; only the first host (sorted) writes a model.
-    # algo-1 does not resolve here, so algo-2 knows at once that it has nothing to wait for
-    data = tmp_path / "data"
-    data.mkdir()
-    write_table(history_frame, data / "sales.csv")
-    base = write_job_tree(tmp_path / "opt" / "ml", {**FAST, "spec": "default"}, {"train": data})
-    _two_hosts(base, "algo-2")
-    result = run_training_job(base, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
-    assert "host algo-2 of ['algo-2', 'algo-1'] does not train" in log and "the first (algo-1)" in log, log[-3000:]
-    assert "algo-1 no longer resolves; host algo-2 exits without a model" in log
-    assert list((base / "model").iterdir()) == []
-    assert not (base / "output" / "failure").exists()
-
-
 def test_the_training_host_is_the_first_sorted_host(tmp_path):
     from forecaster.container.train import JobEnvironment
 
@@ -127,41 +110,6 @@ def test_the_training_host_is_the_first_sorted_host(tmp_path):
     toolkit = {"SAGEMAKER_BASE_DIR": str(base), "SM_CURRENT_HOST": "algo-10", "SM_HOSTS": '["algo-10", "algo-9"]'}
     job = JobEnvironment.from_env(toolkit)  # the toolkit's variables win over the file
     assert (job.current_host, job.training_host) == ("algo-10", "algo-10")
-
-
-def test_other_hosts_wait_while_the_training_host_trains():
-    import threading
-    import time
-
-    from forecaster.container.train import training_host_signal, wait_for_training_host
-
-    port = free_port()
-    finished = threading.Event()
-
-    def train() -> None:
-        with training_host_signal(port):
-            time.sleep(1.5)
-        finished.set()
-
-    trainer = threading.Thread(target=train)
-    trainer.start()
-    time.sleep(0.3)
-    reason = wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=5, exit_s=0.5)
-    assert reason == "127.0.0.1 has finished (it stopped listening 0.5 s ago)"  # 127.0.0.1 stays in DNS
-    assert finished.wait(1), "the wait ended while the training host was still training"
-    trainer.join()
-    started = time.monotonic()  # a training host that never listens (finished early): the wait is bounded
-    assert "did not answer" in wait_for_training_host("127.0.0.1", port, poll_s=0.1, start_s=0.5)
-    assert time.monotonic() - started < 3
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_trains_on_a_hive_channel_with_the_key_only_in_the_path(tmp_path, history_frame, synthetic_spec):

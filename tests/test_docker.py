@@ -239,15 +239,23 @@ def test_sigterm_stops_training_with_a_failure_reason(train_image, tmp_path):
 
 
 @docker
-def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
+def test_two_training_hosts_train_one_model_together(train_image, tmp_path):
     # InstanceCount=2 as SageMaker (and SDK local mode) runs it: one container per host on one network,
-    # hostnames algo-1/algo-2, resourceconfig.json naming both; SageMaker merges both hosts' /opt/ml/model
+    # hostnames algo-1/algo-2, resourceconfig.json naming both; SageMaker merges both hosts' /opt/ml/model.
+    # Each host builds the rows of half the stores (one partition each) and LightGBM's network joins them.
+    from forecaster.io import write_table
+    from forecaster.synth import generate
+
     network = f"forecaster-hosts-{os.environ.get('FORECASTER_TEST_TAG', 'test')}-{os.getpid()}"
     sh("docker", "network", "create", network)
     containers = []
     try:
         for host in ("algo-1", "algo-2"):
             root = write_job(tmp_path / host, {**HYPERPARAMETERS, "num_threads": "1"})  # one CPU per host
+            train = root / "input" / "data" / "train"
+            (train / "sales.csv").unlink()  # the same history, one partition per store
+            for store, rows in generate(stores=3, items=4, days=120, seed=0).groupby("store_id", observed=True):
+                write_table(rows, train / f"store_id={store}" / "part-0.csv")
             (root / "input" / "config" / "resourceconfig.json").write_text(
                 json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"], "current_group_name": "g"})
             )
@@ -256,20 +264,20 @@ def test_two_training_hosts_only_the_first_trains(train_image, tmp_path):
             containers.append(sh("docker", "run", "-d", *network_args, *mounts, train_image, "train").stdout.strip())
         exit_codes = [int(sh("docker", "wait", c, timeout=900).stdout) for c in containers]
         states = [json.loads(sh("docker", "inspect", "-f", "{{json .State}}", c).stdout) for c in containers]
-        logs = sh("docker", "logs", containers[1]).stderr + sh("docker", "logs", containers[1]).stdout
+        logs = [sh("docker", "logs", c).stderr + sh("docker", "logs", c).stdout for c in containers]
     finally:
         for container in containers:
             sh("docker", "rm", "-f", container, check=False)
         sh("docker", "network", "rm", network, check=False)
         for host in ("algo-1", "algo-2"):
             give_back_files(train_image, tmp_path / host)
-    assert exit_codes == [0, 0], logs[-3000:]
+    assert exit_codes == [0, 0], logs[1][-3000:]
     assert {"feature_schema.json", "model_mean.txt"} <= model_files(tmp_path / "algo-1" / "model")
     assert model_files(tmp_path / "algo-2" / "model") == set()
-    assert "host algo-2 of ['algo-1', 'algo-2'] does not train" in logs, logs[-3000:]
-    # algo-2 waits until algo-1's container is gone (as compose needs), then exits without a model
-    assert "algo-1 has finished (it no longer resolves); host algo-2 exits without a model" in logs, logs[-3000:]
-    # compose (SDK local mode) stops every container when the first exits: algo-2 must outlive algo-1
+    for rank, (host, stores) in enumerate((("algo-1", "S001, store_id=S003"), ("algo-2", "S002"))):
+        assert f"host {host} builds the rows of {2 - rank} partitions: store_id={stores}" in logs[rank], logs[rank]
+        assert f"host {host} joined the LightGBM network: rank {rank} of 2 machines" in logs[rank], logs[rank]
+    # compose (SDK local mode) stops every container when the first exits: algo-2 waits until algo-1 has ended
     finished = [pd.Timestamp(state["FinishedAt"]) for state in states]
     assert finished[1] >= finished[0], states
 

@@ -49,6 +49,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "keys_as_features": [Boolean()],
     "seed": [Interval(int, 0, 2**31 - 1)],
     "num_threads": [Interval(int, 0, 1024)],
+    "tree_learner": [Options(("data", "voting"))],
 }
 
 
@@ -86,6 +87,7 @@ class TrainConfig:
     keys_as_features: bool = True
     seed: int = 42
     num_threads: int = 0
+    tree_learner: str = "data"  # LightGBM's parallel learner when the job has several hosts
 
     @classmethod
     def from_hyperparameters(cls, values: Mapping[str, Any], caller: str = "train") -> TrainConfig:

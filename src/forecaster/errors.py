@@ -94,6 +94,12 @@ class PipelineStepError(ForecasterError):
     exit_code = 6
 
 
+class HostError(ForecasterError):
+    """A host of a multi-host training job is misconfigured, cannot be reached, or failed; the message names it."""
+
+    exit_code = 8
+
+
 class JobStoppedError(ForecasterError):
     """The process was asked to stop (SIGTERM) before it finished; nothing was written."""
 

@@ -155,14 +155,17 @@ def fit_boosters(
     valid: TrainingSet | None = None,
     rounds: dict[str, int] | None = None,
     progress: Callable[[str, int], None] | None = None,
+    network: dict[str, Any] | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Train the four boosters; return the model and each booster's number of rounds.
 
     The features are binned once and shared by all boosters (only labels and weights differ). With ``valid``,
     each booster stops early on it (``early_stopping_rounds``). With ``rounds``, each booster trains exactly that
-    many rounds (a refit on all data after early stopping).
+    many rounds (a refit on all data after early stopping). ``network``: LightGBM's parallel-learner parameters
+    (:meth:`forecaster.distributed.Cluster.lightgbm_params`), for the Datasets and the boosters.
     """
     dataset_params = {"max_bin": config.max_bin, "verbosity": -1, "num_threads": config.resolved_threads}
+    dataset_params.update(network or {})
     power = POINT_LOSS_POWER.get(config.objective, config.tweedie_variance_power)
     train_set = _LabelledSet(train, schema, lgb.Dataset(
         train.X, train.y, weight=train.weight, categorical_feature=schema.categorical_indices,
@@ -185,7 +188,7 @@ def fit_boosters(
         if progress is not None:
             callbacks.append(lambda env, name=name: progress(name, env.iteration + 1))
         booster = lgb.train(
-            booster_params(config, name), train_set.labelled(name), num_boost_round=num_rounds,
+            {**booster_params(config, name), **(network or {})}, train_set.labelled(name), num_boost_round=num_rounds,
             valid_sets=[valid_set.labelled(name)] if valid_set else [], callbacks=callbacks,
         )  # fmt: skip
         used[name] = booster.best_iteration if valid_set and booster.best_iteration > 0 else num_rounds

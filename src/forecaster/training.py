@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from forecaster import distributed
 from forecaster import metrics as m
 from forecaster import training_rows as rows_
 from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
@@ -97,6 +98,7 @@ def fit_artifact(
     model_dir: str | Path,
     validation: pd.DataFrame | None = None,
     workers: int | None = 1,
+    cluster: distributed.Cluster | None = None,
 ) -> dict[str, float]:
     """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
 
@@ -108,11 +110,19 @@ def fit_artifact(
     The phases, each timed into the metadata's ``phase_seconds``: validate the data, summarize the chain (first
     pass), build the feature rows (second pass), fit with early stopping, calibrate and score on the held-out
     window, refit on all days, write the artifact.
+
+    ``cluster``: one of several hosts training together (:mod:`forecaster.distributed`); only its first host writes.
     """
     started = time.monotonic()
-    sources, cut_date = _validated_sources(train, validation, spec, config)
+    if cluster is not None:  # this host's share of the partitions; the cut-off is known after the summary
+        sources, cut_date = distributed.own_partitions(cluster, train, validation), None
+    else:
+        sources, cut_date = _validated_sources(train, validation, spec, config)
     lap = _Laps(started, "validate")
-    sources, chain = _summarize(sources, train, spec, config, workers)
+    if cluster is not None:
+        chain = distributed.chain_summary(cluster, sources, spec, config, workers)  # type: ignore[arg-type]
+    else:
+        sources, chain = _summarize(sources, train, spec, config, workers)
     report = data_report(chain)
     if cut_date is None:  # a path: the last validation_days of the whole table are held out
         cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)
@@ -120,12 +130,14 @@ def fit_artifact(
     plan = _row_plan(chain, cut_date, config)
     parts = map_partitions(rows_.partition_rows, [(s, chain, plan, config) for s in sources], workers)
     del sources  # the history: from here on only its feature rows are needed
-    fit_rows, valid_rows, refit_parts = _gather_rows(parts, config)
+    fit_rows, valid_rows, refit_parts = _gather_rows(parts, config, cluster)
     del parts
     row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
     report["training_rows"] = len(fit_rows)
     lap("features")
-    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config)
+    network = distributed.network(cluster)
+    network.__enter__()  # left after the refit: every host joins once, before its Dataset is binned
+    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config, cluster)
     del fit_rows
     lap("fit")
     model = _calibrate(model, valid_rows, config)
@@ -134,8 +146,9 @@ def fit_artifact(
         all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
         del refit_parts  # the partitions' copies of all_rows
         row_counts["final_fit"] = len(all_rows)
-        model = _refit(all_rows, model.schema, config, rounds)
+        model = _refit(all_rows, model.schema, config, rounds, cluster)
         lap("refit")
+    network.__exit__(None, None, None)
     metadata = {
         **_provenance(chain, cut_date),
         "data_report": report,
@@ -147,9 +160,12 @@ def fit_artifact(
         "phase_seconds": lap.seconds,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    with atomic_directory(model_dir) as stage:
-        model.save(stage)
-        write_json(metadata, stage / METADATA_FILE)
+    if cluster is not None:
+        distributed.record(cluster, metadata)
+    if cluster is None or cluster.is_leader:
+        with atomic_directory(model_dir) as stage:
+            model.save(stage)
+            write_json(metadata, stage / METADATA_FILE)
     return scores
 
 
@@ -205,11 +221,15 @@ def _row_plan(chain: rows_.ChainSummary, cut_date: pd.Timestamp, config: TrainCo
 
 
 def _gather_rows(
-    parts: list[rows_.PartitionRows], config: TrainConfig
+    parts: list[rows_.PartitionRows], config: TrainConfig, cluster: distributed.Cluster | None = None
 ) -> tuple[TrainingSet, TrainingSet, list[tuple[TrainingSet | None, np.ndarray | None]]]:
-    """Features phase (second pass, gathered): the fit and validation rows; the refit rows still per partition."""
+    """Features phase (second pass, gathered): the fit and validation rows; the refit rows still per partition.
+
+    With a ``cluster`` the validation rows are every host's (each host evaluates the same rows).
+    """
     fit_rows = rows_.gather([(p.fit, p.fit_rank) for p in parts])
-    valid_rows = rows_.gather([(p.valid, p.valid_rank) for p in parts])
+    valid = [(p.valid, p.valid_rank) for p in parts]
+    valid_rows = rows_.gather(cluster.gather(valid) if cluster is not None else valid)
     refit_parts = [(p.refit, p.refit_rank) for p in parts] if config.refit else []
     if len(valid_rows) == 0:
         raise DataValidationError("The validation window has no observed target values; check the data's dates.")
@@ -232,11 +252,16 @@ def _schema(chain: rows_.ChainSummary, spec: DatasetSpec, config: TrainConfig) -
 
 
 def _fit(
-    fit_rows: TrainingSet, valid_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig
+    fit_rows: TrainingSet,
+    valid_rows: TrainingSet,
+    schema: FeatureSchema,
+    config: TrainConfig,
+    cluster: distributed.Cluster | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Fit phase: the boosters, each stopping early on the held-out window; the rounds each one used."""
+    network = cluster.lightgbm_params() if cluster is not None else None
     with _Progress(config, "fit") as progress:
-        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress, network=network)
 
 
 def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfig) -> ForecastModel:
@@ -249,10 +274,17 @@ def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfi
     return ForecastModel(model.boosters, schema)
 
 
-def _refit(all_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig, rounds: dict[str, int]) -> ForecastModel:
+def _refit(
+    all_rows: TrainingSet,
+    schema: FeatureSchema,
+    config: TrainConfig,
+    rounds: dict[str, int],
+    cluster: distributed.Cluster | None = None,
+) -> ForecastModel:
     """Refit phase: one fit on every day, each booster for the rounds early stopping chose; the schema is kept."""
+    network = cluster.lightgbm_params() if cluster is not None else None
     with _Progress(config, "refit", rounds) as progress:
-        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress, network=network)
     return model
 
 

@@ -85,11 +85,50 @@ def test_bad_hyperparameter_fails_the_job_with_a_reason(images, sdk_env, data, t
     assert not [name for name in model if not Path(name).name.startswith(".")], f"a partial model: {sorted(model)}"
 
 
-def test_two_instances_train_one_model(images, sdk_env, data, tmp_path, capfd):
-    tarball = train(images[0], data, tmp_path, instance_count=2)
-    assert {"feature_schema.json", "model_mean.txt"} <= set(members(tarball))
+def test_local_mode_refuses_a_sharded_training_channel(images, sdk_env, tmp_path):
+    # SDK 3.27 local mode accepts FullyReplicated channels only (sagemaker/train/local/local_container.py); with
+    # every partition on every host, each host builds the rows of its share by index (forecaster.distributed)
+    from sagemaker.core.shapes import S3DataSource
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, InputData
+    from sagemaker.train.model_trainer import Mode
+
+    sharded = S3DataSource(
+        s3_uri=s3_uri("sharded", "train"), s3_data_type="S3Prefix", s3_data_distribution_type="ShardedByS3Key"
+    )
+    trainer = ModelTrainer(
+        training_image=images[0], training_mode=Mode.LOCAL_CONTAINER, role=ROLE,
+        compute=Compute(instance_type="local_cpu", instance_count=2), hyperparameters=HYPERPARAMETERS,
+        input_data_config=[InputData(channel_name="train", data_source=sharded)],
+        local_container_root=str(tmp_path),
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="ShardedByS3Key"):
+        trainer.train()
+
+
+def test_two_instances_train_one_model_together(images, sdk_env, tmp_path, capfd):
+    from forecaster.config import TrainConfig
+    from forecaster.io import write_table
+    from forecaster.spec import DatasetSpec
+    from forecaster.synth import SYNTH_SPEC, generate
+    from forecaster.training import fit_artifact
+
+    chain = tmp_path / "chain"  # 4 stores, one partition each: each host builds the rows of two
+    for store, rows in generate(stores=4, items=5, days=150, seed=1).groupby("store_id", observed=True):
+        write_table(rows, chain / f"store_id={store}" / "part-0.parquet")
+    (chain / "spec.json").write_text(json.dumps(SYNTH_SPEC))
+    hyperparameters = {"num_boost_round": 40, "quantile_num_boost_round": 25, "num_leaves": 15}
+    tarball = train(images[0], chain, tmp_path / "jobs", instance_count=2, **hyperparameters)
+    assert {"feature_schema.json", "model_mean.txt", "model_q90.txt"} <= set(members(tarball))
     log = capfd.readouterr().out
-    assert "host algo-2 of ['algo-1', 'algo-2'] does not train" in log, log[-3000:]
+    for rank, host in enumerate(("algo-1", "algo-2")):
+        assert f"host {host} builds the rows of 2 partitions" in log, log[-3000:]
+        assert f"host {host} joined the LightGBM network: rank {rank} of 2 machines" in log, log[-3000:]
+        assert f"host {host}: training rows" in log, log[-3000:]
+    scores = json.loads(members(tarball.parent / "output.tar.gz")["data/validation_metrics.json"])
+    config = TrainConfig.from_hyperparameters({**HYPERPARAMETERS, **hyperparameters, "num_threads": 1})
+    single = fit_artifact(chain, DatasetSpec.from_dict(SYNTH_SPEC), config, tmp_path / "single")
+    assert abs(scores["wape"] - single["wape"]) <= 0.01, (scores["wape"], single["wape"])
 
 
 # ---- batch transform -> postprocess -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, DEFAULT_SERVICE_LEVEL, ORDERS_FILE
@@ -38,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--horizon", help=f"days to forecast (default {DEFAULT_HORIZON})")
     train.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="any other hyperparameter (repeatable)"
+    )
+    train.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        help="train as a training job of N hosts, each a process on 127.0.0.1 with its share of the partitions "
+        "(LightGBM's network learner; the job trees go to <model-dir>.hosts/)",
     )
     add_workers_option(train)
     train.set_defaults(func=_train)
@@ -162,6 +170,8 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             hyperparameters[name] = str(getattr(args, name))
     config = TrainConfig.from_hyperparameters(hyperparameters)
+    if args.hosts > 1:
+        return _train_on_hosts(args, hyperparameters)
     bundled = bundled_spec(args.data)
     if "spec" not in hyperparameters and bundled is not None:
         spec = DatasetSpec.from_json(bundled)
@@ -174,6 +184,34 @@ def _train(args: argparse.Namespace) -> int:
     else:
         scores = fit_artifact(args.data, spec, config, args.model_dir, workers=args.workers)
     print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
+    return 0
+
+
+def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    """``train --hosts N``: the training job of N hosts on this machine, then its model copied to --model-dir."""
+    import shutil
+
+    from forecaster.container.layout import ContainerTree
+    from forecaster.container.local_job import run_hosts_job
+    from forecaster.errors import HostError, InvalidParameterError
+    from forecaster.io import atomic_directory
+
+    if args.validation or args.spec:
+        raise InvalidParameterError("--hosts trains on --data's partitions; --validation and --spec are single-host.")
+    jobs = Path(f"{args.model_dir}.hosts")
+    shutil.rmtree(jobs, ignore_errors=True)
+    results = run_hosts_job(jobs, hyperparameters, {"train": args.data}, args.hosts)
+    for host, result in results.items():
+        print(f"--- {host} (exit {result.returncode}): {jobs / host}", file=sys.stderr)
+        sys.stderr.writelines(line for line in result.stderr.splitlines(True) if " forecaster." in line)
+    failures = [ContainerTree(jobs / h).failure_file for h in results if ContainerTree(jobs / h).failure_file.is_file()]
+    if failures:
+        raise HostError(failures[0].read_text().strip())
+    first = ContainerTree(jobs / next(iter(results)))
+    with atomic_directory(args.model_dir) as stage:
+        shutil.copytree(first.model_dir, stage, dirs_exist_ok=True)
+    scores = json.loads((first.output_dir / "data" / "validation_metrics.json").read_text())
+    print(json.dumps({"model_dir": str(args.model_dir), "hosts": args.hosts, "validation_metrics": scores}, indent=2))
     return 0
 
 

@@ -4,10 +4,10 @@ The toolkit starts ``/opt/ml/code/train.py`` (``docker/train.py``), which calls 
 needs is read once from the toolkit's environment into a :class:`JobEnvironment`. On failure a one-line reason
 goes to ``/opt/ml/output/failure`` (the toolkit keeps an existing file) and the process exits non-zero.
 
-Several hosts (``InstanceCount`` > 1): a forecaster model is trained on one host. The first host of
-``resourceconfig.json`` (sorted ``hosts``) trains and writes the model; every other host logs why it does not,
-waits until the training host has finished (SDK local mode's compose stops every container when the first one
-exits) and exits 0 without writing a model (SageMaker merges all hosts' ``/opt/ml/model``).
+Several hosts (``InstanceCount`` > 1): the hosts train one model together (:mod:`forecaster.container.hosts`,
+:mod:`forecaster.distributed`), each on its share of the train channel's partitions; the first host of the sorted
+``hosts`` writes the model, every other host exits 0 without writing one (SageMaker merges all hosts'
+``/opt/ml/model``).
 
 Metrics are printed as ``<split>:<name>=<value>;`` lines, e.g. ``validation:wape=0.2312;``. SageMaker metric
 definitions: ``{"Name": "validation:wape", "Regex": "validation:wape=([0-9.eE+-]+);"}`` (one per metric).
@@ -15,30 +15,26 @@ definitions: ``{"Name": "validation:wape", "Regex": "validation:wape=([0-9.eE+-]
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
-import socket
 import sys
-import threading
-import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from forecaster.container import layout
+from forecaster.container import hosts, layout
 from forecaster.container.layout import FIRST_HOST, ContainerTree
 from forecaster.errors import DataValidationError, ForecasterError, JobStoppedError
 
-logger = logging.getLogger("forecaster.train")
+if TYPE_CHECKING:  # the training modules are imported when a job runs, not with the entry
+    from forecaster.distributed import Cluster
 
-#: Port the training host listens on while it trains: the other hosts wait until it closes.
-TRAINING_HOST_PORT = 7787
+logger = logging.getLogger("forecaster.train")
 
 
 @dataclass(frozen=True)
@@ -81,8 +77,11 @@ class JobEnvironment:
         )
 
 
-def run(job: JobEnvironment) -> dict[str, float]:
-    """Train from the job's channels into its model dir; return the validation metrics."""
+def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]:
+    """Train from the job's channels into its model dir; return the validation metrics.
+
+    ``cluster``: this host's part in a multi-host job (only its first host writes the model).
+    """
     from forecaster.config import TrainConfig
     from forecaster.io import read_table, write_json
     from forecaster.spec import DatasetSpec, bundled_spec, resolve_spec
@@ -96,6 +95,8 @@ def run(job: JobEnvironment) -> dict[str, float]:
             "(InputDataConfig / ModelTrainer input_data_config) holding CSV, Parquet or Excel files."
         )
     spec_file = bundled_spec(train_dir)
+    if cluster is not None:  # a sharded channel hands spec.json to one host: every host takes the one found
+        spec_file = hosts.shared_spec(cluster, spec_file)
     if "spec" not in job.hyperparameters and spec_file is not None:
         spec = DatasetSpec.from_json(spec_file)
         logger.info("dataset spec from %s", spec_file)
@@ -106,64 +107,13 @@ def run(job: JobEnvironment) -> dict[str, float]:
         train, validation = read_table(train_dir, spec.csv), read_table(validation_dir, spec.csv)
         scores = fit_artifact(train, spec, config, job.model_dir, validation=validation)
     else:  # partition by partition (one file, or a folder of partitions), one worker process per CPU
-        scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None)
+        scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None, cluster=cluster)
     for name, value in scores.items():
         print(f"validation:{name}={value};", flush=True)
     write_json(scores, job.output_data_dir / "validation_metrics.json")
+    if cluster is not None:
+        write_json(hosts.host_report(cluster), job.output_data_dir / hosts.HOST_REPORT_FILE)
     return scores
-
-
-@contextlib.contextmanager
-def training_host_signal(port: int = TRAINING_HOST_PORT) -> Iterator[None]:
-    """Listen on ``port`` for the block's duration: while it accepts, the other hosts know training goes on."""
-    try:
-        server = socket.create_server(("", port))
-    except OSError as error:  # the other hosts then stop waiting early; training itself is not affected
-        logger.warning("cannot listen on port %d for the other hosts (%s)", port, error)
-        yield
-        return
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                connection, _ = server.accept()
-                connection.close()
-
-    threading.Thread(target=accept, name="training-host-signal", daemon=True).start()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone may not
-        server.close()
-
-
-def wait_for_training_host(
-    host: str, port: int = TRAINING_HOST_PORT, *, poll_s: float = 2.0, start_s: float = 300.0, exit_s: float = 60.0
-) -> str:
-    """Wait until ``host`` has finished training; return why the wait ended.
-
-    The wait ends when ``host`` no longer resolves (its container is gone: compose then takes the job's status
-    from the training host, which exited first); or ``exit_s`` seconds after it stopped accepting on ``port``
-    (a host that stays in DNS); or when it never accepted within ``start_s`` seconds (it finished before, or
-    cannot listen).
-    """
-    seen, started, stopped = False, time.monotonic(), None
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=poll_s):
-                seen, stopped = True, None
-        except socket.gaierror:
-            return f"{host} has finished (it no longer resolves)" if seen else f"{host} no longer resolves"
-        except OSError:
-            now = time.monotonic()
-            if seen:
-                stopped = stopped or now
-                if now - stopped >= exit_s:
-                    return f"{host} has finished (it stopped listening {exit_s:g} s ago)"
-            elif now - started > start_s:
-                return f"{host} did not answer on port {port} within {start_s:.0f} s"
-        time.sleep(poll_s)
 
 
 def write_failure(output_dir: Path, reason: str) -> None:
@@ -183,16 +133,15 @@ def main() -> int:
     """Run the job; 0 on success, the error's exit code (and a failure file) otherwise."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    job = JobEnvironment.from_env()
-    if job.current_host != job.training_host:
-        return _stand_by(job)
-    with training_host_signal() if len(job.hosts) > 1 else contextlib.nullcontext():
-        return _train(job)
+    return _train(JobEnvironment.from_env())
 
 
 def _train(job: JobEnvironment) -> int:
     try:
-        run(job)
+        if len(job.hosts) > 1:
+            hosts.train_on_hosts(job, run)
+        else:
+            run(job)
     except ForecasterError as error:
         logger.error("training failed: %s", error.reason)
         write_failure(job.output_dir, f"{type(error).__name__}: {error.reason}")
@@ -201,20 +150,6 @@ def _train(job: JobEnvironment) -> int:
         traceback.print_exc()
         write_failure(job.output_dir, f"InternalError: {type(error).__name__}: {error}")
         return 1
-    return 0
-
-
-def _stand_by(job: JobEnvironment) -> int:
-    """A host that does not train: say why, wait for the training host, exit 0 without a model."""
-    logger.info(
-        "host %s of %s does not train: a forecaster model is trained on one host, the first (%s), which writes "
-        "the model. Waiting for it to finish.", job.current_host, list(job.hosts), job.training_host,
-    )  # fmt: skip
-    try:
-        reason = wait_for_training_host(job.training_host)
-    except JobStoppedError:
-        reason = "stopped (SIGTERM)"
-    logger.info("%s; host %s exits without a model", reason, job.current_host)
     return 0
 
 
