@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from forecaster import metrics as m
 from forecaster import training_rows as rows_
 from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
+from forecaster.checkpoints import Checkpoints, open_checkpoints
 from forecaster.config import TrainConfig
 from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
@@ -97,6 +98,7 @@ def fit_artifact(
     model_dir: str | Path,
     validation: pd.DataFrame | None = None,
     workers: int | None = 1,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
 
@@ -107,7 +109,9 @@ def fit_artifact(
 
     The phases, each timed into the metadata's ``phase_seconds``: validate the data, summarize the chain (first
     pass), build the feature rows (second pass), fit with early stopping, calibrate and score on the held-out
-    window, refit on all days, write the artifact.
+    window, refit on all days, write the artifact. With ``checkpoint_dir``, the boosters of the fit and refit
+    phases are saved there as they train and a checkpoint of the same data and hyperparameters is resumed
+    (:mod:`forecaster.checkpoints`).
     """
     started = time.monotonic()
     sources, cut_date = _validated_sources(train, validation, spec, config)
@@ -125,7 +129,10 @@ def fit_artifact(
     row_counts = {"early_stopping_fit": len(fit_rows), "validation": len(valid_rows)}
     report["training_rows"] = len(fit_rows)
     lap("features")
-    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config)
+    checkpoints = open_checkpoints(
+        checkpoint_dir, data=chain.digest, config=config.to_dict(), cut=cut_date, rows=row_counts
+    )
+    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config, checkpoints)
     del fit_rows
     lap("fit")
     model = _calibrate(model, valid_rows, config)
@@ -134,7 +141,7 @@ def fit_artifact(
         all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
         del refit_parts  # the partitions' copies of all_rows
         row_counts["final_fit"] = len(all_rows)
-        model = _refit(all_rows, model.schema, config, rounds)
+        model = _refit(all_rows, model.schema, config, rounds, checkpoints)
         lap("refit")
     metadata = {
         **_provenance(chain, cut_date),
@@ -150,6 +157,8 @@ def fit_artifact(
     with atomic_directory(model_dir) as stage:
         model.save(stage)
         write_json(metadata, stage / METADATA_FILE)
+    if checkpoints is not None:
+        checkpoints.close()
     return scores
 
 
@@ -232,11 +241,16 @@ def _schema(chain: rows_.ChainSummary, spec: DatasetSpec, config: TrainConfig) -
 
 
 def _fit(
-    fit_rows: TrainingSet, valid_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig
+    fit_rows: TrainingSet,
+    valid_rows: TrainingSet,
+    schema: FeatureSchema,
+    config: TrainConfig,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Fit phase: the boosters, each stopping early on the held-out window; the rounds each one used."""
+    checkpoint = checkpoints.stage("fit") if checkpoints else None
     with _Progress(config, "fit") as progress:
-        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress)
+        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress, checkpoint=checkpoint)
 
 
 def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfig) -> ForecastModel:
@@ -249,10 +263,17 @@ def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfi
     return ForecastModel(model.boosters, schema)
 
 
-def _refit(all_rows: TrainingSet, schema: FeatureSchema, config: TrainConfig, rounds: dict[str, int]) -> ForecastModel:
+def _refit(
+    all_rows: TrainingSet,
+    schema: FeatureSchema,
+    config: TrainConfig,
+    rounds: dict[str, int],
+    checkpoints: Checkpoints | None = None,
+) -> ForecastModel:
     """Refit phase: one fit on every day, each booster for the rounds early stopping chose; the schema is kept."""
+    checkpoint = checkpoints.stage("refit") if checkpoints else None
     with _Progress(config, "refit", rounds) as progress:
-        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress)
+        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress, checkpoint=checkpoint)
     return model
 
 

@@ -1,0 +1,112 @@
+"""Training checkpoints: saved as the boosters train, resumed after a stop, ignored when foreign or broken."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from forecaster import checkpoints
+from forecaster.checkpoints import STATE_FILE, BoosterRun
+from forecaster.errors import JobStoppedError
+from forecaster.model import ForecastModel
+from forecaster.training import fit_artifact
+
+
+def _stop_at(monkeypatch, stage: str, booster: str, rounds: int) -> None:
+    """SIGTERM as the container's handler reacts to it, once ``booster`` of ``stage`` has trained ``rounds``."""
+    original = BoosterRun.__call__
+
+    def call(self, env):
+        if (self.owner.stage, self.name, env.iteration + 1) == (stage, booster, rounds):
+            assert checkpoints.stop_on_signal(), "a booster loop with checkpoints listens"
+        return original(self, env)
+
+    monkeypatch.setattr(BoosterRun, "__call__", call)
+
+
+def _predictions(model_dir, X) -> np.ndarray:
+    model = ForecastModel.load(model_dir)
+    return np.column_stack([model.predict(X), model.predict_mean(X)])
+
+
+def test_checkpoints_leave_an_uninterrupted_fit_unchanged(
+    tmp_path, trained_model_dir, history_frame, synthetic_spec, train_config, feature_frame
+):
+    scores = fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=tmp_path / "c")
+    X = feature_frame.to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(_predictions(tmp_path / "model", X), _predictions(trained_model_dir, X), rtol=1e-9)
+    assert scores == json.loads((trained_model_dir / "metadata.json").read_text())["validation_metrics"]
+    state = json.loads((tmp_path / "c" / STATE_FILE).read_text())
+    assert state["phase"] == "refit" and state["partial"] is None
+    assert set(state["boosters"]["fit"]) == set(state["boosters"]["refit"]) == {"mean", "q10", "q50", "q90"}
+
+
+def test_a_stopped_fit_resumes_from_where_it_stopped(
+    tmp_path, monkeypatch, caplog, trained_model_dir, history_frame, synthetic_spec, train_config, feature_frame
+):
+    folder = tmp_path / "checkpoints"
+    with monkeypatch.context() as patch:
+        _stop_at(patch, "fit", "q50", 12)
+        with pytest.raises(JobStoppedError, match=r"phase fit, booster q50 at round 12 of 25 \(finished: mean, q10\)"):
+            fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    assert not (tmp_path / "model").exists(), "no model after a stop"
+    with caplog.at_level(logging.INFO, logger="forecaster"):
+        scores = fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    assert "resuming from checkpoint: phase fit, booster q50 at round 12 of 25 (finished: mean, q10)" in caplog.text
+    assert "booster mean: " in caplog.text and "(from the checkpoint)" in caplog.text
+    reference = json.loads((trained_model_dir / "metadata.json").read_text())["validation_metrics"]
+    # feature_fraction/bagging draw anew after a restart: near-identical, not bit-identical
+    assert scores["wape"] == pytest.approx(reference["wape"], rel=0.005)
+    X = feature_frame.to_numpy(dtype=np.float64)
+    resumed, uninterrupted = _predictions(tmp_path / "model", X), _predictions(trained_model_dir, X)
+    assert np.abs(resumed - uninterrupted).sum() / np.abs(uninterrupted).sum() < 0.02
+
+
+def test_a_stopped_refit_resumes_with_the_fit_boosters_loaded(
+    tmp_path, monkeypatch, caplog, trained_model_dir, history_frame, synthetic_spec, train_config
+):
+    folder = tmp_path / "checkpoints"
+    with monkeypatch.context() as patch:
+        _stop_at(patch, "refit", "mean", 5)
+        with pytest.raises(JobStoppedError, match="phase refit, booster mean at round 5"):
+            fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    with caplog.at_level(logging.INFO, logger="forecaster"):
+        scores = fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    assert "resuming from checkpoint: phase refit, booster mean at round 5" in caplog.text
+    reference = json.loads((trained_model_dir / "metadata.json").read_text())["validation_metrics"]
+    assert scores == reference  # the fit boosters came back exactly: the same validation scores
+
+
+def test_a_checkpoint_of_other_data_is_ignored(tmp_path, monkeypatch, caplog, history_frame, synthetic_spec, train_config):
+    folder = tmp_path / "checkpoints"
+    with monkeypatch.context() as patch:
+        _stop_at(patch, "fit", "mean", 10)
+        with pytest.raises(JobStoppedError):
+            fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    other = history_frame.assign(units_sold=history_frame["units_sold"] * 2)
+    with caplog.at_level(logging.INFO, logger="forecaster"):
+        fit_artifact(other, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    assert "ignoring the checkpoint" in caplog.text and "another training" in caplog.text
+    assert "resuming" not in caplog.text
+
+
+def test_a_corrupt_checkpoint_is_ignored(tmp_path, monkeypatch, caplog, history_frame, synthetic_spec, train_config):
+    folder = tmp_path / "checkpoints"
+    with monkeypatch.context() as patch:
+        _stop_at(patch, "fit", "q10", 10)
+        with pytest.raises(JobStoppedError):
+            fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    partial = folder / "fit-q10.partial.txt"
+    partial.write_text(partial.read_text()[:1000])  # a half-written booster file
+    with caplog.at_level(logging.INFO, logger="forecaster"):
+        fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
+    assert "unreadable or incomplete" in caplog.text and "does not match its sha256" in caplog.text
+    assert "resuming" not in caplog.text
+    (folder / STATE_FILE).write_text('{"version": 1, "fingerp')  # a half-written state file
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="forecaster"):
+        checkpoints.Checkpoints.open(folder, "any")
+    assert "unreadable or incomplete" in caplog.text
