@@ -35,7 +35,9 @@ def _predictions(model_dir, X) -> np.ndarray:
 def test_checkpoints_leave_an_uninterrupted_fit_unchanged(
     tmp_path, trained_model_dir, history_frame, synthetic_spec, train_config, feature_frame
 ):
-    scores = fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=tmp_path / "c")
+    scores = fit_artifact(
+        history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=tmp_path / "c"
+    )
     X = feature_frame.to_numpy(dtype=np.float64)
     np.testing.assert_allclose(_predictions(tmp_path / "model", X), _predictions(trained_model_dir, X), rtol=1e-9)
     assert scores == json.loads((trained_model_dir / "metadata.json").read_text())["validation_metrics"]
@@ -80,7 +82,9 @@ def test_a_stopped_refit_resumes_with_the_fit_boosters_loaded(
     assert scores == reference  # the fit boosters came back exactly: the same validation scores
 
 
-def test_a_checkpoint_of_other_data_is_ignored(tmp_path, monkeypatch, caplog, history_frame, synthetic_spec, train_config):
+def test_a_checkpoint_of_other_data_is_ignored(
+    tmp_path, monkeypatch, caplog, history_frame, synthetic_spec, train_config
+):
     folder = tmp_path / "checkpoints"
     with monkeypatch.context() as patch:
         _stop_at(patch, "fit", "mean", 10)
