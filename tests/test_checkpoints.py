@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from forecaster import checkpoints
 from forecaster.checkpoints import STATE_FILE, BoosterRun
+from forecaster.container import layout
+from forecaster.container.layout import ContainerTree
+from forecaster.container.local_job import run_training_job, write_job_tree
 from forecaster.errors import JobStoppedError
+from forecaster.io import write_table
 from forecaster.model import ForecastModel
 from forecaster.training import fit_artifact
 
@@ -114,3 +123,41 @@ def test_a_corrupt_checkpoint_is_ignored(tmp_path, monkeypatch, caplog, history_
     with caplog.at_level(logging.INFO, logger="forecaster"):
         checkpoints.Checkpoints.open(folder, "any")
     assert "unreadable or incomplete" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_training_job_sent_sigterm_resumes_after_a_restart(tmp_path, history_frame, synthetic_spec):
+    # the container path in a real process: the toolkit runs the entry script; SIGTERM goes to its process group
+    data = tmp_path / "data"
+    data.mkdir()
+    write_table(history_frame, data / "sales.csv")
+    (data / "spec.json").write_text(json.dumps(synthetic_spec.to_dict()))
+    slow = {"horizon": 7, "num_boost_round": 400, "learning_rate": 0.02, "quantile_num_boost_round": 20}
+    tree = ContainerTree(write_job_tree(tmp_path / "opt" / "ml", {**slow, "num_threads": 1}, {"train": data}))
+    tree.checkpoint_dir.mkdir()  # what SageMaker does for a job with a CheckpointConfig
+    env = {**os.environ, layout.BASE_DIR_ENV: str(tree.base), layout.PROGRAM_ENV: layout.DEFAULT_PROGRAM}
+    env[layout.LOCAL_MODE_ENV] = "true"
+    command = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        state, deadline = tree.checkpoint_dir / STATE_FILE, time.monotonic() + 300
+        while not (state.is_file() and json.loads(state.read_text()).get("partial")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-3000:]
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGTERM)  # what the image's entrypoint passes on
+        log = process.communicate(timeout=120)[0].decode()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0, log[-3000:]
+    failure = tree.failure_file.read_text()
+    assert "JobStoppedError: Training was stopped (SIGTERM" in failure and "phase fit, booster mean at round" in failure
+    assert "resumes from there" in failure
+    tree.failure_file.unlink()
+    result = run_training_job(tree.base, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    where = failure.split(" in phase ")[1].split(". ")[0]
+    assert f"resuming from checkpoint: phase {where}" in result.stderr
+    assert (tree.model_dir / "model_mean.txt").is_file()
