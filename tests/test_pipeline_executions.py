@@ -38,7 +38,7 @@ def test_values_are_checked_against_the_parameter_table_and_cast():
     # booleans (UseSpotInstances): true/false in any case, nothing else
     assert parameter_values(spec, {"UseSpotInstances": "TRUE"}) == {"UseSpotInstances": True}
     assert parameter_values(spec, {"UseSpotInstances": False}) == {"UseSpotInstances": False}
-    with pytest.raises(InvalidParameterError, match="'UseSpotInstances' parameter of .* must be a boolean"):
+    with pytest.raises(InvalidParameterError, match=r"'UseSpotInstances' parameter of .* must be a boolean"):
         parameter_values(spec, {"UseSpotInstances": "yes"})
 
 
