@@ -310,9 +310,10 @@ def resume_booster(
                 params, train, run.remaining, valid_sets=valid_sets, init_model=run.init_model,
                 callbacks=[run, *callbacks],
             )  # fmt: skip
-    if run.init_model is not None:
+    if run.init_model is not None:  # set_init_score(None) keeps LightGBM's copy: clear the field itself
         for dataset in (train, *valid_sets):
-            dataset.set_init_score(None)
+            dataset.set_field("init_score", None)
+            dataset.init_score = None
     if run.stopping_rounds > 0:
         booster.best_iteration = run.best_iteration + 1
     return booster
