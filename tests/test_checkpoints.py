@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,25 +56,34 @@ def test_checkpoints_leave_an_uninterrupted_fit_unchanged(
     assert set(state["boosters"]["fit"]) == set(state["boosters"]["refit"]) == {"mean", "q10", "q50", "q90"}
 
 
+def _metadata(model_dir) -> dict:
+    return json.loads((model_dir / "metadata.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("booster", "where"),
+    [("mean", "booster mean at round 12 of 40"), ("q50", "booster q50 at round 12 of 25 (finished: mean, q10)")],
+)
 def test_a_stopped_fit_resumes_from_where_it_stopped(
-    tmp_path, monkeypatch, caplog, trained_model_dir, history_frame, synthetic_spec, train_config, feature_frame
+    tmp_path, monkeypatch, caplog, trained_model_dir, history_frame, synthetic_spec, train_config, booster, where
 ):
     folder = tmp_path / "checkpoints"
     with monkeypatch.context() as patch:
-        _stop_at(patch, "fit", "q50", 12)
-        with pytest.raises(JobStoppedError, match=r"phase fit, booster q50 at round 12 of 25 \(finished: mean, q10\)"):
+        _stop_at(patch, "fit", booster, 12)
+        with pytest.raises(JobStoppedError, match=re.escape(f"phase fit, {where}")):
             fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
     assert not (tmp_path / "model").exists(), "no model after a stop"
     with caplog.at_level(logging.INFO, logger="forecaster"):
         scores = fit_artifact(history_frame, synthetic_spec, train_config, tmp_path / "model", checkpoint_dir=folder)
-    assert "resuming from checkpoint: phase fit, booster q50 at round 12 of 25 (finished: mean, q10)" in caplog.text
-    assert "booster mean: " in caplog.text and "(from the checkpoint)" in caplog.text
-    reference = json.loads((trained_model_dir / "metadata.json").read_text())["validation_metrics"]
-    # feature_fraction/bagging draw anew after a restart: near-identical, not bit-identical
-    assert scores["wape"] == pytest.approx(reference["wape"], rel=0.005)
-    X = feature_frame.to_numpy(dtype=np.float64)
-    resumed, uninterrupted = _predictions(tmp_path / "model", X), _predictions(trained_model_dir, X)
-    assert np.abs(resumed - uninterrupted).sum() / np.abs(uninterrupted).sum() < 0.02
+    assert f"resuming from checkpoint: phase fit, {where}" in caplog.text
+    reference, resumed = _metadata(trained_model_dir), _metadata(tmp_path / "model")
+    after = list(reference["boost_rounds"])[list(reference["boost_rounds"]).index(booster) + 1 :]
+    # the boosters after the resumed one train exactly as without the stop (nothing of it leaks into them)
+    assert {b: resumed["boost_rounds"][b] for b in after} == {b: reference["boost_rounds"][b] for b in after}
+    if booster == "q50":  # stopped after its best round (10): the early-stopping state came back, nothing differs
+        assert scores == reference["validation_metrics"]
+    else:  # feature_fraction draws anew after a restart: near-identical (the 0.5 % target is for real runs)
+        assert scores["wape"] == pytest.approx(reference["validation_metrics"]["wape"], rel=0.03)
 
 
 def test_a_stopped_refit_resumes_with_the_fit_boosters_loaded(
