@@ -25,7 +25,7 @@ def train(image: str, root: Path, checkpoints: Path | None, *, detach: bool = Fa
     mounts = [arg for sub in ("input", "model", "output") for arg in ("-v", f"{root / sub}:/opt/ml/{sub}")]
     if checkpoints is not None:
         mounts += ["-v", f"{checkpoints}:/opt/ml/checkpoints"]
-    command = ["docker", "run", "--hostname", "algo-1", *mounts, *(["-d"] if detach else [])]
+    command = ["docker", "run", "--hostname", "algo-1", *mounts, *(["-d"] if detach else ["--rm"])]
     result = sh(*command, image, "train", check=False, timeout=1200)
     if detach:
         return result.stdout.strip()
