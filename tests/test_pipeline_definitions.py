@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -116,7 +117,9 @@ def test_knobs_are_parameters_and_really_wired(defs):
         left_out = {name for name in optional_params(PIPELINES[key]) if PIPELINES[key].defaults()[name] == ""}
         assert declared == {p.name for p in PIPELINES[key].parameters} - left_out
         used = {ref.split(".", 1)[1] for ref in references(document["Steps"], "Parameters.")}
-        assert used == declared, f"{key}: parameters declared but never used: {declared - used}"
+        # MaxWaitTime is wired only into a definition built with UseSpotInstances=true (test_spot_training...)
+        unused = {"MaxWaitTime"} if key == "build" else set()
+        assert used == declared - unused, f"{key}: parameters declared but never used: {declared - used}"
     steps = all_steps(defs["build"])
     transform = steps["Transform"]["Arguments"]
     assert transform["TransformResources"] == {
@@ -323,3 +326,41 @@ def test_parameter_defaults_are_the_training_configs_and_the_contracts(defs):
     defaults = {p.name: p.default for p in PIPELINES["build"].parameters}
     for field, parameter in hyperparameters.items():
         assert defaults[parameter] == getattr(training, field), f"{parameter} vs TrainConfig.{field}"
+
+
+def test_spot_training_and_checkpoints_are_parameters(defs):
+    train = all_steps(defs["build"])["Train"]["Arguments"]
+    assert train["EnableManagedSpotTraining"] == {"Get": "Parameters.UseSpotInstances"}
+    assert train["CheckpointConfig"] == {
+        "LocalPath": "/opt/ml/checkpoints",
+        "S3Uri": {
+            "Std:Join": {
+                "On": "/",
+                "Values": [{"Get": "Parameters.CheckpointS3Uri"}, {"Get": "Execution.PipelineExecutionId"}, "Train"],
+            }
+        },
+    }
+    # SageMaker rejects MaxWaitTimeInSeconds without spot: not in a definition whose spot default is off
+    assert "MaxWaitTimeInSeconds" not in train["StoppingCondition"]
+    parameters = {p["Name"]: p for p in defs["build"]["Parameters"]}
+    assert parameters["UseSpotInstances"] == {"Name": "UseSpotInstances", "Type": "Boolean", "DefaultValue": False}
+
+
+def test_a_definition_built_for_spot_carries_the_max_wait_time():
+    from forecaster.pipelines import sdk
+    from forecaster.pipelines.definitions import build_pipeline
+
+    with sdk.offline_aws():
+        pipeline = build_pipeline(
+            "build", role=sdk.PLACEHOLDER_ROLE, region=sdk.DEFAULT_REGION, bucket=sdk.PLACEHOLDER_BUCKET,
+            defaults={"UseSpotInstances": "true", "MaxWaitTime": 100000},
+        )  # fmt: skip
+        document = json.loads(pipeline.definition())
+    train = all_steps(document)["Train"]["Arguments"]
+    assert train["EnableManagedSpotTraining"] == {"Get": "Parameters.UseSpotInstances"}
+    assert train["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": {"Get": "Parameters.TrainingMaxRuntimeSeconds"},
+        "MaxWaitTimeInSeconds": {"Get": "Parameters.MaxWaitTime"},
+    }
+    parameters = {p["Name"]: p["DefaultValue"] for p in document["Parameters"]}
+    assert parameters["UseSpotInstances"] is True and parameters["MaxWaitTime"] == 100000

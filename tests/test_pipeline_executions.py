@@ -35,6 +35,11 @@ def test_values_are_checked_against_the_parameter_table_and_cast():
         parameter_values(spec, {"Horizon": "two weeks"})
     changed = with_defaults(spec, {"Horizon": 28})
     assert changed.defaults()["Horizon"] == 28 and spec.defaults()["Horizon"] == 14  # the table is untouched
+    # booleans (UseSpotInstances): true/false in any case, nothing else
+    assert parameter_values(spec, {"UseSpotInstances": "TRUE"}) == {"UseSpotInstances": True}
+    assert parameter_values(spec, {"UseSpotInstances": False}) == {"UseSpotInstances": False}
+    with pytest.raises(InvalidParameterError, match=r"'UseSpotInstances' parameter of .* must be a boolean"):
+        parameter_values(spec, {"UseSpotInstances": "yes"})
 
 
 def test_params_file_expands_set_variables_and_refuses_unset_ones(tmp_path):

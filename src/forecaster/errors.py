@@ -101,6 +101,6 @@ class HostError(ForecasterError):
 
 
 class JobStoppedError(ForecasterError):
-    """The process was asked to stop (SIGTERM) before it finished; nothing was written."""
+    """The process was asked to stop (SIGTERM) before it finished; no model was written (checkpoints may be)."""
 
     exit_code = 143

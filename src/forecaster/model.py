@@ -12,6 +12,7 @@ import lightgbm as lgb
 import numpy as np
 
 from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
+from forecaster.checkpoints import BoosterCheckpoint, resume_booster
 from forecaster.config import TrainConfig
 from forecaster.contract import MEDIAN, POINT_BOOSTER, QUANTILES, quantile_booster
 from forecaster.errors import DataValidationError, ModelArtifactError
@@ -156,43 +157,55 @@ def fit_boosters(
     rounds: dict[str, int] | None = None,
     progress: Callable[[str, int], None] | None = None,
     network: dict[str, Any] | None = None,
+    checkpoint: BoosterCheckpoint | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Train the four boosters; return the model and each booster's number of rounds.
 
     The features are binned once and shared by all boosters (only labels and weights differ). With ``valid``,
     each booster stops early on it (``early_stopping_rounds``). With ``rounds``, each booster trains exactly that
     many rounds (a refit on all data after early stopping). ``network``: LightGBM's parallel-learner parameters
-    (:meth:`forecaster.distributed.Cluster.lightgbm_params`), for the Datasets and the boosters.
+    (:meth:`forecaster.distributed.Cluster.lightgbm_params`), for the Datasets and the boosters. With
+    ``checkpoint``, finished boosters are loaded from it, an interrupted one resumes, and each is saved as it
+    trains (:mod:`forecaster.checkpoints`).
     """
     dataset_params = {"max_bin": config.max_bin, "verbosity": -1, "num_threads": config.resolved_threads}
     dataset_params.update(network or {})
     power = POINT_LOSS_POWER.get(config.objective, config.tweedie_variance_power)
     train_set = _LabelledSet(train, schema, lgb.Dataset(
         train.X, train.y, weight=train.weight, categorical_feature=schema.categorical_indices,
-        feature_name=list(schema.feature_names), params=dataset_params,
+        feature_name=list(schema.feature_names), params=dataset_params, free_raw_data=checkpoint is None,
     ).construct(), power)  # fmt: skip
     valid_set = None
     if valid is not None and rounds is None and config.early_stopping_rounds:
         valid_set = _LabelledSet(valid, schema, lgb.Dataset(
             valid.X, valid.y, reference=train_set.dataset, categorical_feature=schema.categorical_indices,
-            feature_name=list(schema.feature_names), params=dataset_params,
+            feature_name=list(schema.feature_names), params=dataset_params, free_raw_data=checkpoint is None,
         ).construct(), power)  # fmt: skip
     boosters: dict[str, lgb.Booster] = {}
     used: dict[str, int] = {}
     for name in BOOSTER_FILES:
         budget = config.num_boost_round if name == POINT_BOOSTER else config.quantile_num_boost_round
         num_rounds = rounds[name] if rounds else budget
+        if checkpoint is not None and (saved := checkpoint.finished(name)):
+            boosters[name], used[name] = saved
+            logger.info("booster %s: %d rounds (from the checkpoint)", name, used[name])
+            continue
         callbacks: list[Callable[..., Any]] = []
-        if valid_set is not None:
+        if valid_set is not None and checkpoint is None:
             callbacks.append(lgb.early_stopping(config.early_stopping_rounds, verbose=False))
         if progress is not None:
             callbacks.append(lambda env, name=name: progress(name, env.iteration + 1))
-        booster = lgb.train(
-            {**booster_params(config, name), **(network or {})}, train_set.labelled(name), num_boost_round=num_rounds,
-            valid_sets=[valid_set.labelled(name)] if valid_set else [], callbacks=callbacks,
-        )  # fmt: skip
+        params = {**booster_params(config, name), **(network or {})}
+        sets = (train_set.labelled(name), [valid_set.labelled(name)] if valid_set else [])
+        if checkpoint is None:
+            booster = lgb.train(params, sets[0], num_rounds, valid_sets=sets[1], callbacks=callbacks)
+        else:
+            run = checkpoint.run(name, num_rounds, config.early_stopping_rounds if valid_set else 0)
+            booster = resume_booster(params, *sets, run, callbacks)
         used[name] = booster.best_iteration if valid_set and booster.best_iteration > 0 else num_rounds
         boosters[name] = lgb.Booster(model_str=booster.model_to_string(num_iteration=used[name]))
+        if checkpoint is not None:
+            checkpoint.done(name, boosters[name], used[name])
         logger.info("booster %s: %d rounds", name, used[name])
     return ForecastModel(boosters, schema), used
 

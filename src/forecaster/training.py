@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from forecaster import distributed
 from forecaster import metrics as m
 from forecaster import training_rows as rows_
 from forecaster.artifact import METADATA_FILE, FeatureSchema, library_versions
+from forecaster.checkpoints import Checkpoints, open_checkpoints
 from forecaster.config import TrainConfig
 from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
@@ -26,6 +26,7 @@ from forecaster.features import FeatureSet
 from forecaster.io import atomic_directory, read_table, write_json
 from forecaster.model import ForecastModel, TrainingSet, calibration_factors, fit_boosters
 from forecaster.partitions import map_partitions, partitions
+from forecaster.phases import Laps, Progress
 from forecaster.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def fit_artifact(
     validation: pd.DataFrame | None = None,
     workers: int | None = 1,
     cluster: distributed.Cluster | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Train on ``train`` (+ ``validation``), write the model artifact into ``model_dir``; return validation metrics.
 
@@ -109,7 +111,9 @@ def fit_artifact(
 
     The phases, each timed into the metadata's ``phase_seconds``: validate the data, summarize the chain (first
     pass), build the feature rows (second pass), fit with early stopping, calibrate and score on the held-out
-    window, refit on all days, write the artifact.
+    window, refit on all days, write the artifact. With ``checkpoint_dir``, the boosters of the fit and refit
+    phases are saved there as they train and a checkpoint of the same data and hyperparameters is resumed
+    (:mod:`forecaster.checkpoints`; one host only).
 
     ``cluster``: one of several hosts training together (:mod:`forecaster.distributed`); only its first host writes.
     """
@@ -118,7 +122,7 @@ def fit_artifact(
         sources, cut_date = distributed.own_partitions(cluster, train, validation), None
     else:
         sources, cut_date = _validated_sources(train, validation, spec, config)
-    lap = _Laps(started, "validate")
+    lap = Laps(started, "validate")
     if cluster is not None:
         chain = distributed.chain_summary(cluster, sources, spec, config, workers)  # type: ignore[arg-type]
     else:
@@ -137,7 +141,8 @@ def fit_artifact(
     lap("features")
     network = distributed.network(cluster)
     network.__enter__()  # left after the refit: every host joins once, before its Dataset is binned
-    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config, cluster)
+    checkpoints = _checkpoints(checkpoint_dir, cluster, chain, config, cut_date, row_counts)
+    model, rounds = _fit(fit_rows, valid_rows, _schema(chain, spec, config), config, cluster, checkpoints)
     del fit_rows
     lap("fit")
     model = _calibrate(model, valid_rows, config)
@@ -146,7 +151,7 @@ def fit_artifact(
         all_rows = rows_.gather(refit_parts)  # type: ignore[arg-type]
         del refit_parts  # the partitions' copies of all_rows
         row_counts["final_fit"] = len(all_rows)
-        model = _refit(all_rows, model.schema, config, rounds, cluster)
+        model = _refit(all_rows, model.schema, config, rounds, cluster, checkpoints)
         lap("refit")
     network.__exit__(None, None, None)
     metadata = {
@@ -166,6 +171,8 @@ def fit_artifact(
         with atomic_directory(model_dir) as stage:
             model.save(stage)
             write_json(metadata, stage / METADATA_FILE)
+    if checkpoints is not None:
+        checkpoints.close()
     return scores
 
 
@@ -251,17 +258,39 @@ def _schema(chain: rows_.ChainSummary, spec: DatasetSpec, config: TrainConfig) -
     )
 
 
+def _checkpoints(
+    checkpoint_dir: str | Path | None,
+    cluster: distributed.Cluster | None,
+    chain: rows_.ChainSummary,
+    config: TrainConfig,
+    cut_date: pd.Timestamp,
+    row_counts: dict[str, int],
+) -> Checkpoints | None:
+    """The checkpoints of a one-host job; none when several hosts train together (each would resume alone)."""
+    if checkpoint_dir is not None and cluster is not None:
+        logger.warning(
+            "host %s keeps no checkpoints in %s: %d hosts train together, and only one-host jobs resume from "
+            "checkpoints", cluster.host, checkpoint_dir, len(cluster.hosts),
+        )  # fmt: skip
+        return None
+    return open_checkpoints(checkpoint_dir, data=chain.digest, config=config.to_dict(), cut=cut_date, rows=row_counts)
+
+
 def _fit(
     fit_rows: TrainingSet,
     valid_rows: TrainingSet,
     schema: FeatureSchema,
     config: TrainConfig,
     cluster: distributed.Cluster | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Fit phase: the boosters, each stopping early on the held-out window; the rounds each one used."""
     network = cluster.lightgbm_params() if cluster is not None else None
-    with _Progress(config, "fit") as progress:
-        return fit_boosters(fit_rows, schema, config, valid=valid_rows, progress=progress, network=network)
+    checkpoint = checkpoints.stage("fit") if checkpoints else None
+    with Progress(config, "fit") as progress:
+        return fit_boosters(
+            fit_rows, schema, config, valid=valid_rows, progress=progress, network=network, checkpoint=checkpoint
+        )
 
 
 def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfig) -> ForecastModel:
@@ -280,11 +309,15 @@ def _refit(
     config: TrainConfig,
     rounds: dict[str, int],
     cluster: distributed.Cluster | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> ForecastModel:
     """Refit phase: one fit on every day, each booster for the rounds early stopping chose; the schema is kept."""
     network = cluster.lightgbm_params() if cluster is not None else None
-    with _Progress(config, "refit", rounds) as progress:
-        model, _ = fit_boosters(all_rows, schema, config, rounds=rounds, progress=progress, network=network)
+    checkpoint = checkpoints.stage("refit") if checkpoints else None
+    with Progress(config, "refit", rounds) as progress:
+        model, _ = fit_boosters(
+            all_rows, schema, config, rounds=rounds, progress=progress, network=network, checkpoint=checkpoint
+        )
     return model
 
 
@@ -340,36 +373,3 @@ def bias_factor(model: ForecastModel, rows: TrainingSet, bounds: tuple[float, fl
     """Factor that removes the point forecast's bias on held-out ``rows`` (sum of actuals / sum of forecasts)."""
     predicted = float(model.predict_mean(rows.X).sum())
     return round(float(np.clip(rows.y.sum() / predicted, *bounds)), 6) if predicted > 0 else 1.0
-
-
-class _Laps:
-    """Seconds spent per training phase (stored in the metadata: what takes the time)."""
-
-    def __init__(self, started: float, first: str) -> None:
-        self.seconds: dict[str, float] = {}
-        self.last = started
-        self(first)
-
-    def __call__(self, phase: str) -> None:
-        now = time.monotonic()
-        self.seconds[phase] = round(now - self.last, 2)
-        self.last = now
-
-
-class _Progress:
-    """A progress bar over boosting rounds of all boosters (silent when stderr is not a terminal)."""
-
-    def __init__(self, config: TrainConfig, label: str, rounds: dict[str, int] | None = None) -> None:
-        total = sum(rounds.values()) if rounds else config.num_boost_round + 3 * config.quantile_num_boost_round
-        self.bar = tqdm(total=total, desc=label, unit="round", disable=None, leave=False)
-        self.done: dict[str, int] = {}
-
-    def __call__(self, booster: str, iteration: int) -> None:
-        self.bar.update(iteration - self.done.get(booster, 0))
-        self.done[booster] = iteration
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.close()

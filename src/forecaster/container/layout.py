@@ -29,6 +29,9 @@ INPUT_DATA_CONFIG_FILE = "inputdataconfig.json"
 FAILURE_FILE = "failure"
 #: Host name of a single-host job (and of the first host of a multi-host one).
 FIRST_HOST = "algo-1"
+#: Checkpoints of a training job (CheckpointConfig.LocalPath, synced to its CheckpointS3Uri); training keeps
+#: checkpoints there when the folder exists.
+DEFAULT_CHECKPOINT_DIR = f"{DEFAULT_BASE_DIR}/checkpoints"
 
 # ---- what the training toolkit exports (``SM_*``) ----------------------------------------------------------------
 CHANNELS_ENV = "SM_CHANNELS"
@@ -105,6 +108,11 @@ class ContainerTree:
     def model_dir(self) -> Path:
         """What the training job leaves behind as ``model.tar.gz`` (and where a server finds the model)."""
         return self.base / "model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where a training job keeps its checkpoints (``/opt/ml/checkpoints``)."""
+        return self.base / Path(DEFAULT_CHECKPOINT_DIR).relative_to(DEFAULT_BASE_DIR)
 
     @property
     def output_dir(self) -> Path:

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from forecaster.checkpoints import stop_on_signal
 from forecaster.container import hosts, layout
 from forecaster.container.layout import FIRST_HOST, ContainerTree
 from forecaster.errors import DataValidationError, ForecasterError, JobStoppedError
@@ -48,6 +49,7 @@ class JobEnvironment:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     current_host: str = FIRST_HOST
     hosts: tuple[str, ...] = (FIRST_HOST,)
+    checkpoint_dir: Path | None = None
 
     @property
     def training_host(self) -> str:
@@ -74,6 +76,7 @@ class JobEnvironment:
             hyperparameters=MappingProxyType(json.loads(environ.get(layout.HYPERPARAMETERS_ENV, "{}"))),
             current_host=current_host,
             hosts=tuple(hosts) or (current_host,),
+            checkpoint_dir=tree.checkpoint_dir if tree.checkpoint_dir.is_dir() else None,
         )
 
 
@@ -105,9 +108,13 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
     validation_dir = job.channels.get("validation")
     if validation_dir is not None:
         train, validation = read_table(train_dir, spec.csv), read_table(validation_dir, spec.csv)
-        scores = fit_artifact(train, spec, config, job.model_dir, validation=validation)
+        scores = fit_artifact(
+            train, spec, config, job.model_dir, validation=validation, checkpoint_dir=job.checkpoint_dir
+        )
     else:  # partition by partition (one file, or a folder of partitions), one worker process per CPU
-        scores = fit_artifact(train_dir, spec, config, job.model_dir, workers=None, cluster=cluster)
+        scores = fit_artifact(
+            train_dir, spec, config, job.model_dir, workers=None, cluster=cluster, checkpoint_dir=job.checkpoint_dir
+        )
     for name, value in scores.items():
         print(f"validation:{name}={value};", flush=True)
     write_json(scores, job.output_data_dir / "validation_metrics.json")
@@ -123,6 +130,8 @@ def write_failure(output_dir: Path, reason: str) -> None:
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if stop_on_signal():  # with checkpoints: the booster loop saves and stops (else this raises where it stopped)
+        return
     raise JobStoppedError(
         "Training was stopped (SIGTERM: MaxRuntimeInSeconds reached or the job was stopped); no model was "
         "written. Raise max_runtime or lower num_boost_round / max_train_rows."

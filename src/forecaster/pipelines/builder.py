@@ -7,9 +7,16 @@ of a ``ModelStep(build)``, and registration is ``ModelStep(register)`` with mode
 baselines. Import this module only inside :func:`forecaster.pipelines.sdk.offline_aws` or
 :func:`~forecaster.pipelines.sdk.sdk_environment` (the SDK needs its environment at import time).
 
-Two SDK 3.27.0 fields reject pipeline variables (pydantic ``int``): ``TransformResources.InstanceCount`` and
-``StoppingCondition.MaxRuntimeInSeconds``. The steps are built with a placeholder and the request is patched
-with the parameter (``_PATCHES``), so the definition really refers to ``Parameters.<name>``.
+Some SDK 3.27.0 fields reject pipeline variables (pydantic ``int``/``bool``): ``TransformResources.InstanceCount``,
+``StoppingCondition.MaxRuntimeInSeconds`` / ``MaxWaitTimeInSeconds`` and ``EnableManagedSpotTraining``. The steps
+are built with a placeholder and the request is patched with the parameter (``_PATCHES``), so the definition
+really refers to ``Parameters.<name>``.
+
+Spot training: ``EnableManagedSpotTraining`` is the ``UseSpotInstances`` parameter and the checkpoints
+(``CheckpointConfig``: ``<CheckpointS3Uri>/<execution id>/<step>`` synced with ``/opt/ml/checkpoints``) are always
+configured. SageMaker rejects ``MaxWaitTimeInSeconds`` unless spot is on, and a definition cannot leave a field
+out at run time (aws/sagemaker-python-sdk#4140): it carries ``MaxWaitTimeInSeconds`` (the ``MaxWaitTime``
+parameter) only when it is built with ``UseSpotInstances`` defaulting to true.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from sagemaker.core.transformer import Transformer
 from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join, JsonGet
-from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString
 from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.condition_step import ConditionStep
 from sagemaker.mlops.workflow.fail_step import FailStep
@@ -33,18 +40,27 @@ from sagemaker.mlops.workflow.pipeline import Pipeline
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TransformStep
 from sagemaker.serve import ModelBuilder
 from sagemaker.train import ModelTrainer
-from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+from sagemaker.train.configs import CheckpointConfig, Compute, InputData, OutputDataConfig, StoppingCondition
 
-from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
+from forecaster.container.layout import DEFAULT_CHECKPOINT_DIR, PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
 from forecaster.pipelines import managed
 from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs, optional_params, render_args
 
-_PARAMETER_TYPES = {"string": ParameterString, "integer": ParameterInteger, "float": ParameterFloat}
+_PARAMETER_TYPES = {
+    "string": ParameterString,
+    "integer": ParameterInteger,
+    "float": ParameterFloat,
+    "boolean": ParameterBoolean,
+}
 _JSON = "application/json"
 #: (step kind, request path) -> settings key naming the parameter that replaces the placeholder
 _PATCHES = {
     "transform": (("TransformResources", "InstanceCount"),),
-    "training": (("StoppingCondition", "MaxRuntimeInSeconds"),),
+    "training": (
+        ("StoppingCondition", "MaxRuntimeInSeconds"),
+        ("EnableManagedSpotTraining",),
+        ("StoppingCondition", "MaxWaitTimeInSeconds"),
+    ),
 }
 
 
@@ -207,10 +223,20 @@ class PipelineBuilder:
                 InputData(channel_name=name, data_source=self.resolve(ref)) for name, ref in step.inputs.items()
             ],
             output_data_config=OutputDataConfig(s3_output_path=self.output_uri(step)),
+            checkpoint_config=CheckpointConfig(s3_uri=self.checkpoint_uri(step), local_path=DEFAULT_CHECKPOINT_DIR),
         )
         built = _TrainingStep(name=step.name, step_args=trainer.train())
-        built.patches = {_PATCHES["training"][0]: self.params[step.settings["max_runtime"]]}
+        runtime, spot, max_wait = _PATCHES["training"]
+        spot_params = step.settings["spot"]
+        built.patches = {runtime: self.params[step.settings["max_runtime"]], spot: self.params[spot_params["enabled"]]}
+        if self.spec.defaults()[spot_params["enabled"]] is True:  # see the module docstring
+            built.patches[max_wait] = self.params[spot_params["max_wait"]]
         return built
+
+    def checkpoint_uri(self, step: StepSpec) -> Join:
+        """``<CheckpointS3Uri>/<execution id>/<step>``: a restarted (spot) job finds its own checkpoints only."""
+        prefix = self.params[step.settings["spot"]["checkpoints"]]
+        return Join(on="/", values=[prefix, ExecutionVariables.PIPELINE_EXECUTION_ID, step.name])
 
     def model(self, step: StepSpec) -> ModelStep:
         """A SageMaker model of the inference image and the model data (what the transform runs)."""

@@ -90,6 +90,20 @@ BUILD = PipelineSpec(
         ParamSpec("TrainingInstanceType", "string", "ml.m5.2xlarge", "instance type of the training job"),
         ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job"),
         ParamSpec("TrainingMaxRuntimeSeconds", "integer", 86400, "MaxRuntimeInSeconds of the training job"),
+        ParamSpec("UseSpotInstances", "boolean", False, "managed spot training (resumes from its checkpoints)"),
+        ParamSpec(
+            "MaxWaitTime",
+            "integer",
+            172800,
+            "MaxWaitTimeInSeconds of a spot training job (>= TrainingMaxRuntimeSeconds); in the definition only "
+            "when it is built with UseSpotInstances=true (SageMaker rejects it without spot)",
+        ),
+        ParamSpec(
+            "CheckpointS3Uri",
+            "string",
+            "s3://forecaster-artifacts/build/checkpoints",
+            "S3 prefix of the training checkpoints (<prefix>/<execution id>/Train, synced with /opt/ml/checkpoints)",
+        ),
         *_TRANSFORM,
         _ACTIVE_DAYS,
         ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
@@ -127,6 +141,8 @@ BUILD = PipelineSpec(
             settings={
                 "image": "ProcessingImage",
                 "max_runtime": "TrainingMaxRuntimeSeconds",
+                # managed spot training; the local runner has no spot and keeps no checkpoints
+                "spot": {"enabled": "UseSpotInstances", "max_wait": "MaxWaitTime", "checkpoints": "CheckpointS3Uri"},
                 "hyperparameters": {
                     "horizon": "Horizon",
                     "spec": "Spec",

@@ -23,7 +23,19 @@ from forecaster.pipelines.table import PipelineSpec
 
 #: execution states after which nothing changes any more
 FINAL_STATES = ("Succeeded", "Failed", "Stopped")
-_CASTS: dict[str, Callable[[Any], Any]] = {"string": str, "integer": int, "float": float}
+
+
+def parse_boolean(value: Any) -> bool:
+    """``True``/``False``, or the text ``true``/``false`` in any case (raises ValueError otherwise)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(value)
+    return text == "true"
+
+
+_CASTS: dict[str, Callable[[Any], Any]] = {"string": str, "integer": int, "float": float, "boolean": parse_boolean}
 
 
 def read_params_file(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

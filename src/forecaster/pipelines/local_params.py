@@ -19,6 +19,7 @@ from typing import Any
 
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
 from forecaster.pipelines.catalog import BUILD
+from forecaster.pipelines.executions import parse_boolean
 from forecaster.pipelines.table import PipelineSpec, optional_params
 
 #: what the approved-model resolver fills in, per pipeline
@@ -38,6 +39,8 @@ def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
             return str(int(text))
         if kind == "float":
             return str(float(text))
+        if kind == "boolean":
+            return str(parse_boolean(text)).lower()
     except ValueError:
         raise InvalidParameterError(
             f"The {name!r} parameter of the {pipeline.name} pipeline must be {'an' if kind == 'integer' else 'a'} "

@@ -17,11 +17,11 @@ StepKind = Literal["processing", "training", "model", "transform", "condition", 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One pipeline parameter: ``kind`` is ``"string"``, ``"integer"`` or ``"float"``."""
+    """One pipeline parameter: ``kind`` is ``"string"``, ``"integer"``, ``"float"`` or ``"boolean"``."""
 
     name: str
-    kind: Literal["string", "integer", "float"]
-    default: str | int | float
+    kind: Literal["string", "integer", "float", "boolean"]
+    default: str | int | float | bool
     help: str
 
 
