@@ -45,6 +45,14 @@ def test_accuracy(tmp_path):
     assert {row["name"] for row in result["models"]} == {"seasonal_naive_7", "mean_28", "mlforecast", "forecaster"}
     assert all(0 < row["wape"] < 2 for row in result["models"])  # every model was scored on the synthetic actuals
     assert "forecaster" in result["vs_mlforecast"] and "paper_table_markdown" in result
+    # fold 1, the most recent, is the confirmation fold: reported apart, never in the mean the levers are chosen on
+    assert result["data"]["confirmation_fold"] == 1 and result["choosing_folds"] == [2]
+    assert {row["fold"] for row in result["confirmation"]} == {1} and len(result["confirmation"]) == 4
+    assert all(row["folds"] == 1 for row in result["mean_over_folds"])
+    ratio = result["vs_mlforecast"]["forecaster"]
+    assert ratio["confirmation"]["fold"] == 1 and set(ratio["per_fold"]) == {"1", "2"}
+    assert ratio["mean"]["wape_vs_best"] == ratio["per_fold"]["2"]["wape_vs_best"]  # the peer's better point output
+    assert ratio["per_fold"]["2"]["peer_best_point"] in {"mean", "p50"}
 
 
 def test_serving(tmp_path):
