@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table
 from _scoring import best_point, merge, score
-from accuracy import PEER, load_frame, split
+from accuracy import PEER, confirmation_fold, load_frame, split
 
 NAME = "forecaster"
 COLUMNS = [
@@ -70,7 +70,7 @@ def evaluate(results: dict[str, Any], workdir: Path, weights: list[float]) -> di
     frame = load_frame(Path(data["path"]), data["series_sample"], data["seed"])
     rows = {(row["name"], row["fold"]): row for row in results["models"]}
     folds = sorted(fold for name, fold in rows if name == NAME)
-    confirm = data.get("confirmation_fold")
+    confirm = data.get("confirmation_fold", confirmation_fold(data["folds"]))  # results written before it was kept
     scored: list[dict[str, Any]] = []
     for fold in folds:
         actuals = split(frame, data["test_days"], fold)[2]
