@@ -99,16 +99,38 @@ def fold_means(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, An
     return means
 
 
-def ratios(rows: list[dict[str, Any]], keys: tuple[str, ...], peer: str = "mlforecast") -> dict[str, Any]:
-    """Per fold and mean ratios of every forecaster row to the peer's row of the same fold."""
+def best_point(row: dict[str, Any]) -> tuple[str, float]:
+    """The better point output of a model's fold row: its ``mean`` column or its P50, whichever has the lower WAPE."""
+    if isinstance(row.get("wape_p50"), float) and row["wape_p50"] < row["wape"]:
+        return "p50", row["wape_p50"]
+    return POINT, row["wape"]
+
+
+def ratios(
+    rows: list[dict[str, Any]], keys: tuple[str, ...], peer: str = "mlforecast", confirmation: int | None = None
+) -> dict[str, Any]:
+    """Per fold ratios of every forecaster row to the peer's row of the same fold; their mean without ``confirmation``.
+
+    ``wape_vs_best`` is the point WAPE over the peer's better point output of that fold (:func:`best_point`); the
+    ratios of the confirmation fold are kept apart under ``confirmation`` (``mean`` is over the other folds).
+    """
     peers = {row["fold"]: row for row in rows if row["name"] == peer}
     out: dict[str, Any] = {}
     for row in rows:
         if not row["name"].startswith("forecaster") or row["fold"] not in peers:
             continue
         entry = out.setdefault(row["name"], {"per_fold": {}, "mean": {}})
-        entry["per_fold"][row["fold"]] = {k: row[k] / peers[row["fold"]][k] for k in keys if peers[row["fold"]].get(k)}
+        other = peers[row["fold"]]
+        fold = {k: row[k] / other[k] for k in keys if other.get(k)}
+        fold["wape_vs_best"] = row["wape"] / best_point(other)[1]
+        fold["peer_best_point"] = best_point(other)[0]
+        entry["per_fold"][row["fold"]] = fold
     for entry in out.values():
-        folds = list(entry["per_fold"].values())
-        entry["mean"] = {k: float(np.mean([f[k] for f in folds if k in f])) for k in keys if any(k in f for f in folds)}
+        folds = [f for fold, f in entry["per_fold"].items() if fold != confirmation]
+        if confirmation in entry["per_fold"]:
+            entry["confirmation"] = {"fold": confirmation, **entry["per_fold"][confirmation]}
+        numeric = (*keys, "wape_vs_best")
+        entry["mean"] = {
+            k: float(np.mean([f[k] for f in folds if k in f])) for k in numeric if any(k in f for f in folds)
+        }
     return out

@@ -45,6 +45,23 @@ def test_accuracy(tmp_path):
     assert {row["name"] for row in result["models"]} == {"seasonal_naive_7", "mean_28", "mlforecast", "forecaster"}
     assert all(0 < row["wape"] < 2 for row in result["models"])  # every model was scored on the synthetic actuals
     assert "forecaster" in result["vs_mlforecast"] and "paper_table_markdown" in result
+    # fold 1, the most recent, is the confirmation fold: reported apart, never in the mean the levers are chosen on
+    assert result["data"]["confirmation_fold"] == 1 and result["choosing_folds"] == [2]
+    assert {row["fold"] for row in result["confirmation"]} == {1} and len(result["confirmation"]) == 4
+    assert all(row["folds"] == 1 for row in result["mean_over_folds"])
+    ratio = result["vs_mlforecast"]["forecaster"]
+    assert ratio["confirmation"]["fold"] == 1 and set(ratio["per_fold"]) == {"1", "2"}
+    assert ratio["mean"]["wape_vs_best"] == ratio["per_fold"]["2"]["wape_vs_best"]  # the peer's better point output
+    assert ratio["per_fold"]["2"]["peer_best_point"] in {"mean", "p50"}
+    # the offline level levers on those kept predictions: every weight scored per fold, chosen on fold 2 only
+    out = tmp_path / "levers.json"
+    command = [sys.executable, str(BENCH / "levers.py"), "--results", str(tmp_path / "accuracy.json")]
+    command += ["--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    levers = json.loads(out.read_text())
+    assert len(levers["rows"]) == 2 * 5 * 2 and levers["confirmation_fold"] == 1  # 2 levers x 5 weights x 2 folds
+    assert set(levers["chosen"]) == {"point_bias_weight", "quantile_calibration_weight"}
 
 
 def test_serving(tmp_path):

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from forecaster.config import TrainConfig
-from forecaster.features import build_features, campaign_run_lengths, feature_set
+from forecaster.features import LEVEL_FEATURES, build_features, campaign_run_lengths, feature_set
 from forecaster.forecasting import build_inference_features, forecast
 from forecaster.panel import build_panel
+from forecaster.training import fit_artifact
 
 H = 7
 
@@ -16,9 +17,9 @@ def _same(a, b):
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-def _rows(frame, spec, origin_day=80):
+def _rows(frame, spec, origin_day=80, level_features=False):
     panel = build_panel(spec, spec.validate_frame(frame))
-    fs = feature_set(spec)
+    fs = feature_set(spec, level_features=level_features)
     vocab = {c: sorted(panel.series[c].unique()) for c in fs.categorical}
     series = np.repeat(np.arange(panel.n_series), H)
     horizon = np.tile(np.arange(1, H + 1), panel.n_series)
@@ -26,16 +27,38 @@ def _rows(frame, spec, origin_day=80):
     return X, horizon, panel.dates[origin_day], fs
 
 
-def test_future_targets_and_past_only_values_never_change_origin_rows(synthetic_frame, synthetic_spec):
-    X, _, origin, _ = _rows(synthetic_frame, synthetic_spec)
+@pytest.mark.parametrize("level_features", [False, True])
+def test_future_targets_and_past_only_values_never_change_origin_rows(synthetic_frame, synthetic_spec, level_features):
+    X, _, origin, fs = _rows(synthetic_frame, synthetic_spec, level_features=level_features)
+    assert set(LEVEL_FEATURES) <= set(fs.names) if level_features else not set(LEVEL_FEATURES) & set(fs.names)
     changed = synthetic_frame.copy()
     after = changed["date"] > origin
     rng = np.random.default_rng(1)
     changed.loc[after, "units_sold"] = rng.integers(0, 1000, after.sum())
     for column in synthetic_spec.past_only:
         changed.loc[after, column] = rng.uniform(0, 24, after.sum())
-    X_changed, *_ = _rows(changed, synthetic_spec)
+    X_changed, *_ = _rows(changed, synthetic_spec, level_features=level_features)
     np.testing.assert_array_equal(X, X_changed)
+    # a target on the origin day itself does move the level features (they do read up to t0)
+    on_origin = synthetic_frame.copy()
+    on_origin.loc[on_origin["date"] == origin, "units_sold"] += 50
+    X_origin, *_ = _rows(on_origin, synthetic_spec, level_features=level_features)
+    for name in LEVEL_FEATURES if level_features else ():
+        column = fs.names.index(name)
+        assert not np.allclose(X[:, column], X_origin[:, column], equal_nan=True)
+
+
+def test_level_features_are_recent_over_longer_means_of_the_series_and_the_chain(synthetic_frame, synthetic_spec):
+    X, _, origin, fs = _rows(synthetic_frame, synthetic_spec, level_features=True)
+    column = {name: X[:, fs.names.index(name)] for name in ("level_trend", "chain_trend", "mean_7", "mean_28")}
+    np.testing.assert_allclose(column["level_trend"], column["mean_7"] / column["mean_28"], rtol=1e-12)
+    sales = synthetic_frame.dropna(subset=["units_sold"])
+    days = sales["date"]
+
+    def window(width):
+        return sales.loc[(days <= origin) & (days > origin - pd.Timedelta(days=width)), "units_sold"].mean()
+
+    np.testing.assert_allclose(column["chain_trend"], window(7) / window(28), rtol=1e-12)
 
 
 @pytest.mark.parametrize("h_changed", [1, 4, 7])
@@ -109,3 +132,18 @@ def test_feature_set_lists_kinds_for_every_feature(synthetic_spec):
     assert fs.categorical == ("store_id", "item_id", "category", "city")
     assert {"discount", "campaign_day", "days_since_campaign", "lag_0", "same_weekday_mean"} <= set(fs.names)
     assert "stockout_hours" not in fs.names  # past-only values enter only as history statistics
+
+
+def test_a_model_with_level_features_builds_the_same_rows_at_inference(
+    tmp_path, synthetic_frame, synthetic_spec, train_config
+):
+    history = synthetic_frame[synthetic_frame.date <= synthetic_frame.date.max() - pd.Timedelta(days=H)]
+    future = synthetic_frame[synthetic_frame.date > synthetic_frame.date.max() - pd.Timedelta(days=H)]
+    model_dir = tmp_path / "level"
+    fit_artifact(history, synthetic_spec, train_config.replace(level_features=True), model_dir)
+    features, _ = build_inference_features(model_dir, history, future)
+    origin_day = len(pd.date_range(synthetic_frame.date.min(), synthetic_frame.date.max())) - 1 - H
+    X, _, _, fs = _rows(synthetic_frame, synthetic_spec, origin_day, level_features=True)
+    assert list(features.columns) == list(fs.names)
+    np.testing.assert_array_equal(features.to_numpy(), X)
+    assert forecast(model_dir, history, future.drop(columns="units_sold"))["mean"].notna().all()

@@ -300,3 +300,16 @@ def test_a_relative_point_booster_forecasts_in_units(
     assert relative.mean() < 0.5 * model.predict_mean(X).mean()  # the booster learned target / level
     out = forecast(model, history_frame, future_frame)
     assert 0.5 < out["mean"].sum() / out["p50"].sum() < 2.0  # the point forecast is back in units
+
+
+def test_the_fitted_factors_shrink_toward_one_by_their_weights(
+    tmp_path, trained_model_dir, history_frame, synthetic_spec, train_config
+):
+    fitted = FeatureSchema.load(trained_model_dir)  # weights 1: the factors as fitted on the held-out window
+    assert fitted.point_scale != 1.0  # else the check below proves nothing
+    fit_artifact(history_frame, synthetic_spec, train_config.replace(point_bias_weight=0.5), tmp_path / "half")
+    assert FeatureSchema.load(tmp_path / "half").point_scale == pytest.approx(np.sqrt(fitted.point_scale), rel=1e-5)
+    fit_artifact(history_frame, synthetic_spec, train_config.replace(point_bias_weight=0.0), tmp_path / "none")
+    assert FeatureSchema.load(tmp_path / "none").point_scale == 1.0
+    assert training.shrunk((0.81, 1.0, 1.44), 0.5) == (0.9, 1.0, 1.2)  # the same rule for the quantile factors
+    assert training.shrunk((0.81, 1.44), 0.0) == (1.0, 1.0)

@@ -43,6 +43,9 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "validation_sample": [Interval(float, 0.0, 1.0, closed="right")],
     "point_blend": [Interval(float, 0.0, 1.0)],
     "point_bias_correction": [Boolean()],
+    "point_bias_weight": [Interval(float, 0.0, 1.0)],
+    "quantile_calibration_weight": [Interval(float, 0.0, 1.0)],
+    "level_features": [Boolean()],
     "point_relative": [Boolean()],
     "stockout_handling": [Options(("exclude", "weight", "recover", "none"))],
     "stockout_max_hours": [Interval(float, 0.0, 24.0)],
@@ -81,6 +84,9 @@ class TrainConfig:
     validation_sample: float = 0.25
     point_blend: float = 0.25
     point_bias_correction: bool = True
+    point_bias_weight: float = 1.0
+    quantile_calibration_weight: float = 1.0
+    level_features: bool = False
     point_relative: bool = False
     stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0

@@ -15,6 +15,8 @@ of the known campaign plan) enter as they are. Column names and meanings:
   days, for the series) and ``item_campaign_uplift`` (the same over all series of the item)
 - hierarchy at t0: ``item_mean_7/28`` (mean daily target of the item over all its stores), ``item_trend``
   (their ratio) and ``store_trend`` (7- over 28-day mean of the store over all its items)
+- level at t0 (with ``level_features``): ``level_trend`` (the series' 7- over 28-day mean) and ``chain_trend``
+  (the same for the mean daily target of every series of the chain): the level the model learns to follow
 - past-only columns: ``<col>_lag_0`` and ``<col>_mean_7``
 - categoricals: the static columns (and the keys when ``keys_as_features``) as integer codes into vocabularies
 """
@@ -40,6 +42,7 @@ SAME_WEEKDAY_COUNT = 4
 DAYS_SINCE_CAP = 60  # also caps campaign_day and campaign_days_left
 LOOKBACK_DAYS = 70  # > every window above: rows only read this many days before their origin
 CAMPAIGN_FEATURES = ("campaign_day", "campaign_days_left", "days_since_campaign")
+LEVEL_FEATURES = ("level_trend", "chain_trend")
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ class FeatureSet:
     categorical: tuple[str, ...]
 
 
-def feature_set(spec: DatasetSpec, keys_as_features: bool = True) -> FeatureSet:
-    """Return the ordered features built for ``spec``."""
+def feature_set(spec: DatasetSpec, keys_as_features: bool = True, level_features: bool = False) -> FeatureSet:
+    """Return the ordered features built for ``spec`` (``level_features``: with :data:`LEVEL_FEATURES`)."""
     kinds: dict[str, str] = {"horizon": "int", "weekday": "int"}
     for column in spec.known_future:
         kinds[column] = "float"
@@ -66,6 +69,8 @@ def feature_set(spec: DatasetSpec, keys_as_features: bool = True) -> FeatureSet:
     kinds.update(dict.fromkeys(("item_mean_7", "item_mean_28", "item_trend"), "float"))
     if len(spec.keys) > 1:
         kinds["store_trend"] = "float"
+    if level_features:
+        kinds.update(dict.fromkeys(LEVEL_FEATURES, "float"))
     if spec.campaign:
         kinds.update(dict.fromkeys(("noncampaign_mean_28", "campaign_uplift", "item_campaign_uplift"), "float"))
     for column in spec.past_only:
@@ -139,6 +144,10 @@ def build_features(
         columns["same_weekday_mean"] = np.nanmean(weekly, axis=0)
     columns["same_weekday_last"] = weekly[0]
     columns.update(_hierarchy_history(panel, spec, totals, series_idx, origin_idx))
+    if LEVEL_FEATURES[0] in columns.index:  # models trained without them are still served
+        recent, longer = history.mean(series_idx, origin_idx, 7), history.mean(series_idx, origin_idx, 28)
+        columns["level_trend"] = _ratio(recent, longer)
+        columns["chain_trend"] = _chain_trend(panel, spec, totals, origin_idx)
     if spec.campaign:
         columns.update(_campaign_history(panel, spec, totals, series_idx, origin_idx))
     for column in spec.past_only:
@@ -287,6 +296,21 @@ def _hierarchy_history(
         store = _GroupHistory(totals, "store", panel, panel.series[spec.keys[0]])
         columns["store_trend"] = _ratio(store.mean(series_idx, origin_idx, 7), store.mean(series_idx, origin_idx, 28))
     return columns
+
+
+def _chain_trend(panel: Panel, spec: DatasetSpec, totals: GroupTotals, origin_idx: np.ndarray) -> np.ndarray:
+    """7- over 28-day mean daily target per observed series-day of the whole chain (all items), at each origin."""
+    _, sums, counts = totals.window("item", panel.dates, panel.series[spec.keys[-1]])
+    chain_sums = _History._cumulative(sums.sum(axis=0, keepdims=True))
+    chain_counts = _History._cumulative(counts.sum(axis=0, keepdims=True))
+    row = np.zeros(origin_idx.shape, dtype=np.int64)
+
+    def mean(width: int) -> np.ndarray:
+        count = _History.window(chain_counts, row, origin_idx, width)
+        with np.errstate(all="ignore"):
+            return np.where(count > 0, _History.window(chain_sums, row, origin_idx, width) / count, np.nan)
+
+    return _ratio(mean(7), mean(28))
 
 
 def _campaign_history(

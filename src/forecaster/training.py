@@ -297,9 +297,11 @@ def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfi
     """Calibrate phase: quantile factors, the point blend and (optionally) the bias factor from the held-out window."""
     schema = model.schema
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
+    calibration = shrunk(calibration, config.quantile_calibration_weight)
     schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
     if config.point_bias_correction:
-        schema = dataclasses.replace(schema, point_scale=bias_factor(ForecastModel(model.boosters, schema), valid_rows))
+        factor = bias_factor(ForecastModel(model.boosters, schema), valid_rows)
+        schema = dataclasses.replace(schema, point_scale=shrunk((factor,), config.point_bias_weight)[0])
     return ForecastModel(model.boosters, schema)
 
 
@@ -373,3 +375,12 @@ def bias_factor(model: ForecastModel, rows: TrainingSet, bounds: tuple[float, fl
     """Factor that removes the point forecast's bias on held-out ``rows`` (sum of actuals / sum of forecasts)."""
     predicted = float(model.predict_mean(rows.X).sum())
     return round(float(np.clip(rows.y.sum() / predicted, *bounds)), 6) if predicted > 0 else 1.0
+
+
+def shrunk(factors: tuple[float, ...], weight: float) -> tuple[float, ...]:
+    """Factors shrunk toward 1: ``factor ** weight`` (1 = as fitted, 0 = none).
+
+    A factor fitted on the held-out window's last days need not hold on the days after it (the chain's level
+    moves): the weight is chosen by the backtest (``bench/accuracy.py``) on folds other than the confirmation fold.
+    """
+    return tuple(round(float(f) ** weight, 6) for f in factors)

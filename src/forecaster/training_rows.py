@@ -131,7 +131,7 @@ class ChainSummary:
             )
         series = pd.concat([part.series for part in parts], ignore_index=True)
         series = series.sort_values(keys, kind="stable").reset_index(drop=True)
-        features = feature_set(spec, config.keys_as_features)
+        features = feature_set(spec, config.keys_as_features, config.level_features)
         count = sum(part.target_count for part in parts)
         digest = hashlib.sha256("".join(part.digest for part in parts).encode()).hexdigest()
         return cls(

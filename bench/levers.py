@@ -1,0 +1,126 @@
+"""Level levers on the kept predictions of ``accuracy.py``: the held-out factors shrunk toward 1, fit nothing.
+
+forecaster's point forecast is multiplied by ``point_scale`` (Σ actuals ÷ Σ forecasts on the held-out window, the
+last days before the origin) and its quantiles by the calibration factors of that window. Both are fitted on days
+before the fold's origin and applied to the days after it. ``point_bias_weight`` / ``quantile_calibration_weight``
+(``TrainConfig``) store ``factor ** weight`` instead. This script rescales the kept predictions of a run with
+weight 1 (the factors are in the run's JSON: ``models[].model``) to each weight of ``--weights``, scores every fold,
+**chooses** the weight on the choosing folds (not the confirmation fold, see ``accuracy.py``) and then reports
+the confirmation fold for the chosen weight beside weight 1.
+
+    .venv/bin/python bench/levers.py --results bench/results/accuracy.json --weights 0 0.25 0.5 0.75 1
+
+Offline, so approximate for the quantiles: the P50 inside the point blend keeps its factor, and the rows' sort of
+P10 ≤ P50 ≤ P90 is not redone (the point lever is exact: the point forecast is a product with ``point_scale``).
+Choice rules: the point weight with the lowest mean WAPE ratio to mlforecast's better point output on the choosing
+folds; the quantile weight with the lowest mean |P10 coverage − 10 %| + |P90 coverage − 90 %| there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import markdown_table
+from _scoring import best_point, merge, score
+from accuracy import PEER, confirmation_fold, load_frame, split
+
+NAME = "forecaster"
+COLUMNS = [
+    ("lever", "lever", ""),
+    ("fold_label", "fold", ""),
+    ("vs_peer_best", "WAPE × peer best", ".3f"),
+    ("wape", "WAPE", ".2%"),
+    ("bias", "bias", "+.1%"),
+    ("coverage_p10", "≤ P10", ".1%"),
+    ("coverage_p90", "≤ P90", ".1%"),
+    ("factor", "factor(s) applied", ""),
+]
+
+
+def rescaled(predictions: pd.DataFrame, model: dict[str, Any], lever: str, weight: float) -> tuple[pd.DataFrame, str]:
+    """The predictions as if trained with ``lever``'s weight ``weight`` instead of 1; the factors now applied."""
+    out = predictions.copy()
+    if lever == "point_bias_weight":
+        scale = float(model["point_scale"])
+        out["mean"] = out["mean"] * scale ** (weight - 1.0)
+        return out, f"{scale**weight:.3f}"
+    factors = [float(f) for f in model["quantile_calibration"]]
+    for column, factor in zip(("p10", "p50", "p90"), factors, strict=True):
+        out[column] = out[column] * factor ** (weight - 1.0)
+    return out, " / ".join(f"{f**weight:.3f}" for f in factors)
+
+
+def coverage_error(row: dict[str, Any]) -> float:
+    """|P10 coverage − 10 %| + |P90 coverage − 90 %|."""
+    return abs(row["coverage_p10"] - 0.1) + abs(row["coverage_p90"] - 0.9)
+
+
+def evaluate(results: dict[str, Any], workdir: Path, weights: list[float]) -> dict[str, Any]:
+    """Every lever × weight × fold scored; the weights chosen on the choosing folds; the confirmation fold apart."""
+    data = results["data"]
+    frame = load_frame(Path(data["path"]), data["series_sample"], data["seed"])
+    rows = {(row["name"], row["fold"]): row for row in results["models"]}
+    folds = sorted(fold for name, fold in rows if name == NAME)
+    confirm = data.get("confirmation_fold", confirmation_fold(data["folds"]))  # results written before it was kept
+    scored: list[dict[str, Any]] = []
+    for fold in folds:
+        actuals = split(frame, data["test_days"], fold)[2]
+        predictions = pd.read_parquet(workdir / f"{NAME}-fold{fold}.parquet")
+        peer = best_point(rows[(PEER, fold)])[1]
+        for lever in ("point_bias_weight", "quantile_calibration_weight"):
+            for weight in weights:
+                changed, factor = rescaled(predictions, rows[(NAME, fold)]["model"], lever, weight)
+                row = {"lever": f"{lever}={weight:g}", "name": lever, "weight": weight, "fold": fold}
+                row.update(score(merge(actuals, changed)), factor=factor, confirmation=fold == confirm)
+                row["fold_label"] = f"{fold} (confirmation)" if fold == confirm else str(fold)
+                row["vs_peer_best"] = row["wape"] / peer
+                scored.append(row)
+    chosen = {}
+    for lever, loss in (("point_bias_weight", "vs_peer_best"), ("quantile_calibration_weight", "coverage")):
+        means = {
+            weight: float(np.mean([_loss(r, loss) for r in scored if r["name"] == lever and r["weight"] == weight
+                                   and not r["confirmation"]]))
+            for weight in weights
+        }  # fmt: skip
+        best = min(means, key=lambda w: (round(means[w], 6), -w))  # ties: the weight nearer 1 (no change)
+        chosen[lever] = {"weight": best, "choosing_folds_loss": means, "loss": loss}
+    return {"rows": scored, "chosen": chosen, "confirmation_fold": confirm}
+
+
+def _loss(row: dict[str, Any], loss: str) -> float:
+    return coverage_error(row) if loss == "coverage" else row[loss]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True, help="an accuracy.py results JSON (weights 1)")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--out", type=Path, help="results JSON (default: <results>-levers.json)")
+    options = parser.parse_args(argv)
+    results = json.loads(options.results.read_text())
+    workdir = options.results.parent / f"{options.results.stem}-predictions"
+    evaluation = evaluate(results, workdir, options.weights)
+    table = markdown_table(sorted(evaluation["rows"], key=lambda r: (r["name"], r["weight"], r["fold"])), COLUMNS)
+    print(table)
+    for lever, choice in evaluation["chosen"].items():
+        print(f"\n{lever}: chosen {choice['weight']:g} on the choosing folds ({choice['loss']}: "
+              + ", ".join(f"{w:g} {v:.4f}" for w, v in choice["choosing_folds_loss"].items()) + ")")  # fmt: skip
+    out = options.out or options.results.with_name(f"{options.results.stem}-levers.json")
+    from forecaster.io import write_json
+
+    write_json({"benchmark": "levers", "source": str(options.results), **evaluation, "table_markdown": table}, out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
