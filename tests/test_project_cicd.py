@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import iam_oracle as oracle
 from aws_helpers import FAKE_CREDENTIALS
 from forecaster.project.seed import init
 from forecaster.registry.sagemaker import SageMakerRegistry
@@ -26,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 PROJECT, PROJECT_ID, REGION, ACCOUNT = "demand-fresh", "p-abcdef123456", "eu-west-1", "123456789012"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-PIPELINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-sagemaker-pipelines"
+#: the roles' ARNs as the template names them
+ROLES = oracle.physical(oracle.load(oracle.TEMPLATES / "project.yml"))[1]
+PIPELINE_ROLE = ROLES["PipelineExecutionRole.Arn"]
 BIN = Path(sys.executable).parent
 #: moto_server with stand-ins for the CloudFormation types moto lacks (tests/moto_standins.py)
 STANDINS = Path(__file__).parent / "moto_standins.py"
@@ -93,11 +96,11 @@ def ci_env(fake_aws, moto_url, tmp_path):
         "SAGEMAKER_PIPELINE_ROLE_ARN": PIPELINE_ROLE,
         "ARTIFACT_BUCKET": "artifacts",
         "DATA_BUCKET": "data",
-        "SCHEDULER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-scheduler",
+        "SCHEDULER_ROLE_ARN": ROLES["SchedulerRole.Arn"],
         "BITBUCKET_COMMIT": COMMIT,
         "BITBUCKET_BUILD_NUMBER": "7",
         "BITBUCKET_STEP_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
-        "AWS_OIDC_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-bitbucket-build",
+        "AWS_OIDC_ROLE_ARN": ROLES["BuildRole.Arn"],
     }
     token.write_text(env["BITBUCKET_STEP_OIDC_TOKEN"])
     import boto3

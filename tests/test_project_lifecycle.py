@@ -109,6 +109,25 @@ def _platform(url: str, folder) -> dict:
     return PARAMETERS | {"BitbucketSecretArn": secret["ARN"], "AssetsBucket": "assets"}
 
 
+def _platform_settings(url: str, parameters: dict) -> dict:
+    """What product.yml writes once per account: the SSM parameters the project's SSM-typed parameters default to.
+
+    Returns the parameters a data scientist still gives (the SSM-typed ones are left to their defaults).
+    """
+    ssm = _client("ssm", url)
+    declared = oracle.load(TEMPLATES / "project.yml")["Parameters"]
+    given = {}
+    for key, value in parameters.items():
+        kind = declared[key]["Type"]
+        if not kind.startswith("AWS::SSM::Parameter::Value"):
+            given[key] = value
+            continue
+        listed = isinstance(value, list)
+        text, kind = (",".join(value), "StringList") if listed else (value, "String")
+        ssm.put_parameter(Name=declared[key]["Default"], Value=text, Type=kind)
+    return given
+
+
 def _wait(cloudformation, stack: str, done: str) -> dict:
     for _ in range(600):
         try:
@@ -184,7 +203,7 @@ def test_project_lifecycle(moto_url, fake, calls_dir, ci_env, tmp_path):  # noqa
         TemplateBody=template,
         Parameters=[
             {"ParameterKey": k, "ParameterValue": ",".join(v) if isinstance(v, list) else v}
-            for k, v in parameters.items()
+            for k, v in _platform_settings(url, parameters).items()
         ],
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )
