@@ -204,7 +204,8 @@ def _role_denials(role: str, calls: list[dict], caller: str, env: dict, paramete
     refs["ArtifactBucket"] = env["ARTIFACT_BUCKET"]
     attributes["ArtifactBucket.Arn"] = f"arn:{PARTITION}:s3:::{env['ARTIFACT_BUCKET']}"
     attributes["SchedulerRole.Arn"] = env["SCHEDULER_ROLE_ARN"]
-    attributes["PipelineExecutionRole.Arn"] = env["SAGEMAKER_PIPELINE_ROLE_ARN"]  # the role the seed hands out
+    if "SAGEMAKER_PIPELINE_ROLE_ARN" in env:  # the role the seed hands out
+        attributes["PipelineExecutionRole.Arn"] = env["SAGEMAKER_PIPELINE_ROLE_ARN"]
     resolver = oracle.Resolver(template, parameters or PARAMETERS, refs, attributes)
     return oracle.denials(calls, oracle.role_statements(template, role, resolver), caller, role)
 
