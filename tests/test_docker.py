@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from docker_helpers import give_back_files, image_mb, require_docker, sh
+from forecaster.serving.environment import MODEL_LOADED_LOG, WORKER_BOOTED_LOG
 
 INFER_SIZE_LIMIT_MB = 600
 HORIZON = 7
@@ -403,7 +404,7 @@ def server(infer_image, model_dir):
         # /ping is per worker: the first 200 may come from one worker while another still loads (a 503 there)
         while time.monotonic() < deadline:
             log = sh("docker", "logs", container, check=False).stderr
-            if log.count("Model loaded from") >= log.count("Booting worker with pid") > 0:
+            if log.count(MODEL_LOADED_LOG) >= log.count(WORKER_BOOTED_LOG) > 0:
                 break
             time.sleep(0.2)
         yield {"url": url, "container": container}

@@ -35,7 +35,7 @@ from forecaster.errors import (
 )
 from forecaster.params import Boolean, Options, coerce
 from forecaster.serving import codecs, media
-from forecaster.serving.environment import MB, ServingEnvironment
+from forecaster.serving.environment import MB, MODEL_LOADED_LOG, ServingEnvironment
 
 if TYPE_CHECKING:
     from forecaster.model import ForecastModel
@@ -80,7 +80,7 @@ class ModelHolder:
             logger.error("Loading the model from %s failed: %s", self.model_dir, reason, exc_info=True)
             return
         self.load_seconds = time.perf_counter() - start
-        logger.info("Model loaded from %s in %.2f s", self.model_dir, self.load_seconds)
+        logger.info("%s %s in %.2f s", MODEL_LOADED_LOG, self.model_dir, self.load_seconds)
 
     def start(self) -> threading.Thread:
         """Load the model in a background thread (once); ``/ping`` answers 503 until it is done."""

@@ -29,6 +29,10 @@ from forecaster.params import Boolean, Interval, Options, coerce
 
 #: 1 MB as SageMaker counts ``MaxPayloadInMB`` (binary megabytes).
 MB = 1024 * 1024
+#: the server log's line when a worker has loaded its model (``/ping`` answers per worker: 200 once its model is in)
+MODEL_LOADED_LOG = "Model loaded from"
+#: gunicorn's log line when it starts a worker
+WORKER_BOOTED_LOG = "Booting worker with pid"
 #: Extra bytes allowed on top of ``MaxPayloadInMB``: the limit counts records only, the body is slightly larger.
 BODY_HEADROOM_BYTES = 256 * 1024
 

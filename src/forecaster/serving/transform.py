@@ -33,7 +33,7 @@ from forecaster.container import layout
 from forecaster.errors import DataValidationError, ForecasterError, ModelNotReadyError
 from forecaster.io import atomic_path
 from forecaster.params import Interval, Options, coerce
-from forecaster.serving.environment import MB
+from forecaster.serving.environment import MB, MODEL_LOADED_LOG, WORKER_BOOTED_LOG
 from forecaster.serving.media import CSV, JSONLINES
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,10 @@ class ServerProcess:
         return Path(self._log.name).read_text(errors="replace")[-n_chars:]
 
     def wait_ready(self) -> float:
-        """Poll ``/ping`` until it answers 200; return the seconds waited.
+        """Poll ``/ping`` until it answers 200 and every worker started so far has loaded its model.
+
+        ``/ping`` is answered by one worker at a time: a 200 from one worker says nothing of the others, so the
+        server is ready when its log shows a loaded model per booted worker. Returns the seconds waited.
 
         Raises:
             ModelNotReadyError: when the server exits, its model fails to load, or it is not ready in time.
@@ -118,7 +121,7 @@ class ServerProcess:
                 raise ModelNotReadyError(f"The inference server exited during start-up. Its log:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
                 answer = http_request(self.port, "GET", "/ping", timeout=2.0)
-                if answer.status == 200:
+                if answer.status == 200 and self._workers_loaded():
                     return time.perf_counter() - start
                 if b"failed" in answer.body:
                     raise ModelNotReadyError(f"The server could not load the model. Its log:\n{self.log_tail()}")
@@ -126,6 +129,11 @@ class ServerProcess:
         raise ModelNotReadyError(
             f"The inference server was not ready within {self.startup_timeout_s:.0f} s. Its log:\n{self.log_tail()}"
         )
+
+    def _workers_loaded(self) -> bool:
+        """Every worker the log says was booted has logged its loaded model."""
+        log = Path(self._log.name).read_text(errors="replace")
+        return log.count(MODEL_LOADED_LOG) >= log.count(WORKER_BOOTED_LOG)
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM the server (graceful stop), SIGKILL it after ``timeout_s``; return its exit code."""
