@@ -52,6 +52,8 @@ ADDRESSES_ENV = "FORECASTER_HOST_ADDRESSES"
 #: Seconds a host waits for the others at each all-gather (they may build rows at different speeds).
 TIMEOUT_ENV = "FORECASTER_HOST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 3600.0
+#: Seconds the other hosts still wait after the first host's connection closed, so that its container ends first.
+LEADER_EXIT_GRACE_S = 3.0
 #: The value of ``S3DistributionType`` in ``inputdataconfig.json`` that gives each host different objects.
 SHARDED = "ShardedByS3Key"
 
@@ -240,6 +242,9 @@ class Exchange:
         if self.setup.rank != 0:
             with contextlib.suppress(EOFError, OSError, HostError, JobStoppedError):
                 self._receive(self.leader)
+            # the connection closes as the first host's process begins to exit; its container ends a moment later
+            with contextlib.suppress(JobStoppedError):
+                time.sleep(LEADER_EXIT_GRACE_S)
 
     def close(self) -> None:
         for connection in self.peers.values():
