@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 import iam_oracle as oracle
-from aws_helpers import FAKE_CREDENTIALS
+from aws_helpers import FAKE_CREDENTIALS, standins_server
 from forecaster.project.seed import init
 from forecaster.registry.sagemaker import SageMakerRegistry
 
@@ -31,8 +29,6 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 ROLES = oracle.physical(oracle.load(oracle.TEMPLATES / "project.yml"))[1]
 PIPELINE_ROLE = ROLES["PipelineExecutionRole.Arn"]
 BIN = Path(sys.executable).parent
-#: moto_server with stand-ins for the CloudFormation types moto lacks (tests/moto_standins.py)
-STANDINS = Path(__file__).parent / "moto_standins.py"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 #: a stand-in for pip in the CI shell: the packages are installed already
 PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
@@ -54,27 +50,8 @@ def register_build_model(registry, group: str, image: str):
 
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, str(STANDINS), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                time.sleep(0.1)
+    with standins_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import zipfile
@@ -24,7 +22,7 @@ import pytest
 import yaml
 
 import iam_oracle as oracle
-from aws_helpers import FAKE_CREDENTIALS
+from aws_helpers import FAKE_CREDENTIALS, free_port, standins_server
 from project_fakes import FakeBitbucket
 from test_project_cicd import PROJECT, PROJECT_ID, REGION, _run_steps, ci_env, deployed, register_build_model  # noqa: F401
 from test_project_iam import PARAMETERS, TEMPLATES, _recording, _role_denials, _stack_handler_denials
@@ -32,7 +30,6 @@ from test_project_lambdas import LAMBDAS
 
 pytestmark = pytest.mark.slow
 
-STANDINS = oracle.ROOT / "tests" / "moto_standins.py"
 WORKSPACE = "acme"
 
 
@@ -51,35 +48,20 @@ def calls_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory, fake, calls_dir):
     """moto_server with the stand-ins, the Lambda handlers' AWS calls pointed back at it, Bitbucket at the fake."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | dict(FAKE_CREDENTIALS)
     env |= {
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": url,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "BITBUCKET_API_URL": fake.url,
         "STANDIN_LAMBDA_CODE": str(LAMBDAS),
         "STANDIN_CALLS": str(calls_dir),
     }
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, str(STANDINS), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out, env=env
-        )
     try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                time.sleep(0.1)
-        yield url
+        with standins_server(log, port, env) as url:
+            yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         print(log.read_text()[-5000:])
 
 
