@@ -31,6 +31,7 @@ from forecaster.contract import QUANTILES
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table, write_table
 from forecaster.orders_inputs import (
+    DEFAULT_LOG_SHIFT,
     FORECAST_VALUES,
     OrderDefaults,
     read_calendar,
@@ -63,28 +64,36 @@ def copula_normals(draws: int, days: int, correlation: float, seed: int = 0) -> 
     return np.concatenate([z, -z])
 
 
-def daily_quantile(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray, z: np.ndarray, shape: str = "log") -> np.ndarray:
+def daily_quantile(
+    p10: np.ndarray,
+    p50: np.ndarray,
+    p90: np.ndarray,
+    z: np.ndarray,
+    shape: str = "log",
+    log_shift: float = DEFAULT_LOG_SHIFT,
+) -> np.ndarray:
     """Demand at normal score ``z`` of a day with those quantiles, cut at 0.
 
     ``shape="normal"``: a two-piece normal (linear in z between and beyond the quantiles); ``"log"``: the same in
-    log space, ``log(demand + shift)`` two-piece linear in z with ``shift = 0.3 x P50 + 0.1 x (P90 - P10)``, so
-    the upper tail stretches the way sales jump (multiplicatively). Both pass through P10, P50 and P90. Arrays
+    log space, ``log(demand + shift)`` two-piece linear in z with ``shift = log_shift x (P50 + (P90 - P10) / 3)``,
+    so the upper tail stretches the way sales jump (multiplicatively). Both pass through P10, P50 and P90. Arrays
     broadcast: ``p*`` (n, 1, days) against ``z`` (draws, days) gives (n, draws, days).
     """
     low, high = np.minimum(p10, p50), np.maximum(p90, p50)
     if shape == "normal":
         scale = np.where(z > 0, (high - p50) / Z_OUTER, (p50 - low) / Z_OUTER)
         return np.maximum(p50 + scale * z, 0.0)
-    shift = 0.3 * p50 + 0.1 * (high - low) + 1e-9
+    shift = log_shift * (p50 + (high - low) / 3) + 1e-9
     middle = np.log(p50 + shift)
     slope = np.where(z > 0, np.log(high + shift) - middle, middle - np.log(low + shift)) / Z_OUTER
     return np.maximum(np.exp(middle + slope * z) - shift, 0.0)
 
 
-def period_draws(quantiles: np.ndarray, z: np.ndarray, shape: str = "log") -> np.ndarray:
+def period_draws(quantiles: np.ndarray, z: np.ndarray, defaults: OrderDefaults) -> np.ndarray:
     """Cumulative demand draws: ``quantiles`` (n, 3, days) of P10/P50/P90 → (n, draws, days) running sums."""
     p10, p50, p90 = (quantiles[:, i, None, :] for i in range(3))
-    return np.cumsum(daily_quantile(p10, p50, p90, z[None, :, :], shape), axis=2, dtype=np.float32)
+    days = daily_quantile(p10, p50, p90, z[None, :, :], defaults.day_shape, defaults.log_shift)
+    return np.cumsum(days, axis=2, dtype=np.float32)
 
 
 def order_up_to(
@@ -108,7 +117,7 @@ def order_up_to(
     target, level = np.zeros(n), np.zeros(n)
     for start in range(0, n, _CHUNK):
         rows = slice(start, min(start + _CHUNK, n))
-        cum = period_draws(quantiles[rows, :, :width], z, defaults.day_shape)
+        cum = period_draws(quantiles[rows, :, :width], z, defaults)
         covered = np.minimum(days_covered[rows], width) - 1
         gain_days = np.minimum(days_covered[rows], life_days[rows]) - 1
         period = np.take_along_axis(cum, covered[:, None, None], axis=2)[:, :, 0]

@@ -37,6 +37,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 FORECAST_VALUES = ("p10", "p50", "p90", "mean")
 #: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
 DEFAULT_CORRELATION = 0.25
+#: the ``log`` day shape's shift, as a share of P50 + (P90 - P10) / 3 (bench/replenishment.py)
+DEFAULT_LOG_SHIFT = 0.3
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class OrderDefaults:
         correlation: correlation between the demand of the days of one period (Gaussian copula), in [0, 1].
         draws: Monte Carlo draws of the period demand per series.
         day_shape: a day's demand between and beyond its quantiles: ``log`` (two-piece in log space) or ``normal``.
+        log_shift: the ``log`` shape works on ``log(demand + shift)``, shift = log_shift x (P50 + (P90 - P10) / 3):
+            smaller is more skewed (a longer upper tail beyond P90, a lower P80 between P50 and P90).
     """
 
     pack_size: float = 1.0
@@ -76,6 +80,7 @@ class OrderDefaults:
     correlation: float = DEFAULT_CORRELATION
     draws: int = 1000
     day_shape: str = "log"
+    log_shift: float = DEFAULT_LOG_SHIFT
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
@@ -135,6 +140,7 @@ _SCALARS = {
     "draws": Interval(int, 16, 100_000),
     "category_column": Text(),
     "day_shape": Options(("log", "normal")),
+    "log_shift": Interval(float, 0, None, closed="neither"),
 }
 
 

@@ -289,7 +289,7 @@ def period_coverage(
         for chunk in range(0, n, 4096):
             rows = slice(chunk, min(chunk + 4096, n))
             width = min(max(lengths), days - start)
-            cum = period_draws(quantiles[rows, :, start : start + width], z[:, :width], defaults.day_shape)
+            cum = period_draws(quantiles[rows, :, start : start + width], z[:, :width], defaults)
             sums = np.cumsum(actual[rows, start : start + width], axis=1)
             for k in range(1, width + 1):
                 if k not in lengths:
