@@ -43,6 +43,8 @@ DAYS_SINCE_CAP = 60  # also caps campaign_day and campaign_days_left
 LOOKBACK_DAYS = 70  # > every window above: rows only read this many days before their origin
 CAMPAIGN_FEATURES = ("campaign_day", "campaign_days_left", "days_since_campaign")
 LEVEL_FEATURES = ("level_trend", "chain_trend")
+#: features read from other series (the group totals): the item's, the store's and the chain's history
+GROUP_FEATURES = ("item_mean_7", "item_mean_28", "item_trend", "store_trend", "chain_trend", "item_campaign_uplift")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,16 @@ def feature_set(spec: DatasetSpec, keys_as_features: bool = True, level_features
     categorical = (*(spec.keys if keys_as_features else ()), *spec.static)
     kinds.update(dict.fromkeys(categorical, "category"))
     return FeatureSet(names=tuple(kinds), kinds=kinds, categorical=categorical)
+
+
+def origin_bound_features(features: FeatureSet, spec: DatasetSpec) -> tuple[str, ...]:
+    """Features of ``features`` that read other series or past-only columns (:data:`GROUP_FEATURES`, ``<col>_*``).
+
+    A recursion (:mod:`forecaster.recursive`) holds them at their forecast origin's values: predicted days have
+    neither the other series' targets (partitions) nor past-only values.
+    """
+    past = tuple(f"{column}_{suffix}" for column in spec.past_only for suffix in ("lag_0", "mean_7"))
+    return tuple(name for name in features.names if name in GROUP_FEATURES or name in past)
 
 
 def encode_categories(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
