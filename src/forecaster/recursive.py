@@ -26,7 +26,13 @@ import dataclasses
 
 import numpy as np
 
-from forecaster.features import LOOKBACK_DAYS, FeatureSet, build_features, origin_bound_features
+from forecaster.features import (
+    LOOKBACK_DAYS,
+    FeatureSet,
+    build_features,
+    origin_bound_features,
+    series_history_features,
+)
 from forecaster.model import ForecastModel
 from forecaster.panel import Panel
 from forecaster.spec import DatasetSpec
@@ -57,20 +63,24 @@ def recursive_points(
     steps = int(horizon.max())
     work, origin = _working_panel(panel, origin_idx, steps)
     totals = totals if totals is not None else GroupTotals.from_panel(work, spec)
+    n = unique.size
+    ones = np.ones(n, dtype=np.int64)
+    # every step's row at once: what does not change with the predictions (known future, campaign plan, categories)
+    X = build_features(
+        work, spec, features, model.schema.categories, np.tile(unique, steps),
+        np.repeat(origin + np.arange(steps), n), np.ones(n * steps, dtype=np.int64), model.schema.horizon,
+        totals=totals,
+    )  # fmt: skip
     held = [features.names.index(name) for name in origin_bound_features(features, spec)]
-    ones = np.ones(unique.size, dtype=np.int64)
-    at_origin = None
-    points = np.empty((unique.size, steps))
+    X[n:, held] = np.tile(X[:n, held], (steps - 1, 1))
+    points = np.empty((n, steps))
     for step in range(steps):
-        X = build_features(
-            work, spec, features, model.schema.categories, unique, np.full(unique.size, origin + step), ones,
-            model.schema.horizon, totals=totals,
-        )  # fmt: skip
-        if at_origin is None:
-            at_origin = X[:, held]
-        else:
-            X[:, held] = at_origin
-        points[:, step] = model.predict_mean(X)
+        block = X[step * n : (step + 1) * n]
+        if step:  # the series' own target statistics, from the target extended with the steps before
+            own = series_history_features(work, spec, features, unique, np.full(n, origin + step), ones)
+            for name, values in own.items():
+                block[:, features.names.index(name)] = values
+        points[:, step] = model.predict_mean(block)
         if origin + step + 1 < work.target.shape[1]:
             work.target[unique, origin + step + 1] = points[:, step]
     return points[rows, horizon - 1]
