@@ -24,7 +24,7 @@ KNOWN_FUTURE = ["activity_flag", "discount", "holiday_flag"]
 STATIC = ["city_id", "management_group_id", "first_category_id", "second_category_id", "third_category_id"]
 QUANTILE_COLUMNS = {quantile_column(q): q for q in QUANTILES}
 PREDICTION_COLUMNS = ["p10", "p50", "p90", "mean"]
-RECURSIVE_COLUMN = "recursive"  # forecaster's kept predictions: its recursive point (bench/levers.py blends it)
+RECURSIVE_COLUMN = "recursive"  # forecaster's kept predictions with --recursive: its recursive point (bench/levers.py)
 
 # mlforecast's LGBMRegressor arguments: forecaster's TrainConfig defaults translated (min_data_in_leaf,
 # feature_fraction, lambda_l2, max_bin, tweedie_variance_power). mlforecast has no validation split for early
@@ -129,22 +129,26 @@ def run_forecaster(history: pd.DataFrame, future: pd.DataFrame, options: argpars
         model_dir = Path(tmp) / "model"
         fit_artifact(history, spec, config, model_dir)
         model = ForecastModel.load(model_dir)
-        with stopwatch() as rows_time:  # the direct forecast's rows, as `forecast` builds them
+        with stopwatch() as rows_time:  # the direct forecast, as `forecast` makes it
             rows = inference_rows(model, history, future)
         with stopwatch() as predict_time:
             predictions = predictions_frame(model, rows.features, rows.keys)
-        with stopwatch() as recursive_time:  # the same rows with the recursive point (forecaster.recursive)
-            recursive = inference_rows(model, history, future, recursive=True).recursive
-        predictions[RECURSIVE_COLUMN] = recursive
+        del rows
         options.model_info = _model_info(model_dir)
         seconds = {"rows_s": rows_time["seconds"], "predict_s": predict_time["seconds"]}
-        seconds["recursive_s"] = recursive_time["seconds"] - rows_time["seconds"]  # the recursion alone, roughly
+        if getattr(options, "recursive", False):  # the same rows with the recursive point (forecaster.recursive)
+            with stopwatch() as recursive_time:
+                predictions[RECURSIVE_COLUMN] = inference_rows(model, history, future, recursive=True).recursive
+            options.untimed_s = recursive_time["seconds"]  # not part of the product's fit+predict
+            seconds["recursive_s"] = recursive_time["seconds"] - rows_time["seconds"]  # the recursion alone, roughly
         options.model_info["inference_seconds"] = seconds
     # forecaster returns keys and dates as strings (its vocabularies are strings): back to the input's dtypes
     for key in KEYS:
         predictions[key] = predictions[key].astype(history[key].dtype)
     predictions[DATE] = pd.to_datetime(predictions[DATE]).astype(history[DATE].dtype)
-    return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS, RECURSIVE_COLUMN]]
+    return predictions[
+        [*KEYS, DATE, *PREDICTION_COLUMNS, *([RECURSIVE_COLUMN] if RECURSIVE_COLUMN in predictions else [])]
+    ]
 
 
 def _model_info(model_dir: Path) -> dict[str, object]:

@@ -22,6 +22,8 @@ ratio to weight 0 (the direct point alone) of the same fold; the quantile weight
 |P10 coverage − 10 %| + |P90 coverage − 90 %| there. mlforecast's predictions come from the results JSON's run, or,
 for a forecaster-only run, from ``--peer-predictions DIR`` (its ``mlforecast-fold<K>.parquet``, same series sample).
 
+    .venv/bin/python bench/accuracy.py --folds 3 --series 4000 --param max_train_rows=160000 --models forecaster \
+        --recursive --out /tmp/rec/acc.json
     .venv/bin/python bench/levers.py --results /tmp/rec/acc.json --levers recursive_blend \
         --peer-predictions /tmp/acc-runs/base-predictions
 """
@@ -86,14 +88,25 @@ def evaluate(
     results: dict[str, Any],
     workdir: Path,
     weights: list[float],
-    levers: tuple[str, ...] = LEVERS,
+    levers: tuple[str, ...] | None = None,
     peer_predictions: Path | None = None,
 ) -> dict[str, Any]:
-    """Every lever × weight × fold scored; the weights chosen on the choosing folds; the confirmation fold apart."""
+    """Every lever × weight × fold scored; the weights chosen on the choosing folds; the confirmation fold apart.
+
+    ``levers``: default every lever the kept predictions allow (``recursive_blend`` needs a ``--recursive`` run).
+    """
     data = results["data"]
     frame = load_frame(Path(data["path"]), data["series_sample"], data["seed"])
     rows = {(row["name"], row["fold"]): row for row in results["models"]}
     folds = sorted(fold for name, fold in rows if name == NAME)
+    kept = all(RECURSIVE_COLUMN in pd.read_parquet(workdir / f"{NAME}-fold{fold}.parquet").columns for fold in folds)
+    if levers is None:
+        levers = tuple(lever for lever in LEVERS if kept or lever != "recursive_blend")
+    elif "recursive_blend" in levers and not kept:
+        raise SystemExit(
+            f"{workdir} holds no {RECURSIVE_COLUMN!r} column in forecaster's predictions: rerun accuracy.py with "
+            "--recursive to score the recursive_blend lever."
+        )
     confirm = data.get("confirmation_fold", confirmation_fold(data["folds"]))  # results written before it was kept
     scored: list[dict[str, Any]] = []
     for fold in folds:
@@ -145,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, required=True, help="an accuracy.py results JSON (weights 1)")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--levers", nargs="+", choices=LEVERS, default=list(LEVERS), help="which levers to score")
+    parser.add_argument("--levers", nargs="+", choices=LEVERS, help="which levers to score (default: all it can)")
     parser.add_argument("--peer-predictions", type=Path, help="mlforecast-fold<K>.parquet of a forecaster-only run")
     parser.add_argument("--out", type=Path, help="results JSON (default: <results>-levers.json)")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
     workdir = options.results.parent / f"{options.results.stem}-predictions"
-    evaluation = evaluate(results, workdir, options.weights, tuple(options.levers), options.peer_predictions)
+    levers = tuple(options.levers) if options.levers else None
+    evaluation = evaluate(results, workdir, options.weights, levers, options.peer_predictions)
     table = markdown_table(sorted(evaluation["rows"], key=lambda r: (r["name"], r["weight"], r["fold"])), COLUMNS)
     print(table)
     for lever, choice in evaluation["chosen"].items():

@@ -40,7 +40,7 @@ def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
 
 
 def test_accuracy(tmp_path):
-    result = run_bench("accuracy", tmp_path, "--smoke")
+    result = run_bench("accuracy", tmp_path, "--smoke", "--recursive")
     assert {"data", "machine", "models", "mean_over_folds", "vs_mlforecast", "table_markdown"} <= set(result)
     assert {row["name"] for row in result["models"]} == {"seasonal_naive_7", "mean_28", "mlforecast", "forecaster"}
     assert all(0 < row["wape"] < 2 for row in result["models"])  # every model was scored on the synthetic actuals
