@@ -43,6 +43,8 @@ DAYS_SINCE_CAP = 60  # also caps campaign_day and campaign_days_left
 LOOKBACK_DAYS = 70  # > every window above: rows only read this many days before their origin
 CAMPAIGN_FEATURES = ("campaign_day", "campaign_days_left", "days_since_campaign")
 LEVEL_FEATURES = ("level_trend", "chain_trend")
+#: features read from other series (the group totals): the item's, the store's and the chain's history
+GROUP_FEATURES = ("item_mean_7", "item_mean_28", "item_trend", "store_trend", "chain_trend", "item_campaign_uplift")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,16 @@ def feature_set(spec: DatasetSpec, keys_as_features: bool = True, level_features
     return FeatureSet(names=tuple(kinds), kinds=kinds, categorical=categorical)
 
 
+def origin_bound_features(features: FeatureSet, spec: DatasetSpec) -> tuple[str, ...]:
+    """Features of ``features`` that read other series or past-only columns (:data:`GROUP_FEATURES`, ``<col>_*``).
+
+    A recursion (:mod:`forecaster.recursive`) holds them at their forecast origin's values: predicted days have
+    neither the other series' targets (partitions) nor past-only values.
+    """
+    past = tuple(f"{column}_{suffix}" for column in spec.past_only for suffix in ("lag_0", "mean_7"))
+    return tuple(name for name in features.names if name in GROUP_FEATURES or name in past)
+
+
 def encode_categories(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     """Return float codes of ``values`` in ``vocabulary``; values not in it (unseen) become NaN."""
     codes = pd.Index(vocabulary).get_indexer(values.astype(str))
@@ -112,7 +124,6 @@ def build_features(
     panel, offset = _trim(panel, int(np.min(origin_idx, initial=0)))
     origin_idx = np.asarray(origin_idx, dtype=np.int64) - offset
     day_idx = origin_idx + horizon
-    history = _History(panel.target)
     totals = totals if totals is not None else GroupTotals.from_panel(panel, spec)
     columns = _Matrix(features.names, series_idx.size, dtype)
     columns["horizon"] = horizon
@@ -126,8 +137,54 @@ def build_features(
         for name, grid in zip(CAMPAIGN_FEATURES, campaign_run_lengths(plan), strict=True):
             columns[name] = grid[series_idx, day_idx]
         columns["campaign_days_left"] = np.minimum(columns["campaign_days_left"], known_days - horizon + 1)
-    for k in range(LAGS):
-        columns[f"lag_{k}"] = history.value(series_idx, origin_idx - k)
+    columns.update(_series_history(panel, spec, features, series_idx, origin_idx, horizon))
+    columns.update(_hierarchy_history(panel, spec, totals, series_idx, origin_idx))
+    if LEVEL_FEATURES[1] in columns.index:  # models trained without them are still served
+        columns["chain_trend"] = _chain_trend(panel, spec, totals, origin_idx)
+    if spec.campaign:
+        columns["item_campaign_uplift"] = _item_campaign_uplift(panel, spec, totals, series_idx, origin_idx)
+    for column in spec.past_only:
+        past = _History(panel.covariates[column])
+        columns[f"{column}_lag_0"] = past.value(series_idx, origin_idx)
+        columns[f"{column}_mean_7"] = past.mean(series_idx, origin_idx, 7)
+    for column in features.categorical:
+        codes = encode_categories(panel.series[column], vocabularies[column])
+        columns[column] = codes[series_idx]
+    return columns.matrix
+
+
+def series_history_features(
+    panel: Panel,
+    spec: DatasetSpec,
+    features: FeatureSet,
+    series_idx: np.ndarray,
+    origin_idx: np.ndarray,
+    horizon: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`build_features` computed from the series' own target alone, by name.
+
+    Lags, means, stds, zero share, same-weekday values, ``level_trend`` and, with a campaign column, the series'
+    non-campaign mean and campaign uplift: what a recursion (:mod:`forecaster.recursive`) recomputes after writing
+    a prediction into the target. Each is the value :func:`build_features` writes for the same rows.
+    """
+    series_idx = np.asarray(series_idx, dtype=np.int64)
+    panel, offset = _trim(panel, int(np.min(origin_idx, initial=0)))
+    origin_idx = np.asarray(origin_idx, dtype=np.int64) - offset
+    return _series_history(panel, spec, features, series_idx, origin_idx, np.asarray(horizon, dtype=np.int64))
+
+
+def _series_history(
+    panel: Panel,
+    spec: DatasetSpec,
+    features: FeatureSet,
+    series_idx: np.ndarray,
+    origin_idx: np.ndarray,
+    horizon: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """History of the series' own target at the origin (``panel`` trimmed, ``origin_idx`` into it)."""
+    history = _History(panel.target)
+    day_idx = origin_idx + horizon
+    columns = {f"lag_{k}": history.value(series_idx, origin_idx - k) for k in range(LAGS)}
     for w in MEAN_WINDOWS:
         columns[f"mean_{w}"] = history.mean(series_idx, origin_idx, w)
     for w in STD_WINDOWS:
@@ -143,21 +200,11 @@ def build_features(
         warnings.simplefilter("ignore", RuntimeWarning)  # all four days unobserved -> NaN, as intended
         columns["same_weekday_mean"] = np.nanmean(weekly, axis=0)
     columns["same_weekday_last"] = weekly[0]
-    columns.update(_hierarchy_history(panel, spec, totals, series_idx, origin_idx))
-    if LEVEL_FEATURES[0] in columns.index:  # models trained without them are still served
-        recent, longer = history.mean(series_idx, origin_idx, 7), history.mean(series_idx, origin_idx, 28)
-        columns["level_trend"] = _ratio(recent, longer)
-        columns["chain_trend"] = _chain_trend(panel, spec, totals, origin_idx)
+    if LEVEL_FEATURES[0] in features.kinds:  # models trained without them are still served
+        columns["level_trend"] = _ratio(columns["mean_7"], columns["mean_28"])
     if spec.campaign:
-        columns.update(_campaign_history(panel, spec, totals, series_idx, origin_idx))
-    for column in spec.past_only:
-        past = _History(panel.covariates[column])
-        columns[f"{column}_lag_0"] = past.value(series_idx, origin_idx)
-        columns[f"{column}_mean_7"] = past.mean(series_idx, origin_idx, 7)
-    for column in features.categorical:
-        codes = encode_categories(panel.series[column], vocabularies[column])
-        columns[column] = codes[series_idx]
-    return columns.matrix
+        columns.update(_campaign_history(panel, spec, series_idx, origin_idx))
+    return columns
 
 
 class _Matrix:
@@ -314,20 +361,26 @@ def _chain_trend(panel: Panel, spec: DatasetSpec, totals: GroupTotals, origin_id
 
 
 def _campaign_history(
-    panel: Panel, spec: DatasetSpec, totals: GroupTotals, series_idx: np.ndarray, origin_idx: np.ndarray
+    panel: Panel, spec: DatasetSpec, series_idx: np.ndarray, origin_idx: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Baseline (non-campaign) level and past campaign uplift of the series and of its item, up to the origin."""
+    """Baseline (non-campaign) level and past campaign uplift of the series, up to the origin."""
     observed = ~np.isnan(panel.target)
     on = (np.nan_to_num(panel.covariates[spec.campaign]) > 0) & observed
     on_stats = _History(panel.target, mask=~on)
     off_stats = _History(panel.target, mask=on | ~observed)
-    items = panel.series[spec.keys[-1]]
     series_on = on_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
     series_off = off_stats.mean(series_idx, origin_idx, UPLIFT_WINDOW)
-    item_on = _GroupHistory(totals, "item_on", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
-    item_off = _GroupHistory(totals, "item_off", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
     return {
         "noncampaign_mean_28": off_stats.mean(series_idx, origin_idx, 28),
         "campaign_uplift": _ratio(series_on, series_off),
-        "item_campaign_uplift": _ratio(item_on, item_off),
     }
+
+
+def _item_campaign_uplift(
+    panel: Panel, spec: DatasetSpec, totals: GroupTotals, series_idx: np.ndarray, origin_idx: np.ndarray
+) -> np.ndarray:
+    """Past campaign uplift of the series' item over all its stores (from the group totals), up to the origin."""
+    items = panel.series[spec.keys[-1]]
+    item_on = _GroupHistory(totals, "item_on", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    item_off = _GroupHistory(totals, "item_off", panel, items).mean(series_idx, origin_idx, UPLIFT_WINDOW)
+    return _ratio(item_on, item_off)

@@ -27,6 +27,7 @@ from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
 from forecaster.orders import order_lines
 from forecaster.panel import build_panel
+from forecaster.recursive import recursive_points
 from forecaster.spec import DatasetSpec
 from forecaster.totals import GroupTotals
 
@@ -44,11 +45,15 @@ SKIP_REASONS = {
 
 @dataclass(frozen=True)
 class InferenceRows:
-    """Feature rows of the forecast series, their keys + target date, and the series skipped (keys + reason)."""
+    """Feature rows of the forecast series, their keys + target date, and the series skipped (keys + reason).
+
+    ``recursive``: the recursive point forecast of each row (:mod:`forecaster.recursive`), when asked for.
+    """
 
     features: pd.DataFrame
     keys: pd.DataFrame
     skipped: pd.DataFrame
+    recursive: np.ndarray | None = None
 
     @property
     def series_count(self) -> int:
@@ -95,6 +100,7 @@ def inference_rows(
     active_days: int = DEFAULT_ACTIVE_DAYS,
     totals: GroupTotals | None = None,
     require_rows: bool = True,
+    recursive: bool = False,
 ) -> InferenceRows:
     """Feature rows for every *active* series × future day, and the series skipped.
 
@@ -104,6 +110,7 @@ def inference_rows(
     are returned in ``skipped`` with a reason (:data:`SKIP_REASONS`), so changing assortments never stop a run.
     ``totals``: the group totals of the whole chain when ``history`` is one partition of it (default: of
     ``history``). With ``require_rows=False`` (one partition of many) no series left gives no rows, not an error.
+    With ``recursive`` (``model`` must then be a model, not a schema) the rows' recursive point forecasts too.
 
     Raises:
         DataValidationError: for frames that do not fit the spec, future days outside the horizon, or when no
@@ -120,7 +127,8 @@ def inference_rows(
     _check_future(spec, fut, origin_date, schema.horizon)
     hist, fut, skipped = _active_series(spec, hist, fut, origin_date, active_days, require_rows)
     if hist.empty:  # one partition of many whose series are all skipped
-        return InferenceRows(pd.DataFrame(columns=list(schema.feature_names)), fut[[*keys, spec.date]], skipped)
+        empty = np.zeros(0) if recursive else None
+        return InferenceRows(pd.DataFrame(columns=list(schema.feature_names)), fut[[*keys, spec.date]], skipped, empty)
     panel = build_panel(spec, hist, fut)
     lookup = pd.MultiIndex.from_frame(panel.series[keys])
     series = lookup.get_indexer(pd.MultiIndex.from_frame(fut[keys]))
@@ -138,7 +146,10 @@ def inference_rows(
     key_frame = fut[[*keys, spec.date]].reset_index(drop=True)
     key_frame[keys] = key_frame[keys].astype(str)  # plain strings out, as the keys came in
     key_frame[spec.date] = key_frame[spec.date].dt.strftime("%Y-%m-%d")
-    rows = InferenceRows(features, key_frame, skipped)
+    points = None
+    if recursive:
+        points = recursive_points(_as_model(model), panel, spec, feature_set, series, int(origin[0]), horizon, totals)
+    rows = InferenceRows(features, key_frame, skipped, points)
     logger.info("%s", rows.summary())
     return rows
 
