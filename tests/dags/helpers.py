@@ -94,5 +94,8 @@ def run_dag(
     monkeypatch.setenv("AIRFLOW_VAR_FORECASTER_CONFIG", json.dumps(config))
     dag = dagbag.get_dag(dag_id)
     logical = pendulum.datetime(day.year, day.month, day.day, tz="UTC")
-    dag_run = dag.test(logical_date=logical, run_conf=conf or None, run_after=logical if same_run_id else None)
+    # the backend always given ("": the config's): without it, test_bad_drop.py after test_sagemaker_backend.py
+    # ran on the sagemaker backend of the earlier tests' runs (same DAG object and metadata DB)
+    run_conf = {"backend": "", **conf}
+    dag_run = dag.test(logical_date=logical, run_conf=run_conf, run_after=logical if same_run_id else None)
     return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in dag_run.get_task_instances()}
