@@ -16,7 +16,8 @@ P10 ≤ P50 ≤ P90 is not redone (the point lever is exact: the point forecast 
 ``accuracy.py`` keeps per row (the ``recursive`` column, :mod:`forecaster.recursive`): ``(1 − w) × mean +
 w × recursive``, exact offline (the recursion reuses the trained model). ``one_step_blend`` does the same with the
 ``one_step`` column of an ``accuracy.py --one-step`` run: a separately trained one-step booster's recursive point
-(``bench/_onestep.py``).
+(``bench/_onestep.py``); ``one_step_level_blend`` first scales that point so that its total over the fold's rows
+equals the point forecast's (forecasts only, no actuals: a chain-wide level match, not a per-row one).
 
 Choice rules: the point weight with the lowest mean WAPE ratio to mlforecast's better point output on the choosing
 folds (to its own WAPE where a fold has no mlforecast predictions); the recursive weight with the lowest mean WAPE
@@ -49,9 +50,19 @@ from _scoring import best_point, merge, score
 from accuracy import PEER, confirmation_fold, load_frame, split
 
 NAME = "forecaster"
-LEVERS = ("point_bias_weight", "quantile_calibration_weight", "recursive_blend", "one_step_blend")
+LEVERS = (
+    "point_bias_weight",
+    "quantile_calibration_weight",
+    "recursive_blend",
+    "one_step_blend",
+    "one_step_level_blend",
+)
 #: the blend levers: the kept column each one blends into the point forecast, and the accuracy.py flag that keeps it
-BLENDS = {"recursive_blend": (RECURSIVE_COLUMN, "--recursive"), "one_step_blend": (ONE_STEP_COLUMN, "--one-step")}
+BLENDS = {
+    "recursive_blend": (RECURSIVE_COLUMN, "--recursive"),
+    "one_step_blend": (ONE_STEP_COLUMN, "--one-step"),
+    "one_step_level_blend": (ONE_STEP_COLUMN, "--one-step"),
+}
 #: what each lever is chosen on (the mean over the choosing folds, lowest wins)
 LOSSES = {
     "point_bias_weight": "vs_peer_best",
@@ -75,8 +86,10 @@ def rescaled(predictions: pd.DataFrame, model: dict[str, Any], lever: str, weigh
     """The predictions as if trained with ``lever``'s weight ``weight`` instead of 1; the factors now applied."""
     out = predictions.copy()
     if lever in BLENDS:
-        out["mean"] = (1.0 - weight) * out["mean"] + weight * out[BLENDS[lever][0]]
-        return out, f"w={weight:g}"
+        other = out[BLENDS[lever][0]]
+        level = out["mean"].sum() / other.sum() if lever == "one_step_level_blend" and other.sum() > 0 else 1.0
+        out["mean"] = (1.0 - weight) * out["mean"] + weight * level * other
+        return out, f"w={weight:g}" + (f", level {level:.3f}" if level != 1.0 else "")
     if lever == "point_bias_weight":
         scale = float(model["point_scale"])
         out["mean"] = out["mean"] * scale ** (weight - 1.0)

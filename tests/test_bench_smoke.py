@@ -60,8 +60,8 @@ def test_accuracy(tmp_path):
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     levers = json.loads(out.read_text())
-    assert len(levers["rows"]) == 4 * 5 * 2 and levers["confirmation_fold"] == 1  # 4 levers x 5 weights x 2 folds
-    blends = ("recursive_blend", "one_step_blend")
+    assert len(levers["rows"]) == 5 * 5 * 2 and levers["confirmation_fold"] == 1  # 5 levers x 5 weights x 2 folds
+    blends = ("recursive_blend", "one_step_blend", "one_step_level_blend")
     assert set(levers["chosen"]) == {"point_bias_weight", "quantile_calibration_weight", *blends}
     # the blends read forecaster's kept recursive points: weight 0 is the direct point, weight 1 is not
     direct = {row["fold"]: row for row in levers["rows"] if row["lever"] == "point_bias_weight=1"}
