@@ -17,6 +17,7 @@ of the ratios is mlforecast's better point output of each fold (its Tweedie ``me
     .venv/bin/python bench/accuracy.py --models mlforecast forecaster --param tweedie_variance_power=1.3
     .venv/bin/python bench/accuracy.py --smoke --out /tmp/accuracy.json   # synthetic data, tiny models: runs?
     .venv/bin/python bench/accuracy.py --models forecaster --recursive    # + forecaster's recursive point per row
+    .venv/bin/python bench/accuracy.py --models forecaster --one-step     # + a one-step booster's recursive point
 
 Data: FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0).
 """
@@ -166,6 +167,7 @@ def _child_args(options: argparse.Namespace, name: str, fold: int, workdir: str)
     args = [__file__, "--only", name, "--fold", str(fold), "--workdir", workdir, "--data", str(options.data)]
     args += ["--test-days", str(options.test_days), "--seed", str(options.seed), "--threads", str(options.threads)]
     args += ["--recursive"] if options.recursive else []
+    args += ["--one-step"] if options.one_step else []
     if options.series:
         args += ["--series", str(options.series)]
     for flag, values in (("--param", options.params), ("--lgb", options.lgb), ("--lgb-quantile", options.lgb_quantile)):
@@ -318,6 +320,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recursive", action="store_true",
         help="forecaster also keeps its recursive point per row (column `recursive`, for bench/levers.py's "
         "recursive_blend); its time is reported apart (model.inference_seconds), not in fit+predict",
+    )  # fmt: skip
+    parser.add_argument(
+        "--one-step", action="store_true",
+        help="forecaster also trains a one-step booster (horizon-1 rows) and keeps its recursive point per row "
+        "(column `one_step`, for bench/levers.py's one_step_blend); its fit and recursion times are reported "
+        "apart (model.inference_seconds), not in fit+predict",
     )  # fmt: skip
     parser.add_argument("--residuals", action="store_true", help=argparse.SUPPRESS)  # mlforecast: keep residual std
     options = parser.parse_args(argv)

@@ -14,7 +14,10 @@ Offline, so approximate for the quantiles: the P50 inside the point blend keeps 
 P10 ≤ P50 ≤ P90 is not redone (the point lever is exact: the point forecast is a product with ``point_scale``).
 ``recursive_blend`` (issue 21) blends the point forecast with the recursive point that forecaster's child of
 ``accuracy.py`` keeps per row (the ``recursive`` column, :mod:`forecaster.recursive`): ``(1 − w) × mean +
-w × recursive``, exact offline (the recursion reuses the trained model).
+w × recursive``, exact offline (the recursion reuses the trained model). ``one_step_blend`` does the same with the
+``one_step`` column of an ``accuracy.py --one-step`` run: a separately trained one-step booster's recursive point
+(``bench/_onestep.py``); ``one_step_level_blend`` first scales that point so that its total over the fold's rows
+equals the point forecast's (forecasts only, no actuals: a chain-wide level match, not a per-row one).
 
 Choice rules: the point weight with the lowest mean WAPE ratio to mlforecast's better point output on the choosing
 folds (to its own WAPE where a fold has no mlforecast predictions); the recursive weight with the lowest mean WAPE
@@ -42,14 +45,30 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table
-from _models import RECURSIVE_COLUMN
+from _models import ONE_STEP_COLUMN, RECURSIVE_COLUMN
 from _scoring import best_point, merge, score
 from accuracy import PEER, confirmation_fold, load_frame, split
 
 NAME = "forecaster"
-LEVERS = ("point_bias_weight", "quantile_calibration_weight", "recursive_blend")
+LEVERS = (
+    "point_bias_weight",
+    "quantile_calibration_weight",
+    "recursive_blend",
+    "one_step_blend",
+    "one_step_level_blend",
+)
+#: the blend levers: the kept column each one blends into the point forecast, and the accuracy.py flag that keeps it
+BLENDS = {
+    "recursive_blend": (RECURSIVE_COLUMN, "--recursive"),
+    "one_step_blend": (ONE_STEP_COLUMN, "--one-step"),
+    "one_step_level_blend": (ONE_STEP_COLUMN, "--one-step"),
+}
 #: what each lever is chosen on (the mean over the choosing folds, lowest wins)
-LOSSES = {"point_bias_weight": "vs_peer_best", "quantile_calibration_weight": "coverage", "recursive_blend": "vs_off"}
+LOSSES = {
+    "point_bias_weight": "vs_peer_best",
+    "quantile_calibration_weight": "coverage",
+    **dict.fromkeys(BLENDS, "vs_off"),
+}
 COLUMNS = [
     ("lever", "lever", ""),
     ("fold_label", "fold", ""),
@@ -66,9 +85,11 @@ COLUMNS = [
 def rescaled(predictions: pd.DataFrame, model: dict[str, Any], lever: str, weight: float) -> tuple[pd.DataFrame, str]:
     """The predictions as if trained with ``lever``'s weight ``weight`` instead of 1; the factors now applied."""
     out = predictions.copy()
-    if lever == "recursive_blend":
-        out["mean"] = (1.0 - weight) * out["mean"] + weight * out[RECURSIVE_COLUMN]
-        return out, f"w={weight:g}"
+    if lever in BLENDS:
+        other = out[BLENDS[lever][0]]
+        level = out["mean"].sum() / other.sum() if lever == "one_step_level_blend" and other.sum() > 0 else 1.0
+        out["mean"] = (1.0 - weight) * out["mean"] + weight * level * other
+        return out, f"w={weight:g}" + (f", level {level:.3f}" if level != 1.0 else "")
     if lever == "point_bias_weight":
         scale = float(model["point_scale"])
         out["mean"] = out["mean"] * scale ** (weight - 1.0)
@@ -93,19 +114,21 @@ def evaluate(
 ) -> dict[str, Any]:
     """Every lever × weight × fold scored; the weights chosen on the choosing folds; the confirmation fold apart.
 
-    ``levers``: default every lever the kept predictions allow (``recursive_blend`` needs a ``--recursive`` run).
+    ``levers``: default every lever the kept predictions allow (a blend lever needs its column: :data:`BLENDS`).
     """
     data = results["data"]
     frame = load_frame(Path(data["path"]), data["series_sample"], data["seed"])
     rows = {(row["name"], row["fold"]): row for row in results["models"]}
     folds = sorted(fold for name, fold in rows if name == NAME)
-    kept = all(RECURSIVE_COLUMN in pd.read_parquet(workdir / f"{NAME}-fold{fold}.parquet").columns for fold in folds)
+    columns = [set(pd.read_parquet(workdir / f"{NAME}-fold{fold}.parquet").columns) for fold in folds]
+    missing = {lever for lever, (column, _) in BLENDS.items() if not all(column in kept for kept in columns)}
     if levers is None:
-        levers = tuple(lever for lever in LEVERS if kept or lever != "recursive_blend")
-    elif "recursive_blend" in levers and not kept:
+        levers = tuple(lever for lever in LEVERS if lever not in missing)
+    for lever in sorted(missing & set(levers)):
+        column, flag = BLENDS[lever]
         raise SystemExit(
-            f"{workdir} holds no {RECURSIVE_COLUMN!r} column in forecaster's predictions: rerun accuracy.py with "
-            "--recursive to score the recursive_blend lever."
+            f"{workdir} holds no {column!r} column in forecaster's predictions: rerun accuracy.py with {flag} to "
+            f"score the {lever} lever."
         )
     confirm = data.get("confirmation_fold", confirmation_fold(data["folds"]))  # results written before it was kept
     scored: list[dict[str, Any]] = []
@@ -132,7 +155,7 @@ def evaluate(
                                    and not r["confirmation"]]))
             for weight in weights
         }  # fmt: skip
-        off_weight = 0.0 if lever == "recursive_blend" else 1.0  # ties: the weight that changes nothing
+        off_weight = 0.0 if lever in BLENDS else 1.0  # ties: the weight that changes nothing
         best = min(means, key=lambda w: (round(means[w], 6), abs(w - off_weight)))
         chosen[lever] = {"weight": best, "choosing_folds_loss": means, "loss": loss}
     return {"rows": scored, "chosen": chosen, "confirmation_fold": confirm}

@@ -40,7 +40,7 @@ def run_bench(script: str, tmp_path: Path, *args: str) -> dict:
 
 
 def test_accuracy(tmp_path):
-    result = run_bench("accuracy", tmp_path, "--smoke", "--recursive")
+    result = run_bench("accuracy", tmp_path, "--smoke", "--recursive", "--one-step")
     assert {"data", "machine", "models", "mean_over_folds", "vs_mlforecast", "table_markdown"} <= set(result)
     assert {row["name"] for row in result["models"]} == {"seasonal_naive_7", "mean_28", "mlforecast", "forecaster"}
     assert all(0 < row["wape"] < 2 for row in result["models"])  # every model was scored on the synthetic actuals
@@ -60,12 +60,21 @@ def test_accuracy(tmp_path):
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     levers = json.loads(out.read_text())
-    assert len(levers["rows"]) == 3 * 5 * 2 and levers["confirmation_fold"] == 1  # 3 levers x 5 weights x 2 folds
-    assert set(levers["chosen"]) == {"point_bias_weight", "quantile_calibration_weight", "recursive_blend"}
-    # the recursive blend reads forecaster's kept recursive point: weight 0 is the direct point, weight 1 is not
-    blend = {(row["fold"], row["weight"]): row for row in levers["rows"] if row["name"] == "recursive_blend"}
+    assert len(levers["rows"]) == 5 * 5 * 2 and levers["confirmation_fold"] == 1  # 5 levers x 5 weights x 2 folds
+    blends = ("recursive_blend", "one_step_blend", "one_step_level_blend")
+    assert set(levers["chosen"]) == {"point_bias_weight", "quantile_calibration_weight", *blends}
+    # the blends read forecaster's kept recursive points: weight 0 is the direct point, weight 1 is not
     direct = {row["fold"]: row for row in levers["rows"] if row["lever"] == "point_bias_weight=1"}
-    assert all(blend[fold, 0.0]["wape"] == direct[fold]["wape"] != blend[fold, 1.0]["wape"] for fold in (1, 2))
+    for name in blends:
+        blend = {(row["fold"], row["weight"]): row for row in levers["rows"] if row["name"] == name}
+        assert all(blend[fold, 0.0]["wape"] == direct[fold]["wape"] != blend[fold, 1.0]["wape"] for fold in (1, 2))
+    # the one-step booster (--one-step) trained on horizon-1 rows; its times kept apart from fit+predict
+    forecaster = [row["model"] for row in result["models"] if row["name"] == "forecaster"]
+    assert all(
+        info["one_step"]["rows"]["final_fit"] > info["one_step"]["rows"]["early_stopping_fit"] > 0
+        for info in forecaster
+    )
+    assert all({"one_step_fit_s", "one_step_recursive_s"} <= set(info["inference_seconds"]) for info in forecaster)
 
 
 def test_serving(tmp_path):

@@ -53,6 +53,20 @@ def test_the_first_step_is_the_direct_models_horizon_1_point_and_later_steps_dif
     assert rows.features.shape[1] == len(model.schema.feature_names)  # the transform still gets plain rows
 
 
+def test_a_one_step_predictor_of_its_own_is_fed_back_in_place_of_the_models_point(model, history_frame, future_frame):
+    # "tomorrow = the last day + 1": fed back, day k after the origin is the origin's target + k
+    lag_0 = model.schema.feature_names.index("lag_0")
+    _, frame = _recursive(model, history_frame, future_frame, one_step=lambda X: X[:, lag_0] + 1.0)
+    origin = history_frame["date"].max()
+    last = history_frame.loc[history_frame["date"] == origin, ["store_id", "item_id", "units_sold"]].astype(
+        {"store_id": str, "item_id": str}
+    )
+    merged = frame.merge(last, on=["store_id", "item_id"])
+    days = (pd.to_datetime(merged["date"]) - origin).dt.days
+    assert len(merged) == len(frame) > 0
+    np.testing.assert_allclose(merged["recursive"], merged["units_sold"] + days, rtol=1e-12)
+
+
 def test_deterministic_and_per_series_independent_of_the_other_series_under_the_chains_totals(
     model, synthetic_frame, synthetic_spec, history_frame, future_frame
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def inference_rows(
     totals: GroupTotals | None = None,
     require_rows: bool = True,
     recursive: bool = False,
+    one_step: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> InferenceRows:
     """Feature rows for every *active* series × future day, and the series skipped.
 
@@ -110,7 +112,8 @@ def inference_rows(
     are returned in ``skipped`` with a reason (:data:`SKIP_REASONS`), so changing assortments never stop a run.
     ``totals``: the group totals of the whole chain when ``history`` is one partition of it (default: of
     ``history``). With ``require_rows=False`` (one partition of many) no series left gives no rows, not an error.
-    With ``recursive`` (``model`` must then be a model, not a schema) the rows' recursive point forecasts too.
+    With ``recursive`` (``model`` must then be a model, not a schema) the rows' recursive point forecasts too,
+    fed back through ``one_step`` when given (:func:`forecaster.recursive.recursive_points`' ``predict``).
 
     Raises:
         DataValidationError: for frames that do not fit the spec, future days outside the horizon, or when no
@@ -148,7 +151,9 @@ def inference_rows(
     key_frame[spec.date] = key_frame[spec.date].dt.strftime("%Y-%m-%d")
     points = None
     if recursive:
-        points = recursive_points(_as_model(model), panel, spec, feature_set, series, int(origin[0]), horizon, totals)
+        points = recursive_points(
+            _as_model(model), panel, spec, feature_set, series, int(origin[0]), horizon, totals, predict=one_step
+        )
     rows = InferenceRows(features, key_frame, skipped, points)
     logger.info("%s", rows.summary())
     return rows

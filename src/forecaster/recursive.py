@@ -23,6 +23,7 @@ Only values of days <= t0 enter: changing a target after t0 leaves every recursi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,12 +49,14 @@ def recursive_points(
     origin_idx: int,
     horizon: np.ndarray,
     totals: GroupTotals | None = None,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Return the recursive point forecast of each row (series_idx, origin_idx, horizon), one origin for all rows.
 
     ``panel`` holds the history up to day ``origin_idx`` and the known-future values of the days after it (an
     inference panel); ``totals``: the chain's group totals (default: those of ``panel``). Steps run up to the
-    largest horizon asked for.
+    largest horizon asked for. ``predict``: the one-step point of a feature matrix fed back at each step (default:
+    the model's own point, :meth:`ForecastModel.predict_mean`; e.g. a separately trained one-step booster).
     """
     series_idx = np.asarray(series_idx, dtype=np.int64)
     horizon = np.asarray(horizon, dtype=np.int64)
@@ -64,6 +67,7 @@ def recursive_points(
     work, origin = _working_panel(panel, origin_idx, steps)
     totals = totals if totals is not None else GroupTotals.from_panel(work, spec)
     n = unique.size
+    predict = predict if predict is not None else model.predict_mean
     ones = np.ones(n, dtype=np.int64)
     # every step's row at once: what does not change with the predictions (known future, campaign plan, categories)
     X = build_features(
@@ -80,7 +84,7 @@ def recursive_points(
             own = series_history_features(work, spec, features, unique, np.full(n, origin + step), ones)
             for name, values in own.items():
                 block[:, features.names.index(name)] = values
-        points[:, step] = model.predict_mean(block)
+        points[:, step] = predict(block)
         if origin + step + 1 < work.target.shape[1]:
             work.target[unique, origin + step + 1] = points[:, step]
     return points[rows, horizon - 1]
