@@ -49,7 +49,8 @@ def test_bench_replays_four_policies_and_reports_calibration(tmp_path):
     data = frn_shaped(tmp_path / "frn.parquet")
     out, plot = tmp_path / "replenishment.json", tmp_path / "plot.png"
     command = [sys.executable, str(ROOT / "bench" / "replenishment.py"), "--data", str(data), "--folds", "1"]
-    command += ["--threads", "1", "--correlations", "0", "1", "--out", str(out), "--plot", str(plot)]
+    command += ["--threads", "1", "--correlations", "0", "1", "--log-shifts", "0.6"]
+    command += ["--out", str(out), "--plot", str(plot)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -60,8 +61,18 @@ def test_bench_replays_four_policies_and_reports_calibration(tmp_path):
         assert 0 < row["fill_rate"] <= 1 and row["sold_units"] <= row["demand_units"]
         assert row["total_cost"] == pytest.approx(row["waste_value"] + row["lost_margin"])
     assert results["data"]["series"] == 12
-    assert results["correlation"]["chosen"] in ("log 0.0", "log 1.0", "normal 0.0", "normal 1.0")
+    assert results["correlation"]["chosen"] in ("log 0.0 0.6", "log 1.0 0.6", "normal 0.0 0.6", "normal 1.0 0.6")
+    assert set(results["correlation"]["worst_gap"]) == set(results["correlation"]["grid"])
     cells = {f"k={k} P{p}" for k in (1, 2, 3) for p in (50, 80, 95)}
     assert set(results["calibration"][0]) == {"fold", *cells, *(f"in-stock {cell}" for cell in cells)}
     assert "(a) forecaster" in completed.stdout and "3-day P95" in completed.stdout
     assert plot.stat().st_size > 10_000
+    grid = tmp_path / "grid.json"
+    command = [sys.executable, str(ROOT / "bench" / "calibration_grid.py"), "--out", str(out), "--data", str(data)]
+    command += ["--folds", "1", "--sample", "0", "--correlations", "0", "0.5", "--log-shifts", "0.6"]
+    command += ["--grid-out", str(grid)]
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    scored = json.loads(grid.read_text())["grid"]
+    assert set(scored) == {"log 0.0 0.6", "log 0.5 0.6"}
+    assert set(scored["log 0.0 0.6"]["1"]) == cells

@@ -36,9 +36,9 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 #: the columns of the forecast table (after the keys and the date) the policy reads
 FORECAST_VALUES = ("p10", "p50", "p90", "mean")
 #: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
-DEFAULT_CORRELATION = 0.25
+DEFAULT_CORRELATION = 0.1
 #: the ``log`` day shape's shift, as a share of P50 + (P90 - P10) / 3 (bench/replenishment.py)
-DEFAULT_LOG_SHIFT = 0.3
+DEFAULT_LOG_SHIFT = 0.6
 
 
 @dataclass(frozen=True)
