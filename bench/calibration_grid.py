@@ -22,8 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import replenishment as bench
 from accuracy import DEFAULT_DATA, load_frame
 from forecaster.io import write_json
-from forecaster.orders_inputs import OrderDefaults
-from forecaster.replenishment import period_coverage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,23 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     replay = bench.parse_args(["--out", str(options.out), "--data", str(options.data)])
     frame = load_frame(replay.data, None, 0)
-    grid: dict[str, dict[int, dict[str, float]]] = {}
+    arrays = {}
     for fold in options.folds:
-        arrays = bench.fold_arrays(frame, replay, fold)
-        quantiles, demand = arrays["ours"][:, :3], arrays["demand"]
-        if options.sample and options.sample < len(quantiles):
-            rows = np.random.default_rng(0).choice(len(quantiles), options.sample, replace=False)
-            quantiles, demand = quantiles[rows], demand[rows]
-        for shift in options.log_shifts:
-            for rho in options.correlations:
-                knob = f"log {rho} {shift}"
-                coverage = period_coverage(quantiles, demand, OrderDefaults(correlation=rho, log_shift=shift))
-                grid.setdefault(knob, {})[fold] = coverage
-                print(
-                    f"fold {fold} {knob}: mean gap {bench.calibration_error(coverage) * 100:.2f}, "
-                    f"worst {bench.worst_gap(coverage) * 100:.2f} points",
-                    flush=True,
-                )
+        fold_arrays = bench.fold_arrays(frame, replay, fold)
+        rows = slice(None)
+        if options.sample and options.sample < len(fold_arrays["ours"]):
+            rows = np.random.default_rng(0).choice(len(fold_arrays["ours"]), options.sample, replace=False)
+        arrays[fold] = {"ours": fold_arrays["ours"][rows], "demand": fold_arrays["demand"][rows]}
+    grid = bench.coverage_grid(arrays, ["log"], options.correlations, options.log_shifts)
+    for knob, folds in grid.items():
+        for fold, coverage in folds.items():
+            print(
+                f"fold {fold} {knob}: mean gap {bench.calibration_error(coverage) * 100:.2f}, "
+                f"worst {bench.worst_gap(coverage) * 100:.2f} points",
+                flush=True,
+            )
     write_json({"sample": options.sample, "folds": options.folds, "grid": grid}, options.grid_out)
     return 0
 

@@ -193,6 +193,25 @@ def _gaps(coverage: dict[str, float]) -> list[float]:
     return [abs(value - int(key.split("P")[1]) / 100) for key, value in cells.items()]
 
 
+def coverage_grid(
+    arrays: dict[int, dict[str, Any]], shapes: list[str], correlations: list[float], log_shifts: list[float]
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Period-sum coverage of forecaster's forecasts per knob (``"log 0.1 0.6"``: shape, correlation, shift) and fold.
+
+    ``arrays``: per fold, ``fold_arrays``' ``ours`` and ``demand`` (and ``in_stock``, for the in-stock cells, when
+    present). The shift moves the log shape only: ``normal`` is scored with the first shift alone.
+    """
+    grid: dict[str, dict[int, dict[str, float]]] = {}
+    for shape, rho, shift in itertools.product(shapes, correlations, log_shifts):
+        if shape == "log" or shift == log_shifts[0]:
+            defaults = OrderDefaults(day_shape=shape, correlation=rho, log_shift=shift)
+            grid[f"{shape} {rho} {shift}"] = {
+                fold: period_coverage(a["ours"][:, :3], a["demand"], defaults, in_stock=a.get("in_stock"))
+                for fold, a in arrays.items()
+            }
+    return grid
+
+
 def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over folds of one policy, its ratios recomputed from the totals."""
     total = {key: sum(row[key] for row in rows) for key in ADDITIVE}
@@ -240,15 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         frame = load_frame(options.data, options.series, options.seed)
         arrays = {fold: fold_arrays(frame, options, fold) for fold in range(1, options.folds + 1)}
         del frame
-        grid = {}
         with stopwatch() as calibrate:
-            for shape, rho, shift in itertools.product(options.shapes, options.correlations, options.log_shifts):
-                if shape == "log" or shift == options.log_shifts[0]:  # the shift moves the log shape only
-                    defaults = OrderDefaults(day_shape=shape, correlation=rho, log_shift=shift)
-                    grid[f"{shape} {rho} {shift}"] = {
-                        f: period_coverage(a["ours"][:, :3], a["demand"], defaults, in_stock=a["in_stock"])
-                        for f, a in arrays.items()
-                    }
+            grid = coverage_grid(arrays, options.shapes, options.correlations, options.log_shifts)
         choose = [f for f in arrays if f <= 2] or list(arrays)
         # the knobs whose worst cell on the choosing folds is smallest (ties: the smaller mean gap)
         chosen = min(
