@@ -137,7 +137,7 @@ def build_features(
         for name, grid in zip(CAMPAIGN_FEATURES, campaign_run_lengths(plan), strict=True):
             columns[name] = grid[series_idx, day_idx]
         columns["campaign_days_left"] = np.minimum(columns["campaign_days_left"], known_days - horizon + 1)
-    columns.update(_series_history(panel, spec, features, series_idx, origin_idx, horizon))
+    columns.update(series_history_features(panel, spec, features, series_idx, origin_idx, horizon))
     columns.update(_hierarchy_history(panel, spec, totals, series_idx, origin_idx))
     if LEVEL_FEATURES[1] in columns.index:  # models trained without them are still served
         columns["chain_trend"] = _chain_trend(panel, spec, totals, origin_idx)
@@ -167,21 +167,9 @@ def series_history_features(
     non-campaign mean and campaign uplift: what a recursion (:mod:`forecaster.recursive`) recomputes after writing
     a prediction into the target. Each is the value :func:`build_features` writes for the same rows.
     """
-    series_idx = np.asarray(series_idx, dtype=np.int64)
-    panel, offset = _trim(panel, int(np.min(origin_idx, initial=0)))
+    series_idx, horizon = np.asarray(series_idx, dtype=np.int64), np.asarray(horizon, dtype=np.int64)
+    panel, offset = _trim(panel, int(np.min(origin_idx, initial=0)))  # a no-op on a panel trimmed already
     origin_idx = np.asarray(origin_idx, dtype=np.int64) - offset
-    return _series_history(panel, spec, features, series_idx, origin_idx, np.asarray(horizon, dtype=np.int64))
-
-
-def _series_history(
-    panel: Panel,
-    spec: DatasetSpec,
-    features: FeatureSet,
-    series_idx: np.ndarray,
-    origin_idx: np.ndarray,
-    horizon: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """History of the series' own target at the origin (``panel`` trimmed, ``origin_idx`` into it)."""
     history = _History(panel.target)
     day_idx = origin_idx + horizon
     columns = {f"lag_{k}": history.value(series_idx, origin_idx - k) for k in range(LAGS)}
