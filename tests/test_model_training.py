@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,21 @@ def test_a_directory_holding_model_tar_gz_loads_like_the_unpacked_model(tmp_path
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(ModelArtifactError, match="not a readable model archive"):
         ForecastModel.load(tmp_path / "bad.tar.gz")
+
+
+def test_the_unpacked_copy_of_model_tar_gz_is_removed_when_the_process_exits(tmp_path, trained_model_dir):
+    import subprocess
+    import sys
+
+    from forecaster.artifact import pack_model
+
+    pack_model(trained_model_dir, tmp_path / "m" / "model.tar.gz")
+    script = "import sys; from forecaster.artifact import model_files; print(model_files(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    unpacked = Path(done.stdout.strip())
+    assert unpacked.name.startswith("forecaster-model-") and unpacked != tmp_path / "m"
+    assert not unpacked.exists()  # the process unpacked it and, on exit, removed it
 
 
 def test_model_tar_gz_unpacks_on_the_images_python_3_11_2(tmp_path, monkeypatch, trained_model_dir, feature_frame):
@@ -305,7 +321,9 @@ def test_a_relative_point_booster_forecasts_in_units(
 def test_the_fitted_factors_shrink_toward_one_by_their_weights(
     tmp_path, trained_model_dir, history_frame, synthetic_spec, train_config
 ):
-    fitted = FeatureSchema.load(trained_model_dir)  # weights 1: the factors as fitted on the held-out window
+    assert FeatureSchema.load(trained_model_dir).point_scale == 1.0  # the default weight 0: no bias factor
+    fit_artifact(history_frame, synthetic_spec, train_config.replace(point_bias_weight=1.0), tmp_path / "full")
+    fitted = FeatureSchema.load(tmp_path / "full")  # weight 1: the factor as fitted on the held-out window
     assert fitted.point_scale != 1.0  # else the check below proves nothing
     fit_artifact(history_frame, synthetic_spec, train_config.replace(point_bias_weight=0.5), tmp_path / "half")
     assert FeatureSchema.load(tmp_path / "half").point_scale == pytest.approx(np.sqrt(fitted.point_scale), rel=1e-5)

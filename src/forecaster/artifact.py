@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
+import os
 import platform
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -117,7 +120,8 @@ def model_files(model_dir: str | Path) -> Path:
     """Return the directory holding the model files of ``model_dir``.
 
     That is ``model_dir`` itself, or, when it holds a training job's ``model.tar.gz`` instead (a processing job's
-    model input: SageMaker does not unpack it), a private temporary directory it is unpacked into once.
+    model input: SageMaker does not unpack it), a private temporary directory it is unpacked into once per
+    process and removed when the process exits (a long-lived worker that scores every day leaves no copies behind).
     """
     model_dir = Path(model_dir)
     if (model_dir / SCHEMA_FILE).is_file():
@@ -133,7 +137,15 @@ def model_files(model_dir: str | Path) -> Path:
 
 @functools.cache
 def _unpacked(tarball: str, mtime_ns: int) -> Path:
-    return unpack_model(tarball, Path(tempfile.mkdtemp(prefix="forecaster-model-")))
+    target = Path(tempfile.mkdtemp(prefix="forecaster-model-"))
+    atexit.register(_remove_if_owner, target, os.getpid())
+    return unpack_model(tarball, target)
+
+
+def _remove_if_owner(target: Path, owner_pid: int) -> None:
+    """Remove ``target`` at exit, in the process that made it only (a forked worker exits before its parent)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def unpack_model(tarball: str | Path, target: str | Path) -> Path:
