@@ -84,7 +84,7 @@ class TrainConfig:
     validation_sample: float = 0.25
     point_blend: float = 0.25
     point_bias_correction: bool = True
-    point_bias_weight: float = 1.0
+    point_bias_weight: float = 0.0
     quantile_calibration_weight: float = 1.0
     level_features: bool = False
     point_relative: bool = False
