@@ -299,7 +299,7 @@ def _calibrate(model: ForecastModel, valid_rows: TrainingSet, config: TrainConfi
     calibration = calibration_factors(model.predict_uncalibrated(valid_rows.X), valid_rows.y, schema.quantiles)
     calibration = shrunk(calibration, config.quantile_calibration_weight)
     schema = dataclasses.replace(schema, quantile_calibration=calibration, point_blend=config.point_blend)
-    if config.point_bias_correction:
+    if config.point_bias_correction and config.point_bias_weight > 0:  # weight 0 stores factor ** 0 = 1: skip it
         factor = bias_factor(ForecastModel(model.boosters, schema), valid_rows)
         schema = dataclasses.replace(schema, point_scale=shrunk((factor,), config.point_bias_weight)[0])
     return ForecastModel(model.boosters, schema)
