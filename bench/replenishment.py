@@ -42,8 +42,9 @@ from _common import RESULTS_DIR, machine_info, markdown_table, run_child, stopwa
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import DEFAULT_DATA, load_frame, split
 from forecaster.io import write_json
+from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import usable_stock
-from forecaster.orders_inputs import FORECAST_VALUES, OrderDefaults, read_item_master
+from forecaster.orders_inputs import FORECAST_VALUES, read_item_master
 from forecaster.replenishment import (
     Day,
     Replay,

@@ -142,3 +142,13 @@ def test_the_checks_catch_a_violation(tmp_path, monkeypatch):
     low.write_text("def f():\n    from forecaster.cli.high import g\n")
     with pytest.raises(AssertionError, match="import cycles"):
         test_no_import_cycles()
+
+
+#: docs/ARCHITECTURE.md: one module per concern, under 400 lines
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_stays_under_the_line_limit(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines < MAX_MODULE_LINES, f"{MODULES[module]} has {lines} lines: split it by concern"

@@ -11,8 +11,8 @@ import pytest
 from forecaster.cli.main import main
 from forecaster.errors import DataValidationError
 from forecaster.io import read_table
+from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import order_lines, round_to_packs, usable_stock
-from forecaster.orders_inputs import OrderDefaults
 
 MONDAY = pd.Timestamp("2024-06-03")
 

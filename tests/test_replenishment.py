@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
+from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import copula_normals, daily_quantile
-from forecaster.orders_inputs import ItemNumbers, OrderDefaults
+from forecaster.orders_inputs import ItemNumbers
 from forecaster.replenishment import Replay, daily_quantile_policy, period_coverage, simulate
 
 

@@ -5,7 +5,7 @@ For a series that orders on day D (ordered at the close of D, on the shelf on D 
 days D + 1 … D + r + L' - 1 (``days_covered``; with L = 1 that is the protection period from this arrival to the
 next). Their demand is the sum of the daily demands, each distributed as the forecast says (a two-piece normal
 through P10, P50 and P90, cut at 0), the days tied by a Gaussian copula with one correlation (``correlation`` of
-:class:`~forecaster.orders_inputs.OrderDefaults`, chosen on backtests by ``bench/replenishment.py``); its
+:class:`~forecaster.order_defaults.OrderDefaults`, chosen on backtests by ``bench/replenishment.py``); its
 quantiles come from Monte Carlo draws. The target (order-up-to level) S balances the two costs of one more unit:
 
     margin x P(demand until the next delivery > S)
@@ -30,10 +30,9 @@ from scipy.special import ndtri
 from forecaster.contract import QUANTILES
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table, write_table
+from forecaster.order_defaults import DEFAULT_LOG_SHIFT, OrderDefaults
 from forecaster.orders_inputs import (
-    DEFAULT_LOG_SHIFT,
     FORECAST_VALUES,
-    OrderDefaults,
     read_calendar,
     read_item_master,
     read_open_orders,

@@ -3,22 +3,22 @@
 Each table is optional, CSV or Parquet, one file or a (partitioned) folder, read with :func:`forecaster.io.read_table`
 file by file so that every error names the file, the row (1 = first data row) and the column. Series are joined
 on the key columns a table has (the forecasts' keys, e.g. ``store_id`` and ``item_id``); keys are compared as
-strings. The chain-wide defaults are a JSON file (:class:`OrderDefaults`); every entry is optional.
+strings. The chain-wide defaults are a JSON file (:class:`forecaster.order_defaults.OrderDefaults`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.io import read_json, read_table, table_files
-from forecaster.params import Interval, Options, Text, coerce
+from forecaster.errors import DataValidationError
+from forecaster.io import read_table, table_files
+from forecaster.order_defaults import OrderDefaults, parse_weekday
 
 logger = logging.getLogger(__name__)
 
@@ -32,129 +32,8 @@ OPEN_UNITS, ARRIVAL_DATE = "units", "arrival_date"
 WEEKDAY, LEAD_TIME = "weekday", "lead_time_days"
 #: item master: the numbers the order needs per item (or store x item); a missing value takes the chain default
 ITEM_NUMBERS = ("pack_size", "shelf_life_days", "unit_cost", "unit_price", "margin", "min_display_units")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: the columns of the forecast table (after the keys and the date) the policy reads
 FORECAST_VALUES = ("p10", "p50", "p90", "mean")
-#: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
-DEFAULT_CORRELATION = 0.1
-#: the ``log`` day shape's shift, as a share of P50 + (P90 - P10) / 3 (bench/replenishment.py)
-DEFAULT_LOG_SHIFT = 0.6
-
-
-@dataclass(frozen=True)
-class OrderDefaults:
-    """Chain-wide defaults of the ordering inputs (a JSON object with any of these entries).
-
-    Attributes:
-        pack_size: units per pack; orders are rounded up to whole packs.
-        shelf_life_days: days a delivered unit can be sold (arrival day included).
-        shelf_life_days_by_category: shelf life per value of ``category_column`` (wins over ``shelf_life_days``).
-        category_column: item-master or forecast column holding the category.
-        unit_price: selling price of a unit.
-        cost_ratio: unit cost = cost_ratio x unit price where the item master gives neither cost nor margin.
-        disposal_cost: extra cost of a unit thrown away (on top of its unit cost).
-        stockout_penalty: extra cost of a unit of demand not served (on top of the lost margin).
-        holding_cost_share: cost of carrying a unit into the next period, as a share of the waste cost.
-        min_display_units: the target is never below this.
-        order_weekdays: weekdays stores order on (0 = Monday), where the calendar names none for a store.
-        lead_time_days: days from order to shelf, where the calendar names none.
-        correlation: correlation between the demand of the days of one period (Gaussian copula), in [0, 1].
-        draws: Monte Carlo draws of the period demand per series.
-        day_shape: a day's demand between and beyond its quantiles: ``log`` (two-piece in log space) or ``normal``.
-        log_shift: the ``log`` shape works on ``log(demand + shift)``, shift = log_shift x (P50 + (P90 - P10) / 3):
-            smaller is more skewed (a longer upper tail beyond P90, a lower P80 between P50 and P90).
-    """
-
-    pack_size: float = 1.0
-    shelf_life_days: int = 3
-    shelf_life_days_by_category: dict[str, int] = field(default_factory=dict)
-    category_column: str = ""
-    unit_price: float = 1.0
-    cost_ratio: float = 0.6
-    disposal_cost: float = 0.0
-    stockout_penalty: float = 0.0
-    holding_cost_share: float = 0.1
-    min_display_units: float = 0.0
-    order_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
-    lead_time_days: int = 1
-    correlation: float = DEFAULT_CORRELATION
-    draws: int = 1000
-    day_shape: str = "log"
-    log_shift: float = DEFAULT_LOG_SHIFT
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
-        """Validate a JSON object of defaults; errors name the entry, what it must be and what it got."""
-        if not isinstance(data, dict):
-            raise InvalidParameterError(f"The {source} must be a JSON object. Got {type(data).__name__} instead.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidParameterError(
-                f"Unknown entry {unknown[0]!r} in the {source}. Valid: {', '.join(sorted(known))}."
-            )
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            if name in _SCALARS:
-                values[name] = coerce(name, value, [_SCALARS[name]], source)
-            elif name == "shelf_life_days_by_category":
-                if not isinstance(value, dict):
-                    raise InvalidParameterError(
-                        f"The {name!r} parameter of {source} must be an object of category -> days. Got {value!r}."
-                    )
-                values[name] = {
-                    str(k): coerce(f"{name}[{k}]", v, [_SCALARS["shelf_life_days"]], source) for k, v in value.items()
-                }
-            else:  # order_weekdays
-                if not isinstance(value, list) or not value:
-                    raise InvalidParameterError(f"The {name!r} parameter of {source} must be a non-empty list.")
-                values[name] = tuple(sorted({parse_weekday(v, f"the {name!r} entry of {source}") for v in value}))
-        return cls(**values)
-
-    @classmethod
-    def load(cls, path: str | Path | None) -> OrderDefaults:
-        """The defaults of the JSON file at ``path``, or of the one JSON file in folder ``path`` (None: built-in)."""
-        if path is None:
-            return cls()
-        files = sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)]  # a dir: a job's input
-        if len(files) != 1:
-            raise InvalidParameterError(f"The order defaults folder {path} must hold one .json file, not {len(files)}.")
-        return cls.from_dict(read_json(files[0]), source=f"order defaults {files[0]}")
-
-    def with_correlation(self, correlation: float) -> OrderDefaults:
-        """A copy with another day-to-day correlation."""
-        return replace(self, correlation=coerce("correlation", correlation, [_SCALARS["correlation"]], "orders"))
-
-
-_SCALARS = {
-    "pack_size": Interval(float, 0, None, closed="neither"),
-    "shelf_life_days": Interval(int, 1, 366),
-    "unit_price": Interval(float, 0, None, closed="neither"),
-    "cost_ratio": Interval(float, 0, 1, closed="neither"),
-    "disposal_cost": Interval(float, 0, None),
-    "stockout_penalty": Interval(float, 0, None),
-    "holding_cost_share": Interval(float, 0, 1),
-    "min_display_units": Interval(float, 0, None),
-    "lead_time_days": Interval(int, 1, 60),
-    "correlation": Interval(float, 0, 1),
-    "draws": Interval(int, 16, 100_000),
-    "category_column": Text(),
-    "day_shape": Options(("log", "normal")),
-    "log_shift": Interval(float, 0, None, closed="neither"),
-}
-
-
-def parse_weekday(value: Any, where: str) -> int:
-    """0 (Monday) … 6 (Sunday) from a number or a (short) English weekday name."""
-    text = str(value).strip().lower()
-    if text.isdigit() and int(text) < 7:
-        return int(text)
-    for number, name in enumerate(WEEKDAYS):
-        if len(text) >= 3 and name.startswith(text):
-            return number
-    raise DataValidationError(
-        f"{where} must be a weekday (Monday … Sunday, Mon … Sun or 0 … 6). Got {value!r} instead."
-    )
 
 
 # ---------------------------------------------------------------------------------------------------- reading

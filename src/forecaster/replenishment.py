@@ -19,6 +19,7 @@ import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
 from forecaster.errors import DataValidationError
+from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import (
     copula_normals,
     forecast_layout,
@@ -28,7 +29,7 @@ from forecaster.orders import (
     round_to_packs,
     usable_stock,
 )
-from forecaster.orders_inputs import FORECAST_VALUES, ItemNumbers, OrderDefaults, read_calendar, read_item_master
+from forecaster.orders_inputs import FORECAST_VALUES, ItemNumbers, read_calendar, read_item_master
 
 
 @dataclass

@@ -246,7 +246,7 @@ def _group_totals(args: argparse.Namespace) -> int:
 
 def _postprocess(args: argparse.Namespace) -> int:
     from forecaster.forecasting import postprocess
-    from forecaster.orders_inputs import OrderDefaults
+    from forecaster.order_defaults import OrderDefaults
 
     ordering = None
     unused = [f for f in ORDERING_OPTIONS if f != "--stock" and getattr(args, f[2:].replace("-", "_")) is not None]

@@ -46,8 +46,8 @@ def _require(args: argparse.Namespace, *names: str) -> None:
 
 
 def _orders(args: argparse.Namespace) -> int:
+    from forecaster.order_defaults import OrderDefaults
     from forecaster.orders import write_orders
-    from forecaster.orders_inputs import OrderDefaults
 
     _require(args, "forecasts", "out")
     lines = write_orders(
