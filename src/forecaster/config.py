@@ -72,7 +72,7 @@ class TrainConfig:
     quantile_num_leaves: int = 31
     quantile_bagging_fraction: float = 0.5
     min_data_in_leaf: int = 100
-    feature_fraction: float = 0.8
+    feature_fraction: float = 0.4
     lambda_l2: float = 1.0
     max_bin: int = 255
     max_train_rows: int = 2_000_000
