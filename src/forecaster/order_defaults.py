@@ -1,7 +1,7 @@
 """The chain-wide defaults of the ordering inputs (a JSON file, every entry optional) and weekday parsing.
 
 Read by :mod:`forecaster.orders_inputs` (the tables) and :mod:`forecaster.orders` (the policy); every default is
-declared here once and documented in ``docs/orders.md``.
+declared here once and documented in ``docs/ordering.md``.
 """
 
 from __future__ import annotations
