@@ -26,6 +26,7 @@ SLOW = {
     "quantile_num_boost_round": "600",
     "learning_rate": "0.01",
     "feature_fraction": "1.0",
+    "quantile_feature_fraction": "1.0",
     "quantile_bagging_fraction": "1.0",
 }
 

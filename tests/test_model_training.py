@@ -11,7 +11,7 @@ from forecaster import training, training_rows
 from forecaster.artifact import BOOSTER_FILES, FeatureSchema
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.forecasting import build_inference_features, forecast
-from forecaster.model import ForecastModel
+from forecaster.model import ForecastModel, booster_params
 from forecaster.training import fit_artifact
 from forecaster.training_rows import ChainSummary, PartitionData, summarize
 
@@ -331,3 +331,9 @@ def test_the_fitted_factors_shrink_toward_one_by_their_weights(
     assert FeatureSchema.load(tmp_path / "none").point_scale == 1.0
     assert training.shrunk((0.81, 1.0, 1.44), 0.5) == (0.9, 1.0, 1.2)  # the same rule for the quantile factors
     assert training.shrunk((0.81, 1.44), 0.0) == (1.0, 1.0)
+
+
+def test_the_point_and_the_quantile_boosters_sample_their_own_share_of_columns(train_config):
+    config = train_config.replace(feature_fraction=0.3, quantile_feature_fraction=0.7)
+    assert booster_params(config, "mean")["feature_fraction"] == 0.3
+    assert {booster_params(config, q)["feature_fraction"] for q in ("q10", "q50", "q90")} == {0.7}

@@ -30,6 +30,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "num_leaves": [Interval(int, 2, 131072)],
     "quantile_num_leaves": [Interval(int, 2, 131072)],
     "quantile_bagging_fraction": [Interval(float, 0.0, 1.0, closed="right")],
+    "quantile_feature_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "min_data_in_leaf": [Interval(int, 1, None)],
     "feature_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "lambda_l2": [Interval(float, 0.0, None)],
@@ -71,6 +72,7 @@ class TrainConfig:
     num_leaves: int = 63
     quantile_num_leaves: int = 31
     quantile_bagging_fraction: float = 0.5
+    quantile_feature_fraction: float = 0.8
     min_data_in_leaf: int = 100
     feature_fraction: float = 0.4
     lambda_l2: float = 1.0

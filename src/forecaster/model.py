@@ -144,6 +144,7 @@ def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
         params["objective"] = "quantile"
         params["alpha"] = next(q for q in QUANTILES if quantile_booster(q) == model)
         params["num_leaves"] = config.quantile_num_leaves
+        params["feature_fraction"] = config.quantile_feature_fraction
         if config.quantile_bagging_fraction < 1.0:
             params.update(bagging_fraction=config.quantile_bagging_fraction, bagging_freq=1, bagging_seed=config.seed)
     return params
