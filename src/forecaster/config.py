@@ -66,7 +66,7 @@ class TrainConfig:
     objective: str = "tweedie"
     tweedie_variance_power: float = 1.2
     num_boost_round: int = 500
-    quantile_num_boost_round: int = 300
+    quantile_num_boost_round: int = 100
     early_stopping_rounds: int = 30
     learning_rate: float = 0.1
     num_leaves: int = 63
