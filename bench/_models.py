@@ -19,6 +19,7 @@ import pandas as pd
 
 from _common import stopwatch
 from _onestep import ONE_STEP_COLUMN, train_one_step
+from _reforecast import every_origin
 from _scoring import DATE, KEYS, TARGET
 from forecaster.contract import QUANTILES, quantile_column
 
@@ -104,19 +105,41 @@ def run_mlforecast(history: pd.DataFrame, future: pd.DataFrame, options: argpars
         date_features=["dayofweek"],
         num_threads=options.threads,
     )
-    static = [*KEYS, *STATIC]  # the same categoricals forecaster uses (keys_as_features=True)
-    train = history[[DATE, TARGET, *KNOWN_FUTURE, *static]].rename(columns={DATE: "ds", TARGET: "y"})
-    train.insert(0, "unique_id", _series_id(history))
-    for column in static:
-        train[column] = train[column].astype("category")
-    fcst.fit(train, static_features=static, fitted=getattr(options, "residuals", False))
+    fcst.fit(_mlforecast_frame(history), static_features=STATIC_FEATURES, fitted=getattr(options, "residuals", False))
     if getattr(options, "residuals", False):  # in-sample residual std of the point model per series (replenishment)
         fitted = fcst.forecast_fitted_values()
         spread = (fitted["y"] - fitted["mean"]).groupby(fitted["unique_id"]).std().rename("residual_std")
         options.residual_std = spread.reset_index()
+    predictions = _mlforecast_predict(fcst, None, future, history)
+    if getattr(options, "reforecast", False):  # every later origin of the fold, from the same models
+        with stopwatch() as reforecast_time:
+            options.reforecasts = every_origin(
+                history, options.test_frame, future, lambda seen, ahead: _mlforecast_predict(fcst, seen, ahead, history)
+            )
+        options.untimed_s = getattr(options, "untimed_s", 0.0) + reforecast_time["seconds"]
+    return predictions
+
+
+STATIC_FEATURES = [*KEYS, *STATIC]  # the same categoricals forecaster uses (keys_as_features=True)
+
+
+def _mlforecast_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """mlforecast's long frame (unique_id, ds, y, the known-future and static columns) of a history frame."""
+    train = history[[DATE, TARGET, *KNOWN_FUTURE, *STATIC_FEATURES]].rename(columns={DATE: "ds", TARGET: "y"})
+    train.insert(0, "unique_id", _series_id(history))
+    for column in STATIC_FEATURES:
+        train[column] = train[column].astype("category")
+    return train
+
+
+def _mlforecast_predict(
+    fcst: object, seen: pd.DataFrame | None, future: pd.DataFrame, history: pd.DataFrame
+) -> pd.DataFrame:
+    """mlforecast's forecast of ``future`` from the fit's history, or from ``seen`` (its ``new_df``) when given."""
     x_df = future[[DATE, *KNOWN_FUTURE]].rename(columns={DATE: "ds"})
     x_df.insert(0, "unique_id", _series_id(future))
-    predictions = fcst.predict(future[DATE].nunique(), X_df=x_df)
+    new_df = None if seen is None else _mlforecast_frame(seen)
+    predictions = fcst.predict(future[DATE].nunique(), X_df=x_df, new_df=new_df)
     predictions["store_id"] = (predictions["unique_id"] // 1000).astype(history["store_id"].dtype)
     predictions["product_id"] = (predictions["unique_id"] % 1000).astype(history["product_id"].dtype)
     predictions[PREDICTION_COLUMNS] = predictions[PREDICTION_COLUMNS].clip(lower=0.0)  # sales are never negative
@@ -153,13 +176,33 @@ def run_forecaster(history: pd.DataFrame, future: pd.DataFrame, options: argpars
             seconds["recursive_s"] = recursive_time["seconds"] - rows_time["seconds"]  # the recursion alone, roughly
         if getattr(options, "one_step", False):  # a one-step booster of its own, recursive (bench/_onestep.py)
             predictions[ONE_STEP_COLUMN] = _one_step(model, history, future, spec, config, options, seconds)
+        if getattr(options, "reforecast", False):  # every later origin of the fold, from the same model
+            with stopwatch() as reforecast_time:
+                options.reforecasts = every_origin(
+                    history, options.test_frame, future, lambda seen, ahead: _forecaster_predict(model, seen, ahead)
+                )
+            options.untimed_s += reforecast_time["seconds"]
         options.model_info["inference_seconds"] = seconds
-    # forecaster returns keys and dates as strings (its vocabularies are strings): back to the input's dtypes
+    predictions = _input_dtypes(predictions, history)
+    extras = [column for column in (RECURSIVE_COLUMN, ONE_STEP_COLUMN) if column in predictions]
+    return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS, *extras]]
+
+
+def _forecaster_predict(model: ForecastModel, history: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
+    """forecaster's forecast of ``future`` from ``history`` with a trained model, in the input's dtypes."""
+    from forecaster.forecasting import inference_rows, predictions_frame
+
+    rows = inference_rows(model, history, future)
+    predictions = _input_dtypes(predictions_frame(model, rows.features, rows.keys), history)
+    return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS]]
+
+
+def _input_dtypes(predictions: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """forecaster returns keys and dates as strings (its vocabularies are strings): back to the input's dtypes."""
     for key in KEYS:
         predictions[key] = predictions[key].astype(history[key].dtype)
     predictions[DATE] = pd.to_datetime(predictions[DATE]).astype(history[DATE].dtype)
-    extras = [column for column in (RECURSIVE_COLUMN, ONE_STEP_COLUMN) if column in predictions]
-    return predictions[[*KEYS, DATE, *PREDICTION_COLUMNS, *extras]]
+    return predictions
 
 
 def _one_step(

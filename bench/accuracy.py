@@ -140,6 +140,8 @@ def child_main(options: argparse.Namespace) -> None:
     with stopwatch() as load:
         frame = load_frame(options.data, options.series, options.seed)
         history, future, _ = split(frame, options.test_days, options.fold)
+        if options.reforecast:  # every column of the fold's days: the history of its later origins
+            options.test_frame = frame[frame[DATE].isin(future[DATE].unique())].reset_index(drop=True)
         del frame
     rss_after_load, load_peak = current_rss_bytes(), peak_rss_bytes()
     peak_reset = reset_peak_rss()  # so the fit+predict peak excludes the parquet reader's transient peak
@@ -150,6 +152,8 @@ def child_main(options: argparse.Namespace) -> None:
     predictions.to_parquet(stem.with_suffix(".parquet"), index=False)
     if getattr(options, "residual_std", None) is not None:
         options.residual_std.to_parquet(stem.with_name(f"{stem.name}-residuals.parquet"), index=False)
+    if getattr(options, "reforecasts", None) is not None:
+        options.reforecasts.to_parquet(stem.with_name(f"{stem.name}-daily.parquet"), index=False)
     stats = {
         "load_s": load["seconds"],
         # the bench's own extras (forecaster's recursive point, --recursive) are timed apart, not as fit+predict
@@ -328,6 +332,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "apart (model.inference_seconds), not in fit+predict",
     )  # fmt: skip
     parser.add_argument("--residuals", action="store_true", help=argparse.SUPPRESS)  # mlforecast: keep residual std
+    # forecast from every day of the fold too (bench/_reforecast.py; untimed): replenishment.py --daily-forecasts
+    parser.add_argument("--reforecast", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.smoke:  # the data is written next to the results; the children read it as --data
         options.data = synthetic_freshretailnet(options.out.parent / f"{options.out.stem}-synthetic.parquet")

@@ -39,6 +39,7 @@ from scipy.special import ndtr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, machine_info, markdown_table, run_child, stopwatch
+from _reforecast import by_origin, daily_policy
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import DEFAULT_DATA, load_frame, split
 from forecaster.io import write_json
@@ -75,11 +76,14 @@ def fold_predictions(options: argparse.Namespace, fold: int) -> dict[str, pd.Dat
     for name in ("forecaster", "mlforecast"):
         stem = workdir / f"{name}-fold{fold}"
         residuals = stem.with_name(f"{stem.name}-residuals.parquet")
-        if not stem.with_suffix(".parquet").exists() or (name == "mlforecast" and not residuals.exists()):
+        daily = stem.with_name(f"{stem.name}-daily.parquet")
+        missing = not stem.with_suffix(".parquet").exists() or (name == "mlforecast" and not residuals.exists())
+        if missing or (options.daily_forecasts and not daily.exists()):
             print(f"fold {fold}: running {name} ...", file=sys.stderr, flush=True)
             args = [str(Path(__file__).with_name("accuracy.py")), "--only", name, "--fold", str(fold)]
             args += ["--workdir", str(workdir), "--data", str(options.data), "--seed", str(options.seed)]
             args += ["--threads", str(options.threads), "--test-days", str(options.test_days), "--residuals"]
+            args += ["--reforecast"] if options.daily_forecasts else []
             if options.series:
                 rows = max(20_000, FULL_TRAIN_ROWS * options.series // 50_000)
                 args += ["--series", str(options.series), "--param", f"max_train_rows={rows}"]
@@ -87,6 +91,8 @@ def fold_predictions(options: argparse.Namespace, fold: int) -> dict[str, pd.Dat
         frames[name] = pd.read_parquet(stem.with_suffix(".parquet"))
         if name == "mlforecast":
             frames["residuals"] = pd.read_parquet(residuals)
+        if options.daily_forecasts:
+            frames[f"{name}_daily"] = pd.read_parquet(daily)
     return frames
 
 
@@ -144,6 +150,14 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
             raise SystemExit(f"fold {fold}: the {name} do not cover every series and day of the fold")
     days = options.replay_days or len(dates)  # replay the first days only: forecasts at most that old
     observed, ours, peer, dates = observed[:, :, :days], ours[:, :, :days], peer[:, :, :days], dates[:days]
+    daily = {}
+    if options.daily_forecasts:  # origin k: forecast with the fold's first k days known (origin 0: ``ours``)
+        for name, first in (("forecaster", ours), ("mlforecast", peer)):
+            later = by_origin(
+                predictions[f"{name}_daily"], days,
+                lambda rows: day_matrix(rows, KEYS, DATE, list(FORECAST_VALUES), series, dates)[1],
+            )  # fmt: skip
+            daily[name] = [first, *later[1:]]
     return {
         "series": series,
         "dates": dates,
@@ -153,7 +167,9 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
         "peer_mean": peer[:, 3],
         "peer_sigma": spread,
         "last28": last28[:, 0],
-    }
+        **({"ours_daily": daily["forecaster"], "peer_mean_daily": [a[:, 3] for a in daily["mlforecast"]]}
+           if daily else {}),
+    }  # fmt: skip
 
 
 def run_policies(
@@ -164,12 +180,21 @@ def run_policies(
     items = read_item_master(None, series, KEYS, defaults)
     leads = np.full((len(series), 7), float(defaults.lead_time_days))
     replay = Replay(arrays["demand"], arrays["in_stock"], items, leads, arrays["dates"].weekday.to_numpy())
+    ours = arrays.get("ours_daily", [arrays["ours"]])  # one array per origin (daily forecasts) or the fold's own
+    peer = arrays.get("peer_mean_daily", [arrays["peer_mean"]])
+
+    def every_day(make: Any, forecasts: list[np.ndarray]) -> Any:
+        return daily_policy([make(values) for values in forecasts])
+
     policies = {
-        "forecaster": forecast_policy(arrays["ours"], items, defaults),
-        "mlforecast_normal": normal_policy(arrays["peer_mean"], arrays["peer_sigma"], items, defaults),
+        "forecaster": every_day(lambda q: forecast_policy(q, items, defaults), ours),
+        "mlforecast_normal": every_day(lambda m: normal_policy(m, arrays["peer_sigma"], items, defaults), peer),
         "rule_of_thumb": rule_of_thumb_policy(arrays["last28"], arrays["demand"], safety_days=1.0),
-        "daily_quantile": daily_quantile_policy(arrays["ours"][:, :3]),
-        **{f"forecaster@{level}": forecast_policy(arrays["ours"], items, defaults, level) for level in levels},
+        "daily_quantile": every_day(lambda q: daily_quantile_policy(q[:, :3]), ours),
+        **{
+            f"forecaster@{level}": every_day(lambda q, level=level: forecast_policy(q, items, defaults, level), ours)
+            for level in levels
+        },
     }
     results = {}
     for name, policy in policies.items():
@@ -308,6 +333,7 @@ def report(options, arrays, grid, chosen, choose, per_fold, defaults) -> dict[st
         "benchmark": "replenishment",
         "data": {"path": str(options.data), "series_sample": options.series, "seed": options.seed,
                  "folds": options.folds, "test_days": options.test_days,
+                 "forecasts": "daily (origin = the order day)" if options.daily_forecasts else "the fold's origin",
                  "series": len(arrays[1]["series"]), "days_per_fold": int(arrays[1]["demand"].shape[1])},
         "machine": machine_info(),
         "defaults": vars(defaults),
@@ -410,6 +436,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--service-levels", type=float, nargs="+", default=[0.9, 0.93, 0.95], help="(a) at these levels too"
     )
     parser.add_argument("--replay-days", type=int, help="replay only the first N days of each fold (default: all)")
+    parser.add_argument(
+        "--daily-forecasts", action="store_true",
+        help="(a), (b) and (d) order each day from a forecast made that day (the fold's models, trained once, "
+        "forecast again from every day's sales, as the daily batch does); default: the fold's first forecast",
+    )  # fmt: skip
     parser.add_argument("--plot", type=Path, help="PNG of stock, orders and sales of a few series (fold 1)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "replenishment.json", help="results JSON")
     options = parser.parse_args(argv)

@@ -76,3 +76,36 @@ def test_bench_replays_four_policies_and_reports_calibration(tmp_path):
     scored = json.loads(grid.read_text())["grid"]
     assert set(scored) == {"log 0.0 0.6", "log 0.5 0.6"}
     assert set(scored["log 0.0 0.6"]["1"]) == cells
+
+
+@pytest.mark.slow
+def test_bench_orders_from_a_forecast_made_every_day(tmp_path):
+    """--daily-forecasts: the fold's models forecast again from every day of the fold, and the orders use them."""
+    data = frn_shaped(tmp_path / "frn.parquet")
+    out = tmp_path / "daily.json"
+    command = [sys.executable, str(ROOT / "bench" / "replenishment.py"), "--data", str(data), "--folds", "1"]
+    command += ["--threads", "1", "--correlations", "0.1", "--shapes", "log", "--log-shifts", "0.6"]
+    command += ["--service-levels", "0.8", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    once = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert once.returncode == 0, once.stderr[-3000:]
+    first = json.loads(out.read_text())
+    assert first["data"]["forecasts"] == "the fold's origin"
+    daily_run = subprocess.run([*command, "--daily-forecasts"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=900)  # fmt: skip
+    assert daily_run.returncode == 0, daily_run.stderr[-3000:]
+    daily = json.loads(out.read_text())
+    assert daily["data"]["forecasts"].startswith("daily")
+    kept = tmp_path / "daily-predictions"
+    fold_days = pd.read_parquet(kept / "forecaster-fold1.parquet")["dt"].sort_values().unique()
+    for model in ("forecaster", "mlforecast"):
+        later = pd.read_parquet(kept / f"{model}-fold1-daily.parquet")
+        assert sorted(later["origin"].unique()) == list(range(1, len(fold_days)))
+        for origin, rows in later.groupby("origin"):  # origin k forecasts the fold's days k, k + 1, …
+            assert rows["dt"].min() == fold_days[origin] and rows["dt"].max() == fold_days[-1]
+            assert len(rows) == 12 * (len(fold_days) - origin)
+    # the rule of thumb reads the sales alone: the same orders either way; the forecast policies see new forecasts
+    by = {name: {row["name"]: row for row in run["policies"]} for name, run in (("first", first), ("daily", daily))}
+    assert by["daily"]["rule_of_thumb"]["total_cost"] == by["first"]["rule_of_thumb"]["total_cost"]
+    assert by["daily"]["forecaster"]["delivered_units"] != by["first"]["forecaster"]["delivered_units"]
+    assert by["daily"]["mlforecast_normal"]["delivered_units"] != by["first"]["mlforecast_normal"]["delivered_units"]
