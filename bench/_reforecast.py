@@ -4,7 +4,8 @@ The fold's model is trained once, on the days before the fold. A store then fore
 sales: the forecast of origin k (k = 0 … test_days - 1) reads the history plus the fold's first k days (every
 column: sales, stockout hours, weather) and forecasts the fold's days k … end. Origin 0 is the fold's own forecast.
 The child of ``accuracy.py`` (``--reforecast``) writes them as ``<model>-fold<K>-daily.parquet`` with a column
-``origin``; ``replenishment.py --daily-forecasts`` orders on day t from origin t + 1 (the sales of day t known).
+``origin``; ``replenishment.py --daily-forecasts`` orders on day t from origin t + 1 (the sales of day t known), through
+:func:`forecaster.replenishment.per_order_day`, as ``forecaster orders simulate --origin-column`` does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from _scoring import DATE
-from forecaster.replenishment import Day, Policy
 
 ORIGIN = "origin"
 
@@ -41,12 +41,3 @@ def every_origin(history: pd.DataFrame, test: pd.DataFrame, future: pd.DataFrame
 def by_origin(frames: pd.DataFrame, origins: int, matrix: Callable[[pd.DataFrame], np.ndarray]) -> list[np.ndarray]:
     """Day-indexed arrays per origin: ``matrix`` of each origin's rows (days before the origin: 0)."""
     return [np.nan_to_num(matrix(frames[frames[ORIGIN] == k])) for k in range(origins)]
-
-
-def daily_policy(policies: list[Policy]) -> Policy:
-    """The policy of origin t + 1 on day t (the first fill, t = -1, uses origin 0): the day's sales are known."""
-
-    def policy(day: Day) -> np.ndarray:
-        return policies[min(day.t + 1, len(policies) - 1)](day)
-
-    return policy

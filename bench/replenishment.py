@@ -39,7 +39,7 @@ from scipy.special import ndtr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, machine_info, markdown_table, run_child, stopwatch
-from _reforecast import by_origin, daily_policy
+from _reforecast import by_origin
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import DEFAULT_DATA, load_frame, split
 from forecaster.io import write_json
@@ -52,6 +52,7 @@ from forecaster.replenishment import (
     daily_quantile_policy,
     day_matrix,
     forecast_policy,
+    per_order_day,
     period_coverage,
     rule_of_thumb_policy,
     simulate,
@@ -184,7 +185,7 @@ def run_policies(
     peer = arrays.get("peer_mean_daily", [arrays["peer_mean"]])
 
     def every_day(make: Any, forecasts: list[np.ndarray]) -> Any:
-        return daily_policy([make(values) for values in forecasts])
+        return per_order_day([make(values) for values in forecasts])
 
     policies = {
         "forecaster": every_day(lambda q: forecast_policy(q, items, defaults), ours),

@@ -1,17 +1,15 @@
-"""bench/_reforecast.py: the forecasts of every origin of a fold, and the policy that orders from the day's one."""
+"""bench/_reforecast.py: the forecasts of every origin of a fold, each made from the sales before it."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from _reforecast import daily_policy, every_origin
-from forecaster.replenishment import Day
+from _reforecast import every_origin
 
 
 def test_every_origin_reads_the_days_before_it_and_forecasts_the_rest():
@@ -32,16 +30,3 @@ def test_every_origin_reads_the_days_before_it_and_forecasts_the_rest():
     assert [s[2] for s in seen] == list(days[1:]) and [s[3] for s in seen] == [4, 3, 2, 1]
     assert out.groupby("origin").size().to_dict() == {1: 4, 2: 3, 3: 2, 4: 1}
     assert out.loc[out["origin"] == 3, "mean"].tolist() == [4.0, 4.0]  # made from the sales up to day 3
-
-
-def test_daily_policy_orders_on_day_t_from_origin_t_plus_one():
-    calls = []
-    policies = [lambda day, k=k: calls.append(k) or np.full(day.rows.size, float(k)) for k in range(3)]
-    policy = daily_policy(policies)
-    empty = np.zeros(1)
-
-    def day(t: int) -> Day:
-        return Day(t, np.array([0]), empty + 1, empty + 3, np.zeros((1, 3)), empty, empty + 1)
-
-    assert [policy(day(t))[0] for t in (-1, 0, 1, 2)] == [0.0, 1.0, 2.0, 2.0]  # the first fill: origin 0
-    assert calls == [0, 1, 2, 2]

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import copula_normals, daily_quantile
 from forecaster.orders_inputs import ItemNumbers
-from forecaster.replenishment import Replay, daily_quantile_policy, period_coverage, simulate
+from forecaster.replenishment import Day, Replay, daily_quantile_policy, per_order_day, period_coverage, simulate
+from forecaster.simulation import simulate_files
 
 
 def items(n: int = 1, shelf: int = 2, pack: float = 1.0) -> ItemNumbers:
@@ -118,3 +120,75 @@ def test_cli_orders_simulate_on_synthetic_data(tmp_path, capsys):
         assert summary["sold_units"] <= summary["demand_units"] and summary["waste_units"] >= 0
     assert results["policies"]["forecaster"]["waste_units"] < results["policies"]["daily_quantile"]["waste_units"]
     assert set(results["calibration"]) == {f"k={k} P{p}" for k in (1, 2, 3) for p in (50, 80, 95)}
+
+
+def test_each_order_day_uses_its_own_policy():
+    calls = []
+    policy = per_order_day([lambda day, k=k: calls.append(k) or np.full(day.rows.size, float(k)) for k in range(3)])
+    one = np.ones(1)
+
+    def day(t: int) -> Day:
+        return Day(t, np.array([0]), one, one * 3, np.zeros((1, 3)), one * 0, one)
+
+    assert [policy(day(t))[0] for t in (-1, 0, 1, 2)] == [0.0, 1.0, 2.0, 2.0]  # t = -1: the first fill
+    assert calls == [0, 1, 2, 2]
+
+
+def daily_runs(days: int = 8, horizon: int = 3):
+    """Actual sales of 3 series, and forecasts made every day: a useless first one, then exact ones."""
+    dates = pd.date_range("2024-05-01", periods=40)
+    rng = np.random.default_rng(0)
+    actuals = pd.DataFrame(
+        [(f"S{s}", "I1", d, float(rng.integers(1, 9))) for s in range(3) for d in dates],
+        columns=["store_id", "item_id", "date", "units_sold"],
+    )
+    first = dates[-days]
+    runs = []
+    for k in range(days):
+        made = first - pd.Timedelta(days=1) + pd.Timedelta(days=k)
+        ahead = actuals[(actuals["date"] > made) & (actuals["date"] <= made + pd.Timedelta(days=horizon))]
+        value = ahead["units_sold"] if k > 0 else ahead["units_sold"] * 0 + 20.0
+        runs.append(ahead[["store_id", "item_id", "date"]].assign(p10=value, p50=value, p90=value, mean=value,
+                                                                  forecast_date=made))  # fmt: skip
+    return actuals, pd.concat(runs, ignore_index=True)
+
+
+def test_simulate_orders_each_day_from_the_newest_forecast():
+    actuals, forecasts = daily_runs()
+    results = simulate_files(forecasts, actuals, target="units_sold", origin="forecast_date")
+    assert results["forecasts"] == {"origin_column": "forecast_date", "forecasts_used": 8, "days": 8}
+    ours = results["policies"]["forecaster"]
+    # the first fill comes from the useless forecast (20 units a day); every later order from an exact one
+    assert ours["days"] == 8 and ours["fill_rate"] == 1.0 and 0 < ours["waste_units"] < 3 * 20
+    # the first fill's 20 units sell for 3 days (the shelf life), the rest is thrown away; no later order wastes
+    replayed = actuals[actuals["date"] >= forecasts["date"].min()].groupby("store_id")["units_sold"]
+    assert ours["waste_units"] == pytest.approx(sum(max(20 - s.iloc[:3].sum(), 0) for _, s in replayed))
+    assert ours["delivered_units"] == ours["sold_units"] + ours["waste_units"]  # exact orders: nothing left over
+    assert results["calibration"]["k=1 P50"] == 1.0  # exact forecasts: every sum at or below its quantile
+    assert "rule_of_thumb" in results["policies"]
+
+
+def test_simulate_rejects_forecasts_that_cannot_have_been_made_by_the_order_day():
+    actuals, forecasts = daily_runs()
+    with pytest.raises(DataValidationError, match="no column 'made'"):
+        simulate_files(forecasts, actuals, target="units_sold", origin="made")
+    late = forecasts.assign(forecast_date=forecasts["forecast_date"] + pd.Timedelta(days=1))
+    with pytest.raises(DataValidationError, match=r"Row 0 .* come after the day it was made"):
+        simulate_files(late, actuals, target="units_sold", origin="forecast_date")
+    gap = forecasts[~((forecasts["forecast_date"] == forecasts["forecast_date"].min() + pd.Timedelta(days=2))
+                      & (forecasts["store_id"] == "S1"))]  # fmt: skip
+    with pytest.raises(DataValidationError, match="made on 2024-06-03 has no row for 1 of the 3 series on 2024-06-04"):
+        simulate_files(gap, actuals, target="units_sold", origin="forecast_date")
+
+
+def test_cli_orders_simulate_with_an_origin_column(tmp_path, capsys):
+    actuals, forecasts = daily_runs()
+    forecasts.to_csv(tmp_path / "forecasts.csv", index=False)
+    actuals.to_csv(tmp_path / "actuals.csv", index=False)
+    args = ["orders", "simulate", "--forecasts", tmp_path / "forecasts.csv", "--actuals", tmp_path / "actuals.csv"]
+    args += ["--target", "units_sold", "--out", tmp_path / "sim.json"]
+    assert main([*map(str, args), "--origin-column", "forecast_date"]) == 0
+    results = json.loads((tmp_path / "sim.json").read_text())
+    assert results["forecasts"]["forecasts_used"] == 8 and results["policies"]["forecaster"]["fill_rate"] == 1.0
+    assert main([*map(str, args), "--origin-column", "made_on"]) != 0
+    assert "The forecasts have no column 'made_on'" in capsys.readouterr().err

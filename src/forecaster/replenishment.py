@@ -11,25 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
-from forecaster.errors import DataValidationError
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import (
     copula_normals,
-    forecast_layout,
     next_order,
     order_up_to,
     period_draws,
     round_to_packs,
     usable_stock,
 )
-from forecaster.orders_inputs import FORECAST_VALUES, ItemNumbers, read_calendar, read_item_master
+from forecaster.orders_inputs import ItemNumbers
 
 
 @dataclass
@@ -198,61 +195,13 @@ def rule_of_thumb_policy(past: np.ndarray, demand: np.ndarray, safety_days: floa
     return policy
 
 
-def simulate_files(
-    forecasts: pd.DataFrame,
-    actuals: pd.DataFrame,
-    target: str,
-    stockout: str | None = None,
-    calendar: str | Path | None = None,
-    item_master: str | Path | None = None,
-    defaults_path: str | Path | None = None,
-) -> dict[str, Any]:
-    """Replay the policies over the forecast days; results per policy and the period-sum calibration.
+def per_order_day(policies: list[Policy]) -> Policy:
+    """One policy per order day: ``policies[t + 1]`` orders at the close of day t, ``policies[0]`` the first fill."""
 
-    Policies: this product's, today's per-day proposals and, with 28 days of actuals before the forecasts, the
-    rule of thumb.
-    """
-    keys, date = forecast_layout(forecasts)
-    defaults = OrderDefaults.load(defaults_path)
-    frame = forecasts.assign(**{date: pd.to_datetime(forecasts[date].astype(str), format="ISO8601")})
-    frame[keys] = frame[keys].astype(str)
-    missing = [c for c in (*keys, date, target, *([stockout] if stockout else [])) if c not in actuals.columns]
-    if missing:
-        raise DataValidationError(f"The actuals have no column {missing[0]!r}; they need {keys}, {date!r}, {target!r}.")
-    actual = actuals.assign(**{date: pd.to_datetime(actuals[date].astype(str), format="ISO8601")})
-    actual[keys] = actual[keys].astype(str)
-    actual["_out"] = (actual[stockout] > 0).astype(float) if stockout else 0.0
-    series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
-    replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
-    _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
-    if np.isnan(observed).any() or np.isnan(values).any():
-        raise DataValidationError(
-            f"The forecasts and the actuals must cover the same series on every day from {dates[0].date()} to "
-            f"{dates[-1].date()} ({len(series)} series x {len(dates)} days)."
-        )
-    items = read_item_master(item_master, series, keys, defaults)
-    replay = Replay(
-        observed[:, 0],
-        observed[:, 1] == 0,
-        items,
-        read_calendar(calendar, series, keys, defaults),
-        dates.weekday.to_numpy(),
-    )
-    policies = {
-        "forecaster": forecast_policy(values, items, defaults),
-        "daily_quantile": daily_quantile_policy(values[:, :3]),
-    }
-    before = actual[actual[date] < dates[0]]
-    if before[date].nunique() >= 28:
-        past = before.pivot_table(index=keys, columns=date, values=target).reindex(
-            pd.MultiIndex.from_frame(series[keys])
-        )
-        policies["rule_of_thumb"] = rule_of_thumb_policy(past.to_numpy()[:, -28:], replay.demand)
-    return {
-        "policies": {name: simulate(replay, policy) for name, policy in policies.items()},
-        "calibration": period_coverage(values[:, :3], replay.demand, defaults),
-        "correlation": defaults.correlation,
-    }
+    def policy(day: Day) -> np.ndarray:
+        return policies[min(day.t + 1, len(policies) - 1)](day)
+
+    return policy
 
 
 def _ahead(values: np.ndarray, t: int, width: int) -> np.ndarray:
@@ -271,7 +220,7 @@ def _buckets(stock: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ calibration
 def period_coverage(
-    quantiles: np.ndarray,
+    quantiles: np.ndarray | list[np.ndarray],
     actual: np.ndarray,
     defaults: OrderDefaults,
     lengths: tuple[int, ...] = (1, 2, 3),
@@ -280,17 +229,19 @@ def period_coverage(
 ) -> dict[str, float]:
     """Share of k-day actual sums at or below the model's quantile of that sum, for every start day and k.
 
-    ``quantiles`` (n, 3, T) P10/P50/P90 per day, ``actual`` (n, T). Keys ``"k=2 P80"``; calibrated = the level.
+    ``quantiles`` (n, 3, T) P10/P50/P90 per day (or one such array per start day: the forecast the orders of that
+    start used), ``actual`` (n, T). Keys ``"k=2 P80"``; calibrated = the level.
     With ``in_stock`` (n, T) also ``"in-stock k=2 P80"``: only windows whose every day was in stock.
     """
-    n, _, days = quantiles.shape
+    n, days = actual.shape
     hits: dict[str, list[int]] = {}
     z = copula_normals(defaults.draws, max(lengths), defaults.correlation)
     for start in range(days):
         for chunk in range(0, n, 4096):
             rows = slice(chunk, min(chunk + 4096, n))
             width = min(max(lengths), days - start)
-            cum = period_draws(quantiles[rows, :, start : start + width], z[:, :width], defaults)
+            source = quantiles[start] if isinstance(quantiles, list) else quantiles
+            cum = period_draws(source[rows, :, start : start + width], z[:, :width], defaults)
             sums = np.cumsum(actual[rows, start : start + width], axis=1)
             for k in range(1, width + 1):
                 if k not in lengths:

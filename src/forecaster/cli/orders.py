@@ -25,6 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     simulate.add_argument("--actuals", required=True, type=Path, help="keys, date and the actual sales of the days")
     simulate.add_argument("--target", help="actual sales column (default: the default dataset spec's target)")
     simulate.add_argument("--stockout", help="stockout-hours column: days with hours > 0 are reported apart")
+    simulate.add_argument(
+        "--origin-column",
+        help="column of the day each forecast was made (forecasts of several daily runs): each day's orders use the "
+        "newest forecast made by that day",
+    )
     simulate.add_argument("--out", type=Path, help="results JSON")
     simulate.set_defaults(func=_simulate)
 
@@ -67,7 +72,7 @@ def _orders(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from forecaster.io import read_table, write_json
-    from forecaster.replenishment import simulate_files
+    from forecaster.simulation import simulate_files
     from forecaster.spec import DatasetSpec
 
     _require(args, "forecasts")
@@ -80,6 +85,7 @@ def _simulate(args: argparse.Namespace) -> int:
         calendar=args.calendar,
         item_master=args.item_master,
         defaults_path=args.defaults,
+        origin=args.origin_column,
     )
     if args.out:
         write_json(results, args.out)

@@ -1,0 +1,153 @@
+"""``forecaster orders simulate``: forecasts and actual sales from files, the policies replayed over them.
+
+The forecasts are either one per day, or made on several days (a column saying when each was made, as a daily
+batch writes them); then each order day uses the newest forecast made by that day
+(:func:`forecasts_by_order_day`). The replay itself is :mod:`forecaster.replenishment`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import DataValidationError
+from forecaster.order_defaults import OrderDefaults
+from forecaster.orders import forecast_layout
+from forecaster.orders_inputs import FORECAST_VALUES, read_calendar, read_item_master
+from forecaster.replenishment import (
+    Replay,
+    daily_quantile_policy,
+    day_matrix,
+    forecast_policy,
+    per_order_day,
+    period_coverage,
+    rule_of_thumb_policy,
+    simulate,
+)
+
+
+def simulate_files(
+    forecasts: pd.DataFrame,
+    actuals: pd.DataFrame,
+    target: str,
+    stockout: str | None = None,
+    calendar: str | Path | None = None,
+    item_master: str | Path | None = None,
+    defaults_path: str | Path | None = None,
+    origin: str | None = None,
+) -> dict[str, Any]:
+    """Replay the policies over the forecast days; results per policy and the period-sum calibration.
+
+    Policies: this product's, today's per-day proposals and, with 28 days of actuals before the forecasts, the
+    rule of thumb. ``origin``: the column saying when each forecast was made (the last day of sales it knew); the
+    orders of each day then use the newest forecast made by that day, as a daily batch does, and the replay runs
+    over the forecast days the actuals cover. Without it every order uses the one forecast of each day.
+    """
+    keys, date = forecast_layout(forecasts)
+    defaults = OrderDefaults.load(defaults_path)
+    frame = forecasts.assign(**{date: _dates(forecasts[date])})
+    frame[keys] = frame[keys].astype(str)
+    missing = [c for c in (*keys, date, target, *([stockout] if stockout else [])) if c not in actuals.columns]
+    if missing:
+        raise DataValidationError(f"The actuals have no column {missing[0]!r}; they need {keys}, {date!r}, {target!r}.")
+    actual = actuals.assign(**{date: _dates(actuals[date])})
+    actual[keys] = actual[keys].astype(str)
+    actual["_out"] = (actual[stockout] > 0).astype(float) if stockout else 0.0
+    if origin is None:
+        series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
+        used = [values] * len(dates)
+    else:
+        series, dates, used = forecasts_by_order_day(frame, keys, date, origin, actual[date].max())
+    replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
+    _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
+    if np.isnan(observed).any() or (origin is None and np.isnan(values).any()):
+        raise DataValidationError(
+            f"The forecasts and the actuals must cover the same series on every day from {dates[0].date()} to "
+            f"{dates[-1].date()} ({len(series)} series x {len(dates)} days)."
+        )
+    items = read_item_master(item_master, series, keys, defaults)
+    replay = Replay(
+        observed[:, 0],
+        observed[:, 1] == 0,
+        items,
+        read_calendar(calendar, series, keys, defaults),
+        dates.weekday.to_numpy(),
+    )
+    made = {id(values): values for values in used}  # one policy per forecast, shared by the days that use it
+    ours = {key: forecast_policy(values, items, defaults) for key, values in made.items()}
+    proposals = {key: daily_quantile_policy(values[:, :3]) for key, values in made.items()}
+    policies = {
+        "forecaster": per_order_day([ours[id(values)] for values in used]),
+        "daily_quantile": per_order_day([proposals[id(values)] for values in used]),
+    }
+    before = actual[actual[date] < dates[0]]
+    if before[date].nunique() >= 28:
+        past = before.pivot_table(index=keys, columns=date, values=target).reindex(
+            pd.MultiIndex.from_frame(series[keys])
+        )
+        policies["rule_of_thumb"] = rule_of_thumb_policy(past.to_numpy()[:, -28:], replay.demand)
+    return {
+        "policies": {name: simulate(replay, policy) for name, policy in policies.items()},
+        "calibration": period_coverage([values[:, :3] for values in used], replay.demand, defaults),
+        "correlation": defaults.correlation,
+        "forecasts": {"origin_column": origin, "forecasts_used": len(made), "days": len(dates)},
+    }
+
+
+def forecasts_by_order_day(
+    frame: pd.DataFrame, keys: list[str], date: str, origin: str, last_day: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DatetimeIndex, list[np.ndarray]]:
+    """(series, replay days, per order day the (n, 4, T) forecast it uses) of forecasts made on several days.
+
+    The order at the close of day t (and the first fill, the day before the first day) uses the newest forecast
+    whose ``origin`` is at most that day (every forecast's days come after its origin, so the first fill has one);
+    a forecast's days beyond its horizon repeat its last day.
+    """
+    if origin not in frame.columns:
+        raise DataValidationError(f"The forecasts have no column {origin!r} (the day each forecast was made).")
+    made = _dates(frame[origin])
+    early = np.flatnonzero((frame[date] <= made).to_numpy())
+    if early.size:
+        row = early[0]
+        raise DataValidationError(
+            f"Row {row} of the forecasts forecasts {frame[date].iat[row].date()} from {origin} "
+            f"{made.iat[row].date()}: a forecast's days come after the day it was made. Fix the {origin!r} column."
+        )
+    frame = frame.assign(**{origin: made})[frame[date] <= last_day]
+    series = frame[keys].drop_duplicates().reset_index(drop=True)
+    dates = pd.DatetimeIndex(np.sort(frame[date].unique()))
+    origins = np.sort(frame[origin].unique())
+    order_days = [dates[0] - pd.Timedelta(days=1), *dates[:-1]]
+    cache: dict[np.datetime64, np.ndarray] = {}
+    used = []
+    for day in order_days:
+        made_on = origins[np.searchsorted(origins, np.datetime64(day), side="right") - 1]
+        if made_on not in cache:
+            _, values, _ = day_matrix(frame[frame[origin] == made_on], keys, date, list(FORECAST_VALUES), series, dates)
+            cache[made_on] = _repeat_last_day(values, pd.Timestamp(made_on), dates)
+        values = cache[made_on]
+        arrival = min(dates.get_indexer([day])[0] + 1 if day >= dates[0] else 0, len(dates) - 1)
+        if np.isnan(values[:, :, arrival]).any():
+            raise DataValidationError(
+                f"The forecast made on {pd.Timestamp(made_on).date()} has no row for "
+                f"{int(np.isnan(values[:, 0, arrival]).sum())} of the {len(series)} series on "
+                f"{dates[arrival].date()}: every forecast must cover every series."
+            )
+        used.append(values)
+    return series, dates, used
+
+
+def _repeat_last_day(values: np.ndarray, made_on: pd.Timestamp, dates: pd.DatetimeIndex) -> np.ndarray:
+    """Days after a forecast's last day take that day's values (as the policy pads beyond the forecasts)."""
+    out = values.copy()
+    for t in range(1, out.shape[2]):
+        gap = np.isnan(out[:, :, t]) & (dates[t] > made_on)
+        out[:, :, t] = np.where(gap, out[:, :, t - 1], out[:, :, t])
+    return out
+
+
+def _dates(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column.astype(str), format="ISO8601")
