@@ -307,11 +307,21 @@ def main(argv: list[str] | None = None) -> int:
         if options.plot is not None:
             plot(arrays[1], per_fold[1]["forecaster"].pop("trace"), options.plot)
     results = report(options, arrays, grid, chosen, choose, per_fold, defaults)
+    if options.daily_forecasts:  # each start day scored on the forecast its orders used (made the day before)
+        daily = [
+            {"fold": fold, **period_coverage([q[:, :3] for q in a["ours_daily"]], a["demand"], defaults,
+                                              in_stock=a["in_stock"])}
+            for fold, a in arrays.items()
+        ]  # fmt: skip
+        results["calibration_daily"] = daily
+        results["calibration_daily_markdown"] = markdown_table(daily, CALIBRATION)
     results["wall_s"], results["calibration_s"] = wall["seconds"], calibrate["seconds"]
     results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     write_json(results, options.out)
     print(results["table_markdown"] + "\n\n" + results["calibration_markdown"])
     print("\nwindows whose every day was in stock:\n\n" + results["calibration_in_stock_markdown"])
+    if "calibration_daily_markdown" in results:
+        print("\nthe forecast each day's orders used (made that day):\n\n" + results["calibration_daily_markdown"])
     print(json_ratios(results), f"\nwrote {options.out}", file=sys.stderr)
     return 0
 

@@ -95,7 +95,8 @@ def test_bench_orders_from_a_forecast_made_every_day(tmp_path):
                                timeout=900)  # fmt: skip
     assert daily_run.returncode == 0, daily_run.stderr[-3000:]
     daily = json.loads(out.read_text())
-    assert daily["data"]["forecasts"].startswith("daily")
+    assert daily["data"]["forecasts"].startswith("daily") and "calibration_daily" not in first
+    assert [row["fold"] for row in daily["calibration_daily"]] == [1] and "k=3 P95" in daily["calibration_daily"][0]
     kept = tmp_path / "daily-predictions"
     fold_days = pd.read_parquet(kept / "forecaster-fold1.parquet")["dt"].sort_values().unique()
     for model in ("forecaster", "mlforecast"):
