@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from _reforecast import every_origin
+BENCH = str(Path(__file__).resolve().parents[1] / "bench")
+sys.path.insert(0, BENCH)  # only while importing: bench/docker.py would shadow the Docker SDK for later tests
+try:
+    from _reforecast import every_origin
+finally:
+    sys.path.remove(BENCH)
 
 
 def test_every_origin_reads_the_days_before_it_and_forecasts_the_rest():
