@@ -4,8 +4,10 @@ The fold's model is trained once, on the days before the fold. A store then fore
 sales: the forecast of origin k (k = 0 … test_days - 1) reads the history plus the fold's first k days (every
 column: sales, stockout hours, weather) and forecasts the fold's days k … end. Origin 0 is the fold's own forecast.
 The child of ``accuracy.py`` (``--reforecast``) writes them as ``<model>-fold<K>-daily.parquet`` with a column
-``origin``; ``replenishment.py --daily-forecasts`` orders on day t from origin t + 1 (the sales of day t known), through
-:func:`forecaster.replenishment.per_order_day`, as ``forecaster orders simulate --origin-column`` does.
+``origin``; ``replenishment.py --daily-forecasts`` stamps origin k with the day it was made (the fold's day k - 1)
+and orders on day t from origin t + 1 (the sales of day t known) through
+:func:`forecaster.simulation.forecasts_by_order_day`, the function behind ``forecaster orders simulate
+--origin-column``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,3 @@ def every_origin(history: pd.DataFrame, test: pd.DataFrame, future: pd.DataFrame
         frame = forecast(seen, future[future[DATE] >= days[k]].reset_index(drop=True))
         frames.append(frame.assign(**{ORIGIN: k}))
     return pd.concat(frames, ignore_index=True)
-
-
-def by_origin(frames: pd.DataFrame, origins: int, matrix: Callable[[pd.DataFrame], np.ndarray]) -> list[np.ndarray]:
-    """Day-indexed arrays per origin: ``matrix`` of each origin's rows (days before the origin: 0)."""
-    return [np.nan_to_num(matrix(frames[frames[ORIGIN] == k])) for k in range(origins)]

@@ -39,7 +39,7 @@ from scipy.special import ndtr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, machine_info, markdown_table, run_child, stopwatch
-from _reforecast import by_origin
+from _reforecast import ORIGIN
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import DEFAULT_DATA, load_frame, split
 from forecaster.io import write_json
@@ -57,6 +57,7 @@ from forecaster.replenishment import (
     rule_of_thumb_policy,
     simulate,
 )
+from forecaster.simulation import forecasts_by_order_day
 
 POLICIES = {
     "forecaster": "(a) forecaster: period quantiles, shelf-life critical fractile",
@@ -152,13 +153,9 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
     days = options.replay_days or len(dates)  # replay the first days only: forecasts at most that old
     observed, ours, peer, dates = observed[:, :, :days], ours[:, :, :days], peer[:, :, :days], dates[:days]
     daily = {}
-    if options.daily_forecasts:  # origin k: forecast with the fold's first k days known (origin 0: ``ours``)
-        for name, first in (("forecaster", ours), ("mlforecast", peer)):
-            later = by_origin(
-                predictions[f"{name}_daily"], days,
-                lambda rows: day_matrix(rows, KEYS, DATE, list(FORECAST_VALUES), series, dates)[1],
-            )  # fmt: skip
-            daily[name] = [first, *later[1:]]
+    if options.daily_forecasts:  # each day's orders use the forecast made that day, through the product's function
+        for name in ("forecaster", "mlforecast"):
+            daily[name] = forecasts_by_order_day_of(predictions, name, series, dates)
     return {
         "series": series,
         "dates": dates,
@@ -171,6 +168,25 @@ def fold_arrays(frame: pd.DataFrame, options: argparse.Namespace, fold: int) -> 
         **({"ours_daily": daily["forecaster"], "peer_mean_daily": [a[:, 3] for a in daily["mlforecast"]]}
            if daily else {}),
     }  # fmt: skip
+
+
+def forecasts_by_order_day_of(
+    predictions: dict[str, pd.DataFrame], name: str, series: pd.DataFrame, dates: pd.DatetimeIndex
+) -> list[np.ndarray]:
+    """Per order day, the (n, 4, T) forecast of ``name`` it uses, as ``forecaster orders simulate`` picks it.
+
+    Origin k read the fold's first k days: it was made at the close of the fold's day k - 1 (origin 0, the fold's
+    own forecast, the day before the fold). ``series`` and ``dates`` are the replay's, sorted by ``KEYS``.
+    """
+    first_day = dates[0] - pd.Timedelta(days=1)
+    stacked = pd.concat([predictions[name].assign(**{ORIGIN: 0}), predictions[f"{name}_daily"]], ignore_index=True)
+    stacked[ORIGIN] = first_day + pd.to_timedelta(stacked[ORIGIN], unit="D")
+    stacked = stacked.sort_values([*KEYS, ORIGIN, DATE], kind="stable").reset_index(drop=True)
+    got, days, made, use = forecasts_by_order_day(stacked, KEYS, DATE, ORIGIN, dates[-1])
+    if not (np.array_equal(got[KEYS].to_numpy(), series[KEYS].to_numpy()) and days.equals(dates)):
+        raise SystemExit(f"the {name} forecasts made every day cover other series or days than the fold")
+    made = [np.nan_to_num(values) for values in made]  # days before a forecast's origin: 0 (policy (b) sums them)
+    return [made[k] for k in use]
 
 
 def run_policies(

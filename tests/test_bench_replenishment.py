@@ -107,6 +107,9 @@ def test_bench_orders_from_a_forecast_made_every_day(tmp_path):
             assert len(rows) == 12 * (len(fold_days) - origin)
     # the rule of thumb reads the sales alone: the same orders either way; the forecast policies see new forecasts
     by = {name: {row["name"]: row for row in run["policies"]} for name, run in (("first", first), ("daily", daily))}
+    for row in daily["policies"]:  # every policy ordered from real numbers (no day before an origin leaks a NaN)
+        assert 0 < row["fill_rate"] <= 1 and row["sold_units"] <= row["demand_units"]
+        assert row["total_cost"] == pytest.approx(row["waste_value"] + row["lost_margin"])
     assert by["daily"]["rule_of_thumb"]["total_cost"] == by["first"]["rule_of_thumb"]["total_cost"]
     assert by["daily"]["forecaster"]["delivered_units"] != by["first"]["forecaster"]["delivered_units"]
     assert by["daily"]["mlforecast_normal"]["delivered_units"] != by["first"]["mlforecast_normal"]["delivered_units"]

@@ -58,9 +58,9 @@ def simulate_files(
     actual["_out"] = (actual[stockout] > 0).astype(float) if stockout else 0.0
     if origin is None:
         series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
-        used = [values] * len(dates)
+        made, use = [values], [0] * len(dates)
     else:
-        series, dates, used = forecasts_by_order_day(frame, keys, date, origin, actual[date].max())
+        series, dates, made, use = forecasts_by_order_day(frame, keys, date, origin, actual[date].max())
     replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
     _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
     if np.isnan(observed).any() or (origin is None and np.isnan(values).any()):
@@ -76,12 +76,11 @@ def simulate_files(
         read_calendar(calendar, series, keys, defaults),
         dates.weekday.to_numpy(),
     )
-    made = {id(values): values for values in used}  # one policy per forecast, shared by the days that use it
-    ours = {key: forecast_policy(values, items, defaults) for key, values in made.items()}
-    proposals = {key: daily_quantile_policy(values[:, :3]) for key, values in made.items()}
+    ours = [forecast_policy(values, items, defaults) for values in made]  # one policy per forecast made
+    proposals = [daily_quantile_policy(values[:, :3]) for values in made]
     policies = {
-        "forecaster": per_order_day([ours[id(values)] for values in used]),
-        "daily_quantile": per_order_day([proposals[id(values)] for values in used]),
+        "forecaster": per_order_day([ours[k] for k in use]),
+        "daily_quantile": per_order_day([proposals[k] for k in use]),
     }
     before = actual[actual[date] < dates[0]]
     if before[date].nunique() >= 28:
@@ -91,7 +90,7 @@ def simulate_files(
         policies["rule_of_thumb"] = rule_of_thumb_policy(past.to_numpy()[:, -28:], replay.demand)
     return {
         "policies": {name: simulate(replay, policy) for name, policy in policies.items()},
-        "calibration": period_coverage([values[:, :3] for values in used], replay.demand, defaults),
+        "calibration": period_coverage([made[k][:, :3] for k in use], replay.demand, defaults),
         "correlation": defaults.correlation,
         "forecasts": {"origin_column": origin, "forecasts_used": len(made), "days": len(dates)},
     }
@@ -99,45 +98,48 @@ def simulate_files(
 
 def forecasts_by_order_day(
     frame: pd.DataFrame, keys: list[str], date: str, origin: str, last_day: pd.Timestamp
-) -> tuple[pd.DataFrame, pd.DatetimeIndex, list[np.ndarray]]:
-    """(series, replay days, per order day the (n, 4, T) forecast it uses) of forecasts made on several days.
+) -> tuple[pd.DataFrame, pd.DatetimeIndex, list[np.ndarray], list[int]]:
+    """Series, replay days, the forecasts made (each (n, 4, T)) and, per order day, which of them it uses.
 
-    The order at the close of day t (and the first fill, the day before the first day) uses the newest forecast
-    whose ``origin`` is at most that day (every forecast's days come after its origin, so the first fill has one);
-    a forecast's days beyond its horizon repeat its last day.
+    Forecasts made on several days: the order at the close of day t (and the first fill, the day before the first
+    day) uses the newest forecast whose ``origin`` is at most that day (every forecast's days come after its
+    origin, so the first fill has one); a forecast's days beyond its horizon repeat its last day. ``use[0]`` is
+    the first fill's, ``use[t + 1]`` day t's, as :func:`forecaster.replenishment.per_order_day` reads them.
     """
     if origin not in frame.columns:
         raise DataValidationError(f"The forecasts have no column {origin!r} (the day each forecast was made).")
-    made = _dates(frame[origin])
-    early = np.flatnonzero((frame[date] <= made).to_numpy())
+    made_on = _dates(frame[origin])
+    early = np.flatnonzero((frame[date] <= made_on).to_numpy())
     if early.size:
         row = early[0]
         raise DataValidationError(
             f"Row {row} of the forecasts forecasts {frame[date].iat[row].date()} from {origin} "
-            f"{made.iat[row].date()}: a forecast's days come after the day it was made. Fix the {origin!r} column."
+            f"{made_on.iat[row].date()}: a forecast's days come after the day it was made. Fix the {origin!r} column."
         )
-    frame = frame.assign(**{origin: made})[frame[date] <= last_day]
+    frame = frame.assign(**{origin: made_on})[frame[date] <= last_day]
     series = frame[keys].drop_duplicates().reset_index(drop=True)
     dates = pd.DatetimeIndex(np.sort(frame[date].unique()))
     origins = np.sort(frame[origin].unique())
     order_days = [dates[0] - pd.Timedelta(days=1), *dates[:-1]]
-    cache: dict[np.datetime64, np.ndarray] = {}
-    used = []
+    made: dict[np.datetime64, int] = {}
+    forecasts: list[np.ndarray] = []
+    use = []
     for day in order_days:
-        made_on = origins[np.searchsorted(origins, np.datetime64(day), side="right") - 1]
-        if made_on not in cache:
-            _, values, _ = day_matrix(frame[frame[origin] == made_on], keys, date, list(FORECAST_VALUES), series, dates)
-            cache[made_on] = _repeat_last_day(values, pd.Timestamp(made_on), dates)
-        values = cache[made_on]
+        newest = origins[np.searchsorted(origins, np.datetime64(day), side="right") - 1]
+        if newest not in made:
+            _, values, _ = day_matrix(frame[frame[origin] == newest], keys, date, list(FORECAST_VALUES), series, dates)
+            made[newest] = len(forecasts)
+            forecasts.append(_repeat_last_day(values, pd.Timestamp(newest), dates))
+        values = forecasts[made[newest]]
         arrival = min(dates.get_indexer([day])[0] + 1 if day >= dates[0] else 0, len(dates) - 1)
         if np.isnan(values[:, :, arrival]).any():
             raise DataValidationError(
-                f"The forecast made on {pd.Timestamp(made_on).date()} has no row for "
+                f"The forecast made on {pd.Timestamp(newest).date()} has no row for "
                 f"{int(np.isnan(values[:, 0, arrival]).sum())} of the {len(series)} series on "
                 f"{dates[arrival].date()}: every forecast must cover every series."
             )
-        used.append(values)
-    return series, dates, used
+        use.append(made[newest])
+    return series, dates, forecasts, use
 
 
 def _repeat_last_day(values: np.ndarray, made_on: pd.Timestamp, dates: pd.DatetimeIndex) -> np.ndarray:
