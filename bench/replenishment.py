@@ -63,12 +63,21 @@ ADDITIVE = ("demand_units", "sold_units", "delivered_units", "waste_units", "was
 
 
 def run_policies(
-    arrays: dict[str, Any], defaults: OrderDefaults, trace: bool = False, levels: tuple[float, ...] = ()
+    arrays: dict[str, Any],
+    defaults: OrderDefaults,
+    trace: bool = False,
+    levels: tuple[float, ...] = (),
+    week: tuple[float, ...] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The four policies (and policy (a) ordering to each of ``levels`` instead of the cost balance) on one fold."""
+    """The four policies (and policy (a) ordering to each of ``levels`` instead of the cost balance) on one fold.
+
+    ``week``: the lead time of an order placed on each weekday (Monday first, NaN: no order that day); default:
+    every day, ``defaults.lead_time_days``.
+    """
     series = arrays["series"].astype(str)
     items = read_item_master(None, series, KEYS, defaults)
-    leads = np.full((len(series), 7), float(defaults.lead_time_days))
+    week = week or (float(defaults.lead_time_days),) * 7
+    leads = np.tile(np.asarray(week, dtype=float), (len(series), 1))
     replay = Replay(arrays["demand"], arrays["in_stock"], items, leads, arrays["dates"].weekday.to_numpy())
     ours = arrays.get("ours_daily", [arrays["ours"]])  # one array per origin (daily forecasts) or the fold's own
     peer = arrays.get("peer_mean_daily", [arrays["peer_mean"]])

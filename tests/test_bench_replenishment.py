@@ -113,3 +113,24 @@ def test_bench_orders_from_a_forecast_made_every_day(tmp_path):
     assert by["daily"]["rule_of_thumb"]["total_cost"] == by["first"]["rule_of_thumb"]["total_cost"]
     assert by["daily"]["forecaster"]["delivered_units"] != by["first"]["forecaster"]["delivered_units"]
     assert by["daily"]["mlforecast_normal"]["delivered_units"] != by["first"]["mlforecast_normal"]["delivered_units"]
+
+
+@pytest.mark.slow
+def test_bench_holding_cost_replays_every_share_and_calendar(tmp_path):
+    """bench/holding_cost.py: (a) and (b) per share, the share chosen on the choosing folds, three calendars."""
+    data = frn_shaped(tmp_path / "frn.parquet")
+    out = tmp_path / "holding.json"
+    command = [sys.executable, str(ROOT / "bench" / "holding_cost.py"), "--shares", "0.1", "0.6", "--data", str(data)]
+    command += ["--folds", "1", "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    rows = results["rows"]
+    assert results["chosen_share"] in (0.1, 0.6) and results["choosing_folds"] == [1]
+    assert {row["calendar"] for row in rows} == {"daily, lead 1", "Mon/Wed/Fri, lead 1", "daily, lead 2"}
+    for row in rows:
+        assert 0 < row["a_fill_rate"] <= 1 and 0 < row["b_fill_rate"] <= 1 and row["a_total_cost"] > 0
+    daily = {row["share"]: row for row in rows if row["calendar"] == "daily, lead 1"}
+    assert daily[0.6]["a_fill_rate"] < daily[0.1]["a_fill_rate"]  # a dearer carry-over orders less
+    assert daily[0.6]["a_delivered_units"] < daily[0.1]["a_delivered_units"]

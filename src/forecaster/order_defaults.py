@@ -19,6 +19,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 DEFAULT_CORRELATION = 0.1
 #: the ``log`` day shape's shift, as a share of P50 + (P90 - P10) / 3 (bench/replenishment.py)
 DEFAULT_LOG_SHIFT = 0.6
+#: the cost balance's carrying cost, as a share of the waste cost, chosen by total cost on replay folds 1-2
+DEFAULT_HOLDING_COST_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class OrderDefaults:
         cost_ratio: unit cost = cost_ratio x unit price where the item master gives neither cost nor margin.
         disposal_cost: extra cost of a unit thrown away (on top of its unit cost).
         stockout_penalty: extra cost of a unit of demand not served (on top of the lost margin).
-        holding_cost_share: cost of carrying a unit into the next period, as a share of the waste cost.
+        holding_cost_share: cost of carrying a unit into the next period, as a share of the waste cost: mostly
+            freshness (a unit carried over displaces a fresher one of the next order and ages the stock behind it).
         min_display_units: the target is never below this.
         order_weekdays: weekdays stores order on (0 = Monday), where the calendar names none for a store.
         lead_time_days: days from order to shelf, where the calendar names none.
@@ -53,7 +56,7 @@ class OrderDefaults:
     cost_ratio: float = 0.6
     disposal_cost: float = 0.0
     stockout_penalty: float = 0.0
-    holding_cost_share: float = 0.1
+    holding_cost_share: float = DEFAULT_HOLDING_COST_SHARE
     min_display_units: float = 0.0
     order_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     lead_time_days: int = 1

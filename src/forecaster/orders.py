@@ -11,9 +11,10 @@ quantiles come from Monte Carlo draws. The target (order-up-to level) S balances
     margin x P(demand until the next delivery > S)
         = holding cost x P(demand until the next delivery < S) + waste cost x P(demand over its shelf life < S)
 
-(with a shelf life no longer than the days covered, the classic critical fractile margin / (margin + cost); the
-holding cost, a share of the unit cost per period carried over, is small beside it); a longer shelf life lets
-leftovers sell later, so the target rises, up to margin / (margin + holding cost). The order is S minus the
+(with a shelf life no longer than the days covered, the classic critical fractile margin / (margin + cost +
+holding cost)); a longer shelf life lets leftovers sell later, so the target rises, up to margin / (margin +
+holding cost). The holding cost (``holding_cost_share`` of the waste cost per period carried over) stands mostly
+for freshness: a unit carried over displaces a fresher one of the next order. The order is S minus the
 usable stock (on-hand units that sell before they expire, first in first out, at the forecast's expected demand)
 minus open orders arriving in the days covered, rounded up to packs and floored at 0.
 """
