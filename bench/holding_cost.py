@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         arrays = {fold: fold_arrays(frame, options, fold) for fold in range(1, options.folds + 1)}
         del frame
         demand = {fold: float(a["demand"].sum()) for fold, a in arrays.items()}
-        rows = [r | {"demand": demand[r["fold"]]} for s in own.shares for r in replay(arrays, s, "daily, lead 1")]
+        shares = dict.fromkeys([own.baseline, *own.shares])  # the baseline is always replayed
+        rows = [r | {"demand": demand[r["fold"]]} for s in shares for r in replay(arrays, s, "daily, lead 1")]
         choosing = [f for f in arrays if f <= 2]
         chosen = choose(rows, choosing)
         for calendar in list(CALENDARS)[1:]:
