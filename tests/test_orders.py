@@ -114,6 +114,18 @@ def test_higher_waste_cost_gives_a_lower_target():
     assert longer["service_level"] == pytest.approx(0.4 / (0.4 + 0.6 * DEFAULT_HOLDING_COST_SHARE), abs=0.03)
 
 
+def test_stockout_penalty_and_a_lower_holding_cost_buy_fuller_shelves():
+    """The two settings docs/ordering.md names for a chain that prizes full shelves above waste."""
+    base = one(order_lines(forecasts(), defaults=OrderDefaults()))
+    penalty = one(order_lines(forecasts(), defaults=OrderDefaults(stockout_penalty=0.5)))
+    cheaper_carry = one(order_lines(forecasts(), defaults=OrderDefaults(holding_cost_share=0.1)))
+    for fuller in (penalty, cheaper_carry):
+        assert fuller["target_units"] > base["target_units"] and fuller["service_level"] > base["service_level"]
+    # shelf life 3 days > the 1-day period: waste hardly binds, the fractile is margin / (margin + holding cost)
+    margin = 0.4 + 0.5
+    assert penalty["service_level"] == pytest.approx(margin / (margin + 0.6 * DEFAULT_HOLDING_COST_SHARE), abs=0.03)
+
+
 def test_minimum_display_and_margin_from_the_item_master(tmp_path):
     master = tmp_path / "items.csv"
     pd.DataFrame(
