@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shares", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0])
     parser.add_argument("--baseline", type=float, default=0.1, help="the share the confirmation fold is compared to")
+    parser.add_argument(
+        "--calendars", nargs="+", choices=list(CALENDARS), default=list(CALENDARS),
+        help="calendars replayed (the first chooses the share; the others replay the chosen and the baseline)",
+    )  # fmt: skip
     own, rest = parser.parse_known_args(argv)
     options = bench.parse_args(rest)
     with stopwatch() as wall:
@@ -81,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         del frame
         demand = {fold: float(a["demand"].sum()) for fold, a in arrays.items()}
         shares = dict.fromkeys([own.baseline, *own.shares])  # the baseline is always replayed
-        rows = [r | {"demand": demand[r["fold"]]} for s in shares for r in replay(arrays, s, "daily, lead 1")]
+        rows = [r | {"demand": demand[r["fold"]]} for s in shares for r in replay(arrays, s, own.calendars[0])]
         choosing = [f for f in arrays if f <= 2]
         chosen = choose(rows, choosing)
-        for calendar in list(CALENDARS)[1:]:
+        for calendar in own.calendars[1:]:
             rows += [r | {"demand": demand[r["fold"]]} for s in dict.fromkeys((own.baseline, chosen))
                      for r in replay(arrays, s, calendar)]  # fmt: skip
     confirmation = [f for f in arrays if f not in choosing]
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         calendar: {fold: by[calendar, chosen, fold]["a_total_cost"] / by[calendar, own.baseline, fold]["a_total_cost"]
                    for fold in arrays}
-        for calendar in CALENDARS
+        for calendar in own.calendars
     }  # fmt: skip
     results = {
         "benchmark": "holding_cost",
