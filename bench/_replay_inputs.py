@@ -22,7 +22,7 @@ from accuracy import split
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import usable_stock
 from forecaster.orders_inputs import FORECAST_VALUES
-from forecaster.replenishment import Day, day_matrix
+from forecaster.replenishment import Day, day_matrix, stock_buckets
 from forecaster.simulation import forecasts_by_order_day
 
 FULL_TRAIN_ROWS = 2_000_000  # forecaster's max_train_rows for 50,000 series (scaled with --series)
@@ -84,9 +84,7 @@ def normal_policy(mean: np.ndarray, sigma: np.ndarray, items: Any, defaults: Ord
             up = gain > cost
             low, high = np.where(up, mid, low), np.where(up, high, mid)
         ahead = mean[rows, day.t + 1 :] if day.t + 1 < mean.shape[1] else mean[rows, -1:]
-        buckets = np.nonzero(day.stock > 0)
-        stock = np.column_stack([buckets[0], day.stock[buckets], buckets[1] + 1]).astype(float)
-        counted, _ = usable_stock(stock, rows.size, ahead, day.days_covered)
+        counted, _ = usable_stock(stock_buckets(day.stock), rows.size, ahead, day.days_covered)
         return np.maximum(high, items.min_display_units[rows]) - counted - day.on_order
 
     return policy

@@ -47,6 +47,7 @@ def replay(arrays: dict[int, Any], share: float, calendar: str) -> list[dict[str
     for fold, fold_arrays_ in arrays.items():
         result = bench.run_policies(fold_arrays_, defaults, week=CALENDARS[calendar])
         row: dict[str, Any] = {"calendar": calendar, "share": share, "fold": fold}
+        row["demand"] = float(fold_arrays_["demand"].sum())  # the weight of the fold's fill rate in ``choose``
         for policy, name in (("a", "forecaster"), ("b", "mlforecast_normal")):
             row |= {f"{policy}_{k}": result[name][k] for k in KEPT}
         rows.append(row)
@@ -83,14 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         frame = load_frame(options.data, options.series, options.seed)
         arrays = {fold: fold_arrays(frame, options, fold) for fold in range(1, options.folds + 1)}
         del frame
-        demand = {fold: float(a["demand"].sum()) for fold, a in arrays.items()}
         shares = dict.fromkeys([own.baseline, *own.shares])  # the baseline is always replayed
-        rows = [r | {"demand": demand[r["fold"]]} for s in shares for r in replay(arrays, s, own.calendars[0])]
+        rows = [row for share in shares for row in replay(arrays, share, own.calendars[0])]
         choosing = [f for f in arrays if f <= 2]
         chosen = choose(rows, choosing)
         for calendar in own.calendars[1:]:
-            rows += [r | {"demand": demand[r["fold"]]} for s in dict.fromkeys((own.baseline, chosen))
-                     for r in replay(arrays, s, calendar)]  # fmt: skip
+            rows += [row for share in dict.fromkeys((own.baseline, chosen)) for row in replay(arrays, share, calendar)]
     confirmation = [f for f in arrays if f not in choosing]
     by = {(r["calendar"], r["share"], r["fold"]): r for r in rows}
     ratios = {

@@ -159,7 +159,7 @@ def forecast_policy(
             ahead[:, :3], day.days_covered, day.life_days, margin[day.rows], waste[day.rows], defaults, service_level
         )
         target = np.maximum(target, items.min_display_units[day.rows])
-        counted, _ = usable_stock(_buckets(day.stock), len(day.rows), ahead[:, 3], day.days_covered)
+        counted, _ = usable_stock(stock_buckets(day.stock), len(day.rows), ahead[:, 3], day.days_covered)
         return target - counted - day.on_order
 
     return policy
@@ -212,7 +212,7 @@ def _ahead(values: np.ndarray, t: int, width: int) -> np.ndarray:
     return ahead
 
 
-def _buckets(stock: np.ndarray) -> np.ndarray:
+def stock_buckets(stock: np.ndarray) -> np.ndarray:
     """Stock rows ``(row, units, days_left)`` of an (n, shelf) on-hand array (column j sells j + 1 more days)."""
     rows, column = np.nonzero(stock > 0)
     return np.column_stack([rows, stock[rows, column], column + 1]).astype(float)
