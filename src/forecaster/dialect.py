@@ -39,6 +39,8 @@ DECIMAL_MARKS = (".", ",")
 SAMPLE_BYTES = 1 << 16
 _FALLBACK_ENCODING = "cp1252"
 _COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
+#: a number grouped in thousands by dots, as decimal-comma locales write it: ``4.800``, ``1.234.567,5``
+_GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
 _POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
 
 
@@ -183,16 +185,17 @@ def _read(path: Path, bom: int, options: dict[str, Any]) -> pd.DataFrame:
         return pd.read_csv(stream, **{"compression": None, **options})
 
 
-def _comma_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Turn ``1,5`` into 1.5 in the text columns that are mostly numbers.
+def _comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
+    """Turn ``1,5`` into 1.5 and ``4.800`` into 4800 in the text columns that are mostly numbers (not ``keep``).
 
     pandas leaves a column with one bad value as text: the bad value is then the one the spec's checks report.
     """
-    for column in frame.select_dtypes(include="object").columns:
+    for column in frame.select_dtypes(include="object").columns.difference(list(keep), sort=False):
         text = frame[column].dropna().astype(str).str.strip()
-        comma = text.str.fullmatch(_COMMA_NUMBER.pattern)
+        comma = text.str.fullmatch(_COMMA_NUMBER.pattern) | text.str.fullmatch(_GROUPED_NUMBER.pattern)
         if comma.any() and (comma | text.str.fullmatch(r"[-+]?\d+")).mean() >= 0.5:
-            numbers = pd.to_numeric(text[comma].str.replace(",", ".", regex=False))
+            plain = text[comma].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            numbers = pd.to_numeric(plain)
             frame[column] = frame[column].astype(object).where(~frame.index.isin(numbers.index), numbers)
     return frame
 
@@ -216,7 +219,8 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
         how = how.replace("encoding utf-8 (detected", f"encoding {_FALLBACK_ENCODING} (detected: not UTF-8")
         frame = _read(path, found.bom, {**options, "encoding": dialect.encoding})
     if options["decimal"] == ",":
-        frame = _comma_numbers(frame)
+        dtypes = options.get("dtype")
+        frame = _comma_numbers(frame, {c for c, t in dtypes.items() if t is str} if isinstance(dtypes, dict) else set())
     plain = (dialect.sep, dialect.decimal, dialect.encoding, found.bom) == (",", ".", "utf-8", 0)
     logger.log(logging.DEBUG if plain else logging.INFO, "%s: CSV with %s", path, how)
     return frame

@@ -29,16 +29,19 @@ def table_files(path: str | os.PathLike[str]) -> list[Path]:
     return [fragment.path for fragment in discover(path).fragments]
 
 
-def read_table(path: str | os.PathLike[str], csv: CsvDialect | None = None, **csv_kwargs: Any) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike[str], csv: CsvDialect | None = None, text: tuple[str, ...] = (), **csv_kwargs: Any
+) -> pd.DataFrame:
     """Read a table file, or every table file of a folder (Hive keys in the path become columns), into one frame.
 
     The folder layouts and the file formats are those of :mod:`forecaster.tables`; ``csv`` pins the CSV dialect
-    (default: detected per file), ``csv_kwargs`` go to :func:`pandas.read_csv`.
+    (default: detected per file), ``text`` names columns read from CSV and Excel as text (the spec's
+    :attr:`~forecaster.spec.DatasetSpec.text_columns`), ``csv_kwargs`` go to :func:`pandas.read_csv`.
 
     Raises:
         DataValidationError: for a missing path, an unknown extension, an unreadable or empty file, a bad layout.
     """
-    frame = read_fragments(discover(path).fragments, csv, **csv_kwargs)
+    frame = read_fragments(discover(path).fragments, csv, text=text, **csv_kwargs)
     if frame.empty:
         raise DataValidationError(f"{path} has a header but no rows. Provide at least one data row.")
     return frame

@@ -51,7 +51,7 @@ KEYS_STEM = "keys"
 def _partition_totals(job: tuple[Partition, DatasetSpec]) -> tuple[GroupTotals, pd.DataFrame]:
     """The partition's totals and series (keys)."""
     partition, spec = job
-    panel = build_panel(spec, spec.validate_frame(partition.read(spec.csv), kind="history"))
+    panel = build_panel(spec, partition.validated(spec))
     return GroupTotals.from_panel(panel, spec), panel.series[list(spec.keys)]
 
 
@@ -107,16 +107,20 @@ def _cached_totals(path: Path) -> GroupTotals:
 
 
 @functools.lru_cache(maxsize=1)
-def _whole_future(path: Path, csv: CsvDialect | None) -> pd.DataFrame:
-    return whole_table(path).read(csv)
+def _whole_future(path: Path, csv: CsvDialect | None, text: tuple[str, ...]) -> pd.DataFrame:
+    return whole_table(path).read(csv, text=text)
 
 
 def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
     """Feature and keys file of one partition (none when all its series are skipped); (series, skipped series)."""
     schema = FeatureSchema.load(job.model_dir)
     spec = schema.spec
-    history = job.history.read(spec.csv)
-    future = job.future.read(spec.csv) if job.future is not None else _whole_future(job.future_path, spec.csv)
+    history = job.history.read(spec.csv, text=spec.text_columns)
+    future = (
+        job.future.read(spec.csv, text=spec.text_columns)
+        if job.future is not None
+        else _whole_future(job.future_path, spec.csv, spec.text_columns)
+    )
     if job.future is None and job.cut_future:
         keys = list(spec.keys)
         series = history[keys].astype(str).drop_duplicates()

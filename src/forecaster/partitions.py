@@ -31,6 +31,7 @@ import pandas as pd
 from forecaster.dialect import CsvDialect
 from forecaster.errors import InvalidParameterError
 from forecaster.io import write_table
+from forecaster.spec import DatasetSpec
 from forecaster.tables import Fragment, discover, folder_keys, read_fragments, stem
 
 T = TypeVar("T")
@@ -53,12 +54,19 @@ class Partition:
     def files(self) -> tuple[Path, ...]:
         return tuple(fragment.path for fragment in self.fragments)
 
-    def read(self, csv: CsvDialect | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    def read(
+        self, csv: CsvDialect | None = None, columns: list[str] | None = None, text: tuple[str, ...] = ()
+    ) -> pd.DataFrame:
         """The partition's rows as one frame (``csv``: the spec's CSV dialect, else detected per file).
 
-        ``columns``: only those (and the path keys), e.g. the keys for a cheap pass over the series.
+        ``columns``: only those (and the path keys), e.g. the keys for a cheap pass over the series; ``text``:
+        columns read from CSV and Excel as text (the spec's :attr:`~forecaster.spec.DatasetSpec.text_columns`).
         """
-        return read_fragments(self.fragments, csv, columns)
+        return read_fragments(self.fragments, csv, columns, text)
+
+    def validated(self, spec: DatasetSpec, kind: str = "history") -> pd.DataFrame:
+        """The partition's rows read as ``spec`` says (CSV dialect, text columns), checked as ``kind`` data."""
+        return spec.validate_frame(self.read(spec.csv, text=spec.text_columns), kind=kind)
 
 
 def partitions(path: str | os.PathLike[str]) -> list[Partition]:
@@ -103,7 +111,7 @@ def shared_series(series: Iterable[pd.DataFrame], keys: list[str]) -> str | None
 
 def _series(job: tuple[Partition, list[str], CsvDialect | None]) -> pd.DataFrame:
     partition, keys, csv = job
-    return partition.read(csv, columns=keys)[keys].drop_duplicates()
+    return partition.read(csv, columns=keys, text=tuple(keys))[keys].drop_duplicates()
 
 
 def partition_shared_series(

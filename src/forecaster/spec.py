@@ -48,6 +48,8 @@ PRESETS = ("default", "freshretailnet")
 #: The dataset spec file that travels with the data (``forecaster synth``, a training channel, a staged drop).
 SPEC_FILE = "spec.json"
 _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
+#: the UTC offset after an ISO time of day (``T00:00:00+02:00``, ``Z``): a row's date is its local date
+_UTC_OFFSET = r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _NAME_FIELDS = ("date", "target")
 _OPTIONAL_FIELDS = ("campaign", "stockout", "date_format")
 #: spec options with a fixed set of values; the first value is the default
@@ -181,6 +183,11 @@ class DatasetSpec:
         return [*self.keys, self.date, self.target, *self.known_future, *self.static, *self.past_only]
 
     @property
+    def text_columns(self) -> tuple[str, ...]:
+        """Keys and static columns: read from CSV and Excel as text, as written (``007``, ``1.10``)."""
+        return (*self.keys, *self.static)
+
+    @property
     def numeric_covariates(self) -> tuple[str, ...]:
         """Known-future and past-only columns (both numeric)."""
         return (*self.known_future, *self.past_only)
@@ -295,6 +302,8 @@ def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | N
         parsed = values
     else:
         text = values.astype("string")
+        if not date_format:  # each row's local wall-clock time, also across a daylight-saving change
+            text = text.str.strip().str.replace(_UTC_OFFSET, r"\1", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format=date_format or "ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():

@@ -161,11 +161,16 @@ def discover(path: str | os.PathLike[str]) -> Layout:
 
 
 def read_file(
-    path: Path, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+    path: Path,
+    csv: CsvDialect | None = None,
+    columns: list[str] | None = None,
+    text: tuple[str, ...] = (),
+    **csv_kwargs: Any,
 ) -> pd.DataFrame:
     """One table file's rows, read by its suffix (CSV in its dialect; ``csv_kwargs`` go to pandas).
 
-    ``columns``: read only those of them that the file has (default: every column).
+    ``columns``: read only those of them that the file has (default: every column). ``text``: columns read as
+    text from CSV and Excel files, as written (keys: ``007`` stays ``007``, ``1.10`` stays apart from ``1.1``).
 
     Raises:
         DataValidationError: for an unknown suffix, an unreadable or empty file, naming the file.
@@ -178,9 +183,10 @@ def read_file(
             names = None if wanted is None else [n for n in pq.read_schema(path).names if wanted(n)]
             return pd.read_parquet(path, columns=names)
         if kind in CSV_SUFFIXES:
-            return read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **csv_kwargs)
+            as_text = {"dtype": dict.fromkeys(text, str)} if text else {}
+            return read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
         if kind in EXCEL_SUFFIXES:
-            return _read_excel(path, wanted)
+            return _read_excel(path, wanted, text)
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
     except (pd.errors.ParserError, UnicodeError, OSError, ValueError, pa.ArrowException) as error:
@@ -192,7 +198,7 @@ def read_file(
     raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
 
 
-def _read_excel(path: Path, wanted: Any = None) -> pd.DataFrame:
+def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> pd.DataFrame:
     try:
         import openpyxl  # noqa: F401  (pandas' engine for .xlsx)
     except ModuleNotFoundError as error:
@@ -200,14 +206,18 @@ def _read_excel(path: Path, wanted: Any = None) -> pd.DataFrame:
             f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
             "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
         ) from error
-    return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=wanted)
+    return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=wanted, dtype=dict.fromkeys(text, str))
 
 
 def read_fragment(
-    fragment: Fragment, csv: CsvDialect | None = None, columns: list[str] | None = None, **csv_kwargs: Any
+    fragment: Fragment,
+    csv: CsvDialect | None = None,
+    columns: list[str] | None = None,
+    text: tuple[str, ...] = (),
+    **csv_kwargs: Any,
 ) -> pd.DataFrame:
     """The rows of one file with its partition keys as columns (checked against the file's own, if it has them)."""
-    frame = read_file(fragment.path, csv, columns, **csv_kwargs)
+    frame = read_file(fragment.path, csv, columns, text, **csv_kwargs)
     for name, value in fragment.keys:
         if name not in frame.columns:
             frame[name] = pd.Categorical([value] * len(frame), categories=[value])
@@ -237,8 +247,12 @@ def _equals(values: pd.Series, dtype: Any, value: str) -> pd.Series:
 
 
 def read_fragments(
-    fragments: tuple[Fragment, ...], csv: CsvDialect | None = None, columns: list[str] | None = None, **kw: Any
+    fragments: tuple[Fragment, ...],
+    csv: CsvDialect | None = None,
+    columns: list[str] | None = None,
+    text: tuple[str, ...] = (),
+    **kw: Any,
 ) -> pd.DataFrame:
     """The rows of ``fragments`` as one frame, in their order (``columns``: only those, where the files have them)."""
-    frames = [read_fragment(fragment, csv, columns, **kw) for fragment in fragments]
+    frames = [read_fragment(fragment, csv, columns, text, **kw) for fragment in fragments]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -209,7 +209,7 @@ def _summarize(
     shared = rows_.shared_series(summaries, spec) if len(sources) > 1 else None
     if shared:  # memory: the whole table
         logger.warning("%s has rows in two files of %s: reading them as one table", shared, train)
-        sources = [spec.validate_frame(read_table(train, spec.csv), kind="history")]
+        sources = [spec.validate_frame(read_table(train, spec.csv, spec.text_columns), kind="history")]
         summaries, totals = rows_.summarize_partitions(sources, spec, 1)
     # the summaries and totals are freed on return: the workers of the second pass are forked, keep this process small
     return sources, rows_.ChainSummary.combine(summaries, spec, config, totals)

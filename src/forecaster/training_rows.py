@@ -43,7 +43,7 @@ MIN_SAMPLE_ROWS = 100_000
 
 def load(source: Source, spec: DatasetSpec) -> pd.DataFrame:
     """The validated history rows of ``source`` (an in-memory table is validated already)."""
-    return spec.validate_frame(source.read(spec.csv), kind="history") if isinstance(source, Partition) else source
+    return source.validated(spec) if isinstance(source, Partition) else source
 
 
 @dataclass(frozen=True)

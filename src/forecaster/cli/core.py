@@ -179,8 +179,9 @@ def _train(args: argparse.Namespace) -> int:
     else:
         spec = resolve_spec(config.spec)
     if args.validation:
-        validation = read_table(args.validation, spec.csv)
-        scores = fit_artifact(read_table(args.data, spec.csv), spec, config, args.model_dir, validation=validation)
+        validation = read_table(args.validation, spec.csv, spec.text_columns)
+        history = read_table(args.data, spec.csv, spec.text_columns)
+        scores = fit_artifact(history, spec, config, args.model_dir, validation=validation)
     else:
         scores = fit_artifact(args.data, spec, config, args.model_dir, workers=args.workers)
     print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
@@ -276,10 +277,9 @@ def _forecast(args: argparse.Namespace) -> int:
     from forecaster.forecasting import SKIPPED_FILE, forecast_rows
     from forecaster.io import read_table, write_table
 
-    csv = FeatureSchema.load(args.model_dir).spec.csv  # the CSV dialect the model's spec pins, if any
-    predictions, rows = forecast_rows(
-        args.model_dir, read_table(args.history, csv), read_table(args.future, csv), args.active_days
-    )
+    spec = FeatureSchema.load(args.model_dir).spec  # its CSV dialect (if pinned) and its text columns
+    history, future = (read_table(path, spec.csv, spec.text_columns) for path in (args.history, args.future))
+    predictions, rows = forecast_rows(args.model_dir, history, future, args.active_days)
     write_table(predictions, args.out)
     skipped = write_table(rows.skipped, args.out.with_name(SKIPPED_FILE))
     print(f"{rows.summary()}; wrote {len(predictions)} forecast rows to {args.out}, skipped series to {skipped}")

@@ -107,7 +107,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
         spec = resolve_spec(config.spec)
     validation_dir = job.channels.get("validation")
     if validation_dir is not None:
-        train, validation = read_table(train_dir, spec.csv), read_table(validation_dir, spec.csv)
+        train, validation = (read_table(path, spec.csv, spec.text_columns) for path in (train_dir, validation_dir))
         scores = fit_artifact(
             train, spec, config, job.model_dir, validation=validation, checkpoint_dir=job.checkpoint_dir
         )

@@ -148,14 +148,14 @@ def _zero_fill(held_out: pd.DataFrame, past: pd.DataFrame, spec: DatasetSpec, cu
 def _days(job: tuple[Partition, DatasetSpec]) -> tuple[pd.Series, pd.DataFrame]:
     """The partition's days and series (keys)."""
     partition, spec = job
-    frame = spec.validate_frame(partition.read(spec.csv), kind="history")
+    frame = partition.validated(spec)
     return frame[spec.date].drop_duplicates(), frame[list(spec.keys)].drop_duplicates()
 
 
 def _split_partition(job: tuple[Partition, DatasetSpec, pd.Timestamp, Path]) -> pd.Series:
     """Split one partition at the whole table's cut-off, written in its layout; return its series counts."""
     partition, spec, cutoff, stage = job
-    splits, counts = _split_at(spec.validate_frame(partition.read(spec.csv), kind="history"), spec, cutoff)
+    splits, counts = _split_at(partition.validated(spec), spec, cutoff)
     for name, part in splits.items():
         if len(part):  # a partition whose series all ended before the cut-off has no future / truth rows
             write_partition(part, partition, stage / name)
@@ -180,7 +180,8 @@ def write_split(
         parts = [whole_table(data)]
     if len(parts) == 1:  # one table: one file per split
         with atomic_directory(out_dir) as stage:
-            for name, part in split_for_evaluation(parts[0].read(spec.csv), spec, horizon).items():
+            frame = parts[0].read(spec.csv, text=spec.text_columns)
+            for name, part in split_for_evaluation(frame, spec, horizon).items():
                 write_table(part, stage / name / f"{name}.parquet")
         return {name: Path(out_dir) / name / f"{name}.parquet" for name in SPLITS}
     # the cut-off of the whole table, from the first pass over the partitions' days
