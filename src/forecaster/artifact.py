@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from forecaster import __version__
-from forecaster.contract import BOOSTER_KEYS, QUANTILES
+from forecaster.contract import BOOSTER_KEYS, QUANTILES, booster_keys
 from forecaster.errors import ModelArtifactError
 from forecaster.io import read_json
 from forecaster.spec import DatasetSpec
@@ -29,6 +29,11 @@ METADATA_FILE = "metadata.json"
 MODEL_TARBALL = "model.tar.gz"
 #: booster key -> its file in the model directory (``model_mean.txt``, ``model_q10.txt``, ...)
 BOOSTER_FILES = {key: f"model_{key}.txt" for key in BOOSTER_KEYS}
+
+
+def booster_files(point_bags: int = 1) -> dict[str, str]:
+    """Booster key -> file of a model with ``point_bags`` point boosters (``model_mean_2.txt``, ...)."""
+    return {key: f"model_{key}.txt" for key in booster_keys(point_bags)}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class FeatureSchema:
     point_scale: float = 1.0
     #: the point booster learns target / series level (like the quantile boosters); False in older artifacts
     point_relative: bool = False
+    #: point boosters averaged into the point forecast (the same rows, another seed each); 1 in older artifacts
+    point_bags: int = 1
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -78,6 +85,7 @@ class FeatureSchema:
             "point_blend": self.point_blend,
             "point_scale": self.point_scale,
             "point_relative": self.point_relative,
+            "point_bags": self.point_bags,
             "keys_as_features": self.keys_as_features,
             "spec": self.spec.to_dict(),
         }
@@ -105,6 +113,7 @@ class FeatureSchema:
                 point_blend=float(data.get("point_blend", 0.0)),
                 point_scale=float(data.get("point_scale", 1.0)),
                 point_relative=bool(data.get("point_relative", False)),
+                point_bags=int(data.get("point_bags", 1)),
                 spec=DatasetSpec.from_dict(data["spec"], source=f"spec in {source}"),
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from forecaster.contract import DEFAULT_HORIZON, HORIZON_RANGE
+from forecaster.contract import DEFAULT_HORIZON, HORIZON_RANGE, MAX_POINT_BAGS
 from forecaster.params import Boolean, Interval, Options, Text, validate_params
 
 #: floor of the rows ``rows_per_series`` draws (tiny data sets keep enough rows for the boosters)
@@ -48,6 +48,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "quantile_calibration_weight": [Interval(float, 0.0, 1.0)],
     "level_features": [Boolean()],
     "point_relative": [Boolean()],
+    "point_bags": [Interval(int, 1, MAX_POINT_BAGS)],
     "stockout_handling": [Options(("exclude", "weight", "recover", "none"))],
     "stockout_max_hours": [Interval(float, 0.0, 24.0)],
     "keys_as_features": [Boolean()],
@@ -90,6 +91,7 @@ class TrainConfig:
     quantile_calibration_weight: float = 1.0
     level_features: bool = False
     point_relative: bool = False
+    point_bags: int = 1
     stockout_handling: str = "weight"
     stockout_max_hours: float = 0.0
     keys_as_features: bool = True

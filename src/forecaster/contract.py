@@ -45,6 +45,27 @@ ORDERS_FILE = "order_proposals.csv"
 DEFAULT_SERVICE_LEVEL = 0.8
 #: Every booster of a model: the point booster, then one per quantile level.
 BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
+#: Most point boosters a model averages (``point_bags``: the same rows, another seed each).
+MAX_POINT_BAGS = 8
+
+
+def point_bag_booster(index: int) -> str:
+    """Key of point bag ``index`` (0-based): ``mean``, then ``mean_2``, ``mean_3``, ... (file ``model_mean_2.txt``)."""
+    return POINT_BOOSTER if index == 0 else f"{POINT_BOOSTER}_{index + 1}"
+
+
+def point_bag_index(key: str) -> int | None:
+    """Index of point bag ``key`` (``mean`` -> 0, ``mean_2`` -> 1, ...); None for a quantile booster's key."""
+    if key == POINT_BOOSTER:
+        return 0
+    prefix, _, number = key.rpartition("_")
+    return int(number) - 1 if prefix == POINT_BOOSTER and number.isdigit() else None
+
+
+def booster_keys(point_bags: int = 1) -> tuple[str, ...]:
+    """Every booster of a model with ``point_bags`` point boosters: the point bags, then one per quantile level."""
+    return (*(point_bag_booster(i) for i in range(point_bags)), *BOOSTER_KEYS[1:])
+
 
 # ---- payload limits (batch transform's MaxPayloadInMB) ------------------------------------------------------------
 #: SageMaker's default ``MaxPayloadInMB``.

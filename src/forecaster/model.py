@@ -11,10 +11,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from forecaster.artifact import BOOSTER_FILES, SCHEMA_FILE, FeatureSchema, model_files
+from forecaster.artifact import SCHEMA_FILE, FeatureSchema, booster_files, model_files
 from forecaster.checkpoints import BoosterCheckpoint, resume_booster
 from forecaster.config import TrainConfig
-from forecaster.contract import MEDIAN, POINT_BOOSTER, QUANTILES, quantile_booster
+from forecaster.contract import MEDIAN, QUANTILES, point_bag_booster, point_bag_index, quantile_booster
 from forecaster.errors import DataValidationError, ModelArtifactError
 from forecaster.io import write_json
 
@@ -51,7 +51,7 @@ class ForecastModel:
         model_dir = model_files(model_dir)
         schema = FeatureSchema.load(model_dir)
         boosters = {}
-        for name, file in BOOSTER_FILES.items():
+        for name, file in booster_files(schema.point_bags).items():
             path = model_dir / file
             if not path.is_file():
                 raise ModelArtifactError(f"{path} is missing: the model directory {model_dir} is incomplete.")
@@ -69,9 +69,14 @@ class ForecastModel:
     def save(self, directory: str | Path) -> None:
         """Write the booster files and ``feature_schema.json`` into ``directory``."""
         directory = Path(directory)
-        for name, file in BOOSTER_FILES.items():
+        for name, file in booster_files(self.schema.point_bags).items():
             self.boosters[name].save_model(str(directory / file))
         write_json(self.schema.to_dict(), directory / SCHEMA_FILE)
+
+    @property
+    def point_boosters(self) -> list[lgb.Booster]:
+        """The point boosters whose predictions the point forecast averages (``point_bags`` of them)."""
+        return [self.boosters[point_bag_booster(i)] for i in range(self.schema.point_bags)]
 
     # -------------------------------------------------------------------------------------------- prediction
     def check_matrix(self, X: np.ndarray) -> np.ndarray:
@@ -100,12 +105,12 @@ class ForecastModel:
         return np.sort(calibrated, axis=1).clip(min=0.0)
 
     def predict_mean(self, X: np.ndarray) -> np.ndarray:
-        """Return the point forecast (the ``mean`` column): the point booster blended with the calibrated P50 one.
+        """Return the point forecast (the ``mean`` column): the point boosters' mean blended with the calibrated P50.
 
         The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``.
         """
         X = self.check_matrix(X)
-        point = self.boosters[POINT_BOOSTER].predict(X)
+        point = np.mean([booster.predict(X) for booster in self.point_boosters], axis=0)
         if self.schema.point_relative:
             point = point * self.scale(X)
         blend = self.schema.point_blend
@@ -116,8 +121,9 @@ class ForecastModel:
         return (point * self.schema.point_scale).clip(min=0.0)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """TreeSHAP of the point booster in raw-score space; the last column is the expected value."""
-        return self.boosters[POINT_BOOSTER].predict(self.check_matrix(X), pred_contrib=True)
+        """TreeSHAP of the point boosters in raw-score space (their mean); the last column is the expected value."""
+        X = self.check_matrix(X)
+        return np.mean([booster.predict(X, pred_contrib=True) for booster in self.point_boosters], axis=0)
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -136,7 +142,8 @@ def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
         "num_threads": config.resolved_threads,
         "verbosity": -1,
     }
-    if model == POINT_BOOSTER:
+    if (bag := point_bag_index(model)) is not None:  # each point bag its own seed: another draw of the columns
+        params["seed"] = (config.seed + bag) % 2**31
         params["objective"] = config.objective
         if config.objective == "tweedie":
             params["tweedie_variance_power"] = config.tweedie_variance_power
@@ -184,8 +191,8 @@ def fit_boosters(
         ).construct(), power)  # fmt: skip
     boosters: dict[str, lgb.Booster] = {}
     used: dict[str, int] = {}
-    for name in BOOSTER_FILES:
-        budget = config.num_boost_round if name == POINT_BOOSTER else config.quantile_num_boost_round
+    for name in booster_files(schema.point_bags):
+        budget = config.num_boost_round if point_bag_index(name) is not None else config.quantile_num_boost_round
         num_rounds = rounds[name] if rounds else budget
         if checkpoint is not None and (saved := checkpoint.finished(name)):
             boosters[name], used[name] = saved
@@ -229,9 +236,10 @@ class _LabelledSet:
         self.point_weight_power = 2.0 - point_power if point_power is not None else 1.0
 
     def labelled(self, booster: str) -> lgb.Dataset:
-        relative = booster != POINT_BOOSTER or self.schema.point_relative
+        point = point_bag_index(booster) is not None
+        relative = not point or self.schema.point_relative
         self.dataset.set_label(self.rows.y / self.scale if relative else self.rows.y)
-        power = 1.0 if booster != POINT_BOOSTER else self.point_weight_power
+        power = self.point_weight_power if point else 1.0
         self.dataset.set_weight(self.rows.weight * self.scale**power if relative else self.rows.weight)
         return self.dataset
 

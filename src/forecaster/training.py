@@ -255,6 +255,7 @@ def _schema(chain: rows_.ChainSummary, spec: DatasetSpec, config: TrainConfig) -
         scale_floor=max(0.05 * chain.level, 1e-3),  # quantile boosters divide by at least 5 % of the mean demand
         keys_as_features=config.keys_as_features,
         point_relative=config.point_relative,
+        point_bags=config.point_bags,
     )
 
 

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks.data_quality import feature_schema_columns, load_dataset
-from forecaster.contract import POINT_BOOSTER
 from forecaster.errors import DataValidationError
 from forecaster.params import Interval, Options, validate_params
 
@@ -79,14 +78,15 @@ def kmeans_background(
 
 
 def explain_matrix(model: Any, X: np.ndarray, background: np.ndarray | None, method: str) -> np.ndarray:
-    """SHAP values (n, features + 1) of the point booster's raw score; the last column is the expected value."""
+    """SHAP values (n, features + 1) of the point boosters' mean raw score; the last column is the expected value."""
     if method == "tree_path_dependent":
         return model.contributions(X)
     from forecaster.checks import treeshap
 
     if background is None or len(background) == 0:
         raise DataValidationError("Interventional SHAP needs a non-empty background.")
-    return treeshap.interventional_shap(treeshap.flatten(model.boosters[POINT_BOOSTER]), X, background)
+    boosters = model.point_boosters
+    return np.mean([treeshap.interventional_shap(treeshap.flatten(b), X, background) for b in boosters], axis=0)
 
 
 def analysis_document(names: list[str], values: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
