@@ -7,10 +7,13 @@ at a daylight-saving change. Each case below once gave a wrong result or a trace
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
 from forecaster.io import read_table
 from forecaster.spec import DatasetSpec
 from forecaster.synth import generate
@@ -93,3 +96,63 @@ def test_local_timestamps_across_a_daylight_saving_change_give_each_rows_local_d
     assert parsed.tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
     utc = frame.assign(date=[f"{d.date()}T23:00:00Z" for d in dates])  # a UTC time is a UTC date, as before
     assert spec.validate_frame(utc)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
+
+
+def test_a_bad_value_in_a_folder_of_files_is_reported_with_its_file_and_row_there(tmp_path, coded):
+    history, _ = coded
+    folder = tmp_path / "sales"
+    folder.mkdir()
+    for number, (_, rows) in enumerate(history.groupby("store_id"), start=1):
+        rows.to_csv(folder / f"group-{number:02d}.csv", index=False)
+    second = pd.read_csv(folder / "group-02.csv", dtype=str)
+    second.loc[2, "units_sold"] = "abc"
+    second.to_csv(folder / "group-02.csv", index=False)
+    spec = DatasetSpec.preset("default")
+    with pytest.raises(DataValidationError, match=r"'abc' in row \d+; .*\(row 3 of .*group-02\.csv\.\)"):
+        spec.validate_frame(read_table(folder, text=spec.text_columns))
+
+
+def test_empty_part_files_in_a_folder_are_skipped(tmp_path, coded, caplog):
+    history, _ = coded
+    folder = tmp_path / "spark"
+    folder.mkdir()
+    history.to_csv(folder / "part-00000.csv", index=False)
+    history.head(0).to_csv(folder / "part-00001.csv", index=False)  # a header alone: an empty Spark task
+    (folder / "part-00002.csv").write_bytes(b"")
+    history.head(0).to_parquet(folder / "part-00003.parquet")
+    with caplog.at_level(logging.INFO, logger="forecaster.tables"):
+        read = read_table(folder, text=("store_id", "item_id"))
+    assert len(read) == len(history)
+    assert "skipped 3 file(s) without data rows" in caplog.text
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(folder), "--model-dir", str(model), "--horizon", str(HORIZON), *FAST]) == 0
+
+
+def test_a_null_hive_partition_is_named_as_a_missing_key(tmp_path, coded):
+    history, _ = coded
+    folder = tmp_path / "sales"
+    for store, rows in history.groupby("store_id"):
+        part = folder / f"store_id={'__HIVE_DEFAULT_PARTITION__' if store == '002' else store}"
+        part.mkdir(parents=True)
+        rows.drop(columns="store_id").to_parquet(part / "part-0.parquet")
+    with pytest.raises(DataValidationError, match=r"'store_id' is missing .*Fill the key"):
+        read_table(folder)
+
+
+def test_an_excel_book_with_several_sheets_says_which_it_ignores(tmp_path, coded, caplog):
+    history, _ = coded
+    with pd.ExcelWriter(tmp_path / "sales.xlsx") as book:
+        for store, rows in history.groupby("store_id"):
+            rows.to_excel(book, sheet_name=f"store {store}", index=False)
+    with caplog.at_level(logging.WARNING, logger="forecaster.tables"):
+        read = read_table(tmp_path / "sales.xlsx", text=("store_id", "item_id"))
+    assert set(read["store_id"]) == {"001"}
+    assert "1 other sheet(s) ignored (store 002)" in caplog.text
+
+
+def test_a_decimal_comma_the_detection_missed_is_named_with_the_setting_that_reads_it(tmp_path, coded):
+    history, _ = coded
+    frame = history.assign(discount=history["discount"].astype(str))
+    frame.loc[len(frame) - 1, "discount"] = "0,8"  # after the first lines the detection reads: a dot file so far
+    with pytest.raises(DataValidationError, match=r"'0,8' in row .*decimal comma: .*\"csv\": \{\"decimal\": \",\"\}"):
+        DatasetSpec.preset("default").validate_frame(frame)

@@ -101,6 +101,13 @@ def _opener(path: Path) -> Any:
     return gzip.open if path.name.lower().endswith(".gz") else open
 
 
+def header_only(path: str | Path) -> bool:
+    """Whether the CSV file at ``path`` holds no data row: empty, or a header alone (blank lines aside)."""
+    with _opener(Path(path))(path, "rb") as stream:
+        lines = (line for line in stream if line.strip(b"\r\n\t \x00\xef\xbb\xbf\xff\xfe"))
+        return next(lines, None) is None or next(lines, None) is None
+
+
 def _encoding(raw: bytes, pinned: str | None) -> tuple[str, int, str]:
     """(encoding, length of a UTF-8 byte-order mark to skip, why) of a file that starts with ``raw``."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not pinned:

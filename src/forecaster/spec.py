@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +42,7 @@ import pandas as pd
 
 from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.tables import source_of
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +203,21 @@ class DatasetSpec:
         not per row), the date a day-precision timestamp, numeric roles float64. Extra columns are dropped.
 
         Raises:
-            DataValidationError: naming the column (and the first bad row) and how to fix it.
+            DataValidationError: naming the column (and the first bad row: its file and row there too, for a frame
+                read from several files) and how to fix it.
         """
+        try:
+            return self._validate_frame(frame, kind)
+        except DataValidationError as error:
+            found = re.search(r"\brow (\d+)\b", str(error))
+            source = source_of(frame, int(found.group(1))) if found else None
+            if source is None:
+                raise
+            path, row = source
+            where = f"in {path}" if row == int(found.group(1)) else f"row {row} of {path}"
+            raise DataValidationError(f"{error} ({where}.)") from error
+
+    def _validate_frame(self, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         if kind not in ("history", "future"):
             raise InvalidParameterError(f"The 'kind' parameter must be 'history' or 'future'. Got {kind!r} instead.")
         required = self.columns if kind == "history" else [*self.keys, self.date, *self.known_future]
@@ -328,8 +343,10 @@ def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Seri
     bad = (converted.isna() & values.notna()).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        comma = re.fullmatch(r"\s*[-+]?\d*,\d+\s*", str(values.iat[row]))
+        hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.' if comma else ""
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
-            f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value."
+            f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value.{hint}"
         )
     return converted.astype(float)

@@ -20,6 +20,7 @@ are ignored.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from forecaster.dialect import CsvDialect, read_csv
+from forecaster.dialect import CsvDialect, header_only, read_csv
 from forecaster.errors import DataValidationError, MissingExtraError
+
+logger = logging.getLogger(__name__)
+#: ``DataFrame.attrs`` key of the files a frame was read from: [(path, rows), ...] in row order
+SOURCES_ATTR = "forecaster_sources"
+#: the folder value Spark and Hive write for a null partition key
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -127,6 +134,14 @@ def discover(path: str | os.PathLike[str]) -> Layout:
     files = sorted(p for p, kind in entries if kind == pafs.FileType.File and suffix(Path(p)) in TABLE_SUFFIXES)
     if not files:
         raise DataValidationError(f"No {_KINDS} file found in directory {path}. Put the data there.")
+    null = next((f for f in files if f"={HIVE_NULL}" in f), None)
+    if null is not None:
+        folder = next(p for p in Path(null).relative_to(root).parts if p.endswith(f"={HIVE_NULL}"))
+        raise DataValidationError(
+            f"{path / Path(null).relative_to(root).parent} holds rows whose {folder.split('=')[0]!r} is missing "
+            f"(the folder {folder} is where Spark and Hive put a null key). Fill the key in those rows or drop them, "
+            "then write the table again."
+        )
     folders = sorted(p for p, kind in entries if kind == pafs.FileType.Directory)
     holding: set[str] = set()
     for file in files:  # every folder above a table file
@@ -157,7 +172,22 @@ def discover(path: str | os.PathLike[str]) -> Layout:
             "Partition every file by the same keys."
         )
     fragments = [Fragment(path / f.path.relative_to(root), f.keys) for f in fragments]  # the path as given
+    with_rows = [fragment for fragment in fragments if not _without_rows(fragment.path)]
+    if with_rows and len(with_rows) < len(fragments):  # Spark writes empty part files for empty tasks
+        skipped = [f.path.name for f in fragments if f not in with_rows]
+        logger.info("%s: skipped %d file(s) without data rows (%s)", path, len(skipped), ", ".join(skipped[:3]))
+        fragments = with_rows
     return Layout(path, "files" if top else "folders", tuple(fragments))
+
+
+def _without_rows(path: Path) -> bool:
+    """Whether a table file holds no data row (a 0-row Parquet part, an empty or header-only CSV); Excel: never."""
+    try:
+        if suffix(path) in PARQUET_SUFFIXES:
+            return pq.read_metadata(path).num_rows == 0
+        return suffix(path) in CSV_SUFFIXES and header_only(path)
+    except (OSError, EOFError, pa.ArrowException):
+        return False  # unreadable: the reader names the file
 
 
 def read_file(
@@ -206,7 +236,14 @@ def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> p
             f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
             "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
         ) from error
-    return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=wanted, dtype=dict.fromkeys(text, str))
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        if len(book.sheet_names) > 1:
+            logger.warning(
+                "%s: reading its first sheet %r only; %d other sheet(s) ignored (%s). Put every row on the first "
+                "sheet, or save each sheet as a file of its own in one folder.",
+                path, book.sheet_names[0], len(book.sheet_names) - 1, ", ".join(book.sheet_names[1:4]),
+            )  # fmt: skip
+        return pd.read_excel(book, sheet_name=0, usecols=wanted, dtype=dict.fromkeys(text, str))
 
 
 def read_fragment(
@@ -255,4 +292,18 @@ def read_fragments(
 ) -> pd.DataFrame:
     """The rows of ``fragments`` as one frame, in their order (``columns``: only those, where the files have them)."""
     frames = [read_fragment(fragment, csv, columns, text, **kw) for fragment in fragments]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame.attrs[SOURCES_ATTR] = [(str(f.path), len(part)) for f, part in zip(fragments, frames, strict=True)]
+    return frame
+
+
+def source_of(frame: pd.DataFrame, row: int) -> tuple[str, int] | None:
+    """(file, row in that file) of the 1-based ``row`` of a frame :func:`read_fragments` read; None if unknown."""
+    sources = frame.attrs.get(SOURCES_ATTR)
+    if not sources or sum(rows for _, rows in sources) != len(frame):  # not as read: filtered or joined since
+        return None
+    for path, rows in sources:
+        if row <= rows:
+            return path, row
+        row -= rows
+    return None
