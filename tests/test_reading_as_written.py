@@ -156,3 +156,12 @@ def test_a_decimal_comma_the_detection_missed_is_named_with_the_setting_that_rea
     frame.loc[len(frame) - 1, "discount"] = "0,8"  # after the first lines the detection reads: a dot file so far
     with pytest.raises(DataValidationError, match=r"'0,8' in row .*decimal comma: .*\"csv\": \{\"decimal\": \",\"\}"):
         DatasetSpec.preset("default").validate_frame(frame)
+
+
+def test_excels_sep_line_names_the_separator_and_is_not_the_header(tmp_path, coded):
+    history, _ = coded
+    text = history.head(20).to_csv(sep=";", decimal=",", index=False)
+    (tmp_path / "excel.csv").write_bytes(("sep=;\r\n" + text).encode("cp1252"))
+    read = read_table(tmp_path / "excel.csv", text=("store_id", "item_id"))
+    assert list(read.columns) == list(history.columns)
+    assert read["units_sold"].astype(float).tolist() == history.head(20)["units_sold"].tolist()

@@ -38,6 +38,8 @@ SEPARATORS = (",", ";", "\t", "|")
 DECIMAL_MARKS = (".", ",")
 SAMPLE_BYTES = 1 << 16
 _FALLBACK_ENCODING = "cp1252"
+#: Excel's first line naming the separator (``sep=;``): the separator, and a line that is not the header
+_SEP_LINE = re.compile(r"sep=(\S)\s*")
 _COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
 #: a number grouped in thousands by dots, as decimal-comma locales write it: ``4.800``, ``1.234.567,5``
 _GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
@@ -168,6 +170,8 @@ class Detected:
     dialect: CsvDialect
     bom: int
     how: str
+    #: lines before the header (Excel's ``sep=;`` line)
+    skip: int = 0
 
 
 def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
@@ -177,13 +181,16 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
         raw = stream.read(SAMPLE_BYTES)
     encoding, bom, encoding_how = _encoding(raw, pinned.encoding)
     lines = _lines(raw[bom:], encoding)
-    sep = pinned.sep or _separator(lines)
+    hint = _SEP_LINE.fullmatch(lines[0]) if lines else None
+    lines = lines[1:] if hint else lines
+    sep = pinned.sep or (hint.group(1) if hint else _separator(lines))
     decimal, votes = (pinned.decimal, "from the spec") if pinned.decimal else _decimal(lines, sep)
+    found = "from the spec" if pinned.sep else "from the file's sep= line" if hint else "detected"
     how = (
-        f"separator {sep!r} ({'from the spec' if pinned.sep else 'detected'}), decimal mark {decimal!r} "
+        f"separator {sep!r} ({found}), decimal mark {decimal!r} "
         f"({votes}), encoding {encoding} ({encoding_how})"
     )
-    return Detected(CsvDialect(sep, decimal, encoding), bom, how)
+    return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None))
 
 
 def _read(path: Path, bom: int, options: dict[str, Any]) -> pd.DataFrame:
@@ -216,6 +223,8 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     found = detect(path, pinned)
     dialect = found.dialect
     options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
+    if found.skip:
+        options.setdefault("skiprows", found.skip)
     how = found.how
     try:
         frame = _read(path, found.bom, options)
