@@ -192,3 +192,22 @@ def test_cli_orders_simulate_with_an_origin_column(tmp_path, capsys):
     assert results["forecasts"]["forecasts_used"] == 8 and results["policies"]["forecaster"]["fill_rate"] == 1.0
     assert main([*map(str, args), "--origin-column", "made_on"]) != 0
     assert "The forecasts have no column 'made_on'" in capsys.readouterr().err
+
+
+def test_cli_orders_simulate_keeps_codes_as_written(tmp_path):
+    """Store 007 and the articles 1.1 and 1.10 of the forecasts meet the item master's 007, 1.1 and 1.10."""
+    dates = pd.date_range("2024-05-01", periods=40)
+    rng = np.random.default_rng(1)
+    actuals = pd.DataFrame(
+        [("007", item, d, float(rng.integers(2, 9))) for item in ("1.1", "1.10") for d in dates],
+        columns=["store_id", "item_id", "date", "units_sold"],
+    )
+    ahead = actuals[actuals["date"] >= dates[-7]]
+    forecasts = ahead[["store_id", "item_id", "date"]].assign(p10=2.0, p50=5.0, p90=8.0, mean=5.0)
+    forecasts.to_csv(tmp_path / "forecasts.csv", index=False)
+    actuals.to_csv(tmp_path / "actuals.csv", index=False)
+    pd.DataFrame({"item_id": ["1.1", "1.10"], "shelf_life_days": [2, 9]}).to_csv(tmp_path / "items.csv", index=False)
+    out = tmp_path / "sim.json"
+    args = ["orders", "simulate", "--forecasts", tmp_path / "forecasts.csv", "--actuals", tmp_path / "actuals.csv"]
+    assert main([*map(str, args), "--item-master", str(tmp_path / "items.csv"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["policies"]["forecaster"]["series"] == 2

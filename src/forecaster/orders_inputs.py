@@ -45,7 +45,7 @@ def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str
     """
     frames = []
     for file in table_files(path):
-        frame = read_table(file, dtype={key: str for key in keys})
+        frame = read_table(file, text=tuple(keys))
         missing = [c for c in required if c not in frame.columns]
         if missing:
             raise DataValidationError(

@@ -72,14 +72,16 @@ def _orders(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from forecaster.io import read_table, write_json
+    from forecaster.orders import forecast_layout
     from forecaster.simulation import simulate_files
     from forecaster.spec import DatasetSpec
 
     _require(args, "forecasts")
     target = args.target or DatasetSpec.preset("default").target
+    keys = tuple(forecast_layout(read_table(args.forecasts, dtype=str))[0])  # read again below: keys as written
     results = simulate_files(
-        read_table(args.forecasts),
-        read_table(args.actuals),
+        read_table(args.forecasts, text=keys),
+        read_table(args.actuals, text=keys),
         target=target,
         stockout=args.stockout,
         calendar=args.calendar,
