@@ -125,3 +125,15 @@ def test_cli_evaluate_reads_a_postprocess_folder_without_its_order_proposals(tmp
     documents = [json.loads((out / "evaluation.json").read_text()) for out in outs.values()]
     assert documents[0]["forecast_metrics"] == documents[1]["forecast_metrics"]
     assert len(pd.read_csv(outs["folder"] / "evaluation.csv")) == len(pred)
+
+
+def test_cli_evaluate_joins_zero_padded_codes_of_a_csv_with_the_truth(tmp_path):
+    pred, truth = _frames()
+    codes = {f"S{i}": f"{i:03d}" for i in range(30)}  # 000, 001, ...: a type guess would read 0, 1, ...
+    pred, truth = (frame.assign(store_id=frame["store_id"].map(codes)) for frame in (pred, truth))
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    truth.to_parquet(tmp_path / "truth.parquet")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--input", f"predictions={tmp_path / 'pred.csv'}", "--input"]
+    assert main([*args, f"truth={tmp_path / 'truth.parquet'}", "--out", str(out)]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["dataset"]["item_count"] == len(truth)

@@ -125,8 +125,8 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
         return _note("Predictions or truth not found (predictions/ and truth/ tables); forecast plots omitted.")
     try:
         joined = join_predictions(
-            read_table(pred_path),
-            read_table(truth_path),
+            read_table(pred_path, text=tuple(spec.keys)),
+            read_table(truth_path, spec.csv, spec.text_columns),
             id_cols=list(spec.keys),
             time_col=spec.date,
             target_col=spec.target,
