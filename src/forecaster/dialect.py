@@ -186,10 +186,7 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
     sep = pinned.sep or (hint.group(1) if hint else _separator(lines))
     decimal, votes = (pinned.decimal, "from the spec") if pinned.decimal else _decimal(lines, sep)
     found = "from the spec" if pinned.sep else "from the file's sep= line" if hint else "detected"
-    how = (
-        f"separator {sep!r} ({found}), decimal mark {decimal!r} "
-        f"({votes}), encoding {encoding} ({encoding_how})"
-    )
+    how = f"separator {sep!r} ({found}), decimal mark {decimal!r} ({votes}), encoding {encoding} ({encoding_how})"
     return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None))
 
 
