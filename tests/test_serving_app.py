@@ -127,6 +127,44 @@ def test_client_errors_name_the_problem(client, feature_rows, make_body, content
     assert pytest.importorskip("re").search(match, error_of(response))
 
 
+def test_trailing_blank_lines_add_no_row(client, serving_model, feature_rows):
+    rows = to_csv(feature_rows[:2])
+    expected = serving_model.predict(feature_rows[:2])[:, 1]
+    for body in (rows + b"\n", rows + b"\r\n\r\n", rows + b"\n\r\n\n"):
+        response = post(client, body)
+        assert response.status_code == 200 and np.array_equal(np.array(csv_lines(response.data))[:, 0], expected)
+
+
+def test_infinite_values_are_400_naming_row_and_column(client, feature_rows):
+    names = client.application.extensions["forecaster"].layout.names
+    rows = to_csv(feature_rows[:2]).decode().splitlines()
+    cells = rows[1].split(",")
+    column = names.index("mean_28")
+    for bad in ("inf", "-Infinity", "1e400"):
+        cells[column] = bad
+        response = post(client, "\n".join([rows[0], ",".join(cells)]).encode())
+        assert response.status_code == 400
+        assert f"Row 2, column {column + 1} (mean_28)" in error_of(response) and "not a finite number" in error_of(
+            response
+        )
+    record = dict(zip(names, feature_rows[0].tolist(), strict=True)) | {"mean_28": 1e400}
+    response = post(client, json.dumps([{k: (None if v != v else v) for k, v in record.items()}]), "application/json")
+    assert response.status_code == 400 and "not a finite number" in error_of(response)
+
+
+def test_compressed_bodies_and_other_methods_get_a_clear_refusal(client, feature_rows):
+    import gzip
+
+    response = client.post(
+        "/invocations", data=gzip.compress(to_csv(feature_rows[:1])),
+        headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert response.status_code == 415 and "Content-Encoding 'gzip'" in error_of(response)
+    for method in ("get", "put", "delete"):
+        response = getattr(client, method)("/invocations")
+        assert response.status_code == 405 and "POST" in response.headers["Allow"] and "POST" in error_of(response)
+
+
 def test_not_acceptable_and_unknown_routes(client, feature_rows):
     assert post(client, to_csv(feature_rows[:1]), accept="application/xml").status_code == 406
     assert client.get("/nope").status_code == 404 and client.get("/invocations").status_code == 405
@@ -139,6 +177,8 @@ def test_body_over_the_payload_limit_is_413(serving_model, feature_rows):
     body = to_csv(feature_rows) * (2 * MB // len(to_csv(feature_rows)))
     response = post(small, body)
     assert response.status_code == 413 and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in error_of(response)
+    limit = ServingEnvironment.from_env({}, model_dir="/nonexistent", max_payload_mb=1).body_limit_bytes
+    assert f"has {len(body)} bytes; this server accepts at most {limit} bytes ({limit / MB:g} MB)" in error_of(response)
     assert post(small, to_csv(feature_rows)).status_code == 200
 
 

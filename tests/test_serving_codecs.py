@@ -35,6 +35,19 @@ def test_csv_parses_rows_in_order_with_empty_fields_as_nan():
     assert matrix[2, 1] == 40.0
 
 
+def test_csv_blank_lines_after_the_last_row_add_no_row():
+    for text in ("1,2,3,0\n\n", "1,2,3,0\r\n\r\n", "1,2,3,0\n\r\n\n"):
+        assert decode_csv(text).tolist() == [[1, 2, 3, 0]]
+    with pytest.raises(DataValidationError, match="CSV row 2 has 1 fields"):
+        decode_csv("1,2,3,0\n\n4,5,6,1\n")  # a blank line between rows is still refused
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e400"])
+def test_csv_infinite_values_are_refused_naming_row_and_column(value):
+    with pytest.raises(DataValidationError, match=r"Row 2, column 2 \(lag_0\): .* is not a finite number"):
+        decode_csv(f"1,2,3,0\n1,{value},3,0\n")
+
+
 def test_csv_accepts_crlf_and_no_final_newline():
     assert decode_csv("1,2,3,0\r\n4,5,6,1").tolist() == [[1, 2, 3, 0], [4, 5, 6, 1]]
     assert decode_csv("1,2,3,0\r\n").tolist() == [[1, 2, 3, 0]]
@@ -163,6 +176,26 @@ def test_unknown_content_type_is_415():
 )
 def test_accept_negotiation(accept, expected):
     assert media.response_media_type(accept, default=codecs.JSON) == expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("application/*", codecs.JSON),  # not application/csv: an alias is no answer to a wildcard
+        ("text/csv;q=0, */*", codecs.JSON),  # the request's own type, refused
+        ("text/csv;q=0, application/json;q=0, */*", codecs.JSONLINES),
+        ("application/x-ndjson", codecs.JSONLINES),
+        ("*/*", codecs.CSV),
+    ],
+)
+def test_accept_negotiation_never_answers_a_refused_type(accept, expected):
+    assert media.response_media_type(accept, default=codecs.CSV) == expected
+
+
+def test_a_content_type_without_a_type_is_415():
+    with pytest.raises(UnsupportedMediaTypeError):
+        media.request_media_type(";;;")
+    assert media.request_media_type(None) == media.request_media_type("") == codecs.CSV
 
 
 def test_unwritable_accept_is_406():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from forecaster.container.layout import MAX_PAYLOAD_ENV
 from forecaster.contract import (
@@ -32,6 +32,7 @@ from forecaster.errors import (
     ForecasterError,
     ModelNotReadyError,
     PayloadTooLargeError,
+    UnsupportedMediaTypeError,
 )
 from forecaster.params import Boolean, Options, coerce
 from forecaster.serving import codecs, media
@@ -166,9 +167,9 @@ def read_body(limit: int | None) -> bytes:
 
 def _too_large(size: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
-        f"The request body has {size} bytes (more than {size / MB:.1f} MB); this server accepts at most "
-        f"{limit} bytes. Send smaller mini-batches (MaxPayloadInMB) or raise {MAX_PAYLOAD_ENV} "
-        f"(at most {MAX_PAYLOAD_CEILING_MB})."
+        f"The request body has {'at least ' if request.content_length is None else ''}{size} bytes; this server "
+        f"accepts at most {limit} bytes ({limit / MB:g} MB). Send smaller mini-batches (MaxPayloadInMB) or raise "
+        f"{MAX_PAYLOAD_ENV} (at most {MAX_PAYLOAD_CEILING_MB})."
     )
 
 
@@ -227,6 +228,12 @@ def create_app(environment: ServingEnvironment, *, model: ForecastModel | None =
 
     @app.post("/invocations")
     def invocations() -> Response:
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaTypeError(
+                f"Content-Encoding {encoding!r} is not supported. Send the body uncompressed (batch transform "
+                "does: CompressionType applies to the input files, not to the requests)."
+            )
         content_type = media.request_media_type(request.headers.get("Content-Type"))
         accept = media.response_media_type(request.headers.get("Accept"), default=content_type)
         options = RequestOptions.parse(request.headers.get(CUSTOM_ATTRIBUTES), environment.default_quantiles)
@@ -242,6 +249,11 @@ def create_app(environment: ServingEnvironment, *, model: ForecastModel | None =
         if isinstance(error, ForecasterError):
             logger.info("%s %s -> %d %s", request.method, request.path, error.status, error.reason)
             return _error_response(error.status, type(error).__name__, error.reason)
+        if isinstance(error, MethodNotAllowed):
+            allowed = ", ".join(sorted(error.valid_methods or ()))
+            response = _error_response(405, "MethodNotAllowed", f"{request.path} answers {allowed} only.")
+            response.headers["Allow"] = allowed
+            return response
         if isinstance(error, HTTPException):
             return _error_response(error.code or 500, type(error).__name__, error.description or str(error))
         logger.exception("Unhandled error in %s %s", request.method, request.path)

@@ -53,6 +53,17 @@ class FeatureLayout:
         more = f", … ({len(self.names)} in all)" if len(self.names) > _SHOWN_NAMES else ""
         return shown + more
 
+    def check(self, matrix: np.ndarray) -> None:
+        """Reject infinite values (``inf``, ``1e400``) and categorical values that are not a code of the vocabulary."""
+        infinite = np.isinf(matrix)
+        if infinite.any():
+            row, column = (int(i[0]) for i in np.nonzero(infinite))
+            raise DataValidationError(
+                f"Row {row + 1}, column {column + 1} ({self.names[column]}): {float(matrix[row, column])!r} is not a "
+                "finite number. Send a finite number, or an empty field (null in JSON) for a missing value."
+            )
+        self.check_codes(matrix)
+
     def check_codes(self, matrix: np.ndarray) -> None:
         """Reject categorical values that are not an integer code of the vocabulary (NaN = missing is fine)."""
         for name, labels in self.categories.items():
@@ -70,9 +81,8 @@ class FeatureLayout:
 
 
 def _strip_final_newline(body: bytes) -> bytes:
-    if body.endswith(b"\r\n"):
-        return body[:-2]
-    return body[:-1] if body.endswith(b"\n") else body
+    """The body without its line ends at the end: a file's final newline, and blank lines after the last row."""
+    return body.rstrip(b"\r\n")
 
 
 def _check_not_empty(data: bytes) -> None:
@@ -114,7 +124,7 @@ def decode_csv(body: bytes, layout: FeatureLayout) -> np.ndarray:
     if matrix is None or matrix.shape[0] != n_rows:
         _check_field_counts(data, layout)
         raise _locate_bad_value(data, layout)
-    layout.check_codes(matrix)
+    layout.check(matrix)
     return matrix
 
 
@@ -232,7 +242,7 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
         raise _locate_bad_record(rows, layout, what, missing) from None
     if matrix.shape != (len(rows), len(layout.names)):
         raise _locate_bad_record(rows, layout, what, missing)
-    layout.check_codes(matrix)
+    layout.check(matrix)
     return matrix
 
 
