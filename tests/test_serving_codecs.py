@@ -321,3 +321,11 @@ def test_join_lines_like_sagemaker():
     joined = join_lines([b'{"id": 7}', b"[1]"], [b'{"p50": 1.0}', b'{"p50": 2.0}'], codecs.JSONLINES)
     assert json.loads(joined[0]) == {"id": 7, "SageMakerOutput": {"p50": 1.0}}
     assert json.loads(joined[1]) == {"SageMakerInput": [1], "SageMakerOutput": {"p50": 2.0}}
+
+
+def test_json_answers_stay_valid_json_when_a_value_overflows():
+    predictions = codecs.Predictions(("p50", "mean"), np.array([[1.5, np.inf], [np.nan, 2.0]]))
+    document = json.loads(codecs.encode_json(predictions))  # strict parsers reject a bare Infinity / NaN
+    assert document["predictions"] == [{"p50": 1.5, "mean": None}, {"p50": None, "mean": 2.0}]
+    lines = [json.loads(line) for line in codecs.encode_jsonlines(predictions).splitlines()]
+    assert lines == document["predictions"]

@@ -328,22 +328,30 @@ def encode_csv(predictions: Predictions) -> bytes:
     return sink.getvalue()
 
 
+def _json_ready(values: np.ndarray) -> list[list[Any]]:
+    """Rows of ``values`` as lists, a non-finite value (an overflow of absurd inputs) as None: valid JSON."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isfinite(values).all():
+        return values.tolist()
+    return np.where(np.isfinite(values), values, None).tolist()
+
+
 def _records(predictions: Predictions) -> list[dict[str, Any]]:
-    records = [dict(zip(predictions.columns, row, strict=True)) for row in predictions.values.tolist()]
+    records = [dict(zip(predictions.columns, row, strict=True)) for row in _json_ready(predictions.values)]
     if predictions.contributions is not None:
-        for record, row in zip(records, predictions.contributions.tolist(), strict=True):
+        for record, row in zip(records, _json_ready(predictions.contributions), strict=True):
             record["contributions"] = dict(zip(predictions.contribution_names, row, strict=True))
     return records
 
 
 def encode_jsonlines(predictions: Predictions) -> bytes:
     """One JSON object per line, e.g. ``{"p10": 1.0, "p50": 2.0, "p90": 3.5}``."""
-    return "".join(json.dumps(record) + "\n" for record in _records(predictions)).encode()
+    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in _records(predictions)).encode()
 
 
 def encode_json(predictions: Predictions) -> bytes:
     """``{"predictions": [{...}, ...]}``, one object per input row, in input order."""
-    return json.dumps({"predictions": _records(predictions)}).encode()
+    return json.dumps({"predictions": _records(predictions)}, allow_nan=False).encode()
 
 
 ENCODERS = {CSV: encode_csv, JSONLINES: encode_jsonlines, JSON: encode_json}
