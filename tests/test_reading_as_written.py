@@ -165,3 +165,14 @@ def test_excels_sep_line_names_the_separator_and_is_not_the_header(tmp_path, cod
     read = read_table(tmp_path / "excel.csv", text=("store_id", "item_id"))
     assert list(read.columns) == list(history.columns)
     assert read["units_sold"].astype(float).tolist() == history.head(20)["units_sold"].tolist()
+
+
+def test_a_comma_separated_file_with_quoted_decimal_commas_is_read(tmp_path):
+    """Spreadsheets in decimal-comma locales export ``,`` separated files with ``"1,5"`` quoted."""
+    text = 'store_id,units_sold,discount\n001,"4,5","0,25"\n002,3,"0,5"\n003,"12,75",0\n'
+    (tmp_path / "sheet.csv").write_text(text, encoding="utf-8")
+    frame = read_table(tmp_path / "sheet.csv", text=("store_id",))
+    assert frame["units_sold"].tolist() == [4.5, 3.0, 12.75] and frame["discount"].tolist() == [0.25, 0.5, 0.0]
+    us = 'store_id,units_sold\n001,"1,234"\n002,"2,500"\n003,7.5\n'  # quoted thousands: no decimal comma
+    (tmp_path / "us.csv").write_text(us, encoding="utf-8")
+    assert read_table(tmp_path / "us.csv", text=("store_id",))["units_sold"].tolist() == ["1,234", "2,500", "7.5"]

@@ -40,6 +40,7 @@ SAMPLE_BYTES = 1 << 16
 _FALLBACK_ENCODING = "cp1252"
 #: Excel's first line naming the separator (``sep=;``): the separator, and a line that is not the header
 _SEP_LINE = re.compile(r"sep=(\S)\s*")
+_COMMA_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
 _COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
 #: a number grouped in thousands by dots, as decimal-comma locales write it: ``4.800``, ``1.234.567,5``
 _GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
@@ -77,10 +78,6 @@ class CsvDialect:
             raise InvalidParameterError(
                 f"The 'csv.decimal' entry of the {source} must be one of {list(DECIMAL_MARKS)}. "
                 f"Got {decimal!r} instead."
-            )
-        if sep is not None and sep == decimal:
-            raise InvalidParameterError(
-                f"The 'csv.sep' and 'csv.decimal' entries of the {source} must differ. Got {sep!r} for both."
             )
         if encoding is not None:
             try:
@@ -151,16 +148,20 @@ def _separator(lines: list[str]) -> str:
 
 
 def _decimal(lines: list[str], sep: str) -> tuple[str, str]:
-    """The decimal mark and why (the votes)."""
-    if sep == ",":
-        return ".", "the separator is ','"
+    """The decimal mark and why (the votes).
+
+    With a ``,`` separator a decimal comma needs quotes (``"1,5"``); a quoted ``"1,234"`` may be a thousand and
+    does not vote.
+    """
     comma = point = 0
     for row in csv.reader(lines[1:], delimiter=sep):
         for value in row:
             value = value.strip()
-            comma += bool(_COMMA_NUMBER.fullmatch(value))
+            thousands = sep == "," and _COMMA_THOUSANDS.fullmatch(value)
+            comma += bool(_COMMA_NUMBER.fullmatch(value)) and not thousands
             point += bool(_POINT_NUMBER.fullmatch(value))
-    return ("," if comma > point else "."), f"{comma} values like 1,5 and {point} like 1.5 in the first lines"
+    quoted = ' quoted as "1,5"' if sep == "," else ""
+    return ("," if comma > point else "."), f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
 
 
 @dataclass(frozen=True)

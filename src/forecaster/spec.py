@@ -343,8 +343,13 @@ def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Seri
     bad = (converted.isna() & values.notna()).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        comma = re.fullmatch(r"\s*[-+]?\d*,\d+\s*", str(values.iat[row]))
-        hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.' if comma else ""
+        text = str(values.iat[row]).strip()
+        hint = ""
+        if re.fullmatch(r"[-+]?\d{1,3}(?:,\d{3})+", text):
+            hint = " It looks like a thousands separator: write the number without it (1234, not 1,234)."
+        elif re.fullmatch(r"[-+]?\d*,\d+", text):
+            hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.'
+
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
             f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value.{hint}"
