@@ -104,9 +104,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file; a missing or malformed file raises DataValidationError naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark, as editors on Windows write
     except FileNotFoundError as error:
         raise DataValidationError(f"File {path} does not exist.") from error
+    except UnicodeDecodeError as error:
+        raise DataValidationError(
+            f"File {path} is not UTF-8 text (byte {error.start}: {error.object[error.start : error.start + 1]!r}). "
+            "JSON files are UTF-8: save it as UTF-8."
+        ) from error
     except json.JSONDecodeError as error:
         raise DataValidationError(f"File {path} is not valid JSON: {error}") from error
 

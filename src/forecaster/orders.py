@@ -236,7 +236,15 @@ def order_lines(
         raise DataValidationError(
             f"The forecasts' row {row + 1} has the {date} {forecasts[date].iat[row]!r}: not a date."
         )
-    day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else pd.Timestamp(order_date).normalize()
+    day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else _order_day(order_date)
+    duplicated = frame.duplicated([*keys, date]).to_numpy()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        where = ", ".join(f"{k}={frame[k].iat[row]}" for k in keys)
+        raise DataValidationError(
+            f"The forecasts have more than one row for {where}, {date}={frame[date].iat[row].date()} (row {row + 1}); "
+            "keep one forecast per series and day (the newest run's)."
+        )
     extra = [defaults.category_column] if defaults.category_column in frame.columns else []
     series = frame[[*keys, *extra]].drop_duplicates(keys).reset_index(drop=True)
     values = _day_arrays(frame, series, keys, date, day)
@@ -343,6 +351,16 @@ def _check_horizon(
             f"{(day + pd.Timedelta(days=1)).date()} to {last.date()} (until the next delivery): forecast a longer "
             "horizon or fill the missing days."
         )
+
+
+def _order_day(value: str | pd.Timestamp) -> pd.Timestamp:
+    """The order day of ``--order-date``: an ISO date (``12.02.2024`` could be either of two days)."""
+    try:
+        return pd.to_datetime(value, format="ISO8601").normalize()
+    except (TypeError, ValueError) as error:
+        raise InvalidParameterError(
+            f"The 'order_date' parameter must be an ISO date like 2024-05-31. Got {value!r} instead."
+        ) from error
 
 
 def write_orders(forecasts: str | Path | pd.DataFrame, out: str | Path, **options) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """The ordering inputs, declared once: stock, open orders, delivery calendar, item master and the chain defaults.
 
-Each table is optional, CSV or Parquet, one file or a (partitioned) folder, read with :func:`forecaster.io.read_table`
-file by file so that every error names the file, the row (1 = first data row) and the column. Series are joined
+Each table is optional, CSV, Parquet or Excel, one file or a (partitioned) folder, read with
+:func:`forecaster.tables.read_fragment` (a Hive folder's keys become columns) file by file so that every error
+names the file, the row (1 = first data row) and the column. Series are joined
 on the key columns a table has (the forecasts' keys, e.g. ``store_id`` and ``item_id``); keys are compared as
 strings. The chain-wide defaults are a JSON file (:class:`forecaster.order_defaults.OrderDefaults`).
 """
@@ -17,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster.errors import DataValidationError
-from forecaster.io import read_table, table_files
 from forecaster.order_defaults import OrderDefaults, parse_weekday
+from forecaster.tables import discover, read_fragment
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str
     of the keys (it is joined on the ones it has).
     """
     frames = []
-    for file in table_files(path):
-        frame = read_table(file, text=tuple(keys))
+    for fragment in discover(path).fragments:  # a Hive folder's keys (store_id=S001/) become columns
+        file = fragment.path
+        frame = read_fragment(fragment, text=tuple(keys))
+        if frame.empty:
+            raise DataValidationError(f"{file} has a header but no rows. Provide at least one data row.")
         missing = [c for c in required if c not in frame.columns]
         if missing:
             raise DataValidationError(
@@ -176,7 +180,7 @@ def read_open_orders(path: str | Path, series: pd.DataFrame, keys: list[str], or
         row = int(early[0])
         raise DataValidationError(
             f"{_where(orders['_file'].iat[row], int(orders['_row'].iat[row]) - 1, ARRIVAL_DATE)}: an open order "
-            f"arrives after the order day {order_date.date()}; count what has arrived as stock."
+            f"must arrive after the order day {order_date.date()}; count what has arrived as stock."
         )
     check_known(orders, series, on, "open orders")
     return np.column_stack([_series_index(orders, series, on), units, offset]).astype(float)
@@ -197,18 +201,52 @@ def read_calendar(
     calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
     on = join_keys(calendar, keys, "delivery calendar")
     lead = numbers(calendar, LEAD_TIME, low=1, optional=True)
+    fractional = np.flatnonzero(~np.isnan(lead) & (lead != np.floor(lead)))
+    if fractional.size:
+        row = int(fractional[0])
+        raise DataValidationError(
+            f"{_where(calendar['_file'].iat[row], int(calendar['_row'].iat[row]) - 1, LEAD_TIME)}: must be a whole "
+            f"number of days. Got {calendar[LEAD_TIME].iat[row]} instead."
+        )
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
     places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
     weekday = np.array([parse_weekday(value, _where(file, row - 1, WEEKDAY)) for value, file, row in places])
+    twice = calendar[on].assign(_weekday=weekday).duplicated().to_numpy()
+    if twice.any():
+        row = int(np.flatnonzero(twice)[0])
+        where = "".join(f"{k}={calendar[k].iat[row]}, " for k in on)
+        raise DataValidationError(
+            f"{calendar['_file'].iat[row]} row {calendar['_row'].iat[row]}: the delivery calendar has {where}"
+            f"{WEEKDAY} {calendar[WEEKDAY].iat[row]} twice; keep one row (one lead time per order day)."
+        )
     if not on:  # a chain-wide calendar
         table[:] = np.nan
         table[:, weekday] = lead
         return table
     pairs = _pairs(calendar, series, on)
     own = np.unique(pairs[:, 0])
+    _warn_unmatched(len(series) - own.size, len(series), "delivery calendar", path, on, calendar, pairs)
     table[own] = np.nan
     table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
     return table
+
+
+def _warn_unmatched(
+    missing: int, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame, pairs: np.ndarray
+) -> None:
+    """Log how many series have no row in ``table`` (they take the chain defaults), and rows that match none."""
+    if not missing:
+        return
+    unused = np.setdiff1d(np.arange(len(table)), pairs[:, 1])
+    example = ""
+    if unused.size:
+        row = int(unused[0])
+        example = f"; its rows match no forecast series, e.g. {', '.join(f'{k}={table[k].iat[row]}' for k in on)}"
+    logger.warning(
+        "%d of %d forecast series have no row in the %s at %s (joined on %s%s): they take the chain defaults. "
+        "Check the key values (007 against 7, case) if they should have one.",
+        missing, total, what, path, ", ".join(on), example,
+    )  # fmt: skip
 
 
 def _pairs(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
@@ -253,6 +291,7 @@ def read_item_master(
             )
         checks = {"pack_size": (0.0, True), "shelf_life_days": (1.0, False), "unit_price": (0.0, True)}
         pairs = _pairs(master, series, on)
+        _warn_unmatched(n - np.unique(pairs[:, 0]).size, n, "item master", path, on, master, pairs)
         for name in ITEM_NUMBERS:
             low, strict = checks.get(name, (0.0, False))
             column = numbers(master, name, low=low, strict=strict, optional=True)

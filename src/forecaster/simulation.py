@@ -48,14 +48,22 @@ def simulate_files(
     """
     keys, date = forecast_layout(forecasts)
     defaults = OrderDefaults.load(defaults_path)
-    frame = forecasts.assign(**{date: _dates(forecasts[date])})
+    frame = forecasts.assign(**{date: _dates(forecasts[date], "forecasts", date)})
     frame[keys] = frame[keys].astype(str)
-    missing = [c for c in (*keys, date, target, *([stockout] if stockout else [])) if c not in actuals.columns]
+    needed = [*keys, date, target, *([stockout] if stockout else [])]
+    missing = [c for c in needed if c not in actuals.columns]
     if missing:
-        raise DataValidationError(f"The actuals have no column {missing[0]!r}; they need {keys}, {date!r}, {target!r}.")
-    actual = actuals.assign(**{date: _dates(actuals[date])})
+        raise DataValidationError(
+            f"The actuals have no column {missing[0]!r}; they need {needed} (the stockout column only with "
+            f"--stockout). Columns found: {list(actuals.columns)}."
+        )
+    actual = actuals.assign(**{date: _dates(actuals[date], "actuals", date)})
     actual[keys] = actual[keys].astype(str)
-    actual["_out"] = (actual[stockout] > 0).astype(float) if stockout else 0.0
+    actual[target] = _numbers(actual[target], "actuals", target)
+    actual["_out"] = (_numbers(actual[stockout], "actuals", stockout) > 0).astype(float) if stockout else 0.0
+    if origin is None or origin in frame.columns:  # else forecasts_by_order_day says the column is missing
+        _check_unique(frame, [*keys, date, *([origin] if origin else [])], "forecasts")
+    _check_unique(actual, [*keys, date], "actuals")
     if origin is None:
         series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
         made, use = [values], [0] * len(dates)
@@ -64,9 +72,14 @@ def simulate_files(
     replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
     _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
     if np.isnan(observed).any() or (origin is None and np.isnan(values).any()):
+        lacking = "forecasts" if origin is None and np.isnan(values).any() else "actuals"
+        gaps = np.isnan(values).any(axis=1) if lacking == "forecasts" else np.isnan(observed).any(axis=1)
+        row, day = (int(i[0]) for i in np.nonzero(gaps))
+        where = ", ".join(f"{k}={series[k].iat[row]}" for k in keys)
         raise DataValidationError(
             f"The forecasts and the actuals must cover the same series on every day from {dates[0].date()} to "
-            f"{dates[-1].date()} ({len(series)} series x {len(dates)} days)."
+            f"{dates[-1].date()} ({len(series)} series x {len(dates)} days). The {lacking} have no value for "
+            f"{where} on {dates[day].date()}: add it, or leave that series or day out of both."
         )
     items = read_item_master(item_master, series, keys, defaults)
     replay = Replay(
@@ -108,7 +121,7 @@ def forecasts_by_order_day(
     """
     if origin not in frame.columns:
         raise DataValidationError(f"The forecasts have no column {origin!r} (the day each forecast was made).")
-    made_on = _dates(frame[origin])
+    made_on = _dates(frame[origin], "forecasts", origin)
     early = np.flatnonzero((frame[date] <= made_on).to_numpy())
     if early.size:
         row = early[0]
@@ -151,5 +164,33 @@ def _repeat_last_day(values: np.ndarray, made_on: pd.Timestamp, dates: pd.Dateti
     return out
 
 
-def _dates(column: pd.Series) -> pd.Series:
-    return pd.to_datetime(column.astype(str), format="ISO8601")
+def _dates(column: pd.Series, what: str, name: str) -> pd.Series:
+    """``column`` as timestamps; a value that is no ISO date raises naming the table, row and column."""
+    parsed = pd.to_datetime(column.astype(str), format="ISO8601", errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        raise DataValidationError(
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not an ISO date like 2024-05-31."
+        )
+    return parsed
+
+
+def _numbers(column: pd.Series, what: str, name: str) -> pd.Series:
+    """``column`` as floats; a value that is not a number raises naming the table, row and column."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero((values.isna() & column.notna()).to_numpy())
+    if bad.size:
+        raise DataValidationError(
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not a number."
+        )
+    return values.astype(float)
+
+
+def _check_unique(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    """Raise naming the first row that repeats the ``columns`` of an earlier one."""
+    twice = np.flatnonzero(frame.duplicated(columns).to_numpy())
+    if twice.size:
+        row = int(twice[0])
+        shown = {c: frame[c].iat[row] for c in columns}
+        where = ", ".join(f"{c}={v.date() if isinstance(v, pd.Timestamp) else v}" for c, v in shown.items())
+        raise DataValidationError(f"The {what} have more than one row for {where} (row {row + 1}); keep one.")

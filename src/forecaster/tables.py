@@ -255,9 +255,9 @@ def read_fragment(
 ) -> pd.DataFrame:
     """The rows of one file with its partition keys as columns (checked against the file's own, if it has them)."""
     frame = read_file(fragment.path, csv, columns, text, **csv_kwargs)
-    for name, value in fragment.keys:
-        if name not in frame.columns:
-            frame[name] = pd.Categorical([value] * len(frame), categories=[value])
+    for position, (name, value) in enumerate(fragment.keys):
+        if name not in frame.columns:  # the folder's keys lead, as they would in the table the folders split
+            frame.insert(position, name, pd.Categorical([value] * len(frame), categories=[value]))
             continue
         column = frame[name]
         uniques = pd.Series(pd.unique(column))  # compared value by value: a partition holds few of them
