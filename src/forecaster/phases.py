@@ -8,6 +8,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from forecaster.config import TrainConfig
+from forecaster.contract import QUANTILES
 
 
 class Laps:
@@ -28,7 +29,8 @@ class Progress:
     """A progress bar over boosting rounds of all boosters (silent when stderr is not a terminal)."""
 
     def __init__(self, config: TrainConfig, label: str, rounds: dict[str, int] | None = None) -> None:
-        total = sum(rounds.values()) if rounds else config.num_boost_round + 3 * config.quantile_num_boost_round
+        budget = config.point_bags * config.num_boost_round + len(QUANTILES) * config.quantile_num_boost_round
+        total = sum(rounds.values()) if rounds else budget
         self.bar = tqdm(total=total, desc=label, unit="round", disable=None, leave=False)
         self.done: dict[str, int] = {}
 
