@@ -236,6 +236,7 @@ def test_custom_attributes():
     assert RequestOptions.parse(None, "p50") == RequestOptions("p50", False)
     assert RequestOptions.parse("quantiles=all; explain=true", "p50") == RequestOptions("all", True)
     assert RequestOptions.parse("trace=abc,explain=False", "all") == RequestOptions("all", False)
+    assert RequestOptions.parse("Quantiles=ALL, EXPLAIN=TRUE", "p50") == RequestOptions("all", True)
     with pytest.raises(InvalidParameterError, match=r"'quantiles' parameter .* Got 'p99' instead"):
         RequestOptions.parse("quantiles=p99", "p50")
 

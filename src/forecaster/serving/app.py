@@ -130,7 +130,7 @@ class RequestOptions:
 
     @classmethod
     def parse(cls, header: str | None, default_quantiles: str) -> RequestOptions:
-        """Read ``key=value`` pairs separated by ``,`` or ``;``; keys the server does not know are ignored.
+        """Read ``key=value`` pairs separated by ``,`` or ``;`` (any case); keys the server does not know are ignored.
 
         Raises:
             InvalidParameterError: for a known key with an invalid value.
@@ -140,8 +140,8 @@ class RequestOptions:
         for pair in (header or "").replace(";", ",").split(","):
             key, _, value = pair.partition("=")
             key = key.strip().lower()
-            if key in constraints:
-                values[key] = coerce(key, value.strip(), [constraints[key]], f"the {CUSTOM_ATTRIBUTES} header")
+            if key in constraints:  # names and values alike in any case: quantiles=ALL
+                values[key] = coerce(key, value.strip().lower(), [constraints[key]], f"the {CUSTOM_ATTRIBUTES} header")
         return cls(**values)
 
 
