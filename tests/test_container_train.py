@@ -119,3 +119,10 @@ def test_trains_on_a_hive_channel_with_the_key_only_in_the_path(tmp_path, histor
     schema = json.loads((base / "model" / "feature_schema.json").read_text())
     stores = next(f for f in schema["features"] if f["name"] == "store_id")
     assert stores["categories"] == sorted(history_frame["store_id"].unique())  # the key read from the folder names
+
+
+def test_the_failure_reason_is_one_line(tmp_path):
+    from forecaster.container.train import write_failure
+
+    write_failure(tmp_path, "InternalError: LightGBMError: Check failed: (num_data) > (0) .\n\n")
+    assert (tmp_path / "failure").read_text() == "InternalError: LightGBMError: Check failed: (num_data) > (0) .\n"

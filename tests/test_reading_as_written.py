@@ -176,3 +176,22 @@ def test_a_comma_separated_file_with_quoted_decimal_commas_is_read(tmp_path):
     us = 'store_id,units_sold\n001,"1,234"\n002,"2,500"\n003,7.5\n'  # quoted thousands: no decimal comma
     (tmp_path / "us.csv").write_text(us, encoding="utf-8")
     assert read_table(tmp_path / "us.csv", text=("store_id",))["units_sold"].tolist() == ["1,234", "2,500", "7.5"]
+
+
+def test_training_data_that_cannot_teach_a_model_is_refused_clearly(coded, tmp_path):
+    from forecaster.config import TrainConfig
+    from forecaster.training import fit_artifact
+
+    history, _ = coded
+    spec = DatasetSpec.preset("default")
+    config = TrainConfig(horizon=HORIZON, num_boost_round=5, quantile_num_boost_round=3)
+    with pytest.raises(DataValidationError, match=r"Every observed 'units_sold' value of the training data is 0"):
+        fit_artifact(history.assign(units_sold=0.0), spec, config, tmp_path / "zero")
+    infinite = history.assign(units_sold=history["units_sold"].where(history.index != 4, float("inf")))
+    with pytest.raises(
+        DataValidationError, match=r"'units_sold' column \(target\) .* finite numbers. Got inf in row 5"
+    ):
+        fit_artifact(infinite, spec, config, tmp_path / "inf")
+    with pytest.raises(DataValidationError, match=r"In the validation data \(validation channel\): .*no column"):
+        fit_artifact(history, spec, config, tmp_path / "v", validation=history.drop(columns="discount"))
+    assert not any((tmp_path / name).exists() for name in ("zero", "inf", "v"))

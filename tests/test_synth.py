@@ -126,11 +126,11 @@ def test_stockouts_cap_sales_below_demand(year: pd.DataFrame) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"stores": 0}, "The 'stores' parameter of generate must be an int in the range [1, inf]. Got 0 instead."),
-        ({"items": -2}, "The 'items' parameter of generate must be an int in the range [1, inf]. Got -2 instead."),
-        ({"days": 1.5}, "The 'days' parameter of generate must be an int in the range [1, inf]. Got 1.5 instead."),
-        ({"stores": True}, "The 'stores' parameter of generate must be an int in the range [1, inf]. Got True"),
-        ({"seed": -1}, "The 'seed' parameter of generate must be an int in the range [0, inf]. Got -1 instead."),
+        ({"stores": 0}, "The 'stores' parameter of generate must be an int in the range [1, inf). Got 0 instead."),
+        ({"items": -2}, "The 'items' parameter of generate must be an int in the range [1, inf). Got -2 instead."),
+        ({"days": 1.5}, "The 'days' parameter of generate must be an int in the range [1, inf). Got 1.5 instead."),
+        ({"stores": True}, "The 'stores' parameter of generate must be an int in the range [1, inf). Got True"),
+        ({"seed": -1}, "The 'seed' parameter of generate must be an int in the range [0, inf). Got -1 instead."),
         ({"start": "next tuesday"}, "The 'start' parameter of generate must be a date like '2024-01-01'. Got"),
         ({"start": 20240101}, "The 'start' parameter of generate must be a date like '2024-01-01'. Got 20240101"),
     ],

@@ -30,8 +30,8 @@ class Interval:
     closed: str = "both"  # "both", "left", "right", "neither"
 
     def describe(self) -> str:
-        left = "[" if self.closed in ("both", "left") else "("
-        right = "]" if self.closed in ("both", "right") else ")"
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         return f"{'an int' if self.kind is int else 'a float'} in the range {left}{low}, {high}{right}"
@@ -60,7 +60,7 @@ class Interval:
         return self.kind(value)
 
     def accepts(self, value: Any) -> bool:
-        if isinstance(value, float) and math.isnan(value):
+        if isinstance(value, float) and not math.isfinite(value):  # NaN, and inf even where a bound is open
             return False
         low_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
         high_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)

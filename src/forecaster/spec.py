@@ -335,6 +335,18 @@ def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | N
 
 
 def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
+    """``values`` as float64; a value that is not a finite number raises naming the column and row."""
+    numbers = _numbers(values, column, kind, role)
+    infinite = np.flatnonzero(np.isinf(numbers.to_numpy()))
+    if infinite.size:
+        raise DataValidationError(
+            f"The {column!r} column ({role}) of the {kind} data must hold finite numbers. Got "
+            f"{values.iat[infinite[0]]} in row {infinite[0] + 1}; fix it, or leave it empty for a missing value."
+        )
+    return numbers
+
+
+def _numbers(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(values):
         return values.astype(float)
     if pd.api.types.is_numeric_dtype(values):
@@ -349,7 +361,6 @@ def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Seri
             hint = " It looks like a thousands separator: write the number without it (1234, not 1,234)."
         elif re.fullmatch(r"[-+]?\d*,\d+", text):
             hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.'
-
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
             f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value.{hint}"

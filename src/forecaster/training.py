@@ -127,6 +127,11 @@ def fit_artifact(
         chain = distributed.chain_summary(cluster, sources, spec, config, workers)  # type: ignore[arg-type]
     else:
         sources, chain = _summarize(sources, train, spec, config, workers)
+    if not chain.level > 0:  # LightGBM's Tweedie and Poisson objectives stop at "sum of labels is zero"
+        raise DataValidationError(
+            f"Every observed {spec.target!r} value of the training data is 0: there is no demand to learn. Check "
+            "that the spec's 'target' names the sales column and that the history holds the selling days."
+        )
     report = data_report(chain)
     if cut_date is None:  # a path: the last validation_days of the whole table are held out
         cut_date = chain.dates[-1] - pd.Timedelta(days=config.resolved_validation_days)
@@ -191,7 +196,11 @@ def _validated_sources(
     frame = spec.validate_frame(train, kind="history")
     if validation is not None:
         cut_date = frame[spec.date].max()
-        frame = _with_validation(frame, spec.validate_frame(validation, kind="history"), spec)
+        try:
+            checked = spec.validate_frame(validation, kind="history")
+        except DataValidationError as error:  # its messages speak of history: say which data it was
+            raise DataValidationError(f"In the validation data (validation channel): {error}") from error
+        frame = _with_validation(frame, checked, spec)
     else:
         cut_date = frame[spec.date].max() - pd.Timedelta(days=config.resolved_validation_days)
     check_trainable(frame, spec, config, cut_date)

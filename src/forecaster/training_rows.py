@@ -184,7 +184,7 @@ def origins(last_day: int, config: TrainConfig) -> np.ndarray:
     candidates = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]
     if candidates.size == 0:
         raise DataValidationError(
-            f"The training data covers {last_day + 1} days before the validation window; at least "
+            f"The training data covers {max(last_day + 1, 0)} days before the validation window; at least "
             f"{config.min_history_days + 1} are needed (min_history_days={config.min_history_days}). "
             "Provide a longer history or lower min_history_days / validation_days."
         )

@@ -126,7 +126,8 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
 def write_failure(output_dir: Path, reason: str) -> None:
     """Write the one-line ``reason`` that DescribeTrainingJob shows (first 1024 characters)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / layout.FAILURE_FILE).write_text(reason[:1024] + "\n")
+    one_line = " ".join(reason.split())  # LightGBM's messages end in blank lines
+    (output_dir / layout.FAILURE_FILE).write_text(one_line[:1024] + "\n")
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
