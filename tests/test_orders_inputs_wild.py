@@ -72,6 +72,9 @@ def test_duplicate_forecasts_and_calendar_days_and_fractional_lead_times_are_ref
     pd.DataFrame({"weekday": ["mon"], "lead_time_days": [1.5]}).to_csv(calendar, index=False)
     with pytest.raises(DataValidationError, match=r"column 'lead_time_days': must be a whole number of days. Got 1.5"):
         order_lines(forecasts(), calendar=calendar)
+    pd.DataFrame({"item_id": ["a"], "shelf_life_days": [2.5]}).to_csv(tmp_path / "items.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"items\.csv row 1, column 'shelf_life_days': must be a whole"):
+        order_lines(forecasts(), item_master=tmp_path / "items.csv")
 
 
 @pytest.mark.parametrize("value", ["12.02.2024", "notadate"])
@@ -112,3 +115,12 @@ def test_simulate_refuses_bad_actuals_naming_row_and_column():
             simulate_files(frame, bad, target="units_sold", stockout="stockout_hours")
     with pytest.raises(DataValidationError, match=r"no column 'nohours'; they need .*'nohours'"):
         simulate_files(frame, sales, target="units_sold", stockout="nohours")
+
+
+def test_simulate_says_how_many_series_of_the_actuals_it_leaves_out(caplog):
+    frame = forecasts()
+    sales = actuals(forecasts(stores=("S1", "S2", "S3")))  # S3 sold, but nobody forecast it
+    with caplog.at_level(logging.INFO, logger="forecaster.simulation"):
+        results = simulate_files(frame, sales, target="units_sold")
+    assert results["policies"]["forecaster"]["series"] == 4
+    assert "2 of 6 series of the actuals have no forecasts: left out" in caplog.text

@@ -90,6 +90,18 @@ def numbers(
     return values
 
 
+def whole_days(frame: pd.DataFrame, column: str, values: np.ndarray) -> np.ndarray:
+    """``values`` (``frame[column]`` as numbers) unchanged; a fraction of a day raises naming file, row and column."""
+    fractional = np.flatnonzero(~np.isnan(values) & (values != np.floor(values)))
+    if fractional.size:
+        row = int(fractional[0])
+        raise DataValidationError(
+            f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be a whole number of "
+            f"days. Got {frame[column].iat[row]} instead."
+        )
+    return values
+
+
 def dates(frame: pd.DataFrame, column: str) -> pd.Series:
     """``frame[column]`` as day timestamps; an unparseable value raises naming file, row and column."""
     parsed = pd.to_datetime(frame[column].astype("string"), errors="coerce", format="ISO8601").dt.normalize()
@@ -200,14 +212,7 @@ def read_calendar(
         return table
     calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
     on = join_keys(calendar, keys, "delivery calendar")
-    lead = numbers(calendar, LEAD_TIME, low=1, optional=True)
-    fractional = np.flatnonzero(~np.isnan(lead) & (lead != np.floor(lead)))
-    if fractional.size:
-        row = int(fractional[0])
-        raise DataValidationError(
-            f"{_where(calendar['_file'].iat[row], int(calendar['_row'].iat[row]) - 1, LEAD_TIME)}: must be a whole "
-            f"number of days. Got {calendar[LEAD_TIME].iat[row]} instead."
-        )
+    lead = whole_days(calendar, LEAD_TIME, numbers(calendar, LEAD_TIME, low=1, optional=True))
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
     places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
     weekday = np.array([parse_weekday(value, _where(file, row - 1, WEEKDAY)) for value, file, row in places])
@@ -295,6 +300,8 @@ def read_item_master(
         for name in ITEM_NUMBERS:
             low, strict = checks.get(name, (0.0, False))
             column = numbers(master, name, low=low, strict=strict, optional=True)
+            if name == "shelf_life_days":
+                column = whole_days(master, name, column)
             values[name][pairs[:, 0]] = column[pairs[:, 1]]
         if defaults.category_column in master.columns:
             category = pd.Series(np.full(n, None, dtype=object))

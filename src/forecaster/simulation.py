@@ -7,6 +7,7 @@ batch writes them); then each order day uses the newest forecast made by that da
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from forecaster.replenishment import (
     rule_of_thumb_policy,
     simulate,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def simulate_files(
@@ -70,6 +73,10 @@ def simulate_files(
     else:
         series, dates, made, use = forecasts_by_order_day(frame, keys, date, origin, actual[date].max())
     replay_days = actual[actual[date].isin(dates)].merge(series, on=keys)
+    in_actuals = actual[keys].drop_duplicates().merge(series[keys], on=keys, how="left", indicator=True)
+    unforecast = int((in_actuals["_merge"] == "left_only").sum())
+    if unforecast:
+        logger.info("%d of %d series of the actuals have no forecasts: left out", unforecast, len(in_actuals))
     _, observed, _ = day_matrix(replay_days, keys, date, [target, "_out"], series, dates)
     if np.isnan(observed).any() or (origin is None and np.isnan(values).any()):
         lacking = "forecasts" if origin is None and np.isnan(values).any() else "actuals"
