@@ -40,8 +40,9 @@ SAMPLE_BYTES = 1 << 16
 _FALLBACK_ENCODING = "cp1252"
 #: Excel's first line naming the separator (``sep=;``): the separator, and a line that is not the header
 _SEP_LINE = re.compile(r"sep=(\S)\s*")
-_COMMA_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
-_COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
+#: a number grouped in thousands by commas (``1,234``) and one with a decimal comma (``1,5``): the spec's hints too
+COMMA_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
+COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
 #: a number grouped in thousands by dots, as decimal-comma locales write it: ``4.800``, ``1.234.567,5``
 _GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
 _POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
@@ -157,8 +158,8 @@ def _decimal(lines: list[str], sep: str) -> tuple[str, str]:
     for row in csv.reader(lines[1:], delimiter=sep):
         for value in row:
             value = value.strip()
-            thousands = sep == "," and _COMMA_THOUSANDS.fullmatch(value)
-            comma += bool(_COMMA_NUMBER.fullmatch(value)) and not thousands
+            thousands = sep == "," and COMMA_THOUSANDS.fullmatch(value)
+            comma += bool(COMMA_NUMBER.fullmatch(value)) and not thousands
             point += bool(_POINT_NUMBER.fullmatch(value))
     quoted = ' quoted as "1,5"' if sep == "," else ""
     return ("," if comma > point else "."), f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
@@ -204,7 +205,7 @@ def _comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
     """
     for column in frame.select_dtypes(include="object").columns.difference(list(keep), sort=False):
         text = frame[column].dropna().astype(str).str.strip()
-        comma = text.str.fullmatch(_COMMA_NUMBER.pattern) | text.str.fullmatch(_GROUPED_NUMBER.pattern)
+        comma = text.str.fullmatch(COMMA_NUMBER.pattern) | text.str.fullmatch(_GROUPED_NUMBER.pattern)
         if comma.any() and (comma | text.str.fullmatch(r"[-+]?\d+")).mean() >= 0.5:
             plain = text[comma].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
             numbers = pd.to_numeric(plain)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.dialect import CsvDialect
+from forecaster.dialect import COMMA_NUMBER, COMMA_THOUSANDS, CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.tables import source_of
 
@@ -357,9 +357,9 @@ def _numbers(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
         row = int(np.flatnonzero(bad)[0])
         text = str(values.iat[row]).strip()
         hint = ""
-        if re.fullmatch(r"[-+]?\d{1,3}(?:,\d{3})+", text):
+        if COMMA_THOUSANDS.fullmatch(text):
             hint = " It looks like a thousands separator: write the number without it (1234, not 1,234)."
-        elif re.fullmatch(r"[-+]?\d*,\d+", text):
+        elif COMMA_NUMBER.fullmatch(text):
             hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.'
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
