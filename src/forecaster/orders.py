@@ -34,6 +34,7 @@ from forecaster.io import read_table, write_table
 from forecaster.order_defaults import DEFAULT_LOG_SHIFT, OrderDefaults
 from forecaster.orders_inputs import (
     FORECAST_VALUES,
+    check_unique,
     read_calendar,
     read_item_master,
     read_open_orders,
@@ -237,14 +238,7 @@ def order_lines(
             f"The forecasts' row {row + 1} has the {date} {forecasts[date].iat[row]!r}: not a date."
         )
     day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else _order_day(order_date)
-    duplicated = frame.duplicated([*keys, date]).to_numpy()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated)[0])
-        where = ", ".join(f"{k}={frame[k].iat[row]}" for k in keys)
-        raise DataValidationError(
-            f"The forecasts have more than one row for {where}, {date}={frame[date].iat[row].date()} (row {row + 1}); "
-            "keep one forecast per series and day (the newest run's)."
-        )
+    check_unique(frame, [*keys, date], "forecasts", "keep one forecast per series and day (the newest run's)")
     extra = [defaults.category_column] if defaults.category_column in frame.columns else []
     series = frame[[*keys, *extra]].drop_duplicates(keys).reset_index(drop=True)
     values = _day_arrays(frame, series, keys, date, day)

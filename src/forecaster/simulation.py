@@ -17,7 +17,7 @@ import pandas as pd
 from forecaster.errors import DataValidationError
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import forecast_layout
-from forecaster.orders_inputs import FORECAST_VALUES, read_calendar, read_item_master
+from forecaster.orders_inputs import FORECAST_VALUES, check_unique, read_calendar, read_item_master
 from forecaster.replenishment import (
     Replay,
     daily_quantile_policy,
@@ -65,8 +65,8 @@ def simulate_files(
     actual[target] = _numbers(actual[target], "actuals", target)
     actual["_out"] = (_numbers(actual[stockout], "actuals", stockout) > 0).astype(float) if stockout else 0.0
     if origin is None or origin in frame.columns:  # else forecasts_by_order_day says the column is missing
-        _check_unique(frame, [*keys, date, *([origin] if origin else [])], "forecasts")
-    _check_unique(actual, [*keys, date], "actuals")
+        check_unique(frame, [*keys, date, *([origin] if origin else [])], "forecasts")
+    check_unique(actual, [*keys, date], "actuals")
     if origin is None:
         series, values, dates = day_matrix(frame, keys, date, list(FORECAST_VALUES))
         made, use = [values], [0] * len(dates)
@@ -191,13 +191,3 @@ def _numbers(column: pd.Series, what: str, name: str) -> pd.Series:
             f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not a number."
         )
     return values.astype(float)
-
-
-def _check_unique(frame: pd.DataFrame, columns: list[str], what: str) -> None:
-    """Raise naming the first row that repeats the ``columns`` of an earlier one."""
-    twice = np.flatnonzero(frame.duplicated(columns).to_numpy())
-    if twice.size:
-        row = int(twice[0])
-        shown = {c: frame[c].iat[row] for c in columns}
-        where = ", ".join(f"{c}={v.date() if isinstance(v, pd.Timestamp) else v}" for c, v in shown.items())
-        raise DataValidationError(f"The {what} have more than one row for {where} (row {row + 1}); keep one.")
