@@ -240,16 +240,15 @@ def read_calendar(
         return table
     pairs = _pairs(calendar, series, on)
     own = np.unique(pairs[:, 0])
-    _warn_unmatched(len(series) - own.size, len(series), "delivery calendar", path, on, calendar, pairs)
+    _warn_unmatched(pairs, len(series), "delivery calendar", path, on, calendar)
     table[own] = np.nan
     table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
     return table
 
 
-def _warn_unmatched(
-    missing: int, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame, pairs: np.ndarray
-) -> None:
-    """Log how many series have no row in ``table`` (they take the chain defaults), and rows that match none."""
+def _warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame) -> None:
+    """Log how many of ``total`` series no row of ``table`` names (:func:`_pairs`: they take the chain defaults)."""
+    missing = total - np.unique(pairs[:, 0]).size
     if not missing:
         return
     unused = np.setdiff1d(np.arange(len(table)), pairs[:, 1])
@@ -306,7 +305,7 @@ def read_item_master(
             )
         checks = {"pack_size": (0.0, True), "shelf_life_days": (1.0, False), "unit_price": (0.0, True)}
         pairs = _pairs(master, series, on)
-        _warn_unmatched(n - np.unique(pairs[:, 0]).size, n, "item master", path, on, master, pairs)
+        _warn_unmatched(pairs, n, "item master", path, on, master)
         for name in ITEM_NUMBERS:
             low, strict = checks.get(name, (0.0, False))
             column = numbers(master, name, low=low, strict=strict, optional=True)
