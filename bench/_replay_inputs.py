@@ -20,7 +20,7 @@ from _reforecast import ORIGIN
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import split
 from forecaster.order_defaults import OrderDefaults
-from forecaster.orders import usable_stock
+from forecaster.orders import round_to_packs, usable_stock
 from forecaster.orders_inputs import FORECAST_VALUES
 from forecaster.replenishment import Day, day_matrix, stock_buckets
 from forecaster.simulation import forecasts_by_order_day
@@ -85,9 +85,29 @@ def normal_policy(mean: np.ndarray, sigma: np.ndarray, items: Any, defaults: Ord
             low, high = np.where(up, mid, low), np.where(up, high, mid)
         ahead = mean[rows, day.t + 1 :] if day.t + 1 < mean.shape[1] else mean[rows, -1:]
         counted, _ = usable_stock(stock_buckets(day.stock), rows.size, ahead, day.days_covered)
-        return np.maximum(high, items.min_display_units[rows]) - counted - day.on_order
+        position, pack, floor = counted + day.on_order, items.pack_size[rows], items.min_display_units[rows]
+        order = round_to_packs(np.maximum(high, floor) - position, pack)
+        if defaults.pack_rounding == "cost":  # as forecaster.orders.order_up_to, on the normal period demands
+            one_less = np.maximum(order - pack, 0.0)
+
+            def cost(units: np.ndarray) -> np.ndarray:
+                return (
+                    margin[rows] * _shortfall(units, mu_g, sd_g)
+                    + hold[rows] * (units - mu_k + _shortfall(units, mu_k, sd_k))
+                    + waste[rows] * (units - mu_l + _shortfall(units, mu_l, sd_l))
+                )
+
+            cheaper = (position + one_less >= floor - 1e-9) & (cost(position + one_less) < cost(position + order))
+            order = np.where(cheaper, one_less, order)
+        return order
 
     return policy
+
+
+def _shortfall(units: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E(D - units)+ of a normal demand D with mean ``mu`` and standard deviation ``sd``."""
+    z = (units - mu) / sd
+    return sd * (np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) - z * (1 - ndtr(z)))
 
 
 # ------------------------------------------------------------------------------------------------ one fold

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ COLUMNS = [("calendar", "calendar", ""), ("share", "share", ".2f"), ("fold", "fo
 ]
 
 
-def replay(arrays: dict[int, Any], share: float, calendar: str) -> list[dict[str, Any]]:
-    """(a) and (b) on every fold for one share and calendar."""
-    defaults = OrderDefaults(holding_cost_share=share)
+def replay(arrays: dict[int, Any], share: float, calendar: str, base: OrderDefaults) -> list[dict[str, Any]]:
+    """(a) and (b) on every fold for one share and calendar (the other entries: ``base``)."""
+    defaults = replace(base, holding_cost_share=share)
     rows = []
     for fold, fold_arrays_ in arrays.items():
         result = bench.run_policies(fold_arrays_, defaults, week=CALENDARS[calendar])
@@ -78,18 +79,24 @@ def main(argv: list[str] | None = None) -> int:
         "--calendars", nargs="+", choices=list(CALENDARS), default=list(CALENDARS),
         help="calendars replayed (the first chooses the share; the others replay the chosen and the baseline)",
     )  # fmt: skip
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="ENTRY=VALUE",
+        help="order defaults of every replay (the JSON file's entries, e.g. pack_rounding=cost)",
+    )  # fmt: skip
     own, rest = parser.parse_known_args(argv)
     options = bench.parse_args(rest)
+    base = OrderDefaults.from_dict(dict(entry.partition("=")[::2] for entry in own.set), source="--set")
     with stopwatch() as wall:
         frame = load_frame(options.data, options.series, options.seed)
         arrays = {fold: fold_arrays(frame, options, fold) for fold in range(1, options.folds + 1)}
         del frame
         shares = dict.fromkeys([own.baseline, *own.shares])  # the baseline is always replayed
-        rows = [row for share in shares for row in replay(arrays, share, own.calendars[0])]
+        rows = [row for share in shares for row in replay(arrays, share, own.calendars[0], base)]
         choosing = [f for f in arrays if f <= 2]
         chosen = choose(rows, choosing)
         for calendar in own.calendars[1:]:
-            rows += [row for share in dict.fromkeys((own.baseline, chosen)) for row in replay(arrays, share, calendar)]
+            for share in dict.fromkeys((own.baseline, chosen)):
+                rows += replay(arrays, share, calendar, base)
     confirmation = [f for f in arrays if f not in choosing]
     by = {(r["calendar"], r["share"], r["fold"]): r for r in rows}
     ratios = {
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "holding_cost",
         "data": {"series": options.series, "seed": options.seed, "folds": options.folds,
                  "forecasts": "daily" if options.daily_forecasts else "the fold's origin"},
-        "default_share": DEFAULT_HOLDING_COST_SHARE, "chosen_share": chosen, "baseline_share": own.baseline,
+        "defaults": vars(base), "default_share": DEFAULT_HOLDING_COST_SHARE,
+        "chosen_share": chosen, "baseline_share": own.baseline,
         "choosing_folds": choosing, "confirmation_folds": confirmation,
         "a_cost_chosen_over_baseline": ratios, "rows": rows, "wall_s": wall["seconds"],
         "table_markdown": markdown_table(rows, COLUMNS),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table
 from forecaster.order_defaults import DEFAULT_HOLDING_COST_SHARE, OrderDefaults
 from forecaster.orders import order_lines, round_to_packs, usable_stock
@@ -84,6 +84,33 @@ def test_pack_rounding(tmp_path):
     need = line["target_units"] - 1
     assert line["order_units"] % 6 == 0 and need <= line["order_units"] < need + 6 and line["pack_size"] == 6
     assert round_to_packs(np.array([-3.0, 0.0, 6.0, 6.01]), np.array([6.0] * 4)).tolist() == [0, 0, 6, 12]
+
+
+def test_pack_rounding_by_cost_takes_the_cheaper_of_the_two_nearest_pack_counts(tmp_path):
+    """pack_rounding=cost: 0.1 units short of a pack boundary is one pack less than rounding up orders."""
+    master = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ["a"], "pack_size": [6]}).to_csv(master, index=False)
+    by_cost = OrderDefaults(pack_rounding="cost")
+    target = one(order_lines(forecasts(), defaults=by_cost))["target_units"]
+
+    def order(stock: float, defaults: OrderDefaults, **options) -> float:
+        path = stock_file(tmp_path, [{"on_hand_units": stock}])
+        return one(order_lines(forecasts(), stock=path, item_master=master, defaults=defaults, **options))[
+            "order_units"
+        ]
+
+    just_over = target - 6.1  # one pack leaves the shelf 0.1 short of the target, two packs 5.9 over it
+    assert order(just_over, OrderDefaults()) == 12 and order(just_over, by_cost) == 6
+    just_under = target - 5.9  # one pack lands 0.1 over the target: both round to it
+    assert order(just_under, OrderDefaults()) == 6 and order(just_under, by_cost) == 6
+    assert order(target + 1, by_cost) == 0
+    # the minimum display is a floor the rounding never goes under; a service level always rounds up
+    display = OrderDefaults(pack_rounding="cost", min_display_units=target)
+    assert order(just_over, display) == 12
+    at_median = one(order_lines(forecasts(), defaults=by_cost, service_level=0.5))["target_units"]
+    assert order(at_median - 6.1, by_cost, service_level=0.5) == 12
+    with pytest.raises(InvalidParameterError, match=r"'pack_rounding'.*'up', 'cost'.*'nearest'"):
+        OrderDefaults.from_dict({"pack_rounding": "nearest"})
 
 
 def test_a_two_day_delivery_gap_doubles_the_period(tmp_path):

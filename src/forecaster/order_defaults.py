@@ -28,7 +28,10 @@ class OrderDefaults:
     """Chain-wide defaults of the ordering inputs (a JSON object with any of these entries).
 
     Attributes:
-        pack_size: units per pack; orders are rounded up to whole packs.
+        pack_size: units per pack; orders are whole packs.
+        pack_rounding: ``up`` (the order reaches the target, rounded up to whole packs) or ``cost`` (of the two
+            nearest pack counts, the one with the lower expected cost under the cost balance; ordering to a
+            ``--service-level`` always rounds up).
         shelf_life_days: days a delivered unit can be sold (arrival day included).
         shelf_life_days_by_category: shelf life per value of ``category_column`` (wins over ``shelf_life_days``).
         category_column: item-master or forecast column holding the category.
@@ -49,6 +52,7 @@ class OrderDefaults:
     """
 
     pack_size: float = 1.0
+    pack_rounding: str = "up"
     shelf_life_days: int = 3
     shelf_life_days_by_category: dict[str, int] = field(default_factory=dict)
     category_column: str = ""
@@ -123,6 +127,7 @@ _SCALARS = {
     "draws": Interval(int, 16, 100_000),
     "category_column": Text(),
     "day_shape": Options(("log", "normal")),
+    "pack_rounding": Options(("up", "cost")),
     "log_shift": Interval(float, 0, None, closed="neither"),
 }
 

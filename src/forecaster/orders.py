@@ -105,33 +105,76 @@ def order_up_to(
     waste_cost: np.ndarray,
     defaults: OrderDefaults,
     service_level: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(target S, service level P(demand of the days covered <= S)) per series.
+    *,
+    position: np.ndarray,
+    pack_size: np.ndarray,
+    min_units: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target S, service level P(demand of the days covered <= S), order units) per series.
 
     ``quantiles``: (n, 3, days) P10/P50/P90 of days 1, 2, … after the order day (at least
     max(days_covered, life_days) days); ``life_days``: the last day after the order day a delivered unit sells.
     ``service_level`` given: S is that quantile of the demand of the days covered (costs and shelf life unused).
+    The order is S minus ``position`` (usable stock and open orders) in whole packs of ``pack_size``, S never
+    below ``min_units``: rounded up, or with ``defaults.pack_rounding == "cost"`` (and no ``service_level``) to
+    whichever of the two nearest pack counts has the lower expected cost (:func:`_expected_cost`).
     """
     n = len(quantiles)
     width = int(max(days_covered.max(initial=1), life_days.max(initial=1)))
     z = copula_normals(defaults.draws, width, defaults.correlation)
-    target, level = np.zeros(n), np.zeros(n)
+    target, level, order = np.zeros(n), np.zeros(n), np.zeros(n)
     for start in range(0, n, _CHUNK):
         rows = slice(start, min(start + _CHUNK, n))
         cum = period_draws(quantiles[rows, :, :width], z, defaults)
-        covered = np.minimum(days_covered[rows], width) - 1
-        gain_days = np.minimum(days_covered[rows], life_days[rows]) - 1
-        period = np.take_along_axis(cum, covered[:, None, None], axis=2)[:, :, 0]
-        if service_level is not None:
-            s = np.quantile(period, service_level, axis=1)
+        period = _draws_at(cum, np.minimum(days_covered[rows], width) - 1)
+        draws = (
+            _draws_at(cum, np.minimum(days_covered[rows], life_days[rows]) - 1),
+            period,
+            _draws_at(cum, life_days[rows] - 1),
+        )  # demand until the next delivery (or expiry), period, life
+        costs = margin[rows], defaults.holding_cost_share * waste_cost[rows], waste_cost[rows]
+        if service_level is None:
+            s = np.maximum(_balance(*draws, *costs), min_units[rows])
         else:
-            gain = np.take_along_axis(cum, gain_days[:, None, None], axis=2)[:, :, 0]
-            life = np.take_along_axis(cum, (life_days[rows] - 1)[:, None, None], axis=2)[:, :, 0]
-            hold = defaults.holding_cost_share * waste_cost[rows]
-            s = _balance(gain, period, life, margin[rows], hold, waste_cost[rows])
+            s = np.maximum(np.quantile(period, service_level, axis=1), min_units[rows])
         target[rows] = s
         level[rows] = (period <= s[:, None] + 1e-9).mean(axis=1)
-    return target, level
+        order[rows] = round_to_packs(s - position[rows], pack_size[rows])
+        if service_level is None and defaults.pack_rounding == "cost":
+            one_less = np.maximum(order[rows] - pack_size[rows], 0.0)
+            low, high = position[rows] + one_less, position[rows] + order[rows]
+            cheaper = (low >= min_units[rows] - 1e-9) & (
+                _expected_cost(low, *draws, *costs) < _expected_cost(high, *draws, *costs)
+            )
+            order[rows] = np.where(cheaper, one_less, order[rows])
+    return target, level, order
+
+
+def _draws_at(cum: np.ndarray, day_index: np.ndarray) -> np.ndarray:
+    """(n, draws) of the running demand sums ``cum`` (n, draws, days) at each row's day index."""
+    return np.take_along_axis(cum, day_index[:, None, None], axis=2)[:, :, 0]
+
+
+def _expected_cost(
+    units: np.ndarray,
+    gain: np.ndarray,
+    period: np.ndarray,
+    life: np.ndarray,
+    margin: np.ndarray,
+    hold: np.ndarray,
+    waste: np.ndarray,
+) -> np.ndarray:
+    """Expected cost of stocking ``units``: the cost balance's three terms, integrated (its slope is the balance).
+
+    margin x E(demand before the next delivery - units)+ + hold x E(units - demand of the days covered)+
+    + waste x E(units - demand over the shelf life)+, over the draws.
+    """
+    units = units[:, None]
+    return (
+        margin * np.maximum(gain - units, 0.0).mean(axis=1)
+        + hold * np.maximum(units - period, 0.0).mean(axis=1)
+        + waste * np.maximum(units - life, 0.0).mean(axis=1)
+    )
 
 
 def _balance(
@@ -260,16 +303,6 @@ def order_lines(
     width = int(max(covered[ordering].max(), life[ordering].max()))
     filled = pd.DataFrame(values.reshape(-1, values.shape[2])).ffill(axis=1).to_numpy().reshape(values.shape)
     filled = np.pad(filled, ((0, 0), (0, 0), (0, max(0, width - filled.shape[2]))), mode="edge")
-    target, level = order_up_to(
-        filled[ordering, :3],
-        covered[ordering],
-        life[ordering],
-        (items.unit_price - items.unit_cost + defaults.stockout_penalty)[ordering],
-        (items.unit_cost + defaults.disposal_cost)[ordering],
-        defaults,
-        service_level,
-    )
-    target = np.maximum(target, items.min_display_units[ordering])
     buckets = read_stock(stock, series, keys, day) if stock is not None else np.empty((0, 3))
     if stock is None:
         logger.warning("no stock given: the orders treat every shelf as empty (stock_considered = False)")
@@ -279,7 +312,18 @@ def order_lines(
         rows = read_open_orders(open_orders, series, keys, day)
         inside = rows[:, 2] <= covered[rows[:, 0].astype(np.int64)]
         np.add.at(on_order, rows[inside, 0].astype(np.int64), rows[inside, 1])
-    position = counted[ordering] + on_order[ordering]
+    target, level, order = order_up_to(
+        filled[ordering, :3],
+        covered[ordering],
+        life[ordering],
+        (items.unit_price - items.unit_cost + defaults.stockout_penalty)[ordering],
+        (items.unit_cost + defaults.disposal_cost)[ordering],
+        defaults,
+        service_level,
+        position=counted[ordering] + on_order[ordering],
+        pack_size=items.pack_size[ordering],
+        min_units=items.min_display_units[ordering],
+    )
     lines = series.loc[ordering, keys].reset_index(drop=True)
     lines["order_date"] = day.strftime("%Y-%m-%d")
     lines["arrival_date"] = (day + pd.to_timedelta(lead[ordering], unit="D")).strftime("%Y-%m-%d")
@@ -292,7 +336,7 @@ def order_lines(
     lines["stock_counted"] = counted[ordering]
     lines["stock_not_counted"] = not_counted[ordering]
     lines["on_order"] = on_order[ordering]
-    lines["order_units"] = round_to_packs(target - position, items.pack_size[ordering])
+    lines["order_units"] = order
     lines["pack_size"] = items.pack_size[ordering]
     lines["shelf_life_days"] = items.shelf_life_days[ordering]
     lines["service_level"] = level

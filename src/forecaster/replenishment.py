@@ -42,7 +42,7 @@ class Day:
     lead: np.ndarray  # (len(rows),) days until this order is on the shelf
 
 
-#: a policy: the order units of the ordering rows of a day (before pack rounding)
+#: a policy: the order units of the ordering rows of a day (rounded up to whole packs by the replay)
 Policy = Callable[[Day], np.ndarray]
 
 
@@ -155,12 +155,20 @@ def forecast_policy(
 
     def policy(day: Day) -> np.ndarray:
         ahead = _ahead(quantiles[day.rows], day.t, int(max(day.days_covered.max(), day.life_days.max())))
-        target, _ = order_up_to(
-            ahead[:, :3], day.days_covered, day.life_days, margin[day.rows], waste[day.rows], defaults, service_level
-        )
-        target = np.maximum(target, items.min_display_units[day.rows])
         counted, _ = usable_stock(stock_buckets(day.stock), len(day.rows), ahead[:, 3], day.days_covered)
-        return target - counted - day.on_order
+        _, _, order = order_up_to(
+            ahead[:, :3],
+            day.days_covered,
+            day.life_days,
+            margin[day.rows],
+            waste[day.rows],
+            defaults,
+            service_level,
+            position=counted + day.on_order,
+            pack_size=items.pack_size[day.rows],
+            min_units=items.min_display_units[day.rows],
+        )
+        return order
 
     return policy
 
