@@ -101,6 +101,9 @@ def test_pack_rounding_by_cost_takes_the_cheaper_of_the_two_nearest_pack_counts(
 
     just_over = target - 6.1  # one pack leaves the shelf 0.1 short of the target, two packs 5.9 over it
     assert order(just_over, OrderDefaults()) == 12 and order(just_over, by_cost) == 6
+    path = stock_file(tmp_path, [{"on_hand_units": just_over}])
+    assert one(order_lines(forecasts(), stock=path, item_master=master, defaults=by_cost))["rounded_down"]
+    assert not one(order_lines(forecasts(), stock=path, item_master=master))["rounded_down"]
     just_under = target - 5.9  # one pack lands 0.1 over the target: both round to it
     assert order(just_under, OrderDefaults()) == 6 and order(just_under, by_cost) == 6
     assert order(target + 1, by_cost) == 0

@@ -337,6 +337,8 @@ def order_lines(
     lines["stock_not_counted"] = not_counted[ordering]
     lines["on_order"] = on_order[ordering]
     lines["order_units"] = order
+    position = counted[ordering] + on_order[ordering]
+    lines["rounded_down"] = order < round_to_packs(target - position, items.pack_size[ordering])
     lines["pack_size"] = items.pack_size[ordering]
     lines["shelf_life_days"] = items.shelf_life_days[ordering]
     lines["service_level"] = level
