@@ -20,7 +20,7 @@ from _reforecast import ORIGIN
 from _scoring import DATE, KEYS, STOCKOUT, TARGET
 from accuracy import split
 from forecaster.order_defaults import OrderDefaults
-from forecaster.orders import round_to_packs, usable_stock
+from forecaster.order_policy import round_to_packs, usable_stock
 from forecaster.orders_inputs import FORECAST_VALUES
 from forecaster.replenishment import Day, day_matrix, stock_buckets
 from forecaster.simulation import forecasts_by_order_day
@@ -87,7 +87,7 @@ def normal_policy(mean: np.ndarray, sigma: np.ndarray, items: Any, defaults: Ord
         counted, _ = usable_stock(stock_buckets(day.stock), rows.size, ahead, day.days_covered)
         position, pack, floor = counted + day.on_order, items.pack_size[rows], items.min_display_units[rows]
         order = round_to_packs(np.maximum(high, floor) - position, pack)
-        if defaults.pack_rounding == "cost":  # as forecaster.orders.order_up_to, on the normal period demands
+        if defaults.pack_rounding == "cost":  # as forecaster.order_policy.order_up_to, on the normal period demands
             one_less = np.maximum(order - pack, 0.0)
 
             def cost(units: np.ndarray) -> np.ndarray:

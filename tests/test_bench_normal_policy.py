@@ -16,8 +16,9 @@ BENCH = str(Path(__file__).resolve().parents[1] / "bench")
 sys.path.insert(0, BENCH)  # only while importing: bench/docker.py would shadow the Docker SDK for later tests
 try:
     from _replay_inputs import normal_policy
-finally:
-    sys.path.remove(BENCH)
+finally:  # accuracy.py, imported on the way, inserts the folder once more
+    while BENCH in sys.path:
+        sys.path.remove(BENCH)
 
 ITEMS = SimpleNamespace(
     unit_price=np.array([1.0]), unit_cost=np.array([0.6]), pack_size=np.array([6.0]), min_display_units=np.array([0.0])

@@ -12,7 +12,8 @@ from forecaster.cli.main import main
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table
 from forecaster.order_defaults import DEFAULT_HOLDING_COST_SHARE, OrderDefaults
-from forecaster.orders import order_lines, round_to_packs, usable_stock
+from forecaster.order_policy import round_to_packs, usable_stock
+from forecaster.orders import order_lines
 
 MONDAY = pd.Timestamp("2024-06-03")
 

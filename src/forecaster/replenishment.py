@@ -18,7 +18,7 @@ import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
 from forecaster.order_defaults import OrderDefaults
-from forecaster.orders import (
+from forecaster.order_policy import (
     copula_normals,
     next_order,
     order_up_to,
