@@ -117,6 +117,19 @@ def test_simulate_refuses_bad_actuals_naming_row_and_column():
         simulate_files(frame, sales, target="units_sold", stockout="nohours")
 
 
+def test_simulate_refuses_forecasts_that_are_no_numbers_or_negative():
+    frame, sales = forecasts(), actuals(forecasts())
+    cases = [
+        (frame.assign(p50=frame["p50"].astype(object).where(frame.index != 2, "abc")),
+         r"forecasts' row 3, column 'p50': 'abc' is not a number"),
+        (frame.assign(p10=frame["p10"].where(frame.index != 4, -3.0)),
+         r"forecasts' row 5, column 'p10': -3.0 is below 0; forecasts must be numbers >= 0"),
+    ]  # fmt: skip
+    for bad, message in cases:
+        with pytest.raises(DataValidationError, match=message):
+            simulate_files(bad, sales, target="units_sold")
+
+
 def test_simulate_says_how_many_series_of_the_actuals_it_leaves_out(caplog):
     frame = forecasts()
     sales = actuals(forecasts(stores=("S1", "S2", "S3")))  # S3 sold, but nobody forecast it

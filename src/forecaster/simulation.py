@@ -51,7 +51,10 @@ def simulate_files(
     """
     keys, date = forecast_layout(forecasts)
     defaults = OrderDefaults.load(defaults_path)
-    frame = forecasts.assign(**{date: _dates(forecasts[date], "forecasts", date)})
+    frame = forecasts.assign(
+        **{date: _dates(forecasts[date], "forecasts", date)},
+        **{column: _numbers(forecasts[column], "forecasts", column, low=0.0) for column in FORECAST_VALUES},
+    )
     frame[keys] = frame[keys].astype(str)
     needed = [*keys, date, target, *([stockout] if stockout else [])]
     missing = [c for c in needed if c not in actuals.columns]
@@ -182,12 +185,18 @@ def _dates(column: pd.Series, what: str, name: str) -> pd.Series:
     return parsed
 
 
-def _numbers(column: pd.Series, what: str, name: str) -> pd.Series:
-    """``column`` as floats; a value that is not a number raises naming the table, row and column."""
+def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) -> pd.Series:
+    """``column`` as floats; a value that is not a number (or below ``low``) raises naming the table, row and column."""
     values = pd.to_numeric(column, errors="coerce")
     bad = np.flatnonzero((values.isna() & column.notna()).to_numpy())
     if bad.size:
         raise DataValidationError(
             f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not a number."
+        )
+    below = np.flatnonzero((values < low).to_numpy()) if low is not None else []
+    if len(below):
+        raise DataValidationError(
+            f"The {what}' row {below[0] + 1}, column {name!r}: {column.iat[below[0]]} is below {low:g}; "
+            f"{what} must be numbers >= {low:g}."
         )
     return values.astype(float)
