@@ -78,9 +78,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     _require(args, "forecasts")
     target = args.target or DatasetSpec.preset("default").target
-    keys = tuple(forecast_layout(read_table(args.forecasts, dtype=str))[0])  # read again below: keys as written
+    forecasts = read_table(args.forecasts, dtype=str)  # as written: simulate_files checks the numbers and dates
+    keys = tuple(forecast_layout(forecasts)[0])
     results = simulate_files(
-        read_table(args.forecasts, text=keys),
+        forecasts,
         read_table(args.actuals, text=keys),
         target=target,
         stockout=args.stockout,
