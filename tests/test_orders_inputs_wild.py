@@ -123,7 +123,7 @@ def test_simulate_refuses_forecasts_that_are_no_numbers_or_negative():
         (frame.assign(p50=frame["p50"].astype(object).where(frame.index != 2, "abc")),
          r"forecasts' row 3, column 'p50': 'abc' is not a number"),
         (frame.assign(p10=frame["p10"].where(frame.index != 4, -3.0)),
-         r"forecasts' row 5, column 'p10': -3.0 is below 0; forecasts must be numbers >= 0"),
+         r"forecasts' row 5, column 'p10': -3.0 is out of range; forecasts must be finite numbers >= 0"),
     ]  # fmt: skip
     for bad, message in cases:
         with pytest.raises(DataValidationError, match=message):
@@ -137,3 +137,61 @@ def test_simulate_says_how_many_series_of_the_actuals_it_leaves_out(caplog):
         results = simulate_files(frame, sales, target="units_sold")
     assert results["policies"]["forecaster"]["series"] == 4
     assert "2 of 6 series of the actuals have no forecasts: left out" in caplog.text
+
+
+def test_out_of_range_days_and_numbers_stop_the_orders_before_anything_is_written(tmp_path):
+    """Once a traceback, a memory kill or an order of inf units (each exited 0 or crashed)."""
+    calendar, items = tmp_path / "calendar.csv", tmp_path / "items.csv"
+    cases = [
+        ("calendar", {"weekday": ["mon"], "lead_time_days": ["inf"]},
+         r"calendar.csv row 1, column 'lead_time_days': must be a finite number >= 1 and <= 60. Got inf"),
+        ("calendar", {"weekday": ["mon"], "lead_time_days": [100000]}, r"<= 60. Got 100000 instead"),
+        ("items", {"item_id": ["a"], "shelf_life_days": [100000]},
+         r"items.csv row 1, column 'shelf_life_days': must be a finite number >= 1 and <= 366. Got 100000"),
+        ("items", {"item_id": ["a"], "pack_size": ["inf"]}, r"'pack_size': must be a finite number > 0. Got inf"),
+        ("items", {"item_id": ["a"], "pack_size": [1e-320]}, r"store_id=S1, item_id=a is not a finite number of units"),
+    ]  # fmt: skip
+    for which, table, message in cases:
+        path = calendar if which == "calendar" else items
+        pd.DataFrame(table).to_csv(path, index=False)
+        with pytest.raises(DataValidationError, match=message):
+            order_lines(forecasts(), **{"calendar" if which == "calendar" else "item_master": path})
+    frame = forecasts()
+    with pytest.raises(DataValidationError, match=r"row 3 has p90='inf': forecasts must be finite numbers >= 0"):
+        order_lines(frame.assign(p90=frame["p90"].astype(object).where(frame.index != 2, "inf")))
+
+
+def test_a_delivery_that_would_overtake_the_next_one_is_refused(tmp_path):
+    calendar = tmp_path / "calendar.csv"
+    pd.DataFrame({"store_id": "S1", "weekday": ["thu", "mon"], "lead_time_days": [5, 1]}).to_csv(calendar, index=False)
+    with pytest.raises(DataValidationError, match=r"store_id=S1, item_id=a order on Thursday with a lead time of 5 "
+                       r"days: that delivery would come after the one of the next order \(Monday, lead time 1 days, "
+                       r"on the shelf 5 days after Thursday's order\)"):  # fmt: skip
+        order_lines(forecasts(days=14), calendar=calendar)  # a Monday order: Thursday's is checked all the same
+    pd.DataFrame({"store_id": "S1", "weekday": ["thu", "mon"], "lead_time_days": [4, 1]}).to_csv(calendar, index=False)
+    lines = order_lines(forecasts(days=14), calendar=calendar).set_index(["store_id", "item_id"])
+    assert lines.loc[("S1", "a"), "arrival_date"] == "2024-06-04"
+    assert lines.loc[("S1", "a"), "next_arrival_date"] == "2024-06-10"  # Thursday's order, 4 days on the way
+
+
+def test_forecasts_with_utc_offsets_order_on_their_own_wall_clock_days(tmp_path, caplog):
+    frame = forecasts()
+    aware = frame.assign(date=pd.to_datetime(frame["date"]).dt.tz_localize("Europe/Stockholm"))
+    aware.to_parquet(tmp_path / "forecasts.parquet")
+    from forecaster.io import read_table
+
+    lines = order_lines(read_table(tmp_path / "forecasts.parquet", dtype=str))
+    pd.testing.assert_frame_equal(lines, order_lines(frame))
+    crossed = frame.assign(p10=frame["p10"].where(frame.index != 0, 30.0))
+    with caplog.at_level(logging.WARNING, logger="forecaster.orders"):
+        order_lines(crossed)
+    assert "1 forecast rows have crossed quantiles (p10 > p50 or p50 > p90)" in caplog.text
+
+
+def test_simulate_refuses_negative_or_infinite_sales():
+    frame = forecasts()
+    sales = actuals(frame)
+    for value, shown in ((-50.0, "-50.0"), (float("inf"), "inf")):
+        bad = sales.assign(units_sold=sales["units_sold"].where(sales.index != 7, value))
+        with pytest.raises(DataValidationError, match=rf"actuals' row 8, column 'units_sold': {shown} is out of range"):
+            simulate_files(frame, bad, target="units_sold")

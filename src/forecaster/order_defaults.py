@@ -21,6 +21,8 @@ DEFAULT_CORRELATION = 0.1
 DEFAULT_LOG_SHIFT = 0.6
 #: the cost balance's carrying cost, as a share of the waste cost, chosen by total cost on replay folds 1-2
 DEFAULT_HOLDING_COST_SHARE = 0.25
+#: the longest lead time and shelf life the defaults and the tables (calendar, item master) accept, in days
+MAX_LEAD_TIME_DAYS, MAX_SHELF_LIFE_DAYS = 60, 366
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,14 @@ class OrderDefaults:
 
 _SCALARS = {
     "pack_size": Interval(float, 0, None, closed="neither"),
-    "shelf_life_days": Interval(int, 1, 366),
+    "shelf_life_days": Interval(int, 1, MAX_SHELF_LIFE_DAYS),
     "unit_price": Interval(float, 0, None, closed="neither"),
     "cost_ratio": Interval(float, 0, 1, closed="neither"),
     "disposal_cost": Interval(float, 0, None),
     "stockout_penalty": Interval(float, 0, None),
     "holding_cost_share": Interval(float, 0, 1),
     "min_display_units": Interval(float, 0, None),
-    "lead_time_days": Interval(int, 1, 60),
+    "lead_time_days": Interval(int, 1, MAX_LEAD_TIME_DAYS),
     "correlation": Interval(float, 0, 1),
     "draws": Interval(int, 16, 100_000),
     "category_column": Text(),

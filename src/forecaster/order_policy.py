@@ -217,14 +217,5 @@ def usable_stock(
 
 def round_to_packs(units: np.ndarray, pack_size: np.ndarray) -> np.ndarray:
     """Up to whole packs, floored at 0."""
-    return np.maximum(np.ceil(np.round(units / pack_size, 9)), 0.0) * pack_size
-
-
-def next_order(leads: np.ndarray, weekday: int) -> tuple[np.ndarray, np.ndarray]:
-    """Days until each series' next order day after ``weekday`` (1 … 7) and that order's lead time."""
-    gap, lead = np.full(len(leads), 7.0), leads[:, weekday].copy()
-    for step in range(6, 0, -1):
-        column = leads[:, (weekday + step) % 7]
-        found = ~np.isnan(column)
-        gap, lead = np.where(found, step, gap), np.where(found, column, lead)
-    return gap, np.nan_to_num(lead, nan=1.0)
+    with np.errstate(over="ignore"):  # a pack of 1e-320 units: an infinite order, refused by the caller
+        return np.maximum(np.ceil(np.round(units / pack_size, 9)), 0.0) * pack_size

@@ -15,15 +15,17 @@ import pandas as pd
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table, write_table
 from forecaster.order_defaults import OrderDefaults
-from forecaster.order_policy import next_order, order_up_to, round_to_packs, usable_stock
+from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
 from forecaster.orders_inputs import (
     FORECAST_VALUES,
     check_unique,
+    next_order,
     read_calendar,
     read_item_master,
     read_open_orders,
     read_stock,
 )
+from forecaster.spec import parse_days
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def order_lines(
     keys, date = forecast_layout(forecasts)
     frame = forecasts.copy()
     frame[keys] = frame[keys].astype(str)
-    frame[date] = pd.to_datetime(frame[date].astype(str), format="ISO8601", errors="coerce").dt.normalize()
+    frame[date] = parse_days(frame[date])
     if frame[date].isna().any():
         row = int(np.flatnonzero(frame[date].isna().to_numpy())[0])
         raise DataValidationError(
@@ -118,6 +120,14 @@ def order_lines(
         pack_size=items.pack_size[ordering],
         min_units=items.min_display_units[ordering],
     )
+    broken = np.flatnonzero(~np.isfinite(order) | ~np.isfinite(target))
+    if broken.size:  # e.g. a pack size of 1e-320 or a log_shift of 1e300: nothing is delivered
+        row = series.iloc[ordering[broken[0]]]
+        raise DataValidationError(
+            f"The order of {', '.join(f'{k}={row[k]}' for k in keys)} is not a finite number of units (target "
+            f"{target[broken[0]]}, pack size {items.pack_size[ordering[broken[0]]]:g}): check its pack size and "
+            "the numbers of the defaults file."
+        )
     lines = series.loc[ordering, keys].reset_index(drop=True)
     lines["order_date"] = day.strftime("%Y-%m-%d")
     lines["arrival_date"] = (day + pd.to_timedelta(lead[ordering], unit="D")).strftime("%Y-%m-%d")
@@ -153,13 +163,20 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
     values = np.full((len(series), 4, int(offset.max())), np.nan)
     for i, column in enumerate(FORECAST_VALUES):
         numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(np.isnan(numbers) | (numbers < 0))
+        bad = np.flatnonzero(~np.isfinite(numbers) | (numbers < 0))
         if bad.size:
             raise DataValidationError(
                 f"The forecasts' row {bad[0] + 1} has {column}={frame[column].iat[bad[0]]!r}: forecasts must be "
-                "numbers >= 0."
+                "finite numbers >= 0."
             )
         values[index, i, offset - 1] = numbers
+    crossed = int(((values[:, 0] > values[:, 1]) | (values[:, 1] > values[:, 2])).sum())
+    if crossed:
+        logger.warning(
+            "%d forecast rows have crossed quantiles (p10 > p50 or p50 > p90): the orders read them as a day with "
+            "no spread beyond its median. Check the forecasts' columns.",
+            crossed,
+        )
     return values
 
 

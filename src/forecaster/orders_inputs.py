@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from forecaster.errors import DataValidationError
-from forecaster.order_defaults import OrderDefaults, parse_weekday
+from forecaster.order_defaults import (
+    MAX_LEAD_TIME_DAYS,
+    MAX_SHELF_LIFE_DAYS,
+    WEEKDAYS,
+    OrderDefaults,
+    parse_weekday,
+)
+from forecaster.spec import parse_days
 from forecaster.tables import discover, read_fragment
 
 logger = logging.getLogger(__name__)
@@ -72,20 +79,29 @@ def _where(file: Any, row: int, column: str) -> str:
 
 
 def numbers(
-    frame: pd.DataFrame, column: str, *, low: float = 0.0, strict: bool = False, optional: bool = False
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    low: float = 0.0,
+    strict: bool = False,
+    optional: bool = False,
+    high: float = np.inf,
 ) -> np.ndarray:
-    """``frame[column]`` as floats; a non-number or a value below ``low`` (or at it, ``strict``) raises."""
+    """``frame[column]`` as finite floats; a non-number or one out of [``low``, ``high``] raises (file, row, column).
+
+    ``strict``: ``low`` itself is out too; ``optional``: an empty cell is NaN (the default applies).
+    """
     if column not in frame.columns:
         return np.full(len(frame), np.nan)
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(values) & (frame[column].notna().to_numpy() | (not optional))
-    bad |= (values <= low) if strict else (values < low)
+    bad |= np.isinf(values) | (values > high) | ((values <= low) if strict else (values < low))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        rule = f"{'>' if strict else '>='} {low:g}"
+        rule = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if np.isfinite(high) else "")
         raise DataValidationError(
-            f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be a number {rule}. "
-            f"Got {frame[column].iat[row]} instead."
+            f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be a finite number "
+            f"{rule}. Got {frame[column].iat[row]} instead."
         )
     return values
 
@@ -104,7 +120,7 @@ def whole_days(frame: pd.DataFrame, column: str, values: np.ndarray) -> np.ndarr
 
 def dates(frame: pd.DataFrame, column: str) -> pd.Series:
     """``frame[column]`` as day timestamps; an unparseable value raises naming file, row and column."""
-    parsed = pd.to_datetime(frame[column].astype("string"), errors="coerce", format="ISO8601").dt.normalize()
+    parsed = parse_days(frame[column])
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -112,7 +128,7 @@ def dates(frame: pd.DataFrame, column: str) -> pd.Series:
             f"{_where(frame['_file'].iat[row], int(frame['_row'].iat[row]) - 1, column)}: must be an ISO date like "
             f"2024-05-31. Got {frame[column].iat[row]} instead."
         )
-    return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    return parsed
 
 
 def join_keys(frame: pd.DataFrame, keys: list[str], what: str, file_hint: str = "") -> list[str]:
@@ -222,7 +238,8 @@ def read_calendar(
         return table
     calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
     on = join_keys(calendar, keys, "delivery calendar")
-    lead = whole_days(calendar, LEAD_TIME, numbers(calendar, LEAD_TIME, low=1, optional=True))
+    lead = numbers(calendar, LEAD_TIME, low=1, optional=True, high=MAX_LEAD_TIME_DAYS)
+    lead = whole_days(calendar, LEAD_TIME, lead)
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
     places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
     weekday = np.array([parse_weekday(value, _where(file, row - 1, WEEKDAY)) for value, file, row in places])
@@ -237,13 +254,41 @@ def read_calendar(
     if not on:  # a chain-wide calendar
         table[:] = np.nan
         table[:, weekday] = lead
-        return table
-    pairs = _pairs(calendar, series, on)
-    own = np.unique(pairs[:, 0])
-    _warn_unmatched(pairs, len(series), "delivery calendar", path, on, calendar)
-    table[own] = np.nan
-    table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
+    else:
+        pairs = _pairs(calendar, series, on)
+        own = np.unique(pairs[:, 0])
+        _warn_unmatched(pairs, len(series), "delivery calendar", path, on, calendar)
+        table[own] = np.nan
+        table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
+    _check_deliveries_in_order(table, series, keys, path)
     return table
+
+
+def next_order(leads: np.ndarray, weekday: int) -> tuple[np.ndarray, np.ndarray]:
+    """Days until each series' next order day after ``weekday`` (1 … 7) and that order's lead time."""
+    gap, lead = np.full(len(leads), 7.0), leads[:, weekday].copy()
+    for step in range(6, 0, -1):
+        column = leads[:, (weekday + step) % 7]
+        found = ~np.isnan(column)
+        gap, lead = np.where(found, step, gap), np.where(found, column, lead)
+    return gap, np.nan_to_num(lead, nan=1.0)
+
+
+def _check_deliveries_in_order(table: np.ndarray, series: pd.DataFrame, keys: list[str], path: Any) -> None:
+    """Every order must be on the shelf before the next order's delivery (an order's days end where the next begin)."""
+    for weekday in range(7):
+        gap, next_lead = next_order(table, weekday)
+        late = np.flatnonzero(table[:, weekday] >= gap + next_lead)
+        if late.size:
+            i = int(late[0])
+            following = WEEKDAYS[(weekday + int(gap[i])) % 7].title()
+            raise DataValidationError(
+                f"The delivery calendar at {path} has {', '.join(f'{k}={series[k].iat[i]}' for k in keys)} order on "
+                f"{WEEKDAYS[weekday].title()} with a lead time of {table[i, weekday]:g} days: that delivery would "
+                f"come after the one of the next order ({following}, lead time {next_lead[i]:g} days, on the shelf "
+                f"{gap[i] + next_lead[i]:g} days after {WEEKDAYS[weekday].title()}'s order). Deliveries must arrive "
+                "in the order they are ordered: shorten that lead time or drop one of the two order days."
+            )
 
 
 def _warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame) -> None:
@@ -304,11 +349,12 @@ def read_item_master(
                 f"for {', '.join(f'{k}={master[k].iat[row]}' for k in on)}; keep one."
             )
         checks = {"pack_size": (0.0, True), "shelf_life_days": (1.0, False), "unit_price": (0.0, True)}
+        highest = {"shelf_life_days": MAX_SHELF_LIFE_DAYS}
         pairs = _pairs(master, series, on)
         _warn_unmatched(pairs, n, "item master", path, on, master)
         for name in ITEM_NUMBERS:
             low, strict = checks.get(name, (0.0, False))
-            column = numbers(master, name, low=low, strict=strict, optional=True)
+            column = numbers(master, name, low=low, strict=strict, optional=True, high=highest.get(name, np.inf))
             if name == "shelf_life_days":
                 column = whole_days(master, name, column)
             values[name][pairs[:, 0]] = column[pairs[:, 1]]

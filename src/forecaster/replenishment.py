@@ -20,13 +20,12 @@ from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
 from forecaster.order_defaults import OrderDefaults
 from forecaster.order_policy import (
     copula_normals,
-    next_order,
     order_up_to,
     period_draws,
     round_to_packs,
     usable_stock,
 )
-from forecaster.orders_inputs import ItemNumbers
+from forecaster.orders_inputs import ItemNumbers, next_order
 
 
 @dataclass

@@ -28,6 +28,7 @@ from forecaster.replenishment import (
     rule_of_thumb_policy,
     simulate,
 )
+from forecaster.spec import parse_days
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def simulate_files(
         )
     actual = actuals.assign(**{date: _dates(actuals[date], "actuals", date)})
     actual[keys] = actual[keys].astype(str)
-    actual[target] = _numbers(actual[target], "actuals", target)
+    actual[target] = _numbers(actual[target], "actuals", target, low=0.0)
     actual["_out"] = (_numbers(actual[stockout], "actuals", stockout) > 0).astype(float) if stockout else 0.0
     if origin is None or origin in frame.columns:  # else forecasts_by_order_day says the column is missing
         check_unique(frame, [*keys, date, *([origin] if origin else [])], "forecasts")
@@ -176,7 +177,7 @@ def _repeat_last_day(values: np.ndarray, made_on: pd.Timestamp, dates: pd.Dateti
 
 def _dates(column: pd.Series, what: str, name: str) -> pd.Series:
     """``column`` as timestamps; a value that is no ISO date raises naming the table, row and column."""
-    parsed = pd.to_datetime(column.astype(str), format="ISO8601", errors="coerce")
+    parsed = parse_days(column)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise DataValidationError(
@@ -193,10 +194,11 @@ def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) 
         raise DataValidationError(
             f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not a number."
         )
-    below = np.flatnonzero((values < low).to_numpy()) if low is not None else []
-    if len(below):
+    out = np.isinf(values.to_numpy(dtype=float)) | ((values < low).to_numpy() if low is not None else False)
+    if out.any():
+        row = int(np.flatnonzero(out)[0])
+        rule = "finite numbers" + (f" >= {low:g}" if low is not None else "")
         raise DataValidationError(
-            f"The {what}' row {below[0] + 1}, column {name!r}: {column.iat[below[0]]} is below {low:g}; "
-            f"{what} must be numbers >= {low:g}."
+            f"The {what}' row {row + 1}, column {name!r}: {column.iat[row]} is out of range; {what} must be {rule}."
         )
     return values.astype(float)

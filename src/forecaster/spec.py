@@ -312,14 +312,26 @@ def _require_present(values: pd.Series, column: str, kind: str, role: str) -> No
         )
 
 
-def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | None) -> pd.Series:
+def parse_days(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Dates or timestamps (ISO, or ``date_format``) as days, each row's local wall-clock day; NaT where none.
+
+    A UTC offset is dropped, not converted: ``2024-03-31T00:00+02:00`` is 31 March, also across a daylight-saving
+    change (where the offsets differ from row to row).
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
         text = values.astype("string")
-        if not date_format:  # each row's local wall-clock time, also across a daylight-saving change
+        if not date_format:
             text = text.str.strip().str.replace(_UTC_OFFSET, r"\1", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format=date_format or "ISO8601")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.dt.normalize().astype("datetime64[ns]")
+
+
+def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | None) -> pd.Series:
+    parsed = parse_days(values, date_format)
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -328,10 +340,7 @@ def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | N
             f"The {column!r} column (date) of the {kind} data must hold {expected}. Got {values.iat[row]!r} in row "
             f'{row + 1} instead. For another format set "date_format" in the spec (e.g. "%d/%m/%Y").'
         )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    normalized = parsed.dt.normalize()
-    return normalized.astype("datetime64[ns]")
+    return parsed
 
 
 def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:

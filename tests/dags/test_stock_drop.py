@@ -60,7 +60,7 @@ def test_the_stock_drop_is_validated_staged_and_counted_in_the_delivered_orders(
 @pytest.mark.parametrize(
     ("first_row", "message"),
     [
-        ({"on_hand_units": -3}, "row 1, column 'on_hand_units': must be a number >= 0. Got -3"),
+        ({"on_hand_units": -3}, "row 1, column 'on_hand_units': must be a finite number >= 0. Got -3"),
         ({"item_id": "durian"}, "which is not among the forecast series"),
         ({"stock_date": str(ORDER_DAY - dt.timedelta(days=1))}, f"not on the order day {ORDER_DAY}"),
     ],
