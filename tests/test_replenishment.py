@@ -173,7 +173,7 @@ def test_simulate_rejects_forecasts_that_cannot_have_been_made_by_the_order_day(
     with pytest.raises(DataValidationError, match="no column 'made'"):
         simulate_files(forecasts, actuals, target="units_sold", origin="made")
     late = forecasts.assign(forecast_date=forecasts["forecast_date"] + pd.Timedelta(days=1))
-    with pytest.raises(DataValidationError, match=r"Row 0 .* come after the day it was made"):
+    with pytest.raises(DataValidationError, match=r"Row 1 of the forecasts .* come after the day it was made"):
         simulate_files(late, actuals, target="units_sold", origin="forecast_date")
     gap = forecasts[~((forecasts["forecast_date"] == forecasts["forecast_date"].min() + pd.Timedelta(days=2))
                       & (forecasts["store_id"] == "S1"))]  # fmt: skip

@@ -137,7 +137,7 @@ def forecasts_by_order_day(
     if early.size:
         row = early[0]
         raise DataValidationError(
-            f"Row {row} of the forecasts forecasts {frame[date].iat[row].date()} from {origin} "
+            f"Row {row + 1} of the forecasts forecasts {frame[date].iat[row].date()} from {origin} "
             f"{made_on.iat[row].date()}: a forecast's days come after the day it was made. Fix the {origin!r} column."
         )
     frame = frame.assign(**{origin: made_on})[frame[date] <= last_day]
@@ -181,7 +181,8 @@ def _dates(column: pd.Series, what: str, name: str) -> pd.Series:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise DataValidationError(
-            f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not an ISO date like 2024-05-31."
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {_shown(column.iat[bad[0]])} is not an ISO date like "
+            "2024-05-31."
         )
     return parsed
 
@@ -192,7 +193,7 @@ def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) 
     bad = np.flatnonzero((values.isna() & column.notna()).to_numpy())
     if bad.size:
         raise DataValidationError(
-            f"The {what}' row {bad[0] + 1}, column {name!r}: {column.iat[bad[0]]!r} is not a number."
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {_shown(column.iat[bad[0]])} is not a number."
         )
     out = np.isinf(values.to_numpy(dtype=float)) | ((values < low).to_numpy() if low is not None else False)
     if out.any():
@@ -202,3 +203,8 @@ def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) 
             f"The {what}' row {row + 1}, column {name!r}: {column.iat[row]} is out of range; {what} must be {rule}."
         )
     return values.astype(float)
+
+
+def _shown(value: object) -> str:
+    """A cell as an error message shows it: text quoted, numbers as written (no numpy type names)."""
+    return repr(value) if isinstance(value, str) else str(value)
