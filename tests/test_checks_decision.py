@@ -79,6 +79,9 @@ def test_max_wape_rule(tmp_path):
     ev = _put(tmp_path / "mq", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="evaluation.json")
     assert decision.decide([ev])["retrain"] is False
     assert decision.decide([ev], max_wape=0.4)["retrain"] is True
+    nan = _put(tmp_path / "nan", {"forecast_metrics": {"overall": {"wape": "NaN"}}}, name="evaluation.json")
+    doc = decision.decide([nan], max_wape=0.4)
+    assert doc["retrain"] is True and "is 'NaN', not a number: the limit 0.4 cannot be checked" in doc["reasons"][0]
 
 
 def test_malformed_violation_file(tmp_path, capsys):

@@ -69,6 +69,17 @@ def test_no_overlap_is_a_clear_error():
         evaluation.evaluate(pred, truth, id_cols=["store_id", "item_id"], time_col="date", target_col="units_sold")
 
 
+def test_forecasts_that_are_no_finite_numbers_are_refused_not_scored_as_nan():
+    """A gate once passed (0 violations) on all-NaN predictions: every metric was NaN and no check fired."""
+    pred, truth = _frames(n_series=2, days=3)
+    columns = {"id_cols": ["store_id", "item_id"], "time_col": "date", "target_col": "units_sold"}
+    for column, value in (("mean", np.nan), ("p10", np.inf), ("p90", "abc")):
+        bad = pred.astype({column: object})
+        bad.loc[4, column] = value
+        with pytest.raises(DataValidationError, match=rf"row 5, column .{column}.: .* not a finite number"):
+            evaluation.evaluate(bad, truth, **columns)
+
+
 def test_missing_truth_column_names_it():
     pred, truth = _frames(n_series=2, days=3)
     with pytest.raises(DataValidationError, match="'units_sold'"):

@@ -87,6 +87,8 @@ def decide(
             wape = ((read_json(path).get("forecast_metrics") or {}).get("overall") or {}).get("wape")
             if isinstance(wape, int | float) and wape > max_wape:
                 reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")
+            elif wape is not None and not isinstance(wape, int | float):  # "NaN": nothing shows the model is fine
+                reasons.append(f"WAPE in {path} is {wape!r}, not a number: the limit {max_wape:g} cannot be checked")
     issues = [
         f"{v['constraint_check_type']} on {v['feature_name']}: {v['description']}"
         for v in groups["data_quality"]

@@ -72,6 +72,7 @@ def join_predictions(
             f"The predictions have no forecast column ({'/'.join(QUANTILE_COLUMNS)} or {POINT_COLUMN}); columns: "
             f"{list(predictions.columns)}."
         )
+    predictions = _finite_forecasts(predictions)
     keep = [*id_cols, time_col, target_col]
     if campaign_col and campaign_col in truth.columns:
         keep.append(campaign_col)
@@ -91,6 +92,26 @@ def join_predictions(
             f"{[*id_cols, time_col]}). Check that the truth covers the forecast dates and uses the same keys."
         )
     return joined
+
+
+def _finite_forecasts(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The forecast columns as floats; a value that is not a finite number raises naming its row and column.
+
+    A gate must not pass on forecasts it cannot score: NaN would make every metric NaN and every check silent.
+    """
+    columns = [*quantile_columns(predictions.columns), *([POINT_COLUMN] if POINT_COLUMN in predictions else [])]
+    converted = {}
+    for column in columns:
+        values = pd.to_numeric(predictions[column], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise DataValidationError(
+                f"The predictions' row {bad[0] + 1}, column {column!r}: {predictions[column].iat[bad[0]]} is not a "
+                "finite number. Every forecast must be one; leave out the rows of a series the model could not "
+                "forecast."
+            )
+        converted[column] = values
+    return predictions.assign(**converted)
 
 
 def _normalise_keys(
