@@ -98,9 +98,22 @@ def test_postprocess_rejects_misaligned_predictions(tmp_path):
 
 def test_postprocess_names_a_non_numeric_prediction_line(tmp_path):
     (tmp_path / "keys.csv").write_text("store_id,item_id,date\nS1,a,2024-01-01\nS1,a,2024-01-02\n")
-    (tmp_path / "p.out").write_text("1,2,3,2\n1,oops,3,2\n")
-    with pytest.raises(DataValidationError, match="line 2 has the non-numeric p50 value 'oops'"):
-        postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+    cases = [
+        ("1,2,3,2\n1,oops,3,2\n", r"p.out line 2 has the p50 value 'oops'; prediction lines must be finite numbers"),
+        ("1,2,3,2\nnan,2,3,2\n", r"line 2 has the p10 value 'nan'"),
+        ("1,2,3,inf\n1,2,3,2\n", r"line 1 has the mean value 'inf'"),
+        ("1,2,3,2\n1,2,1e400,2\n", r"line 2 has the p90 value '1e400'"),
+        ("-1,2,3,2\n1,2,3,2\n", r"line 1 has the p10 value '-1'; prediction lines must be finite numbers >= 0"),
+        ("1,2,3,2\n1,2,3\n", r"line 2 has the mean value ''"),
+        ("1,2,3\n1,2,3,2\n", r"the prediction lines do not all have the same number of fields .*line 2, saw 4"),
+        ('{"p10": 1, "p50": 2, "p90": 3, "mean": 2}\n{"p10": 1, "p50": 2, "p90": 3, "mean": null}\n',
+         r"line 2 has the mean value nan;"),
+    ]  # fmt: skip
+    for text, message in cases:
+        (tmp_path / "p.out").write_text(text)
+        with pytest.raises(DataValidationError, match=message):
+            postprocess(tmp_path / "keys.csv", tmp_path / "p.out", tmp_path / "out.csv")
+        assert not (tmp_path / "out.csv").exists()
 
 
 def test_order_proposals_interpolate_the_service_level_and_round_up_to_packs():

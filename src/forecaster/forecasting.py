@@ -351,33 +351,48 @@ def _read_predictions(path: Path) -> pd.DataFrame:
         if file.stat().st_size == 0:
             raise DataValidationError(f"Prediction file {file} is empty.")
         first = file.open().readline().lstrip()
-        if first.startswith("{"):
-            frame = pd.read_json(file, lines=True)
-        else:
-            frame = pd.read_csv(file, header=None)
-            if frame.shape[1] != len(OUTPUT_COLUMNS):
-                raise DataValidationError(
-                    f"{file} has {frame.shape[1]} columns per line; expected {len(OUTPUT_COLUMNS)} "
-                    f"({','.join(OUTPUT_COLUMNS)}). Run the transform with every quantile: give the model the "
-                    f"environment {DEFAULT_QUANTILES_ENV}={ALL_QUANTILES} (the pipelines do), or send "
-                    f"X-Amzn-SageMaker-Custom-Attributes: quantiles={ALL_QUANTILES}; images before the point "
-                    "forecast was added wrote p10,p50,p90 only."
-                )
-            frame.columns = list(OUTPUT_COLUMNS)
-            numeric = frame.apply(pd.to_numeric, errors="coerce")
-            bad = numeric.isna() & frame.notna()
-            if bad.to_numpy().any():
-                line, column = np.argwhere(bad.to_numpy())[0]
-                raise DataValidationError(
-                    f"{file} line {line + 1} has the non-numeric {OUTPUT_COLUMNS[column]} value "
-                    f"{frame.iat[line, column]!r}; prediction lines must be numbers."
-                )
-            frame = numeric
+        frame = pd.read_json(file, lines=True, dtype=False) if first.startswith("{") else _csv_lines(file)
         missing = [c for c in OUTPUT_COLUMNS if c not in frame.columns]
         if missing:
             raise DataValidationError(
                 f"{file} lacks the prediction field {missing[0]!r}; rerun the transform with quantiles=all on this "
                 "forecaster version's image."
             )
-        frames.append(frame)
+        frames.append(_prediction_numbers(frame[list(OUTPUT_COLUMNS)], file))
     return pd.concat(frames, ignore_index=True)
+
+
+def _csv_lines(file: Path) -> pd.DataFrame:
+    """The CSV lines of a transform output as text, one column per field (a missing field reads as '')."""
+    try:
+        frame = pd.read_csv(file, header=None, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as error:
+        raise DataValidationError(
+            f"{file}: the prediction lines do not all have the same number of fields ({str(error).strip()}); "
+            f"every line must hold {len(OUTPUT_COLUMNS)} numbers ({','.join(OUTPUT_COLUMNS)})."
+        ) from None
+    if frame.shape[1] != len(OUTPUT_COLUMNS):
+        raise DataValidationError(
+            f"{file} has {frame.shape[1]} columns per line; expected {len(OUTPUT_COLUMNS)} "
+            f"({','.join(OUTPUT_COLUMNS)}). Run the transform with every quantile: give the model the "
+            f"environment {DEFAULT_QUANTILES_ENV}={ALL_QUANTILES} (the pipelines do), or send "
+            f"X-Amzn-SageMaker-Custom-Attributes: quantiles={ALL_QUANTILES}; images before the point "
+            "forecast was added wrote p10,p50,p90 only."
+        )
+    frame.columns = list(OUTPUT_COLUMNS)
+    return frame
+
+
+def _prediction_numbers(frame: pd.DataFrame, file: Path) -> pd.DataFrame:
+    """``frame`` as floats; a value that is no finite number >= 0 raises naming the file, line and field."""
+    numeric = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    bad = ~np.isfinite(numeric.to_numpy()) | (numeric.to_numpy() < 0)
+    if bad.any():
+        line, column = np.argwhere(bad)[0]
+        value = frame.iat[line, column]
+        raise DataValidationError(
+            f"{file} line {line + 1} has the {OUTPUT_COLUMNS[column]} value "
+            f"{repr(value) if isinstance(value, str) else value}; prediction "
+            "lines must be finite numbers >= 0 (as the forecaster's server writes them)."
+        )
+    return numeric

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from forecaster import metrics
-from forecaster.contract import MEDIAN_COLUMN, POINT_COLUMN, QUANTILE_COLUMNS
+from forecaster.contract import MEDIAN_COLUMN, ORDERS_FILE, POINT_COLUMN, QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
+from forecaster.io import read_table, table_files
 
 #: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
 MIN_ROWS_FOR_STD = 200
@@ -35,6 +37,19 @@ def quantile_columns(columns: pd.Index | list[str]) -> dict[str, float]:
         if match and 0 < int(match.group(1)) < 100:
             found[str(column)] = int(match.group(1)) / 100
     return dict(sorted(found.items(), key=lambda item: item[1]))
+
+
+def read_forecasts(path: Path, text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The forecasts at ``path``: a file, or the table files of a folder but the order proposals beside them.
+
+    ``text``: columns read as text, as written (the keys: ``007`` must meet the truth's ``007``).
+    """
+    if not Path(path).is_dir():
+        return read_table(path, text=text)
+    files = [file for file in table_files(path) if file.name != ORDERS_FILE]
+    if not files:
+        raise DataValidationError(f"{path} holds no forecast table (only {ORDERS_FILE}); point at postprocess' output.")
+    return pd.concat([read_table(file, text=text) for file in files], ignore_index=True)
 
 
 def join_predictions(

@@ -29,9 +29,8 @@ from forecaster.checks.contract import (
     STATISTICS_FILE,
     VIOLATIONS_FILE,
 )
-from forecaster.contract import ORDERS_FILE, POINT_COLUMN
-from forecaster.errors import DataValidationError
-from forecaster.io import atomic_directory, read_json, read_table, table_files, write_json, write_table
+from forecaster.contract import POINT_COLUMN
+from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
 if TYPE_CHECKING:
     from forecaster.spec import DatasetSpec
@@ -60,19 +59,6 @@ def _spec_roles(frame: pd.DataFrame, spec: Any, categorical: list[str] | None) -
     return frame.drop(columns=[spec.date], errors="ignore"), [*(categorical or ()), *named]
 
 
-def _read_forecasts(path: Path, text: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The forecasts at ``path``: a file, or the table files of a folder but the order proposals beside them.
-
-    ``text``: columns read as text, as written (the keys: ``007`` must meet the truth's ``007``).
-    """
-    if not Path(path).is_dir():
-        return read_table(path, text=text)
-    files = [file for file in table_files(path) if file.name != ORDERS_FILE]
-    if not files:
-        raise DataValidationError(f"{path} holds no forecast table (only {ORDERS_FILE}); point at postprocess' output.")
-    return pd.concat([read_table(file, text=text) for file in files], ignore_index=True)
-
-
 def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
     columns = {
         "id_cols": list(spec.keys),
@@ -81,7 +67,7 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
         "date_format": spec.date_format,
     }
     keys = tuple(spec.keys)
-    predicted, actual = _read_forecasts(predictions, keys), read_table(truth, spec.csv, spec.text_columns)
+    predicted, actual = evaluation.read_forecasts(predictions, keys), read_table(truth, spec.csv, spec.text_columns)
     document = evaluation.evaluate(predicted, actual, **columns, campaign_col=spec.campaign, seed=seed)
     joined = evaluation.join_predictions(predicted, actual, **columns)
     point = evaluation.point_column(joined)

@@ -116,7 +116,7 @@ def _decision(workdir: Path) -> str:
 def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
     import matplotlib.pyplot as plt
 
-    from forecaster.checks.evaluation import join_predictions, point_column
+    from forecaster.checks.evaluation import join_predictions, point_column, read_forecasts
 
     # predictions/ (a check's input), else forecasts/ (the Postprocess output of the pipelines)
     pred_path = _table_in(workdir, "predictions") or _table_in(workdir, "forecasts")
@@ -125,7 +125,7 @@ def _forecasts(workdir: Path, spec: Any, max_series: int) -> str:
         return _note("Predictions or truth not found (predictions/ and truth/ tables); forecast plots omitted.")
     try:
         joined = join_predictions(
-            read_table(pred_path, text=tuple(spec.keys)),
+            read_forecasts(pred_path, text=tuple(spec.keys)),
             read_table(truth_path, spec.csv, spec.text_columns),
             id_cols=list(spec.keys),
             time_col=spec.date,
