@@ -281,6 +281,17 @@ def test_postprocess_with_stock_writes_the_policys_order_lines(tmp_path):
     assert orders["stock_counted"].iloc[0] == 4 and orders["order_date"].iloc[0] == "2024-06-03"
 
 
+def test_postprocess_with_stock_says_pack_size_is_not_used_and_reads_an_order_date_with_an_offset(tmp_path, caplog):
+    keys, predictions = _keys_and_predictions(tmp_path)
+    stock = stock_file(tmp_path, [{"on_hand_units": 4}])
+    args = ["postprocess", "--keys", keys, "--predictions", predictions, "--out", tmp_path / "f.csv", "--stock", stock]
+    args += ["--pack-size", "10", "--order-date", "2024-06-03T00:00:00+05:00"]
+    assert main([str(arg) for arg in args]) == 0
+    orders = read_table(tmp_path / "order_proposals.csv")
+    assert orders["order_date"].iloc[0] == "2024-06-03" and orders["pack_size"].iloc[0] == 1
+    assert "--pack-size given with --stock: not used" in caplog.text
+
+
 def test_postprocess_without_stock_says_stock_was_not_considered(tmp_path, caplog):
     keys, predictions = _keys_and_predictions(tmp_path)
     assert (

@@ -253,12 +253,10 @@ def order_proposals(
 ) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
-    The point forecast (``mean``, expected demand) is kept next to the order.
-
-    The quantile is interpolated linearly between P10, P50 and P90 (the contract's quantiles), so
-    ``service_level`` must be in [0.1, 0.9]:
-    0.5 orders the median, 0.8 covers demand on about four days out of five (less waste than P90, fewer
-    empty shelves than P50).
+    The point forecast (``mean``, expected demand) is kept next to the order. The quantile is interpolated
+    linearly between P10, P50 and P90 (the contract's quantiles), so ``service_level`` must be in [0.1, 0.9]: 0.5
+    orders the median, 0.8 covers demand on about four days out of five (less waste than P90, fewer empty shelves
+    than P50).
     """
     lowest, highest = QUANTILES[0], QUANTILES[-1]
     if not lowest <= service_level <= highest:
@@ -266,8 +264,10 @@ def order_proposals(
             f"The 'service_level' parameter of postprocess must be a float in the range [{lowest}, {highest}]. "
             f"Got {service_level!r} instead."
         )
-    if not pack_size > 0:
-        raise InvalidParameterError(f"The 'pack_size' parameter of postprocess must be > 0. Got {pack_size!r} instead.")
+    if not (np.isfinite(pack_size) and pack_size > 0):
+        raise InvalidParameterError(
+            f"The 'pack_size' parameter of postprocess must be a finite number > 0. Got {pack_size!r} instead."
+        )
     levels = np.array(QUANTILES)
     values = forecasts[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
     upper = int(np.clip(np.searchsorted(levels, service_level), 1, len(levels) - 1))

@@ -195,13 +195,16 @@ def _check_horizon(
 
 
 def _order_day(value: str | pd.Timestamp) -> pd.Timestamp:
-    """The order day of ``--order-date``: an ISO date (``12.02.2024`` could be either of two days)."""
-    try:
-        return pd.to_datetime(value, format="ISO8601").normalize()
-    except (TypeError, ValueError) as error:
+    """The order day of ``--order-date``: an ISO date (``12.02.2024`` could be either of two days).
+
+    A time of day and a UTC offset are dropped: the day as written.
+    """
+    day = parse_days(pd.Series([str(value)])).iat[0]
+    if pd.isna(day):
         raise InvalidParameterError(
             f"The 'order_date' parameter must be an ISO date like 2024-05-31. Got {value!r} instead."
-        ) from error
+        )
+    return day
 
 
 def write_orders(forecasts: str | Path | pd.DataFrame, out: str | Path, **options) -> pd.DataFrame:

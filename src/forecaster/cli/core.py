@@ -80,7 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"demand quantile ordered (default: {DEFAULT_SERVICE_LEVEL} without stock, from cost with stock; "
         "empty: the default)",
     )
-    post.add_argument("--pack-size", type=float, default=1.0, help="orders are rounded up to whole packs (1)")
+    post.add_argument(
+        "--pack-size", type=float, default=None,
+        help="without --stock: the proposals are rounded up to whole packs (1); with --stock the item master's or "
+        "the order defaults' pack size applies",
+    )  # fmt: skip
     for flag, text in ORDERING_OPTIONS.items():
         post.add_argument(flag, type=_optional_text if flag == "--order-date" else Path, help=text)
     post.set_defaults(func=_postprocess)
@@ -256,6 +260,11 @@ def _postprocess(args: argparse.Namespace) -> int:
             "%s given without --stock: not used (the orders are per-day proposals; pass --stock to order)",
             ", ".join(unused),
         )
+    if args.stock is not None and args.pack_size is not None:
+        logging.getLogger(__name__).warning(
+            "--pack-size given with --stock: not used (the orders take the pack size of --item-master, else the "
+            "order defaults' pack_size)"
+        )
     if args.stock is not None:
         ordering = {
             "stock": args.stock,
@@ -266,7 +275,7 @@ def _postprocess(args: argparse.Namespace) -> int:
             "order_date": args.order_date,
         }
     out = postprocess(
-        args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size, ordering=ordering
+        args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size or 1.0, ordering=ordering
     )
     print(f"wrote {out} and {args.orders or out.with_name(ORDERS_FILE)}")
     return 0
