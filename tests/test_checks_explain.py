@@ -209,3 +209,17 @@ def test_bad_parameters_are_named(model_and_features, tmp_path, capsys):
         == 2
     )
     assert "'num_clusters' parameter of explain" in capsys.readouterr().err
+
+
+def test_an_infinite_feature_value_is_named_not_a_kmeans_traceback(model_and_features, tmp_path, capsys):
+    """What the server refuses, explain refuses with the same words (once: KMeans' "Input X contains NaN")."""
+    model_dir, _, features = model_and_features
+    bad = features.copy()
+    bad.iloc[2, 3] = np.inf
+    path = tmp_path / "features.csv"
+    bad.to_csv(path, header=False, index=False)
+    args = ["explain", "--model-dir", str(model_dir), "--input", f"dataset={path}", "--out", str(tmp_path / "x")]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert f"{path}: Row 3, column 4 ({features.columns[3]}): inf is not a finite number" in err
+    assert not (tmp_path / "x").exists()

@@ -30,6 +30,7 @@ import pandas as pd
 from forecaster.checks.data_quality import feature_schema_columns, load_dataset
 from forecaster.errors import DataValidationError
 from forecaster.params import Interval, Options, validate_params
+from forecaster.serving.codecs import FeatureLayout
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,8 @@ def explain_dataset(
     params = validate_params(params, PARAMS, "explain")
     started = time.perf_counter()
     model = ForecastModel.load(model_dir)
-    names = list(model.schema.feature_names)
-    X_all = _matrix(dataset, model_dir, names)
+    names, layout = list(model.schema.feature_names), FeatureLayout.from_schema(model.schema)
+    X_all = _matrix(dataset, model_dir, layout)
     rng = np.random.default_rng(params["seed"])
     rows = np.arange(len(X_all))
     if len(rows) > params["max_rows"]:
@@ -142,7 +143,7 @@ def explain_dataset(
     X = X_all[rows]
     centres = None
     if params["method"] == "interventional":
-        source = X_all if background is None else _matrix(background, model_dir, names)
+        source = X_all if background is None else _matrix(background, model_dir, layout)
         categorical = [names.index(c) for c in model.schema.categorical_features]
         centres = kmeans_background(
             source, categorical, num_clusters=params["num_clusters"], sample=params["background_sample"],
@@ -167,7 +168,8 @@ def explain_dataset(
     return analysis_document(names, values, meta), local
 
 
-def _matrix(path: str | Path, model_dir: str | Path, names: list[str]) -> np.ndarray:
+def _matrix(path: str | Path, model_dir: str | Path, layout: FeatureLayout) -> np.ndarray:
+    names = list(layout.names)
     frame = load_dataset(path, feature_schema_columns(model_dir))
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -176,6 +178,11 @@ def _matrix(path: str | Path, model_dir: str | Path, names: list[str]) -> np.nda
             "feature_schema.json in order (as written by `forecaster preprocess`)."
         )
     try:
-        return frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+        matrix = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise DataValidationError(f"{path} has non-numeric feature values: {error}") from error
+    try:  # what the server refuses, explain refuses too: infinite values, codes outside a vocabulary
+        layout.check(matrix)
+    except DataValidationError as error:
+        raise DataValidationError(f"{path}: {error.reason}") from None
+    return matrix
