@@ -185,7 +185,9 @@ def test_training_data_that_cannot_teach_a_model_is_refused_clearly(coded, tmp_p
     history, _ = coded
     spec = DatasetSpec.preset("default")
     config = TrainConfig(horizon=HORIZON, num_boost_round=5, quantile_num_boost_round=3)
-    with pytest.raises(DataValidationError, match=r"Every observed 'units_sold' value of the training data is 0"):
+    with pytest.raises(
+        DataValidationError, match=r"No 'units_sold' value of the training data is above 0 \(all are 0 or missing\)"
+    ):
         fit_artifact(history.assign(units_sold=0.0), spec, config, tmp_path / "zero")
     infinite = history.assign(units_sold=history["units_sold"].where(history.index != 4, float("inf")))
     with pytest.raises(

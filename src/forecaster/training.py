@@ -129,8 +129,8 @@ def fit_artifact(
         sources, chain = _summarize(sources, train, spec, config, workers)
     if not chain.level > 0:  # LightGBM's Tweedie and Poisson objectives stop at "sum of labels is zero"
         raise DataValidationError(
-            f"Every observed {spec.target!r} value of the training data is 0: there is no demand to learn. Check "
-            "that the spec's 'target' names the sales column and that the history holds the selling days."
+            f"No {spec.target!r} value of the training data is above 0 (all are 0 or missing): there is no demand to "
+            "learn. Check that the spec's 'target' names the sales column and that the history holds the selling days."
         )
     report = data_report(chain)
     if cut_date is None:  # a path: the last validation_days of the whole table are held out
