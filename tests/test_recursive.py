@@ -87,6 +87,17 @@ def test_deterministic_and_per_series_independent_of_the_other_series_under_the_
     )
 
 
+def test_the_chains_totals_of_an_older_history_are_refused(model, synthetic_spec, history_frame, future_frame):
+    """Once 12 % empty feature cells and exit 0: the hierarchy features of the days after the totals read nothing."""
+    from forecaster.errors import DataValidationError
+
+    older = history_frame[history_frame["date"] <= history_frame["date"].max() - pd.Timedelta(days=10)]
+    totals = GroupTotals.from_panel(_panel(synthetic_spec, older), synthetic_spec)
+    end, last = older["date"].max().date(), history_frame["date"].max().date()
+    with pytest.raises(DataValidationError, match=f"group totals end on {end}, but the history runs to {last}"):
+        inference_rows(model, history_frame, future_frame, totals=totals)
+
+
 def test_a_short_future_frame_is_forecast_for_the_days_given(model, synthetic_frame, synthetic_spec):
     cut = synthetic_frame["date"].max() - pd.Timedelta(days=3)  # 3 future days, for a model of 7
     history = synthetic_frame[synthetic_frame["date"] <= cut]

@@ -116,8 +116,8 @@ def inference_rows(
     fed back through ``one_step`` when given (:func:`forecaster.recursive.recursive_points`' ``predict``).
 
     Raises:
-        DataValidationError: for frames that do not fit the spec, future days outside the horizon, or when no
-            series is left to forecast.
+        DataValidationError: for frames that do not fit the spec, future days outside the horizon, totals that end
+            before the history, or when no series is left to forecast.
     """
     if isinstance(active_days, bool) or not isinstance(active_days, int) or active_days < 0:
         raise InvalidParameterError(f"The 'active_days' parameter must be an int >= 0. Got {active_days!r} instead.")
@@ -128,6 +128,8 @@ def inference_rows(
     fut = spec.validate_frame(future, kind="future").sort_values([*keys, spec.date], kind="stable")
     origin_date = hist[spec.date].max()
     _check_future(spec, fut, origin_date, schema.horizon)
+    if totals is not None:  # the chain's totals of an older history would leave the hierarchy features empty
+        totals.check_covers(origin_date)
     hist, fut, skipped = _active_series(spec, hist, fut, origin_date, active_days, require_rows)
     if hist.empty:  # one partition of many whose series are all skipped
         empty = np.zeros(0) if recursive else None
@@ -253,10 +255,8 @@ def order_proposals(
 ) -> pd.DataFrame:
     """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
 
-    The point forecast (``mean``, expected demand) is kept next to the order. The quantile is interpolated
-    linearly between P10, P50 and P90 (the contract's quantiles), so ``service_level`` must be in [0.1, 0.9]: 0.5
-    orders the median, 0.8 covers demand on about four days out of five (less waste than P90, fewer empty shelves
-    than P50).
+    The point forecast (``mean``) is kept next to the order. The quantile is interpolated between P10, P50 and
+    P90, so ``service_level`` is in [0.1, 0.9]: 0.8 covers demand on about four days out of five.
     """
     lowest, highest = QUANTILES[0], QUANTILES[-1]
     if not lowest <= service_level <= highest:

@@ -70,6 +70,15 @@ class GroupTotals:
     def n_days(self) -> int:
         return max((stat.sums.shape[1] for stat in self.stats.values()), default=0)
 
+    def check_covers(self, last_origin: pd.Timestamp) -> None:
+        """Raise when the totals end before ``last_origin``: the hierarchy features of later days would be empty."""
+        end = self.start + pd.Timedelta(days=self.n_days - 1)
+        if end < last_origin:
+            raise DataValidationError(
+                f"The group totals end on {end.date()}, but the history runs to {pd.Timestamp(last_origin).date()}: "
+                "compute them from the same history (forecaster group-totals) as the feature rows."
+            )
+
     @classmethod
     def combine(cls, parts: list[GroupTotals]) -> GroupTotals:
         """Add up the totals of disjoint sets of series (partitions)."""
