@@ -290,6 +290,9 @@ def test_postprocess_with_stock_says_pack_size_is_not_used_and_reads_an_order_da
     orders = read_table(tmp_path / "order_proposals.csv")
     assert orders["order_date"].iloc[0] == "2024-06-03" and orders["pack_size"].iloc[0] == 1
     assert "--pack-size given with --stock: not used" in caplog.text
+    args = ["postprocess", "--keys", keys, "--predictions", predictions, "--out", tmp_path / "g.csv"]
+    assert main([str(arg) for arg in [*args, "--pack-size", "0"]]) == 2  # 0 is refused, not read as "not given"
+    assert not (tmp_path / "g.csv").exists()
 
 
 def test_postprocess_without_stock_says_stock_was_not_considered(tmp_path, caplog):

@@ -274,8 +274,9 @@ def _postprocess(args: argparse.Namespace) -> int:
             "defaults": OrderDefaults.load(args.order_defaults),
             "order_date": args.order_date,
         }
+    pack_size = 1.0 if args.pack_size is None else args.pack_size  # 0 is refused, not taken for "not given"
     out = postprocess(
-        args.keys, args.predictions, args.out, args.orders, args.service_level, args.pack_size or 1.0, ordering=ordering
+        args.keys, args.predictions, args.out, args.orders, args.service_level, pack_size, ordering=ordering
     )
     print(f"wrote {out} and {args.orders or out.with_name(ORDERS_FILE)}")
     return 0
