@@ -134,6 +134,16 @@ _SCALARS = {
 }
 
 
+#: a number of a table without an entry of its own in the defaults (stock, open orders, unit cost, margin)
+NON_NEGATIVE = Interval(float, 0, None)
+
+
+def entry_constraint(name: str) -> Interval:
+    """The range of the defaults' entry ``name``, which a table's column of the same name obeys too."""
+    constraint = _SCALARS.get(name, NON_NEGATIVE)
+    return constraint if isinstance(constraint, Interval) else NON_NEGATIVE
+
+
 def parse_weekday(value: Any, where: str) -> int:
     """0 (Monday) … 6 (Sunday) from a number or a (short) English weekday name."""
     text = str(value).strip().lower()

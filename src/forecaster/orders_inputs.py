@@ -18,13 +18,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster.errors import DataValidationError
-from forecaster.order_defaults import (
-    MAX_LEAD_TIME_DAYS,
-    MAX_SHELF_LIFE_DAYS,
-    WEEKDAYS,
-    OrderDefaults,
-    parse_weekday,
-)
+from forecaster.order_defaults import NON_NEGATIVE, WEEKDAYS, OrderDefaults, entry_constraint, parse_weekday
+from forecaster.params import Interval
 from forecaster.spec import parse_days
 from forecaster.tables import discover, read_fragment
 
@@ -78,19 +73,13 @@ def _where(file: Any, row: int, column: str) -> str:
     return f"{file} row {row + 1}, column {column!r}"
 
 
-def numbers(
-    frame: pd.DataFrame,
-    column: str,
-    *,
-    low: float = 0.0,
-    strict: bool = False,
-    optional: bool = False,
-    high: float = np.inf,
-) -> np.ndarray:
-    """``frame[column]`` as finite floats; a non-number or one out of [``low``, ``high``] raises (file, row, column).
+def numbers(frame: pd.DataFrame, column: str, *, within: Interval = NON_NEGATIVE, optional: bool = False) -> np.ndarray:
+    """``frame[column]`` as finite floats; a non-number or one outside ``within`` raises (file, row, column).
 
-    ``strict``: ``low`` itself is out too; ``optional``: an empty cell is NaN (the default applies).
+    ``optional``: an empty cell is NaN (the default applies).
     """
+    low, strict = within.low, within.closed in ("neither", "right")
+    high = np.inf if within.high is None else within.high
     if column not in frame.columns:
         return np.full(len(frame), np.nan)
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
@@ -238,7 +227,7 @@ def read_calendar(
         return table
     calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
     on = join_keys(calendar, keys, "delivery calendar")
-    lead = numbers(calendar, LEAD_TIME, low=1, optional=True, high=MAX_LEAD_TIME_DAYS)
+    lead = numbers(calendar, LEAD_TIME, within=entry_constraint(LEAD_TIME), optional=True)
     lead = whole_days(calendar, LEAD_TIME, lead)
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
     places = zip(calendar[WEEKDAY], calendar["_file"], calendar["_row"], strict=True)
@@ -348,13 +337,10 @@ def read_item_master(
                 f"{master['_file'].iat[row]} row {master['_row'].iat[row]}: the item master has more than one row "
                 f"for {', '.join(f'{k}={master[k].iat[row]}' for k in on)}; keep one."
             )
-        checks = {"pack_size": (0.0, True), "shelf_life_days": (1.0, False), "unit_price": (0.0, True)}
-        highest = {"shelf_life_days": MAX_SHELF_LIFE_DAYS}
         pairs = _pairs(master, series, on)
         _warn_unmatched(pairs, n, "item master", path, on, master)
         for name in ITEM_NUMBERS:
-            low, strict = checks.get(name, (0.0, False))
-            column = numbers(master, name, low=low, strict=strict, optional=True, high=highest.get(name, np.inf))
+            column = numbers(master, name, within=entry_constraint(name), optional=True)
             if name == "shelf_life_days":
                 column = whole_days(master, name, column)
             values[name][pairs[:, 0]] = column[pairs[:, 1]]
