@@ -104,3 +104,8 @@ class JobStoppedError(ForecasterError):
     """The process was asked to stop (SIGTERM) before it finished; no model was written (checkpoints may be)."""
 
     exit_code = 143
+
+
+def shown(value: object) -> str:
+    """A cell as an error message shows it: text quoted, numbers as written (no numpy type names)."""
+    return repr(value) if isinstance(value, str) else str(value)

@@ -22,7 +22,7 @@ from forecaster.contract import (
     QUANTILE_COLUMNS,
     QUANTILES,
 )
-from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
@@ -389,10 +389,8 @@ def _prediction_numbers(frame: pd.DataFrame, file: Path) -> pd.DataFrame:
     bad = ~np.isfinite(numeric.to_numpy()) | (numeric.to_numpy() < 0)
     if bad.any():
         line, column = np.argwhere(bad)[0]
-        value = frame.iat[line, column]
         raise DataValidationError(
-            f"{file} line {line + 1} has the {OUTPUT_COLUMNS[column]} value "
-            f"{repr(value) if isinstance(value, str) else value}; prediction "
-            "lines must be finite numbers >= 0 (as the forecaster's server writes them)."
+            f"{file} line {line + 1} has the {OUTPUT_COLUMNS[column]} value {shown(frame.iat[line, column])}; "
+            "prediction lines must be finite numbers >= 0 (as the forecaster's server writes them)."
         )
     return numeric

@@ -108,6 +108,7 @@ def order_lines(
         rows = read_open_orders(open_orders, series, keys, day)
         inside = rows[:, 2] <= covered[rows[:, 0].astype(np.int64)]
         np.add.at(on_order, rows[inside, 0].astype(np.int64), rows[inside, 1])
+    position = counted[ordering] + on_order[ordering]
     target, level, order = order_up_to(
         filled[ordering, :3],
         covered[ordering],
@@ -116,7 +117,7 @@ def order_lines(
         (items.unit_cost + defaults.disposal_cost)[ordering],
         defaults,
         service_level,
-        position=counted[ordering] + on_order[ordering],
+        position=position,
         pack_size=items.pack_size[ordering],
         min_units=items.min_display_units[ordering],
     )
@@ -141,7 +142,6 @@ def order_lines(
     lines["stock_not_counted"] = not_counted[ordering]
     lines["on_order"] = on_order[ordering]
     lines["order_units"] = order
-    position = counted[ordering] + on_order[ordering]
     lines["rounded_down"] = order < round_to_packs(target - position, items.pack_size[ordering])
     lines["pack_size"] = items.pack_size[ordering]
     lines["shelf_life_days"] = items.shelf_life_days[ordering]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import forecast_layout
 from forecaster.orders_inputs import FORECAST_VALUES, check_unique, read_calendar, read_item_master
@@ -181,7 +181,7 @@ def _dates(column: pd.Series, what: str, name: str) -> pd.Series:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise DataValidationError(
-            f"The {what}' row {bad[0] + 1}, column {name!r}: {_shown(column.iat[bad[0]])} is not an ISO date like "
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {shown(column.iat[bad[0]])} is not an ISO date like "
             "2024-05-31."
         )
     return parsed
@@ -193,7 +193,7 @@ def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) 
     bad = np.flatnonzero((values.isna() & column.notna()).to_numpy())
     if bad.size:
         raise DataValidationError(
-            f"The {what}' row {bad[0] + 1}, column {name!r}: {_shown(column.iat[bad[0]])} is not a number."
+            f"The {what}' row {bad[0] + 1}, column {name!r}: {shown(column.iat[bad[0]])} is not a number."
         )
     out = np.isinf(values.to_numpy(dtype=float)) | ((values < low).to_numpy() if low is not None else False)
     if out.any():
@@ -203,8 +203,3 @@ def _numbers(column: pd.Series, what: str, name: str, low: float | None = None) 
             f"The {what}' row {row + 1}, column {name!r}: {column.iat[row]} is out of range; {what} must be {rule}."
         )
     return values.astype(float)
-
-
-def _shown(value: object) -> str:
-    """A cell as an error message shows it: text quoted, numbers as written (no numpy type names)."""
-    return repr(value) if isinstance(value, str) else str(value)
