@@ -80,6 +80,19 @@ def test_forecasts_that_are_no_finite_numbers_are_refused_not_scored_as_nan():
             evaluation.evaluate(bad, truth, **columns)
 
 
+def test_a_prediction_given_twice_is_refused_not_scored_twice():
+    """Two files with the same forecasts (a re-run beside the first) once doubled every row's weight."""
+    pred, truth = _frames(n_series=2, days=3)
+    twice = pd.concat([pred, pred.iloc[[4]].assign(date="2024-05-02T00:00:00")], ignore_index=True)
+    columns = {"id_cols": ["store_id", "item_id"], "time_col": "date", "target_col": "units_sold"}
+    with pytest.raises(
+        DataValidationError,
+        match=r"predictions have more than one row for store_id=S1, item_id=I1, "
+        r"date=2024-05-02 \(row 7\); keep one forecast per series and day",
+    ):
+        evaluation.evaluate(twice, truth, **columns)
+
+
 def test_missing_truth_column_names_it():
     pred, truth = _frames(n_series=2, days=3)
     with pytest.raises(DataValidationError, match="'units_sold'"):

@@ -18,7 +18,6 @@ from forecaster.order_defaults import OrderDefaults
 from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
 from forecaster.orders_inputs import (
     FORECAST_VALUES,
-    check_unique,
     next_order,
     read_calendar,
     read_item_master,
@@ -26,6 +25,7 @@ from forecaster.orders_inputs import (
     read_stock,
 )
 from forecaster.spec import parse_days
+from forecaster.tables import check_unique
 
 logger = logging.getLogger(__name__)
 

@@ -142,16 +142,6 @@ def check_known(table: pd.DataFrame, series: pd.DataFrame, on: list[str], what: 
         )
 
 
-def check_unique(frame: pd.DataFrame, columns: list[str], what: str, fix: str = "keep one") -> None:
-    """Raise naming the first row of ``frame`` that repeats the ``columns`` of an earlier one (dates as days)."""
-    twice = np.flatnonzero(frame.duplicated(columns).to_numpy())
-    if twice.size:
-        row = int(twice[0])
-        shown = {c: frame[c].iat[row] for c in columns}
-        where = ", ".join(f"{c}={v.date() if isinstance(v, pd.Timestamp) else v}" for c, v in shown.items())
-        raise DataValidationError(f"The {what} have more than one row for {where} (row {row + 1}); {fix}.")
-
-
 def _series_index(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
     """Row of ``series`` for each row of ``table`` (joined on ``on``; -1 where absent)."""
     lookup = series[on].reset_index(drop=True).reset_index().drop_duplicates(on)

@@ -17,7 +17,7 @@ import pandas as pd
 from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import OrderDefaults
 from forecaster.orders import forecast_layout
-from forecaster.orders_inputs import FORECAST_VALUES, check_unique, read_calendar, read_item_master
+from forecaster.orders_inputs import FORECAST_VALUES, read_calendar, read_item_master
 from forecaster.replenishment import (
     Replay,
     daily_quantile_policy,
@@ -29,6 +29,7 @@ from forecaster.replenishment import (
     simulate,
 )
 from forecaster.spec import parse_days
+from forecaster.tables import check_unique
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ import pandas as pd
 
 from forecaster.dialect import COMMA_NUMBER, COMMA_THOUSANDS, CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.tables import source_of
+from forecaster.tables import check_unique, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -263,14 +263,7 @@ class DatasetSpec:
                     negative.size, len(out), kind, self.target,
                 )  # fmt: skip
                 out.loc[negative, self.target] = 0.0
-        duplicated = out.duplicated([*self.keys, self.date])
-        if duplicated.any():
-            row = int(np.flatnonzero(duplicated.to_numpy())[0])
-            series = ", ".join(f"{k}={out[k].iat[row]}" for k in self.keys)
-            raise DataValidationError(
-                f"The {kind} data has more than one row for {series}, {self.date}={out[self.date].iat[row].date()} "
-                f"(row {row + 1}); aggregate to one row per series and day."
-            )
+        check_unique(out, [*self.keys, self.date], f"{kind} data", "aggregate to one row per series and day")
         return out
 
 

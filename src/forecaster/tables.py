@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -307,3 +308,13 @@ def source_of(frame: pd.DataFrame, row: int) -> tuple[str, int] | None:
             return path, row
         row -= rows
     return None
+
+
+def check_unique(frame: pd.DataFrame, columns: list[str], what: str, fix: str = "keep one") -> None:
+    """Raise naming the first row of ``frame`` that repeats the ``columns`` of an earlier one (dates as days)."""
+    twice = np.flatnonzero(frame.duplicated(columns).to_numpy())
+    if twice.size:
+        row = int(twice[0])
+        shown = {c: frame[c].iat[row] for c in columns}
+        where = ", ".join(f"{c}={v.date() if isinstance(v, pd.Timestamp) else v}" for c, v in shown.items())
+        raise DataValidationError(f"The {what} have more than one row for {where} (row {row + 1}); {fix}.")

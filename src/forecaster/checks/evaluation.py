@@ -20,6 +20,8 @@ from forecaster import metrics
 from forecaster.contract import MEDIAN_COLUMN, ORDERS_FILE, POINT_COLUMN, QUANTILE_COLUMNS
 from forecaster.errors import DataValidationError
 from forecaster.io import read_table, table_files
+from forecaster.spec import parse_days
+from forecaster.tables import check_unique
 
 #: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
 MIN_ROWS_FOR_STD = 200
@@ -98,6 +100,8 @@ def join_predictions(
     right = right.drop_duplicates([*id_cols, time_col], keep="last")
     predicted = predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore")
     left = _normalise_keys(predicted, id_cols, time_col, date_format)
+    fix = "keep one forecast per series and day (scoring a row twice would weigh it twice)"
+    check_unique(left, [*id_cols, time_col], "predictions", fix)
     joined = left.merge(right, on=[*id_cols, time_col], how="inner", validate="many_to_one")
     joined["y"] = pd.to_numeric(joined["y"], errors="coerce")
     joined = joined[joined["y"].notna()].reset_index(drop=True)
@@ -136,11 +140,9 @@ def _normalise_keys(
     for column in id_cols:
         out[column] = out[column].astype(str)
     values = out[time_col]
-    if date_format and not pd.api.types.is_datetime64_any_dtype(values):  # the spec's format, else ISO
-        dates = pd.to_datetime(values, errors="coerce", format=date_format)
-        dates = dates.fillna(pd.to_datetime(values, errors="coerce", format="ISO8601"))
-    else:
-        dates = pd.to_datetime(values, errors="coerce")
+    dates = parse_days(values)  # ISO, as the forecaster writes; the spec's format for the user's ground truth
+    if date_format and not pd.api.types.is_datetime64_any_dtype(values):
+        dates = parse_days(values, date_format).fillna(dates)
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         expected = f"dates in the format {date_format!r} or" if date_format else "dates like"
@@ -148,7 +150,7 @@ def _normalise_keys(
             f"The {time_col!r} column must hold {expected} 2024-05-31. Got {frame[time_col].iat[row]!r} in row "
             f"{row + 1} instead."
         )
-    out[time_col] = dates.dt.normalize()
+    out[time_col] = dates
     return out
 
 
