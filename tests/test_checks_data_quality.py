@@ -206,6 +206,25 @@ def test_failed_check_leaves_no_partial_output(tmp_path):
     assert rc == 3 and not out.exists()
 
 
+def test_huge_values_give_finite_statistics_or_a_clear_refusal_never_bare_infinity(tmp_path, capsys):
+    """std_dev of 1e200 once squared to inf and statistics.json held a bare Infinity (no JSON reader but Python's)."""
+    pd.DataFrame({"a": [1.0, 2.0, 1e200, 3.0] * 5}).to_csv(tmp_path / "big.csv", index=False)
+    assert (
+        main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'big.csv'}", "--out", str(tmp_path / "ok")])
+        == 0
+    )
+    text = (tmp_path / "ok" / "statistics.json").read_text()
+    stats = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in statistics.json"))
+    numbers = stats["features"][0]["numerical_statistics"]
+    assert numbers["std_dev"] == pytest.approx(np.std([1e-200, 2e-200, 1.0, 3e-200] * 5) * 1e200, rel=1e-12)
+    assert numbers["mean"] == pytest.approx(2.5e199, rel=1e-12)
+    pd.DataFrame({"a": [1.7e308, 1.7e308, 1.0]}).to_csv(tmp_path / "overflow.csv", index=False)
+    out = tmp_path / "refused"
+    rc = main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'overflow.csv'}", "--out", str(out)])
+    assert rc == 3 and not out.exists()
+    assert "features['a'].numerical_statistics.sum is inf" in capsys.readouterr().err
+
+
 def test_raw_data_with_a_spec_does_not_profile_the_date_column(tmp_path):
     from forecaster.synth import generate
 

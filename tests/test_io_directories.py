@@ -9,9 +9,11 @@ own file system into them crosses devices (``EXDEV``). The fake below makes the 
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from forecaster.errors import DataValidationError
@@ -115,3 +117,14 @@ def test_a_new_target_is_the_stage_renamed_and_readable(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(DataValidationError, match="not a directory"), atomic_directory(tmp_path / "file"):
         pass
+
+
+def test_json_files_are_strict_json_nan_as_null_and_an_infinity_refused(tmp_path):
+    """Bare NaN / Infinity (json.dumps' default) break jq, JavaScript and every strict reader."""
+    path = write_json(
+        {"metrics": {"wape": 0.25, "wape_campaign": float("nan")}, "n": [np.float32("nan")]}, tmp_path / "a.json"
+    )
+    assert json.loads(path.read_text()) == {"metrics": {"wape": 0.25, "wape_campaign": None}, "n": [None]}
+    with pytest.raises(DataValidationError, match=r"b\.json: features\['units'\]\.stats\[1\] is -inf, which JSON"):
+        write_json({"features": [{"name": "units", "stats": [1.0, -np.inf]}]}, tmp_path / "b.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # nothing written, no temporary left

@@ -85,6 +85,11 @@ def test_validate_frame_holds_keys_as_categoricals_of_their_strings():
         (lambda f: f.assign(date=["2024-01-01", "soon", "2024-01-01"]), "must hold ISO dates.*'soon' in row 2"),
         (lambda f: f.assign(store_id=["A", None, "B"]), "'store_id' column \\(key\\).*missing value in row 2"),
         (lambda f: f.iloc[:0], "has no rows"),
+        (
+            lambda f: f.assign(units_sold=[1.0, 1e300, 3.0]),
+            r"'units_sold' column \(target\).*finite numbers within ±3.4e\+38.*1e\+300 in row 2",
+        ),
+        (lambda f: f.assign(discount=[0.1, -np.inf, 0.0]), r"'discount' column \(covariate\).*-inf in row 2"),
     ],
 )
 def test_validate_frame_names_column_and_row(change, message):

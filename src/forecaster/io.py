@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from forecaster.dialect import CsvDialect
@@ -85,11 +86,38 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *, header: bo
 
 
 def write_json(data: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented, strict JSON, atomically: NaN (no value) as ``null``; an infinity raises.
+
+    Bare ``NaN`` / ``Infinity`` (what :func:`json.dumps` writes by default) are no JSON: jq, JavaScript and most
+    readers other than Python's refuse the file.
+    """
     path = Path(path)
+    text = json.dumps(_strict(data, path), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
     return path
+
+
+def _strict(data: Any, path: Path, where: str = "") -> Any:
+    """``data`` with NaN floats as None; an infinite float raises naming its place (``a.b[2].c``)."""
+    if isinstance(data, dict):
+        return {key: _strict(value, path, f"{where}.{key}".lstrip(".")) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_strict(value, path, f"{where}[{_label(value, index)}]") for index, value in enumerate(data)]
+    if isinstance(data, float | np.floating) and not np.isfinite(data):
+        if np.isnan(data):
+            return None
+        raise DataValidationError(
+            f"Cannot write {path.name}: {where or 'the value'} is {float(data)}, which JSON cannot hold. It comes from "
+            "numbers in the input too large to add up or square (beyond about 1e150): check the input for values "
+            "out of range."
+        )
+    return data
+
+
+def _label(item: Any, index: int) -> str:
+    """How a list item is named in a place: ``'units'`` for a ``{"name": "units", ...}`` entry, else its index."""
+    return repr(item["name"]) if isinstance(item, dict) and isinstance(item.get("name"), str) else str(index)
 
 
 def _json_default(value: Any) -> Any:

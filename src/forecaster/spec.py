@@ -53,6 +53,8 @@ _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
 #: the UTC offset after an ISO time of day (``T00:00:00+02:00``, ``Z``): a row's date is its local date
 _UTC_OFFSET = r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _NAME_FIELDS = ("date", "target")
+#: the largest magnitude of a number in the data: LightGBM holds the target as 32-bit floats (beyond: inf)
+MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 _OPTIONAL_FIELDS = ("campaign", "stockout", "date_format")
 #: spec options with a fixed set of values; the first value is the default
 OPTION_VALUES: dict[str, tuple[str, ...]] = {
@@ -337,13 +339,14 @@ def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | N
 
 
 def _to_numeric(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
-    """``values`` as float64; a value that is not a finite number raises naming the column and row."""
+    """``values`` as float64; a value that is not a finite number within ``MAX_MAGNITUDE`` raises naming the row."""
     numbers = _numbers(values, column, kind, role)
-    infinite = np.flatnonzero(np.isinf(numbers.to_numpy()))
-    if infinite.size:
+    out_of_range = np.flatnonzero(np.abs(numbers.to_numpy()) > MAX_MAGNITUDE)  # NaN (missing) compares False
+    if out_of_range.size:
         raise DataValidationError(
-            f"The {column!r} column ({role}) of the {kind} data must hold finite numbers. Got "
-            f"{values.iat[infinite[0]]} in row {infinite[0] + 1}; fix it, or leave it empty for a missing value."
+            f"The {column!r} column ({role}) of the {kind} data must hold finite numbers within ±{MAX_MAGNITUDE:.3g} "
+            f"(the 32-bit floats LightGBM learns from). Got {values.iat[out_of_range[0]]} in row "
+            f"{out_of_range[0] + 1}; fix it, or leave it empty for a missing value."
         )
     return numbers
 

@@ -120,13 +120,15 @@ def column_statistics(column: Column) -> dict[str, Any]:
     values = np.sort(column.numbers[present])
     stats: dict[str, Any] = {"common": common}
     if values.size:
-        stats.update(
-            mean=float(values.mean()),
-            sum=float(values.sum()),
-            std_dev=float(values.std()),
-            min=float(values[0]),
-            max=float(values[-1]),
-        )
+        scale = max(abs(float(values[0])), abs(float(values[-1]))) or 1.0  # no overflow in squares: 1e200 is finite
+        with np.errstate(over="ignore"):  # a sum past 1.8e308 is inf, refused by write_json naming the column
+            stats.update(
+                mean=float((values / scale).mean() * scale),
+                sum=float(values.sum()),
+                std_dev=float((values / scale).std() * scale),
+                min=float(values[0]),
+                max=float(values[-1]),
+            )
         edges = np.unique(np.quantile(values, np.linspace(0, 1, ECDF_POINTS), method="inverted_cdf"))
         cdf = np.searchsorted(values, edges, side="right") / values.size
         stats["distribution"] = {
