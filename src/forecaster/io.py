@@ -92,23 +92,28 @@ def write_json(data: Any, path: str | os.PathLike[str]) -> Path:
     readers other than Python's refuse the file.
     """
     path = Path(path)
-    text = json.dumps(_strict(data, path), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    text = json_text(data, path.name)
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n")
     return path
 
 
-def _strict(data: Any, path: Path, where: str = "") -> Any:
+def json_text(data: Any, name: str = "the output") -> str:
+    """``data`` as indented strict JSON (what :func:`write_json` writes; ``name`` is what an error calls it)."""
+    return json.dumps(_strict(data, name), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+
+
+def _strict(data: Any, name: str, where: str = "") -> Any:
     """``data`` with NaN floats as None; an infinite float raises naming its place (``a.b[2].c``)."""
     if isinstance(data, dict):
-        return {key: _strict(value, path, f"{where}.{key}".lstrip(".")) for key, value in data.items()}
+        return {key: _strict(value, name, f"{where}.{key}".lstrip(".")) for key, value in data.items()}
     if isinstance(data, list | tuple):
-        return [_strict(value, path, f"{where}[{_label(value, index)}]") for index, value in enumerate(data)]
+        return [_strict(value, name, f"{where}[{_label(value, index)}]") for index, value in enumerate(data)]
     if isinstance(data, float | np.floating) and not np.isfinite(data):
         if np.isnan(data):
             return None
         raise DataValidationError(
-            f"Cannot write {path.name}: {where or 'the value'} is {float(data)}, which JSON cannot hold. It comes from "
+            f"Cannot write {name}: {where or 'the value'} is {float(data)}, which JSON cannot hold. It comes from "
             "numbers in the input too large to add up or square (beyond about 1e150): check the input for values "
             "out of range."
         )

@@ -165,7 +165,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from forecaster.config import TrainConfig
-    from forecaster.io import read_table
+    from forecaster.io import json_text, read_table
     from forecaster.spec import DatasetSpec, bundled_spec, resolve_spec
     from forecaster.training import fit_artifact
 
@@ -188,7 +188,7 @@ def _train(args: argparse.Namespace) -> int:
         scores = fit_artifact(history, spec, config, args.model_dir, validation=validation)
     else:
         scores = fit_artifact(args.data, spec, config, args.model_dir, workers=args.workers)
-    print(json.dumps({"model_dir": str(args.model_dir), "validation_metrics": scores}, indent=2))
+    print(json_text({"model_dir": str(args.model_dir), "validation_metrics": scores}))
     return 0
 
 
@@ -199,7 +199,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     from forecaster.container.layout import ContainerTree
     from forecaster.container.local_job import run_hosts_job
     from forecaster.errors import HostError, InvalidParameterError
-    from forecaster.io import atomic_directory
+    from forecaster.io import atomic_directory, json_text
 
     if args.validation or args.spec:
         raise InvalidParameterError("--hosts trains on --data's partitions; --validation and --spec are single-host.")
@@ -216,7 +216,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     with atomic_directory(args.model_dir) as stage:
         shutil.copytree(first.model_dir, stage, dirs_exist_ok=True)
     scores = json.loads((first.output_dir / "data" / "validation_metrics.json").read_text())
-    print(json.dumps({"model_dir": str(args.model_dir), "hosts": args.hosts, "validation_metrics": scores}, indent=2))
+    print(json_text({"model_dir": str(args.model_dir), "hosts": args.hosts, "validation_metrics": scores}))
     return 0
 
 

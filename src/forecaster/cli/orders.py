@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -71,7 +70,7 @@ def _orders(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from forecaster.io import read_table, write_json
+    from forecaster.io import json_text, read_table, write_json
     from forecaster.orders import forecast_layout
     from forecaster.simulation import simulate_files
     from forecaster.spec import DatasetSpec
@@ -92,5 +91,5 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     if args.out:
         write_json(results, args.out)
-    print(json.dumps(results, indent=2))
+    print(json_text(results))
     return 0
