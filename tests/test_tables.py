@@ -99,6 +99,25 @@ def test_hidden_files_and_files_of_other_kinds_are_skipped(tmp_path, frame):
     assert [p.files for p in partitions(tmp_path / "h")] == [(tmp_path / "h/store_id=S1/part-00000.snappy.parquet",)]
 
 
+def test_parquet_files_named_without_a_suffix_are_read_as_hive_and_athena_write_them(tmp_path, frame):
+    for store, rows in frame.groupby("store_id"):
+        write_table(rows.drop(columns="store_id"), tmp_path / "h" / f"store_id={store}" / "part.parquet")
+        (tmp_path / "h" / f"store_id={store}" / "part.parquet").rename(
+            tmp_path / "h" / f"store_id={store}" / "000000_0"
+        )
+    (tmp_path / "h" / "notes.md").write_text("# what this is")  # other kinds of file still skipped
+    pd.testing.assert_frame_equal(_sorted(read_table(tmp_path / "h")), _sorted(frame))
+
+
+@pytest.mark.parametrize("name", ["more.tsv", "more.txt", "more.csv.bz2", "more.xls", "000001_0"])
+def test_a_data_file_in_a_format_not_read_is_refused_not_skipped(tmp_path, frame, name):
+    """A .tsv or extension-less text part beside the CSV files was skipped: its series' days counted as 0 sales."""
+    write_table(frame, tmp_path / "h" / "part-0.csv")
+    (tmp_path / "h" / name).write_text("store_id\titem_id\tdate\tunits_sold\nS3\tx\t2024-06-01\t4\n")
+    with pytest.raises(DataValidationError, match=rf"h.{name}, which is not a CSV, Parquet or Excel .* left out"):
+        read_table(tmp_path / "h")
+
+
 def test_write_partition_writes_hive_in_hive_out_and_files_as_files(tmp_path, frame):
     frame.to_parquet(tmp_path / "h", partition_cols=["store_id"])
     for part in partitions(tmp_path / "h"):
@@ -210,3 +229,14 @@ def test_an_xlsx_sheet_is_read_and_a_missing_openpyxl_names_the_extra(tmp_path, 
     monkeypatch.setitem(sys.modules, "openpyxl", None)
     with pytest.raises(MissingExtraError, match=r"needs the 'excel' extra .*pip install 'forecaster\[excel\]'"):
         read_table(tmp_path / "laden.xlsx")
+
+
+def test_a_damaged_workbook_or_a_cut_gzip_is_a_clear_error_naming_the_file(tmp_path, frame):
+    """Both were tracebacks (BadZipFile, EOFError): an .xls export renamed .xlsx, a copy stopped halfway."""
+    (tmp_path / "export.xlsx").write_bytes(b"<html><table><tr><td>store_id</td></tr></table></html>")
+    with pytest.raises(DataValidationError, match=r"export\.xlsx is no readable \.xlsx workbook .*save it as"):
+        read_table(tmp_path / "export.xlsx")
+    write_table(pd.concat([frame] * 500, ignore_index=True), tmp_path / "whole.csv.gz")
+    (tmp_path / "cut.csv.gz").write_bytes((tmp_path / "whole.csv.gz").read_bytes()[:300])
+    with pytest.raises(DataValidationError, match=r"cut\.csv\.gz could not be read: .* cut short or damaged"):
+        read_table(tmp_path / "cut.csv.gz")

@@ -20,8 +20,11 @@ are ignored.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,12 @@ EXCEL_SUFFIXES = (".xlsx",)
 TABLE_SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
 _SKIPPED_PREFIXES = (".", "_")
 _KINDS = "CSV, Parquet or Excel (.csv, .csv.gz, .parquet, .pq, .xlsx)"
+#: suffixes of tables in formats not read here: in a folder they are refused, not skipped (their rows would be lost)
+_UNREAD_TABLES = (".tsv", ".txt", ".xls", ".xlsm", ".xlsb", ".ods", ".jsonl", ".ndjson", ".orc", ".avro", ".feather",
+                  ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zip")  # fmt: skip
+#: files that travel with data and are no table of it: skipped in a folder (as are other suffixes: .json, .md, ...)
+_NOT_TABLES = ("readme", "readme.txt", "license", "notice")
+_PARQUET_MAGIC = b"PAR1"
 
 
 def suffix(path: Path) -> str:
@@ -59,6 +68,30 @@ def suffix(path: Path) -> str:
 def stem(path: Path) -> str:
     """``path``'s name without its table suffix."""
     return path.name[: -len(suffix(path))] if suffix(path) in TABLE_SUFFIXES else path.stem
+
+
+def table_kind(path: Path) -> str:
+    """The table suffix ``path`` is read by: its own, or ``.parquet`` for a Parquet file named without a suffix.
+
+    Hive (``000000_0``) and Athena's CTAS / UNLOAD write Parquet files without an extension; their first bytes say
+    what they are.
+    """
+    kind = suffix(path)
+    if kind in TABLE_SUFFIXES or "." in path.name:
+        return kind
+    try:
+        with open(path, "rb") as file:
+            return ".parquet" if file.read(4) == _PARQUET_MAGIC else kind
+    except OSError:
+        return kind
+
+
+def _unread(path: Path) -> bool:
+    """Whether a file in a folder looks like data in a format not read here (it must not be skipped silently)."""
+    name = path.name.lower()
+    if name in _NOT_TABLES:
+        return False
+    return "." not in name or name.endswith(_UNREAD_TABLES)
 
 
 @dataclass(frozen=True)
@@ -132,7 +165,15 @@ def discover(path: str | os.PathLike[str]) -> Layout:
     root = path.resolve()
     listing = pafs.LocalFileSystem().get_file_info(pafs.FileSelector(str(root), recursive=True))
     entries = [(info.path, info.type) for info in listing if not _skipped(info.path[len(str(root)) + 1 :])]
-    files = sorted(p for p, kind in entries if kind == pafs.FileType.File and suffix(Path(p)) in TABLE_SUFFIXES)
+    found = [Path(p) for p, kind in entries if kind == pafs.FileType.File]
+    files = sorted(str(p) for p in found if table_kind(p) in TABLE_SUFFIXES)
+    unread = [p for p in found if table_kind(p) not in TABLE_SUFFIXES and _unread(p)]
+    if unread:
+        raise DataValidationError(
+            f"{path} holds {path / unread[0].relative_to(root)}, which is not a {_KINDS} file; its rows would be "
+            f"left out{f' (and those of {len(unread) - 1} more such file(s))' if len(unread) > 1 else ''}. Save it in "
+            "one of those formats, or move it out of the folder (names starting with '_' or '.' are skipped)."
+        )
     if not files:
         raise DataValidationError(f"No {_KINDS} file found in directory {path}. Put the data there.")
     null = next((f for f in files if f"={HIVE_NULL}" in f), None)
@@ -184,9 +225,9 @@ def discover(path: str | os.PathLike[str]) -> Layout:
 def _without_rows(path: Path) -> bool:
     """Whether a table file holds no data row (a 0-row Parquet part, an empty or header-only CSV); Excel: never."""
     try:
-        if suffix(path) in PARQUET_SUFFIXES:
+        if table_kind(path) in PARQUET_SUFFIXES:
             return pq.read_metadata(path).num_rows == 0
-        return suffix(path) in CSV_SUFFIXES and header_only(path)
+        return table_kind(path) in CSV_SUFFIXES and header_only(path)
     except (OSError, EOFError, pa.ArrowException):
         return False  # unreadable: the reader names the file
 
@@ -207,7 +248,7 @@ def read_file(
         DataValidationError: for an unknown suffix, an unreadable or empty file, naming the file.
         MissingExtraError: for an ``.xlsx`` file without openpyxl installed.
     """
-    kind = suffix(path)
+    kind = table_kind(path)
     wanted = None if columns is None else set(columns).__contains__
     try:
         if kind in PARQUET_SUFFIXES:
@@ -220,10 +261,12 @@ def read_file(
             return _read_excel(path, wanted, text)
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
-    except (pd.errors.ParserError, UnicodeError, OSError, ValueError, pa.ArrowException) as error:
+    except (pd.errors.ParserError, UnicodeError, OSError, EOFError, zlib.error, ValueError, pa.ArrowException) as error:
         if isinstance(error, DataValidationError):
             raise
         hint = ' Pin its dialect in the spec: "csv": {"sep": ..., "decimal": ..., "encoding": ...}.'
+        if isinstance(error, EOFError | zlib.error | gzip.BadGzipFile):
+            hint = " The compressed file is cut short or damaged: copy or export it again."
         message = f"File {path} could not be read: {error}.{hint if kind in CSV_SUFFIXES else ''}"
         raise DataValidationError(message) from error
     raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
@@ -231,13 +274,21 @@ def read_file(
 
 def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> pd.DataFrame:
     try:
-        import openpyxl  # noqa: F401  (pandas' engine for .xlsx)
+        import openpyxl  # pandas' engine for .xlsx
+        import openpyxl.utils.exceptions
     except ModuleNotFoundError as error:
         raise MissingExtraError(
             f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
             "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
         ) from error
-    with pd.ExcelFile(path, engine="openpyxl") as book:
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except (zipfile.BadZipFile, KeyError, openpyxl.utils.exceptions.InvalidFileException) as error:
+        raise DataValidationError(
+            f"File {path} is no readable .xlsx workbook ({type(error).__name__}: {error}): an .xlsx file is a zip "
+            "archive, and this one is damaged or of another kind. Open it in Excel and save it as .xlsx or CSV."
+        ) from error
+    with book:
         if len(book.sheet_names) > 1:
             logger.warning(
                 "%s: reading its first sheet %r only; %d other sheet(s) ignored (%s). Put every row on the first "
