@@ -107,10 +107,17 @@ def test_bad_layouts_fail_naming_the_path_and_write_nothing(tmp_path, sales, cap
     (empty / "store_id=S004").mkdir()
     mixed = _pandas_partition_cols(history, tmp_path / "mixed")
     write_table(history.head(5), mixed / "extra.csv")
+    renamed = _write_dataset_two_files(history, tmp_path / "renamed")  # one part's target renamed: was read as NaN
+    part = sorted((renamed / "store_id=S002").iterdir())[1]
+    write_table(pd.read_parquet(part).rename(columns={"units_sold": "qty"}), part)
+    other_format = _pandas_partition_cols(history, tmp_path / "other-format")  # a .tsv part: was skipped
+    (other_format / "store_id=S002" / "late.tsv").write_text("item_id\tdate\tunits_sold\nbanana\t2024-03-01\t3\n")
     expected = {
         contradicting: r"contradicting/store_id=S001/part-1\.parquet lies in the partition folder store_id=S001 but",
         empty: r"Partition folder .*empty/history/store_id=S004 holds no CSV, Parquet or Excel",
         mixed: r"mixed/history mixes files \(extra\.csv, \.\.\.\) and partition folders",
+        renamed: rf"File .*renamed/history/store_id=S002/{part.name} has no column 'units_sold', which .* have",
+        other_format: r"other-format/history/store_id=S002/late\.tsv, which is not a CSV, Parquet or Excel",
     }
     for data, message in expected.items():
         out = tmp_path / f"out-{data.parent.name}-{data.name}"

@@ -42,7 +42,7 @@ import pandas as pd
 
 from forecaster.dialect import COMMA_NUMBER, COMMA_THOUSANDS, CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.tables import check_unique, source_of
+from forecaster.tables import check_unique, file_without, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +223,14 @@ class DatasetSpec:
         if kind not in ("history", "future"):
             raise InvalidParameterError(f"The 'kind' parameter must be 'history' or 'future'. Got {kind!r} instead.")
         required = self.columns if kind == "history" else [*self.keys, self.date, *self.known_future]
+        for column in required:
+            partly = file_without(frame, column)
+            if partly:
+                raise DataValidationError(
+                    f"File {partly[0]} has no column {column!r}, which {partly[1]} and the other files of the {kind} "
+                    "data have: its rows would count as missing. Give every file the spec's columns (a renamed "
+                    "column? name it as in the other files)."
+                )
         missing = [c for c in required if c not in frame.columns]
         if missing:
             hint = (

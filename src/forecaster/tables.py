@@ -42,6 +42,8 @@ from forecaster.errors import DataValidationError, MissingExtraError
 logger = logging.getLogger(__name__)
 #: ``DataFrame.attrs`` key of the files a frame was read from: [(path, rows), ...] in row order
 SOURCES_ATTR = "forecaster_sources"
+#: ``DataFrame.attrs`` key of the columns each of those files had, in the same order
+COLUMNS_ATTR = "forecaster_file_columns"
 #: the folder value Spark and Hive write for a null partition key
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
@@ -346,7 +348,21 @@ def read_fragments(
     frames = [read_fragment(fragment, csv, columns, text, **kw) for fragment in fragments]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     frame.attrs[SOURCES_ATTR] = [(str(f.path), len(part)) for f, part in zip(fragments, frames, strict=True)]
+    frame.attrs[COLUMNS_ATTR] = [tuple(part.columns) for part in frames]
     return frame
+
+
+def file_without(frame: pd.DataFrame, column: str) -> tuple[str, str] | None:
+    """(a file without ``column``, a file with it) of the files :func:`read_fragments` read; None if they agree.
+
+    The frame holds the union of the files' columns: a file without one of them got empty cells in it.
+    """
+    sources, columns = frame.attrs.get(SOURCES_ATTR), frame.attrs.get(COLUMNS_ATTR)
+    if not sources or not columns or len(sources) != len(columns):
+        return None
+    having = [path for (path, _), names in zip(sources, columns, strict=True) if column in names]
+    lacking = [path for (path, _), names in zip(sources, columns, strict=True) if column not in names]
+    return (lacking[0], having[0]) if having and lacking else None
 
 
 def source_of(frame: pd.DataFrame, row: int) -> tuple[str, int] | None:
