@@ -83,6 +83,10 @@ def test_validate_frame_holds_keys_as_categoricals_of_their_strings():
         ),
         (lambda f: f.assign(date=["2024-01-01", "2024-01-01", "2024-01-01"]), "more than one row for store_id=A"),
         (lambda f: f.assign(date=["2024-01-01", "soon", "2024-01-01"]), "must hold ISO dates.*'soon' in row 2"),
+        (
+            lambda f: f.assign(date=np.array([45292, 45293, 45294])),
+            r"ISO dates.*Got 45292 in row 1 instead. It looks like an Excel day number",
+        ),
         (lambda f: f.assign(store_id=["A", None, "B"]), "'store_id' column \\(key\\).*missing value in row 2"),
         (lambda f: f.iloc[:0], "has no rows"),
         (

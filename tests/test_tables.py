@@ -240,3 +240,12 @@ def test_a_damaged_workbook_or_a_cut_gzip_is_a_clear_error_naming_the_file(tmp_p
     (tmp_path / "cut.csv.gz").write_bytes((tmp_path / "whole.csv.gz").read_bytes()[:300])
     with pytest.raises(DataValidationError, match=r"cut\.csv\.gz could not be read: .* cut short or damaged"):
         read_table(tmp_path / "cut.csv.gz")
+
+
+def test_the_empty_rows_excel_saves_at_the_end_of_a_csv_are_dropped(tmp_path, frame):
+    data = frame.to_csv(sep=";", decimal=",", index=False) + ";;;\r\n;;;\r\n"
+    (tmp_path / "export.csv").write_text(data, encoding="cp1252")
+    got = read_table(tmp_path / "export.csv")
+    assert len(got) == len(frame) and got["units_sold"].tolist() == [1.5, 2.0, 3.25, 0.0]
+    (tmp_path / "gap.csv").write_text("store_id;units_sold\n;\nS1;1\n", encoding="utf-8")  # not at the end: kept
+    assert len(read_table(tmp_path / "gap.csv")) == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.io import read_table, write_table
 from forecaster.order_defaults import OrderDefaults
 from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
@@ -74,7 +74,7 @@ def order_lines(
     if frame[date].isna().any():
         row = int(np.flatnonzero(frame[date].isna().to_numpy())[0])
         raise DataValidationError(
-            f"The forecasts' row {row + 1} has the {date} {forecasts[date].iat[row]!r}: not a date."
+            f"The forecasts' row {row + 1} has the {date} {shown(forecasts[date].iat[row])}: not a date."
         )
     day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else _order_day(order_date)
     check_unique(frame, [*keys, date], "forecasts", "keep one forecast per series and day (the newest run's)")
@@ -166,7 +166,7 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
         bad = np.flatnonzero(~np.isfinite(numbers) | (numbers < 0))
         if bad.size:
             raise DataValidationError(
-                f"The forecasts' row {bad[0] + 1} has {column}={frame[column].iat[bad[0]]!r}: forecasts must be "
+                f"The forecasts' row {bad[0] + 1} has {column}={shown(frame[column].iat[bad[0]])}: forecasts must be "
                 "finite numbers >= 0."
             )
         values[index, i, offset - 1] = numbers

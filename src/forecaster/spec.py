@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.dialect import COMMA_NUMBER, COMMA_THOUSANDS, CsvDialect
-from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.tables import check_unique, file_without, source_of
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
 #: the UTC offset after an ISO time of day (``T00:00:00+02:00``, ``Z``): a row's date is its local date
 _UTC_OFFSET = r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _NAME_FIELDS = ("date", "target")
+#: Excel's serial day numbers of 1927 to 2119 (days since 1899-12-30), what a date cell saved as a number holds
+_EXCEL_DAY_NUMBERS = re.compile(r"[1-7]\d{4}(?:\.0+)?")
 #: the largest magnitude of a number in the data: LightGBM holds the target as 32-bit floats (beyond: inf)
 MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 _OPTIONAL_FIELDS = ("campaign", "stockout", "date_format")
@@ -339,9 +341,12 @@ def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | N
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         expected = f"dates in the format {date_format!r}" if date_format else "ISO dates like 2024-05-31"
+        fix = 'For another format set "date_format" in the spec (e.g. "%d/%m/%Y").'
+        if _EXCEL_DAY_NUMBERS.fullmatch(str(values.iat[row]).strip()):
+            fix = "It looks like an Excel day number: format the column as a date in Excel (yyyy-mm-dd) and save again."
         raise DataValidationError(
-            f"The {column!r} column (date) of the {kind} data must hold {expected}. Got {values.iat[row]!r} in row "
-            f'{row + 1} instead. For another format set "date_format" in the spec (e.g. "%d/%m/%Y").'
+            f"The {column!r} column (date) of the {kind} data must hold {expected}. Got {shown(values.iat[row])} in "
+            f"row {row + 1} instead. {fix}"
         )
     return parsed
 
@@ -376,6 +381,6 @@ def _numbers(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
             hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.'
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
-            f"with {values.iat[row]!r} in row {row + 1}; fix or remove that value.{hint}"
+            f"with {shown(values.iat[row])} in row {row + 1}; fix or remove that value.{hint}"
         )
     return converted.astype(float)

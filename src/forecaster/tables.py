@@ -258,9 +258,10 @@ def read_file(
             return pd.read_parquet(path, columns=names)
         if kind in CSV_SUFFIXES:
             as_text = {"dtype": dict.fromkeys(text, str)} if text else {}
-            return read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
+            frame = read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
+            return _without_trailing_empty_rows(frame)
         if kind in EXCEL_SUFFIXES:
-            return _read_excel(path, wanted, text)
+            return _without_trailing_empty_rows(_read_excel(path, wanted, text))
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
     except (pd.errors.ParserError, UnicodeError, OSError, EOFError, zlib.error, ValueError, pa.ArrowException) as error:
@@ -272,6 +273,13 @@ def read_file(
         message = f"File {path} could not be read: {error}.{hint if kind in CSV_SUFFIXES else ''}"
         raise DataValidationError(message) from error
     raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
+
+
+def _without_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the rows of only empty cells at its end (``;;;;`` lines: Excel saves formatted empty rows)."""
+    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
+    last = int(filled[-1]) + 1 if filled.size else 0
+    return frame if last == len(frame) else frame.iloc[:last]
 
 
 def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from forecaster import metrics
 from forecaster.contract import MEDIAN_COLUMN, ORDERS_FILE, POINT_COLUMN, QUANTILE_COLUMNS
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, shown
 from forecaster.io import read_table, table_files
 from forecaster.spec import parse_days
 from forecaster.tables import check_unique
@@ -147,7 +147,7 @@ def _normalise_keys(
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         expected = f"dates in the format {date_format!r} or" if date_format else "dates like"
         raise DataValidationError(
-            f"The {time_col!r} column must hold {expected} 2024-05-31. Got {frame[time_col].iat[row]!r} in row "
+            f"The {time_col!r} column must hold {expected} 2024-05-31. Got {shown(frame[time_col].iat[row])} in row "
             f"{row + 1} instead."
         )
     out[time_col] = dates
