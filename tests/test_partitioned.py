@@ -118,6 +118,22 @@ def test_future_partitions_named_like_the_history_are_paired(tmp_path, trained_m
     pd.testing.assert_frame_equal(parts, whole)  # series are ordered by store first: the same rows, in order
 
 
+def test_a_future_partitioned_otherwise_than_the_history_is_refused_not_skipped(
+    tmp_path, trained_model_dir, history_frame, future_frame
+):
+    """Store S002's history in group-0 and its future in group-1 once skipped its series as "ended" and "new"."""
+    stores = sorted(history_frame["store_id"].unique())
+    history, future = tmp_path / "h", tmp_path / "f"
+    write_table(history_frame[history_frame["store_id"].isin(stores[:2])], history / "group-0.csv")
+    write_table(history_frame[history_frame["store_id"].isin(stores[2:])], history / "group-1.csv")
+    write_table(future_frame[future_frame["store_id"].isin(stores[:1])], future / "group-0.csv")
+    write_table(future_frame[future_frame["store_id"].isin(stores[1:])], future / "group-1.csv")
+    message = rf"series store_id={stores[1]}, .*history in the partition group-0 and their future rows in group-1"
+    with pytest.raises(DataValidationError, match=message):
+        preprocess(trained_model_dir, history, future, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_shard_uses_the_totals_of_the_whole_chain(tmp_path, trained_model_dir, history_frame, future_frame):
     hive = _hive(history_frame, tmp_path / "h")
     future = _write(future_frame, tmp_path / "f.csv")

@@ -184,7 +184,7 @@ def _active_series(
     if not skipped.empty:
         first = skipped.iloc[0]
         logger.warning(
-            "skipping %d series, e.g. %s (%s); the list is in %s", len(skipped), _series(first, keys),
+            "skipping %d series, e.g. %s (%s); the list is in %s", len(skipped), series_name(first, keys),
             SKIP_REASONS[first["reason"]].replace("ACTIVE_DAYS", str(active_days)), SKIPPED_FILE,
         )  # fmt: skip
     return hist.merge(active, on=keys), fut.merge(active, on=keys), skipped
@@ -203,7 +203,7 @@ def _check_future(spec: DatasetSpec, fut: pd.DataFrame, origin: pd.Timestamp, ho
     if outside.any():
         row = fut[outside].iloc[0]
         raise DataValidationError(
-            f"The future data has {spec.date}={row[spec.date].date()} for {_series(row, keys)}, outside the "
+            f"The future data has {spec.date}={row[spec.date].date()} for {series_name(row, keys)}, outside the "
             f"{horizon} days after the last history day {origin.date()}. {how_to}"
         )
     counts = fut.groupby(keys, sort=False, observed=True)[spec.date].size()
@@ -215,7 +215,8 @@ def _check_future(spec: DatasetSpec, fut: pd.DataFrame, origin: pd.Timestamp, ho
         )  # fmt: skip
 
 
-def _series(row: pd.Series, keys: list[str]) -> str:
+def series_name(row: pd.Series, keys: list[str]) -> str:
+    """``series store_id=S001, item_id=banana`` of a row (for messages)."""
     return "series " + ", ".join(f"{k}={row[k]}" for k in keys)
 
 

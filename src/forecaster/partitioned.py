@@ -27,7 +27,7 @@ from forecaster.artifact import FeatureSchema
 from forecaster.contract import DEFAULT_ACTIVE_DAYS
 from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError
-from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, skip_summary
+from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, series_name, skip_summary
 from forecaster.io import atomic_directory, write_table
 from forecaster.panel import build_panel
 from forecaster.partitions import (
@@ -134,6 +134,21 @@ def _preprocess_partition(job: _Job) -> tuple[int, pd.DataFrame]:
     return rows.series_count, rows.skipped
 
 
+def _check_paired(results: list[tuple[int, pd.DataFrame]], names: list[str], keys: list[str]) -> None:
+    """Raise when a series ended in one partition and is new in another: its history and future were split apart."""
+    skipped = pd.concat([r[1].assign(_partition=name) for r, name in zip(results, names, strict=True)])
+    ended, new = (skipped[skipped["reason"] == reason].astype({k: str for k in keys}) for reason in ("ended", "new"))
+    both = ended.merge(new, on=keys, suffixes=("_history", "_future"))
+    if not both.empty:
+        first = both.iloc[0]
+        raise DataValidationError(
+            f"{len(both)} series (e.g. {series_name(first, keys)}) have their history in the partition "
+            f"{first['_partition_history']} and their future rows in {first['_partition_future']}: future partitions "
+            "are paired with history partitions by name. Partition the future like the history (the same series "
+            "in the same file or Hive folder), or give the future as one file."
+        )
+
+
 def preprocess(
     model_dir: str | os.PathLike[str],
     history: str | os.PathLike[str],
@@ -204,6 +219,8 @@ def preprocess(
                 for part in history_parts
             ]
             results = map_partitions(_preprocess_partition, jobs, workers)
+            if matched:
+                _check_paired(results, [part.name for part in history_parts], list(spec.keys))
             skipped = pd.concat([result[1] for result in results], ignore_index=True)
             forecast_count = sum(result[0] for result in results)
             if not forecast_count:
