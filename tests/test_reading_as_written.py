@@ -94,8 +94,14 @@ def test_local_timestamps_across_a_daylight_saving_change_give_each_rows_local_d
     })  # fmt: skip
     parsed = spec.validate_frame(frame)["date"]
     assert parsed.tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
-    utc = frame.assign(date=[f"{d.date()}T23:00:00Z" for d in dates])  # a UTC time is a UTC date, as before
-    assert spec.validate_frame(utc)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
+    # UTC instants count on the nearest midnight: Spark in Stockholm stores local midnight as 23:00Z / 22:00Z
+    instants = frame.assign(date=[d.tz_convert("UTC").isoformat().replace("+00:00", "Z") for d in dates])
+    assert instants["date"].iat[0] == "2024-03-28T23:00:00Z" and instants["date"].iat[-1] == "2024-04-01T22:00:00Z"
+    assert spec.validate_frame(instants)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
+    typed = frame.assign(date=dates.tz_convert("UTC"))  # a Parquet timestamp in UTC, the same instants
+    assert spec.validate_frame(typed)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
+    midnight = frame.assign(date=[f"{d.date()}T00:00:00Z" for d in dates])  # midnight UTC: the day as written
+    assert spec.validate_frame(midnight)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
 
 
 def test_a_bad_value_in_a_folder_of_files_is_reported_with_its_file_and_row_there(tmp_path, coded):

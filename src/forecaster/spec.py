@@ -52,6 +52,8 @@ SPEC_FILE = "spec.json"
 _LIST_FIELDS = ("keys", "known_future", "static", "past_only")
 #: the UTC offset after an ISO time of day (``T00:00:00+02:00``, ``Z``): a row's date is its local date
 _UTC_OFFSET = r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+#: a time of day in UTC (offset ``Z`` or zero): an instant, whose day is the nearest midnight's
+_UTC_INSTANT = r"[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]00(?::?00)?)$"
 _NAME_FIELDS = ("date", "target")
 #: Excel's serial day numbers of 1927 to 2119 (days since 1899-12-30), what a date cell saved as a number holds
 _EXCEL_DAY_NUMBERS = re.compile(r"[1-7]\d{4}(?:\.0+)?")
@@ -321,18 +323,25 @@ def parse_days(values: pd.Series, date_format: str | None = None) -> pd.Series:
     """Dates or timestamps (ISO, or ``date_format``) as days, each row's local wall-clock day; NaT where none.
 
     A UTC offset is dropped, not converted: ``2024-03-31T00:00+02:00`` is 31 March, also across a daylight-saving
-    change (where the offsets differ from row to row).
+    change (where the offsets differ from row to row). A UTC instant (offset ``Z`` / ``+00:00``, or a Parquet
+    timestamp in UTC) counts on the nearest midnight: Spark in a session east or west of Greenwich stores a local
+    midnight as ``22:00Z`` or ``04:00Z`` (``2024-05-15T22:00Z`` is Stockholm's 16 May).
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
+        utc = pd.Series(str(getattr(values.dt, "tz", None)) == "UTC", index=values.index)
     else:
         text = values.astype("string")
+        utc = pd.Series(False, index=values.index)
         if not date_format:
-            text = text.str.strip().str.replace(_UTC_OFFSET, r"\1", regex=True)
+            text = text.str.strip()
+            utc = text.str.contains(_UTC_INSTANT, regex=True).fillna(False).astype(bool)
+            text = text.str.replace(_UTC_OFFSET, r"\1", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format=date_format or "ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    return parsed.dt.normalize().astype("datetime64[ns]")
+    days = parsed.dt.normalize().where(~utc.to_numpy(), parsed.dt.round("D"))
+    return days.astype("datetime64[ns]")
 
 
 def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | None) -> pd.Series:
