@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,8 +133,17 @@ def test_ping_is_503_while_the_model_loads_then_200(start_server, tmp_path, serv
     assert np.array_equal(np.array(csv_lines(answer.body))[:, 0], serving_model.predict(feature_rows[:3])[:, 1])
 
 
-def test_missing_model_pings_503_and_explains_on_invocations(start_server, tmp_path, feature_rows):
-    server = start_server(tmp_path / "missing", workers=1, wait=False)
+@pytest.mark.parametrize("broken", ["missing", "cut-short"])
+def test_a_broken_model_pings_503_and_explains_on_invocations(
+    start_server, tmp_path, serving_model_dir, feature_rows, broken
+):
+    """A booster file cut short (a partial copy) once aborted every worker inside LightGBM, restarting for ever."""
+    model_dir = tmp_path / broken
+    if broken == "cut-short":
+        shutil.copytree(serving_model_dir, model_dir)
+        booster = model_dir / "model_mean.txt"
+        booster.write_bytes(booster.read_bytes()[: booster.stat().st_size // 2])
+    server = start_server(model_dir, workers=1, wait=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -145,8 +156,12 @@ def test_missing_model_pings_503_and_explains_on_invocations(start_server, tmp_p
         time.sleep(0.05)
     assert ping.status == 503 and ping.body == b"model failed\n"
     answer = invoke(server.port, to_csv(feature_rows[:1]))
-    assert answer.status == 503 and "could not be loaded" in json.loads(answer.body)["message"]
+    message = json.loads(answer.body)["message"]
+    assert answer.status == 503 and "could not be loaded" in message
+    if broken == "cut-short":
+        assert "model_mean.txt is cut short" in message
     assert server.process.poll() is None  # the server stays up and keeps answering
+    assert "SIGSEGV" not in Path(server._log.name).read_text() and "SIGABRT" not in Path(server._log.name).read_text()
 
 
 def test_sigterm_stops_gracefully_finishing_the_request_in_flight(start_server, feature_rows):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 SCALE_FEATURE = "mean_28"  # quantile boosters learn target / scale: their error is then relative to the level
 #: variance power of each point objective (Tweedie: its own): the loss of a target divided by s scales with s^(2-p)
 POINT_LOSS_POWER = {"poisson": 1.0, "regression": 0.0}
+#: the last line of a LightGBM model file saved from Python, and how much of the file's end holds it
+_LAST_LINE = b"pandas_categorical:"
+_TAIL_BYTES = 1 << 16
 
 
 @dataclass
@@ -55,6 +59,7 @@ class ForecastModel:
             path = model_dir / file
             if not path.is_file():
                 raise ModelArtifactError(f"{path} is missing: the model directory {model_dir} is incomplete.")
+            _check_whole(path)
             try:
                 boosters[name] = lgb.Booster(model_file=str(path))
             except lgb.basic.LightGBMError as error:
@@ -127,6 +132,32 @@ class ForecastModel:
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _check_whole(path: Path) -> None:
+    """Raise unless the booster file at ``path`` ends as LightGBM writes it (its last line ``pandas_categorical:``).
+
+    LightGBM aborts the whole process on a model file cut short (a partial copy, a full disk): no exception to
+    catch, and a server's workers would crash and restart for ever. So the file's end is checked first.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        file.seek(max(0, size - _TAIL_BYTES))
+        tail = file.read()
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if not (b"\nend of parameters\n" in tail and last.startswith(_LAST_LINE) and _is_json(last[len(_LAST_LINE) :])):
+        raise ModelArtifactError(
+            f"{path} is cut short ({size} bytes, without the 'end of parameters' and '{_LAST_LINE.decode()}' lines "
+            "LightGBM ends a model file with): a partial copy or a full disk. Copy the model again, or retrain."
+        )
+
+
+def _is_json(text: bytes) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def booster_params(config: TrainConfig, model: str) -> dict[str, Any]:
     """LightGBM parameters of one booster: deterministic, with a fixed thread count."""
     params: dict[str, Any] = {
