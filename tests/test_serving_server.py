@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +212,26 @@ def test_invalid_environment_stops_serve_with_a_clear_message(serving_model_dir)
     assert (
         "The 'SAGEMAKER_MAX_PAYLOAD_IN_MB' parameter of the inference server (environment) must be" in completed.stderr
     )
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` bytes as they are, half-close, and return (status, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := connection.recv(65536):
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_a_body_that_cannot_be_read_whole_is_400_not_500_nor_scored(server, feature_rows):
+    """A bad chunk size was a 500 (a bug, by the docs); a body cut short of its Content-Length was scored: 200."""
+    start = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nConnection: close\r\n"
+    status, body = _raw_exchange(server.port, start + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    assert status == 400 and "could not be read (InvalidChunkSize" in json.loads(body)["message"]
+    rows = to_csv(feature_rows[:3])
+    first_row = rows[: rows.index(b"\n") + 1]
+    status, body = _raw_exchange(server.port, start + b"Content-Length: %d\r\n\r\n" % len(rows) + first_row)
+    assert status == 400 and f"has {len(first_row)} bytes, fewer than its Content-Length" in json.loads(body)["message"]

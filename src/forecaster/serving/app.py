@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from forecaster.container.layout import MAX_PAYLOAD_ENV
@@ -29,6 +30,7 @@ from forecaster.contract import (
     quantile_column,
 )
 from forecaster.errors import (
+    DataValidationError,
     ForecasterError,
     ModelNotReadyError,
     PayloadTooLargeError,
@@ -154,9 +156,24 @@ def read_body(limit: int | None) -> bytes:
     length = request.content_length
     if limit is not None and length is not None and length > limit:
         raise _too_large(length, limit)
-    if length is not None or limit is None:
-        return request.get_data(cache=False)
-    chunks, size = [], 0  # chunked transfer encoding: no length up front
+    try:
+        body = request.get_data(cache=False) if length is not None or limit is None else _read_chunked(limit)
+    except (OSError, ParseException) as error:  # gunicorn's: a bad chunk size, a client gone mid-body
+        raise DataValidationError(
+            f"The request body could not be read ({type(error).__name__}: {error}): a malformed chunked body, or a "
+            "client that stopped sending. Send the request again."
+        ) from error
+    if length is not None and len(body) < length:
+        raise DataValidationError(
+            f"The request body has {len(body)} bytes, fewer than its Content-Length ({length}): the client stopped "
+            "sending. Send the request again."
+        )
+    return body
+
+
+def _read_chunked(limit: int) -> bytes:
+    """A chunked body (no length up front), refused as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
     while chunk := request.stream.read(_CHUNK):
         size += len(chunk)
         if size > limit:
