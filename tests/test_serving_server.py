@@ -199,19 +199,27 @@ def test_no_worker_died_or_restarted_during_the_module(server):
     assert "Traceback" not in log and "WORKER TIMEOUT" not in log
 
 
-def test_invalid_environment_stops_serve_with_a_clear_message(serving_model_dir):
+@pytest.mark.parametrize(("variable", "value"), [("SAGEMAKER_MAX_PAYLOAD_IN_MB", "lots"), ("OMP_NUM_THREADS", "0")])
+def test_invalid_environment_stops_serve_with_a_clear_message(serving_model_dir, variable, value):
+    """OMP_NUM_THREADS=0 once made every worker fail to boot on a bare ValueError (gunicorn exit 3)."""
     completed = subprocess.run(
         [sys.executable, "-m", "forecaster.cli.main", "serve", "--model-dir", str(serving_model_dir)],
-        env={**os.environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB": "lots"},
+        env={**os.environ, variable: value},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert completed.returncode == 2
-    assert (
-        "The 'SAGEMAKER_MAX_PAYLOAD_IN_MB' parameter of the inference server (environment) must be" in completed.stderr
-    )
+    assert f"The '{variable}' parameter of the inference server (environment) must be" in completed.stderr
+
+
+def test_openmp_thread_lists_and_an_empty_value_serve(start_server, serving_model, feature_rows):
+    """OpenMP's nested list '2,1' takes its first level; an empty value is unset (both once stopped the workers)."""
+    for value in ("2,1", ""):
+        server = start_server(env={"OMP_NUM_THREADS": value}, workers=1)
+        assert invoke(server.port, to_csv(feature_rows[:2])).status == 200
+        server.stop()
 
 
 def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:

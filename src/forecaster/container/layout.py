@@ -59,6 +59,8 @@ BATCH_ENV = "SAGEMAKER_BATCH"
 MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
 MAX_CONCURRENT_TRANSFORMS_ENV = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
+#: threads per server worker (LightGBM's OpenMP and the CSV parser); default: the CPUs shared by the workers
+OMP_THREADS_ENV = "OMP_NUM_THREADS"
 
 # ---- processing jobs ------------------------------------------------------------------------------------------------
 #: Where a processing job mounts its inputs and collects its outputs (``<root>/input/<name>``,

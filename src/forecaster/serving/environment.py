@@ -65,6 +65,7 @@ class ServingEnvironment:
         default_quantiles: ``p50`` (one column) or ``all`` (p10, p50, p90) when a request does not say;
             ``all`` in a batch transform (``SAGEMAKER_BATCH``), which cannot send custom attributes.
         cpu_count: CPUs available to this process.
+        omp_threads: ``OMP_NUM_THREADS`` when set (its first level, of OpenMP's ``2,1``), else None.
     """
 
     model_dir: Path = Path(DEFAULT_MODEL_DIR)
@@ -77,6 +78,7 @@ class ServingEnvironment:
     batch_strategy: str = "MULTI_RECORD"
     default_quantiles: str = MEDIAN_ONLY
     cpu_count: int = 1
+    omp_threads: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServingEnvironment:
@@ -85,7 +87,7 @@ class ServingEnvironment:
         Variables: ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`` when
         set, else the CPU count), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (600), ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6),
         ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``, ``SAGEMAKER_BATCH_STRATEGY`` (``MULTI_RECORD``),
-        ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SM_MODEL_DIR`` (``/opt/ml/model``) and
+        ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SM_MODEL_DIR`` (``/opt/ml/model``), ``OMP_NUM_THREADS`` and
         ``FORECASTER_DEFAULT_QUANTILES`` (``p50`` or ``all``; default ``all`` when ``SAGEMAKER_BATCH`` is true,
         else ``p50``).
 
@@ -98,6 +100,7 @@ class ServingEnvironment:
             environ, layout.MAX_CONCURRENT_TRANSFORMS_ENV, Interval(int, 1, MAX_CONCURRENT_TRANSFORMS), None
         )
         batch = _read(environ, layout.BATCH_ENV, Boolean(), False)
+        first_level = {layout.OMP_THREADS_ENV: environ.get(layout.OMP_THREADS_ENV, "").split(",")[0]}  # OpenMP's 2,1
         values = {
             "model_dir": Path(environ.get(layout.MODEL_DIR_ENV) or DEFAULT_MODEL_DIR),
             "port": _read(environ, layout.BIND_TO_PORT_ENV, Interval(int, 1, 65535), DEFAULT_PORT),
@@ -114,6 +117,7 @@ class ServingEnvironment:
                 environ, DEFAULT_QUANTILES_ENV, Options(QUANTILE_CHOICES), ALL_QUANTILES if batch else MEDIAN_ONLY
             ),
             "cpu_count": cpus,
+            "omp_threads": _read(first_level, layout.OMP_THREADS_ENV, Interval(int, 1, 1024), None),
         }
         overrides = {key: value for key, value in overrides.items() if value is not None}
         if "workers" in overrides:
@@ -131,8 +135,8 @@ class ServingEnvironment:
 
     @property
     def threads_per_worker(self) -> int:
-        """LightGBM threads per worker so that all workers together use the CPUs once."""
-        return max(1, self.cpu_count // self.workers)
+        """LightGBM threads per worker: ``OMP_NUM_THREADS``, else so that all workers together use the CPUs once."""
+        return self.omp_threads or max(1, self.cpu_count // self.workers)
 
     def execution_parameters(self) -> dict[str, Any]:
         """The ``/execution-parameters`` answer: what batch transform should send this server.

@@ -20,6 +20,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from forecaster.container.layout import OMP_THREADS_ENV
 from forecaster.serving.environment import ServingEnvironment
 
 logger = logging.getLogger("forecaster.serving")
@@ -34,7 +35,7 @@ def _post_worker_init(worker: Any) -> None:
     """Gunicorn hook: start loading this worker's model as soon as the worker has built its app."""
     import pyarrow
 
-    pyarrow.set_cpu_count(int(os.environ["OMP_NUM_THREADS"]))  # CSV parsing threads, like LightGBM's
+    pyarrow.set_cpu_count(int(os.environ[OMP_THREADS_ENV]))  # CSV parsing threads, like LightGBM's (serve sets it)
     # gunicorn owns the signals: SIGTERM means "finish the request", not "cancel the CSV parse in progress"
     pyarrow.enable_signal_handlers(False)
     worker.wsgi.extensions["forecaster"].start()
@@ -80,19 +81,19 @@ class InferenceServer(BaseApplication):
 
 def serve(environment: ServingEnvironment) -> None:
     """Run gunicorn in this process until SIGTERM/SIGINT; ``SystemExit`` carries gunicorn's exit status."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(environment.threads_per_worker))
+    os.environ[OMP_THREADS_ENV] = str(environment.threads_per_worker)  # checked: an integer, also from "2,1"
     for name in PRELOADED_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:  # the worker's model load reports it with the reason
             logger.warning("Could not pre-import %s", name, exc_info=True)
     logger.info(
-        "Serving %s on %s:%d with %d worker(s), %s thread(s) each, body limit %s bytes",
+        "Serving %s on %s:%d with %d worker(s), %d thread(s) each, body limit %s bytes",
         environment.model_dir,
         environment.host,
         environment.port,
         environment.workers,
-        os.environ["OMP_NUM_THREADS"],
+        environment.threads_per_worker,
         environment.body_limit_bytes,
     )
     InferenceServer(environment).run()
