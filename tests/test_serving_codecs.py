@@ -121,6 +121,7 @@ def test_json_instances_or_list_and_positional_records():
     ("kind", "body", "match"),
     [
         (codecs.JSONLINES, b'{"horizon": 1}', "record 1 has no feature 'lag_0'"),
+        (codecs.JSON, b'[{"horizon": 1}, [1, 2]]', "record 1 has no feature 'lag_0'"),  # the first bad one, at once
         (
             codecs.JSONLINES,
             b'{"horizon": 1, "lag_0": 1, "discount": 1, "store_id": 0}\n{oops',
