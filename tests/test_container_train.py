@@ -1,5 +1,6 @@
 """The training entry on the SageMaker contract, run through the real sagemaker-training toolkit in a subprocess."""
 
+import errno
 import json
 
 import pytest
@@ -126,3 +127,18 @@ def test_the_failure_reason_is_one_line(tmp_path):
 
     write_failure(tmp_path, "InternalError: LightGBMError: Check failed: (num_data) > (0) .\n\n")
     assert (tmp_path / "failure").read_text() == "InternalError: LightGBMError: Check failed: (num_data) > (0) .\n"
+
+
+def test_a_failure_file_that_cannot_be_written_goes_to_stderr_and_a_short_write_says_disk(tmp_path, capsys):
+    """A read-only output volume once raised a second error in the boundary (and the toolkit then exited 0)."""
+    import lightgbm as lgb
+
+    from forecaster.container.train import _short_write, write_failure
+
+    (tmp_path / "output").write_text("a file where the folder should be")
+    write_failure(tmp_path / "output", "DataValidationError: the history data has no rows.")
+    assert "the failure: DataValidationError: the history data has no rows." in capsys.readouterr().err
+    assert _short_write(OSError(errno.ENOSPC, "No space left on device"))
+    assert _short_write(lgb.basic.LightGBMError("Cannot write binary data to /opt/ml/model/m.txt, wrote 4096 of 9"))
+    assert not _short_write(OSError(errno.EACCES, "Permission denied"))
+    assert not _short_write(lgb.basic.LightGBMError("Check failed: (num_data) > (0)"))

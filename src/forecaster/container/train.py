@@ -15,6 +15,7 @@ definitions: ``{"Name": "validation:wape", "Regex": "validation:wape=([0-9.eE+-]
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -124,10 +125,28 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
 
 
 def write_failure(output_dir: Path, reason: str) -> None:
-    """Write the one-line ``reason`` that DescribeTrainingJob shows (first 1024 characters)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Write the one-line ``reason`` that DescribeTrainingJob shows (first 1024 characters).
+
+    Where the file cannot be written (a full or read-only volume), the reason goes to stderr: this runs in the error
+    boundary, and a second error here would hide the first.
+    """
     one_line = " ".join(reason.split())  # LightGBM's messages end in blank lines
-    (output_dir / layout.FAILURE_FILE).write_text(one_line[:1024] + "\n")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / layout.FAILURE_FILE).write_text(one_line[:1024] + "\n")
+    except OSError as error:
+        print(f"Could not write the failure file into {output_dir} ({error}); the failure: {one_line}", file=sys.stderr)
+
+
+#: what a failure that looks like a full disk adds (a short write of a model file, ENOSPC)
+_MORE_SPACE = "Is the volume full? Give the training job a larger one (VolumeSizeInGB; locally: free disk space)."
+
+
+def _short_write(error: BaseException) -> bool:
+    """Whether ``error`` is a write cut short: ENOSPC, or LightGBM's 'Cannot write binary data ... wrote N of M'."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return type(error).__name__ == "LightGBMError" and str(error).startswith("Cannot write")
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -158,7 +177,8 @@ def _train(job: JobEnvironment) -> int:
         return error.exit_code
     except Exception as error:  # the boundary: a bug still ends as a readable failure file
         traceback.print_exc()
-        write_failure(job.output_dir, f"InternalError: {type(error).__name__}: {error}")
+        hint = f" {_MORE_SPACE}" if _short_write(error) else ""
+        write_failure(job.output_dir, f"InternalError: {type(error).__name__}: {error}{hint}")
         return 1
     return 0
 
