@@ -13,9 +13,10 @@ other column. The files themselves are read by format (Parquet through pyarrow, 
 
 What a folder may hold (each violation is an error naming the path): table files (``.csv``, ``.csv.gz``,
 ``.parquet``, ``.pq``, ``.xlsx``) either all directly in it or all in sub-folders (not both side by side), every
-sub-folder with at least one table file, every file with the same partition keys. Names starting with ``.`` or
-``_`` (``_SUCCESS``, ``_temporary``, staging folders) are skipped, as pyarrow does; other files (``spec.json``)
-are ignored.
+sub-folder with at least one table file, every file with the same partition keys, no data file in a format not
+read here (``.tsv``, ``.xls``, ...: its rows would be lost). Names starting with ``.`` or ``_`` (``_SUCCESS``,
+``_temporary``, staging folders) are skipped, as pyarrow does; other files (``spec.json``) are ignored; Parquet
+files without a suffix (Hive's ``000000_0``) are told by their first bytes.
 """
 
 from __future__ import annotations
