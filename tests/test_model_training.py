@@ -157,6 +157,13 @@ def test_the_unpacked_copy_of_model_tar_gz_is_removed_when_the_process_exits(tmp
     unpacked = Path(done.stdout.strip())
     assert unpacked.name.startswith("forecaster-model-") and unpacked != tmp_path / "m"
     assert not unpacked.exists()  # the process unpacked it and, on exit, removed it
+    killed = "import os, sys; from forecaster.artifact import model_files; print(model_files(sys.argv[1]), flush=True)"
+    killed += "; os.kill(os.getpid(), 9)"  # SIGKILL (an out-of-memory kill): no atexit
+    done = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "m")], capture_output=True, text=True)
+    orphan = Path(done.stdout.strip())
+    assert done.returncode == -9 and orphan.is_dir()
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m")], capture_output=True, text=True)
+    assert done.returncode == 0 and not orphan.exists()  # the next process that unpacks removes the dead one's copy
 
 
 def test_model_tar_gz_unpacks_on_the_images_python_3_11_2(tmp_path, monkeypatch, trained_model_dir, feature_frame):

@@ -125,6 +125,10 @@ class FeatureSchema:
         return cls.from_dict(read_json(path), source=str(path))
 
 
+#: the temporary folder a process unpacks a ``model.tar.gz`` into: ``forecaster-model-<pid>-<random>``
+_UNPACKED_PREFIX = "forecaster-model-"
+
+
 def model_files(model_dir: str | Path) -> Path:
     """Return the directory holding the model files of ``model_dir``.
 
@@ -146,9 +150,28 @@ def model_files(model_dir: str | Path) -> Path:
 
 @functools.cache
 def _unpacked(tarball: str, mtime_ns: int) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="forecaster-model-"))
+    _remove_orphans()
+    target = Path(tempfile.mkdtemp(prefix=f"{_UNPACKED_PREFIX}{os.getpid()}-"))
     atexit.register(_remove_if_owner, target, os.getpid())
     return unpack_model(tarball, target)
+
+
+def _remove_orphans() -> None:
+    """Remove the unpacked copies of processes that are gone (a SIGKILL or an out-of-memory kill skips atexit)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_UNPACKED_PREFIX}*-*"):
+        owner = folder.name[len(_UNPACKED_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_if_owner(target: Path, owner_pid: int) -> None:
