@@ -1,7 +1,10 @@
 import json
 
+import pytest
+
 from forecaster.checks import decision, schemas
 from forecaster.cli.main import main
+from forecaster.errors import DataValidationError
 
 
 def _put(directory, document, name="constraint_violations.json"):
@@ -88,3 +91,23 @@ def test_malformed_violation_file(tmp_path, capsys):
     bad = _put(tmp_path / "bad", {"oops": 1})
     assert main(["decide-retrain", "--input", f"violations={bad}", "--out", str(tmp_path / "d")]) == 3
     assert "needs a top-level 'violations' list" in capsys.readouterr().err
+
+
+def test_a_file_given_by_path_is_read_whatever_its_name_and_a_missing_path_is_an_error(tmp_path, capsys):
+    """my.json with 22 drift violations once decided "no retrain": only *violations*.json names were read."""
+    drift = [{"feature_name": "discount", "constraint_check_type": "baseline_drift_check", "description": "moved"}]
+    mine = _put(tmp_path / "in", {"violations": drift}, name="my.json") / "my.json"
+    assert main(["decide-retrain", "--input", f"violations={mine}", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "decision.json").read_text())["retrain"] is True
+    (tmp_path / "in" / "empty.json").write_text("")
+    assert (
+        main(
+            ["decide-retrain", "--input", f"violations={tmp_path / 'in' / 'empty.json'}", "--out", str(tmp_path / "e")]
+        )
+        == 3
+    )
+    assert "empty.json" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    assert main(["decide-retrain", "--input", f"violations={tmp_path / 'typo'}", "--out", str(tmp_path / "f")]) == 3
+    assert "typo. Pass --input violations=PATH with an existing path" in capsys.readouterr().err
+    with pytest.raises(DataValidationError, match="typo does not exist"):  # the Python API says the same
+        decision.decide([tmp_path / "typo"])

@@ -1,7 +1,7 @@
 """Retrain decision: the business rule that turns violation files into ``decision.json``.
 
-Every ``*violations*.json`` under the given directories is read (a directory without one means "no
-violation", as for Model Monitor). Rules:
+Every ``*violations*.json`` under the given directories is read, and every file given by its path (a directory
+without one means "no violation", as for Model Monitor; a path that does not exist is an error). Rules:
 
 - a model-quality violation (ground truth showed the forecasts got worse) → retrain;
 - a feature-attribution drift violation (NDCG below its threshold) → retrain;
@@ -38,6 +38,24 @@ def _files(directories: Iterable[Path], pattern: str) -> list[Path]:
     return sorted(dict.fromkeys(p for p in found if p.is_file()))
 
 
+def _violation_files(inputs: Iterable[Path]) -> list[Path]:
+    """The ``*violations*.json`` under ``inputs``, and every file given itself that is no evaluation or statistics.
+
+    A file named on the command line is read whatever its name: skipping it would decide "no violation" unseen.
+
+    Raises:
+        DataValidationError: for an input path that does not exist.
+    """
+    inputs = [Path(path) for path in inputs]
+    missing = next((path for path in inputs if not path.exists()), None)
+    if missing is not None:
+        raise DataValidationError(
+            f"{missing} does not exist: pass the folder (or file) the check wrote its violations to."
+        )
+    given = [path for path in inputs if path.is_file() and path.name not in (EVALUATION_FILE, STATISTICS_FILE)]
+    return sorted(dict.fromkeys([*_files(inputs, "*violations*.json"), *given]))
+
+
 def collect(directories: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
     """Read every violation file under ``directories``, grouped as data_quality / model_quality / attribution.
 
@@ -45,7 +63,7 @@ def collect(directories: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
         DataValidationError: for a violation file that is not ``{"violations": [...]}``.
     """
     groups: dict[str, list[dict[str, Any]]] = {"data_quality": [], "model_quality": [], "attribution": []}
-    for path in _files(directories, "*violations*.json"):
+    for path in _violation_files(directories):
         document = read_json(path)
         items = document.get("violations") if isinstance(document, dict) else None
         if not isinstance(items, list):
