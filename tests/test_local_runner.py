@@ -100,7 +100,10 @@ def test_build_runs_every_step_and_registers_pending(built, data_dir):
 
     (version,) = open_registry(record["registry"]).list_versions(GROUP)
     assert version.status == ApprovalStatus.PENDING
-    assert version.model_data_url == train["model_data"]
+    kept = Path(version.model_data_url)  # the version's own copy: a later run rewrites Train's output in place
+    assert kept.read_bytes() == Path(train["model_data"]).read_bytes()
+    where = (".registered", record["run_id"], "Train", "output", "model", "model.tar.gz")
+    assert kept.relative_to(workdir.resolve()).parts == where
     assert version.metrics["wape"] == pytest.approx(evaluation["forecast_metrics"]["overall"]["wape"])
     assert set(version.baselines) == {
         "model_quality_statistics",
@@ -137,6 +140,23 @@ def test_changed_parameter_reruns_only_the_steps_that_use_it(built, data_dir, tm
     assert rerun == {"DataQualityBaseline", "RegisterModel"}  # registration reads the new baseline
     constraints = read_json(workdir / "DataQualityBaseline/output/baseline/constraints.json")
     assert constraints["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.2
+
+
+def test_a_version_keeps_the_model_it_was_registered_with_when_a_later_run_retrains(built, tmp_path):
+    """Approving v1 and rejecting v2 of the same workdir once served v2's model: both pointed at Train's output."""
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    first = run_pipeline(
+        "build", workdir, {**FAST, "InputData": str(built[1]["parameters"]["InputData"])}, progress=False
+    )
+    other = write_dataset(tmp_path / "other", stores=2, items=3, days=90, seed=4)
+    second = run_pipeline("build", workdir, {**FAST, "InputData": str(other)}, progress=False)
+    assert not second["steps"]["Train"].get("cache_hit") and first["registry"] == second["registry"]
+    registry = open_registry(second["registry"])
+    old, new = sorted(registry.list_versions(GROUP), key=lambda version: version.version)
+    assert Path(old.model_data_url).read_bytes() != Path(new.model_data_url).read_bytes()
+    assert Path(new.model_data_url).read_bytes() == (workdir / "Train/output/model/model.tar.gz").read_bytes()
+    for kind, path in old.baselines.items():
+        assert Path(path).is_file() and path != new.baselines[kind]
 
 
 def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built, data_dir, tmp_path, capsys):
@@ -208,7 +228,11 @@ def test_inference_needs_an_approved_model_then_forecasts_and_decides(built, tmp
     open_registry(registry).approve(GROUP, 1, "tested")
     result = run_pipeline("inference", inference, params, registry=registry, progress=False)
     assert result["status"] == "Succeeded"
-    assert result["parameters"]["ModelDataUrl"] == record["steps"]["Train"]["model_data"]
+    assert result["parameters"]["ModelDataUrl"] == open_registry(registry).get(GROUP, 1).model_data_url
+    assert (
+        Path(result["parameters"]["ModelDataUrl"]).read_bytes()
+        == Path(record["steps"]["Train"]["model_data"]).read_bytes()
+    )
     assert result["parameters"]["ModelPackageArn"] == f"{GROUP}/1"
     forecasts = read_table(inference / "Postprocess/output/forecasts/forecasts.csv")
     assert len(forecasts) == 2 * 3 * 7

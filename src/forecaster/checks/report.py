@@ -46,12 +46,17 @@ img{max-width:100%}"""
 
 
 def _find(workdir: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in workdir.rglob(pattern) if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in workdir.rglob(pattern) if p.is_file() and not _hidden(p, workdir))
+
+
+def _hidden(path: Path, workdir: Path) -> bool:
+    """Whether ``path`` is or lies in a hidden file or folder (staging copies, a registered version's copies)."""
+    return any(part.startswith(".") for part in path.relative_to(workdir).parts)
 
 
 def _table_in(workdir: Path, name: str) -> Path | None:
     """A table named ``name.*`` or the first table file inside a directory called ``name``."""
-    for path in sorted(workdir.rglob(f"{name}*")):
+    for path in sorted(p for p in workdir.rglob(f"{name}*") if not _hidden(p, workdir)):
         if path.is_file() and path.stem.split(".")[0] == name and path.name.lower().endswith(TABLE_SUFFIXES):
             return path
         if path.is_dir() and path.name == name:

@@ -49,6 +49,10 @@ def run_forecaster_program(argv: Sequence[str]) -> int:
     return subprocess.run([str(program), *argv], stdout=sys.stdout, stderr=sys.stderr, check=False).returncode
 
 
+#: ``<workdir>/.registered/<run id>/``: the copies of a registered version's model and baselines (hidden: no report
+#: or step reads them as a step's output)
+REGISTERED_DIR = ".registered"
+
 #: Training-job log lines that carry metrics (``validation:wape=0.23;``).
 _METRIC_LINE = re.compile(r"^(?P<name>(?:train|validation):[\w.-]+)=(?P<value>[0-9.eE+-]+);", re.MULTILINE)
 
@@ -274,6 +278,19 @@ def _scalar_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def _keep(source: Path, workdir: Path, kept: Path) -> Path:
+    """``source`` (a step's output file) in a copy of its whole output folder under ``kept`` (absolute).
+
+    The files beside it go too: a data-quality check reads the statistics next to the constraints. Each folder is
+    copied once.
+    """
+    folder = source.parent.resolve()
+    copy = kept.resolve() / folder.relative_to(workdir.resolve())
+    if not copy.exists():
+        shutil.copytree(folder, copy)
+    return copy / source.name
+
+
 def run_register(ctx: StepContext) -> dict[str, Any]:
     """Register the trained model (``PendingManualApproval`` by default) with baselines and lineage."""
     from forecaster.artifact import MODEL_TARBALL
@@ -291,6 +308,12 @@ def run_register(ctx: StepContext) -> dict[str, Any]:
         baselines[kind] = str(path)
     evaluation = Path(baselines.get("model_quality_statistics", ""))
     metrics = _scalar_metrics(read_json(evaluation)) if evaluation.is_file() else {}
+    # the version's own copies: a later run in this workdir rewrites the step outputs in place (SageMaker writes
+    # each execution's outputs apart), and a version must keep the model and baselines it was approved with
+    workdir = ctx.folder.parent
+    kept = workdir / REGISTERED_DIR / ctx.run_id
+    model_data = _keep(model_data, workdir, kept)
+    baselines = {kind: str(_keep(Path(path), workdir, kept)) for kind, path in baselines.items()}
     lineage = {key: ctx.param(param) for key, param in settings["lineage"].items()}
     lineage["parent_run"] = ctx.run_id
     try:
