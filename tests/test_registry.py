@@ -165,7 +165,7 @@ def test_sqlite_status_history_and_urls(tmp_path, monkeypatch):
         open_registry("mlflow://x")
 
 
-def test_cli_on_the_sqlite_registry(tmp_path, capsys):
+def test_cli_on_the_sqlite_registry(tmp_path, capsys, monkeypatch):
     import json
 
     from forecaster.cli.main import main
@@ -174,6 +174,11 @@ def test_cli_on_the_sqlite_registry(tmp_path, capsys):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"wape": 0.3}))
     for n in (1, 2, 3):
+        (tmp_path / "models" / str(n)).mkdir(parents=True)
+        (tmp_path / "b" / str(n)).mkdir(parents=True)
+        (tmp_path / "b" / str(n) / "c.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)  # relative paths are stored absolute: a version must not depend on the cwd
+    for n in (1, 2, 3):
         args = [
             "registry",
             "register",
@@ -181,14 +186,18 @@ def test_cli_on_the_sqlite_registry(tmp_path, capsys):
             "--group",
             GROUP,
             "--model-data",
-            f"/models/{n}",
+            f"models/{n}",
             "--metrics",
             str(metrics),
         ]
         assert (
-            main([*args, "--lineage", f"code_version=c{n}", "--baseline", f"model_quality_constraints=/b/{n}/c.json"])
+            main([*args, "--lineage", f"code_version=c{n}", "--baseline", f"model_quality_constraints=b/{n}/c.json"])
             == 0
         )
+    assert SQLiteRegistry(tmp_path / "cli.db").get(GROUP, 2).model_data_url == str(tmp_path / "models" / "2")
+    for bad in (["--model-data", ""], ["--model-data", "models/9"], ["--model-data", "models/1", "--baseline", "x=y"]):
+        assert main(["registry", "register", *url, "--group", GROUP, *bad]) == 2
+        assert "names no existing file or directory" in capsys.readouterr().err
     assert main(["registry", "latest", *url, "--group", GROUP]) == NoApprovedModelError.exit_code
     assert "has no approved version" in capsys.readouterr().err
     for n in (1, 3):
@@ -199,7 +208,8 @@ def test_cli_on_the_sqlite_registry(tmp_path, capsys):
     latest = json.loads(capsys.readouterr().out)
     assert (latest["version"], latest["metrics"], latest["lineage"]) == (1, {"wape": 0.3}, {"code_version": "c1"})
     assert main(["registry", "latest", *url, "--group", GROUP, "--parameters", "model-quality"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"ModelDataUrl": "/models/1", "ModelQualityBaselineUri": "/b/1"}
+    expected = {"ModelDataUrl": str(tmp_path / "models" / "1"), "ModelQualityBaselineUri": str(tmp_path / "b" / "1")}
+    assert json.loads(capsys.readouterr().out) == expected
     assert main(["registry", "list", *url, "--group", GROUP, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(v["version"], v["status"]) for v in listed] == [

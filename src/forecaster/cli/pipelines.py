@@ -338,6 +338,18 @@ def _latest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _location(value: str, flag: str) -> str:
+    """A URL as given; a local path absolute, and refused unless it exists (a version must not depend on the cwd)."""
+    if "://" in value:
+        return value
+    path = Path(value).expanduser()
+    if not value.strip() or not path.exists():
+        raise InvalidParameterError(
+            f"{flag} {value!r} names no existing file or directory. Give the path of one, or a URL (s3://...)."
+        )
+    return str(path.resolve())
+
+
 def _register_version(args: argparse.Namespace) -> int:
     from forecaster.cli.core import parse_key_values
 
@@ -349,13 +361,14 @@ def _register_version(args: argparse.Namespace) -> int:
             raise InvalidParameterError(f"--metrics {args.metrics}: not a readable JSON object ({error}).") from None
         if not isinstance(metrics, dict):
             raise InvalidParameterError(f"--metrics {args.metrics} must hold a JSON object {{name: number}}.")
+    baselines = parse_key_values(args.baseline, "--baseline")
     version = _open(args).register(
         args.group,
-        args.model_data,
+        _location(args.model_data, "--model-data"),
         image_uri=args.image,
         status=args.status,
         metrics=metrics,
-        baselines=parse_key_values(args.baseline, "--baseline"),
+        baselines={kind: _location(path, f"--baseline {kind}") for kind, path in baselines.items()},
         lineage=parse_key_values(args.lineage, "--lineage"),
         description=args.description,
     )

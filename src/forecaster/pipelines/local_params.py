@@ -126,7 +126,7 @@ def resolve_parameters(
         if name in optional and params[name] == "":  # an optional input that is not given
             continue
         path = Path(params[name]).expanduser()
-        if "://" in params[name] or not path.exists():
+        if "://" in params[name] or not params[name].strip() or not path.exists():  # "": Path("") is the cwd
             raise InvalidParameterError(
                 f"The {name!r} parameter must name an existing local file or directory for a local run. Got "
                 f"{params[name]!r} instead. Pass --param {name}=PATH."
