@@ -268,7 +268,7 @@ def test_parameters_are_validated(data_dir, tmp_path, capsys):
         run_pipeline("build", tmp_path, {"Horizon": "x", "InputData": str(data_dir)}, progress=False)
     with pytest.raises(InvalidParameterError, match="'InputData' parameter must name an existing local"):
         run_pipeline("build", tmp_path, {}, progress=False)  # the default is an S3 prefix
-    with pytest.raises(InvalidParameterError, match="'InputData' parameter must name an existing local.*Got ''"):
+    with pytest.raises(InvalidParameterError, match=r"'InputData' parameter must name an existing local.*Got ''"):
         run_pipeline("build", tmp_path, {"InputData": ""}, progress=False)  # was the cwd: Path("") is "."
     assert main(["pipeline", "run", "build", "--workdir", str(tmp_path)]) == InvalidParameterError.exit_code
     assert "needs --local" in capsys.readouterr().err
