@@ -221,3 +221,14 @@ def test_cli_on_the_sqlite_registry(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.split() == [GROUP]
     assert main(["registry", "approve", *url, "--group", GROUP, "--version", "9"]) == 5
     assert "no version 9" in capsys.readouterr().err
+
+
+def test_a_damaged_or_mistyped_registry_is_a_clear_error_and_no_new_file(tmp_path, capsys):
+    """A corrupt file was a raw sqlite3 traceback; `registry list` on a typo made an empty registry and exited 0."""
+    from forecaster.cli.main import main
+
+    (tmp_path / "bad.db").write_bytes(b"not a database " * 100)
+    assert main(["registry", "list", "--registry", f"sqlite:///{tmp_path}/bad.db"]) == RegistryError.exit_code
+    assert "bad.db cannot be used (file is not a database)" in capsys.readouterr().err
+    assert main(["registry", "list", "--registry", f"sqlite:///{tmp_path}/typo.db"]) == RegistryError.exit_code
+    assert "There is no registry at" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()

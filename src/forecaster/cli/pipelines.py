@@ -293,7 +293,7 @@ def _register_registry(subparsers: argparse._SubParsersAction) -> None:
 def _open(args: argparse.Namespace):
     from forecaster.registry import open_registry
 
-    return open_registry(args.registry)
+    return open_registry(args.registry, create=args.func is _register_version)  # a typo must not make a new file
 
 
 def _show(versions: list, as_json: bool) -> None:

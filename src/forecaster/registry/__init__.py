@@ -58,8 +58,10 @@ def registry_url(url: str | None = None, workdir: str | os.PathLike[str] | None 
     return workdir_registry(workdir) if workdir is not None else DEFAULT_REGISTRY_URL
 
 
-def open_registry(url: str | None = None) -> ModelRegistry:
+def open_registry(url: str | None = None, *, create: bool = True) -> ModelRegistry:
     """Return the registry for ``url`` (default: ``$FORECASTER_REGISTRY``, else the local SQLite file).
+
+    ``create``: a local registry file that does not exist is made (else: RegistryError, for reading commands).
 
     Raises:
         InvalidParameterError: for a URL of another scheme.
@@ -73,7 +75,7 @@ def open_registry(url: str | None = None) -> ModelRegistry:
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
             raise InvalidParameterError("The registry URL 'sqlite://' needs a path: sqlite:///path/registry.db.")
-        return SQLiteRegistry(path)
+        return SQLiteRegistry(path, create=create)
     if sep and scheme == "sagemaker":
         from forecaster.registry.sagemaker import SageMakerRegistry
 

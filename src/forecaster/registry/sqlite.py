@@ -59,11 +59,17 @@ class SQLiteRegistry(ModelRegistry):
     Args:
         path: the database file, e.g. ``~/.forecaster/registry.db``.
         timeout: seconds a writer waits for another writer's lock before failing.
+        create: make the file when it does not exist (else that is a RegistryError): False for reading commands.
     """
 
-    def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, timeout: float = 30.0, *, create: bool = True) -> None:
         self.path = Path(path).expanduser()
         self.timeout = timeout
+        if not create and not self.path.exists():
+            raise RegistryError(
+                f"There is no registry at {self.path}. Check --registry (or FORECASTER_REGISTRY); a registry is "
+                "created by the first registration (`forecaster registry register`, or a build run)."
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -74,14 +80,28 @@ class SQLiteRegistry(ModelRegistry):
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves
-        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        """A connection; a file that is no SQLite database (or cannot be opened) is a RegistryError naming it."""
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as error:
+            raise self._unusable(error) from error
         connection.row_factory = sqlite3.Row
         try:
             connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             yield connection
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            raise self._unusable(error) from error
         finally:
             connection.close()
+
+    def _unusable(self, error: sqlite3.Error) -> RegistryError:
+        return RegistryError(
+            f"The registry {self.path} cannot be used ({error}): it is not a forecaster registry database, or it is "
+            "damaged. Point --registry (or FORECASTER_REGISTRY) at the right file, or restore it from a backup."
+        )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
