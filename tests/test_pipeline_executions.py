@@ -22,6 +22,35 @@ from forecaster.pipelines.executions import (
 REGION = TEST_REGION  # the fake_aws fixture's
 
 
+@pytest.mark.parametrize(
+    ("pipeline", "name", "value", "expected"),
+    [
+        ("build", "MaxWape", "nan", r"must be a float in the range \[0, inf\)"),  # was "DefaultValue": NaN
+        (
+            "build",
+            "ModelApprovalStatus",
+            "Bogus",
+            "must be a str among",
+        ),  # was refused by RegisterModel, after training
+        ("build", "Horizon", 0, r"must be an int in the range \[1, 366\]"),
+        ("inference", "TransformMaxConcurrent", 0, r"must be an int in the range \[1, 100\]"),
+        ("inference", "ActiveDays", -5, r"must be an int in the range \[0, inf\)"),
+        ("inference", "ServiceLevel", "1.5", r"must be a float in the range \(0, 1\)"),
+        ("inference", "NdcgThreshold", 2, r"must be a float in the range \[0, 1\]"),
+    ],
+)
+def test_values_out_of_their_range_are_refused_by_every_executor(pipeline, name, value, expected, tmp_path):
+    """Definition, start and the local runner read one range per parameter (the table's), before any step runs."""
+    from forecaster.pipelines.local_params import resolve_parameters
+
+    spec = pipeline_spec(pipeline)
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of the {spec.name} pipeline {expected}"):
+        parameter_values(spec, {name: value})
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of the {spec.name} pipeline {expected}"):
+        resolve_parameters(pipeline, spec, {name: value}, registry_url=f"sqlite:///{tmp_path}/r.db")
+    assert parameter_values(spec, {"ServiceLevel": ""} if pipeline == "inference" else {}) is not None  # "": not given
+
+
 def test_values_are_checked_against_the_parameter_table_and_cast():
     spec = pipeline_spec("build")
     assert parameter_values(spec, {"Horizon": "7", "LearningRate": "0.1", "Spec": "x"}) == {

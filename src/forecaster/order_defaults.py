@@ -136,6 +136,8 @@ _SCALARS = {
 
 #: a number of a table without an entry of its own in the defaults (stock, open orders, unit cost, margin)
 NON_NEGATIVE = Interval(float, 0, None)
+#: a service level ordered (``--service-level``, the pipelines' ``ServiceLevel``): a quantile, strictly inside (0, 1)
+SERVICE_LEVELS = Interval(float, 0, 1, closed="neither")
 
 
 def entry_constraint(name: str) -> Interval:

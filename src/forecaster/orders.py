@@ -14,7 +14,7 @@ import pandas as pd
 
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.io import read_table, write_table
-from forecaster.order_defaults import OrderDefaults
+from forecaster.order_defaults import SERVICE_LEVELS, OrderDefaults
 from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
 from forecaster.orders_inputs import (
     FORECAST_VALUES,
@@ -24,6 +24,7 @@ from forecaster.orders_inputs import (
     read_open_orders,
     read_stock,
 )
+from forecaster.params import coerce
 from forecaster.spec import parse_days
 from forecaster.tables import check_unique
 
@@ -63,10 +64,8 @@ def order_lines(
     logged. Raises DataValidationError for bad inputs (naming file, row and column) before anything is written.
     """
     defaults = defaults or OrderDefaults()
-    if service_level is not None and not 0 < service_level < 1:
-        raise InvalidParameterError(
-            f"The 'service_level' parameter of orders must be a float in the range (0, 1). Got {service_level!r}."
-        )
+    if service_level is not None:
+        coerce("service_level", service_level, [SERVICE_LEVELS], "orders")
     keys, date = forecast_layout(forecasts)
     frame = forecasts.copy()
     frame[keys] = frame[keys].astype(str)

@@ -28,17 +28,20 @@ from forecaster.checks.contract import (
 )
 from forecaster.config import TrainConfig
 from forecaster.contract import (
-    DEFAULT_MAX_PAYLOAD_MB,
     FORECASTS_FILE,
+    HORIZON_RANGE,
     MODEL_PACKAGE_ENV,
 )
+from forecaster.order_defaults import NON_NEGATIVE
+from forecaster.params import Interval, Options
 from forecaster.pipelines.catalog_steps import ACTIVE_DAYS as _ACTIVE_DAYS
-from forecaster.pipelines.catalog_steps import ORDERING_PARAMETERS
+from forecaster.pipelines.catalog_steps import ORDERING_PARAMETERS, SHARDED_PARAMETER, TRANSFORM_PARAMETERS
 from forecaster.pipelines.catalog_steps import argv as _argv
 from forecaster.pipelines.catalog_steps import explain_step as _explain
 from forecaster.pipelines.catalog_steps import preprocess_steps as _preprocess
 from forecaster.pipelines.catalog_steps import transform_steps as _transform
 from forecaster.pipelines.table import ParamSpec, PipelineSpec, StepSpec
+from forecaster.registry.base import ApprovalStatus
 
 _TRAINING = TrainConfig()  # the training parameters' defaults are the training defaults
 
@@ -52,18 +55,6 @@ def _common(prefix: str) -> tuple[ParamSpec, ...]:
 
 
 #: the sharded processing step (Preprocess) runs on this many instances, each with whole history partitions
-_SHARDED = ParamSpec(
-    "ProcessingInstanceCount", "integer", 1, "instance count of Preprocess (whole history partitions per instance)"
-)
-
-_TRANSFORM = (
-    ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
-    ParamSpec("TransformInstanceType", "string", "ml.m5.xlarge", "instance type of the batch transform"),
-    ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform"),
-    ParamSpec("TransformMaxPayloadInMB", "integer", DEFAULT_MAX_PAYLOAD_MB, "MaxPayloadInMB of the batch transform"),
-    ParamSpec("TransformMaxConcurrent", "integer", 4, "MaxConcurrentTransforms of the batch transform"),
-)
-
 #: the latest approved model (model.tar.gz), filled from the registry; its dataset spec names the data's columns
 _MODEL_DATA = ParamSpec("ModelDataUrl", "string", "s3://forecaster-artifacts/model.tar.gz", "latest approved model")
 
@@ -73,10 +64,16 @@ BUILD = PipelineSpec(
     description="split -> train -> batch transform on the evaluation window -> evaluate -> baselines -> register",
     parameters=(
         *_common("build"),
-        _SHARDED,
+        SHARDED_PARAMETER,
         ParamSpec("InputData", "string", "s3://forecaster-data/history/", "S3 prefix of the long history table"),
         ParamSpec("Spec", "string", "default", "dataset spec: a preset name or a JSON file in the image"),
-        ParamSpec("Horizon", "integer", _TRAINING.horizon, "forecast horizon in days (also the evaluation window)"),
+        ParamSpec(
+            "Horizon",
+            "integer",
+            _TRAINING.horizon,
+            "forecast horizon in days (also the evaluation window)",
+            Interval(int, *HORIZON_RANGE),
+        ),
         ParamSpec("NumBoostRound", "integer", _TRAINING.num_boost_round, "LightGBM boosting rounds"),
         ParamSpec(
             "QuantileNumBoostRound",
@@ -104,9 +101,9 @@ BUILD = PipelineSpec(
             "s3://forecaster-artifacts/build/checkpoints",
             "S3 prefix of the training checkpoints (<prefix>/<execution id>/Train, synced with /opt/ml/checkpoints)",
         ),
-        *_TRANSFORM,
+        *TRANSFORM_PARAMETERS,
         _ACTIVE_DAYS,
-        ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this"),
+        ParamSpec("MaxWape", "float", 0.6, "register only when the evaluation WAPE is at most this", NON_NEGATIVE),
         ParamSpec(
             "DataDriftThreshold",
             "float",
@@ -120,7 +117,13 @@ BUILD = PipelineSpec(
             "model-quality baseline: relative slack on the metrics",
         ),
         ParamSpec("ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in"),
-        ParamSpec("ModelApprovalStatus", "string", "PendingManualApproval", "status of the new model package"),
+        ParamSpec(
+            "ModelApprovalStatus",
+            "string",
+            ApprovalStatus.PENDING.value,
+            "status of the new model package",
+            Options(tuple(status.value for status in ApprovalStatus)),
+        ),
         ParamSpec("CodeVersion", "string", "unknown", "git commit of the code (lineage)"),
     ),
     steps=(
@@ -248,10 +251,10 @@ INFERENCE = PipelineSpec(
     "-> attribution-drift check -> retrain decision",
     parameters=(
         *_common("inference"),
-        _SHARDED,
+        SHARDED_PARAMETER,
         ParamSpec("HistoryData", "string", "s3://forecaster-data/history/", "S3 prefix of recent history"),
         ParamSpec("FutureData", "string", "s3://forecaster-data/future/", "S3 prefix of known-future features"),
-        *_TRANSFORM,
+        *TRANSFORM_PARAMETERS,
         _ACTIVE_DAYS,
         _MODEL_DATA,
         *ORDERING_PARAMETERS,
@@ -269,9 +272,15 @@ INFERENCE = PipelineSpec(
         ),
         ParamSpec("ModelPackageArn", "string", "", "the approved model package (lineage only)"),
         ParamSpec(
-            "NdcgThreshold", "float", DEFAULT_NDCG_THRESHOLD, "attribution drift when NDCG of the top features is below"
+            "NdcgThreshold",
+            "float",
+            DEFAULT_NDCG_THRESHOLD,
+            "attribution drift when NDCG of the top features is below",
+            Interval(float, 0, 1),
         ),
-        ParamSpec("MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain"),
+        ParamSpec(
+            "MinDriftedFeatures", "integer", 1, "drifted features needed to decide to retrain", Interval(int, 1, None)
+        ),
     ),
     steps=(
         *_preprocess("param:ModelDataUrl", "param:HistoryData", "param:FutureData"),

@@ -11,7 +11,16 @@ given). Without stock the orders are today's per-day proposals, marked ``stock_c
 
 from __future__ import annotations
 
-from forecaster.contract import DEFAULT_ACTIVE_DAYS, FORECASTS_FILE, TRANSFORM_ENVIRONMENT
+from forecaster.contract import (
+    DEFAULT_ACTIVE_DAYS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    FORECASTS_FILE,
+    MAX_CONCURRENT_TRANSFORMS,
+    MAX_PAYLOAD_CEILING_MB,
+    TRANSFORM_ENVIRONMENT,
+)
+from forecaster.order_defaults import SERVICE_LEVELS
+from forecaster.params import Interval
 from forecaster.pipelines.table import ParamSpec, Ref, StepSpec
 
 #: optional input of Postprocess -> (its parameter, the postprocess option, what it is)
@@ -27,13 +36,15 @@ ORDERING_VALUES = {
     "OrderDate": ("--order-date", "the day orders are placed, YYYY-MM-DD (empty: the day before the first forecast)"),
     "ServiceLevel": ("--service-level", "override of the service level ordered, in (0, 1) (empty: from cost)"),
 }
+#: what an ordering value may be, where given (``OrderDate`` is checked by postprocess: a day)
+ORDERING_RANGES = {"ServiceLevel": SERVICE_LEVELS}
 #: the batch-inference pipeline's ordering parameters (all empty by default: orders without stock)
 ORDERING_PARAMETERS = (
     *(
         ParamSpec(param, "string", "", f"S3 prefix or file: {text} (empty: not given)")
         for param, _, text in ORDERING_INPUTS.values()
     ),
-    *(ParamSpec(param, "string", "", text) for param, (_, text) in ORDERING_VALUES.items()),
+    *(ParamSpec(param, "string", "", text, ORDERING_RANGES.get(param)) for param, (_, text) in ORDERING_VALUES.items()),
 )
 _ORDERING_ARGS = (
     *(f"{flag}={{input:{name}}}" for name, (_, flag, _) in ORDERING_INPUTS.items()),
@@ -49,12 +60,39 @@ def argv(line: str) -> tuple[str, ...]:
     return tuple(line.split())
 
 
+#: Preprocess' instances (the build and inference pipelines)
+SHARDED_PARAMETER = ParamSpec(
+    "ProcessingInstanceCount", "integer", 1, "instance count of Preprocess (whole history partitions per instance)"
+)
+
+#: the batch transform's settings (the build and inference pipelines)
+TRANSFORM_PARAMETERS = (
+    ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
+    ParamSpec("TransformInstanceType", "string", "ml.m5.xlarge", "instance type of the batch transform"),
+    ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform"),
+    ParamSpec(
+        "TransformMaxPayloadInMB",
+        "integer",
+        DEFAULT_MAX_PAYLOAD_MB,
+        "MaxPayloadInMB of the batch transform",
+        Interval(int, 0, MAX_PAYLOAD_CEILING_MB),
+    ),
+    ParamSpec(
+        "TransformMaxConcurrent",
+        "integer",
+        4,
+        "MaxConcurrentTransforms of the batch transform",
+        Interval(int, 1, MAX_CONCURRENT_TRANSFORMS),
+    ),
+)
+
 #: which series are forecast (``forecaster preprocess --active-days``); the build and inference pipelines' Preprocess
 ACTIVE_DAYS = ParamSpec(
     "ActiveDays",
     "integer",
     DEFAULT_ACTIVE_DAYS,
     "forecast only series with a sale in the last N history days (0: every series with history and future rows)",
+    Interval(int, 0, None),
 )
 
 

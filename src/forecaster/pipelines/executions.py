@@ -79,6 +79,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str,
         InvalidParameterError: for an unknown parameter or a value that does not fit its type.
     """
     kinds = {param.name: param.kind for param in spec.parameters}
+    params = {param.name: param for param in spec.parameters}
     unknown = sorted(set(values) - set(kinds))
     if unknown:
         raise InvalidParameterError(
@@ -93,6 +94,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str,
             raise InvalidParameterError(
                 f"The {name!r} parameter of {spec.name} must be a {kind}. Got {value!r} instead."
             ) from None
+        params[name].check(cast[name], spec.name)
     return cast
 
 

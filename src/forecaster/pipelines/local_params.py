@@ -32,21 +32,22 @@ DEFAULT_GROUP = str(BUILD.defaults()["ModelPackageGroupName"])
 
 
 def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
-    kind = next(p.kind for p in pipeline.parameters if p.name == name)
-    text = str(value).strip()
+    param = next(p for p in pipeline.parameters if p.name == name)
+    kind, text = param.kind, str(value).strip()
     try:
-        if kind == "integer":
-            return str(int(text))
-        if kind == "float":
-            return str(float(text))
-        if kind == "boolean":
-            return str(parse_boolean(text)).lower()
+        rendered = (
+            str(int(text)) if kind == "integer"
+            else str(float(text)) if kind == "float"
+            else str(parse_boolean(text)).lower() if kind == "boolean"
+            else str(value)
+        )  # fmt: skip
     except ValueError:
         raise InvalidParameterError(
             f"The {name!r} parameter of the {pipeline.name} pipeline must be {'an' if kind == 'integer' else 'a'} "
             f"{kind}. Got {value!r} instead."
         ) from None
-    return str(value)
+    param.check(rendered, pipeline.name)
+    return rendered
 
 
 def _input_params(pipeline: PipelineSpec) -> set[str]:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from forecaster.params import Constraint, coerce
+
 #: ``"param:NAME"`` or ``"step:STEP/OUTPUT"``.
 Ref = str
 StepKind = Literal["processing", "training", "model", "transform", "condition", "register", "fail"]
@@ -17,12 +19,22 @@ StepKind = Literal["processing", "training", "model", "transform", "condition", 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One pipeline parameter: ``kind`` is ``"string"``, ``"integer"``, ``"float"`` or ``"boolean"``."""
+    """One pipeline parameter: ``kind`` is ``"string"``, ``"integer"``, ``"float"`` or ``"boolean"``.
+
+    ``within``: the values it may take (an Interval or Options of :mod:`forecaster.params`), checked by every
+    executor before any step runs; an empty string passes for a string parameter (an input or override not given).
+    """
 
     name: str
     kind: Literal["string", "integer", "float", "boolean"]
     default: str | int | float | bool
     help: str
+    within: Constraint | None = None
+
+    def check(self, value: Any, pipeline: str) -> None:
+        """Raise InvalidParameterError unless ``value`` is within the parameter's range."""
+        if self.within is not None and not (self.kind == "string" and value == ""):
+            coerce(self.name, value, [self.within], f"the {pipeline} pipeline")
 
 
 @dataclass(frozen=True)
