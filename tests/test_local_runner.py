@@ -331,3 +331,43 @@ def test_report_over_a_build_work_directory_plots_the_evaluation_window(built, t
     html = out.read_text()
     forecast_section = html.split("<h2>Forecast vs actual</h2>")[1].split("<h2>")[0]
     assert "<img" in forecast_section  # Postprocess forecasts joined with Split's truth
+
+
+def _processes_with(text: str) -> list[int]:
+    """PIDs whose environment mentions ``text`` (a training job's SAGEMAKER_BASE_DIR)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if text.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+def test_sigterm_stops_the_run_and_its_training_job_as_ctrl_c_does(data_dir, tmp_path):
+    """SIGTERM (timeout, a CI cancel) once killed the runner alone: the toolkit and train.py ran on, orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workdir = tmp_path / "build"
+    slow = {**FAST, "NumBoostRound": 20000, "LearningRate": 0.001, "InputData": str(data_dir)}
+    argv = [sys.executable, "-m", "forecaster.cli.main", "pipeline", "run", "build", "--local", "--no-progress"]
+    argv += ["--workdir", str(workdir), *(f"--param={k}={v}" for k, v in slow.items())]
+    runner = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = str(workdir / "Train" / "job")
+    deadline = time.monotonic() + 120
+    while not _processes_with(job) and time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.1)
+    assert _processes_with(job), "the training job never started"
+    time.sleep(1.0)  # the toolkit has started train.py
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=90) != 0
+    record = read_json(workdir / RUN_FILE)
+    assert record["status"] == "Stopped" and record["steps"]["Train"]["status"] == "Stopped"
+    deadline = time.monotonic() + 10
+    while _processes_with(job) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with(job), "the training job ran on after the run was stopped"

@@ -6,9 +6,11 @@ Used by the tests and the local pipeline runner (``forecaster pipeline run ... -
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from forecaster.container import layout
 from forecaster.container.layout import FIRST_HOST, ContainerTree
 
 #: What ``/opt/ml/code/train.py`` holds (the training image ships the same lines as ``docker/train.py``).
+#: seconds a stopped job gets to write its failure file before it is killed
+STOP_GRACE_S = 30.0
 ENTRY_SCRIPT = "import sys\n\nfrom forecaster.container.train import main\n\nsys.exit(main())\n"
 
 
@@ -71,14 +75,27 @@ def run_training_job(
 
 
 class _Toolkit(subprocess.Popen):
+    """The toolkit in a session of its own, so that stopping it stops the script it started too."""
+
     def communicate_result(self, timeout: float | None) -> subprocess.CompletedProcess:
         try:
             stdout, stderr = self.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self._stop_group(signal.SIGKILL)
             stdout, stderr = self.communicate()
             raise
+        except BaseException:  # Ctrl-C, SIGTERM made KeyboardInterrupt: the job stops as SageMaker stops one
+            self._stop_group(signal.SIGTERM)
+            try:
+                self.communicate(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._stop_group(signal.SIGKILL)
+            raise
         return subprocess.CompletedProcess(self.args, self.returncode, stdout, stderr)
+
+    def _stop_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
 
 
 def _toolkit(base_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> _Toolkit:
@@ -91,7 +108,7 @@ def _toolkit(base_dir: str | os.PathLike[str], environ: Mapping[str, str] | None
     }
     env.update(environ or {})
     command = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
-    return _Toolkit(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _Toolkit(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def host_names(count: int) -> tuple[str, ...]:

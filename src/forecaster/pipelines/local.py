@@ -39,7 +39,13 @@ from forecaster.errors import ForecasterError, InvalidParameterError, PipelineSt
 from forecaster.io import read_json, write_json
 from forecaster.pipelines.catalog import PIPELINES
 from forecaster.pipelines.local_params import resolve_parameters
-from forecaster.pipelines.local_steps import EXECUTORS, CommandRunner, StepContext, run_forecaster_program
+from forecaster.pipelines.local_steps import (
+    EXECUTORS,
+    CommandRunner,
+    StepContext,
+    run_forecaster_program,
+    sigterm_interrupts,
+)
 from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs
 from forecaster.registry import registry_url
 
@@ -248,7 +254,7 @@ class LocalRun:
         except PipelineStepError as error:
             record.update(status="Failed", reason=error.reason)
         except KeyboardInterrupt:
-            record.update(status="Stopped", reason="interrupted (Ctrl-C)")
+            record.update(status="Stopped", reason="interrupted (Ctrl-C or SIGTERM)")
             raise
         except Exception as error:  # an unexpected failure: record it, never leave the record half-written
             record.update(status="Failed", reason=f"{type(error).__name__}: {error}")
@@ -337,7 +343,7 @@ class LocalRun:
                     if spec.kind == "condition":
                         selected.update(record.get("branch", []))
             except KeyboardInterrupt:
-                self._finish("Stopped", started, "interrupted (Ctrl-C)")
+                self._finish("Stopped", started, "interrupted (Ctrl-C or SIGTERM)")
                 raise
             finally:
                 bar.close()
@@ -378,6 +384,8 @@ def run_pipeline(
     """Run ``pipeline`` locally in ``workdir`` and return the run record.
 
     ``options`` are :class:`LocalRun`'s keyword arguments: ``registry``, ``group``, ``progress``,
-    ``command_runner``.
+    ``command_runner``. SIGTERM (``timeout``, a CI cancel, ``kill``) stops the run as Ctrl-C does: the step's
+    training job or inference server is stopped and the run record says "Stopped".
     """
-    return LocalRun(pipeline, workdir, params, **options).run()
+    with sigterm_interrupts():
+        return LocalRun(pipeline, workdir, params, **options).run()

@@ -22,8 +22,10 @@ import contextlib
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,24 @@ def run_forecaster_program(argv: Sequence[str]) -> int:
 #: ``<workdir>/.registered/<run id>/``: the copies of a registered version's model and baselines (hidden: no report
 #: or step reads them as a step's output)
 REGISTERED_DIR = ".registered"
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the block (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 #: Training-job log lines that carry metrics (``validation:wape=0.23;``).
 _METRIC_LINE = re.compile(r"^(?P<name>(?:train|validation):[\w.-]+)=(?P<value>[0-9.eE+-]+);", re.MULTILINE)
