@@ -146,3 +146,18 @@ def test_schedule_is_created_then_updated(aws, tmp_path):
     path.write_text(json.dumps({"inference": "rate(1 day)", "model-quality": ""}))
     assert read_schedule(path, "inference") == "rate(1 day)"
     assert read_schedule(path, "model-quality") is None and read_schedule(path, "build") is None
+
+
+def test_a_model_without_its_baselines_is_refused_by_the_local_runner(tmp_path):
+    """ModelDataUrl alone once ran with the latest approved version's baselines and package ARN (another model's)."""
+    from forecaster.pipelines.local_params import resolve_parameters
+
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"x")
+    with pytest.raises(InvalidParameterError, match="give ModelPackageArn, DataQualityBaselineUri, Explainabil"):
+        resolve_parameters(
+            "inference",
+            pipeline_spec("inference"),
+            {"ModelDataUrl": str(model)},
+            registry_url=f"sqlite:///{tmp_path}/r",
+        )

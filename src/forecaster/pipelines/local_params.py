@@ -115,6 +115,13 @@ def resolve_parameters(
     notes: list[str] = []
     inputs = _input_params(pipeline)
     resolved = RESOLVED.get(key, ())
+    partly = [name for name in resolved if name not in given] if set(resolved) & set(given) else []
+    if partly:
+        raise InvalidParameterError(
+            f"The {pipeline.name} pipeline takes its model and baselines together: give {', '.join(partly)} too, or "
+            f"none of {', '.join(resolved)} to use the latest approved version (a model with another version's "
+            "baselines would be checked against the wrong ones)."
+        )
     if resolved and not set(resolved) <= set(given):
         group = group or DEFAULT_GROUP
         approved = _approved(key, registry_url, group)
