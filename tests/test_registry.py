@@ -232,3 +232,16 @@ def test_a_damaged_or_mistyped_registry_is_a_clear_error_and_no_new_file(tmp_pat
     assert "bad.db cannot be used (file is not a database)" in capsys.readouterr().err
     assert main(["registry", "list", "--registry", f"sqlite:///{tmp_path}/typo.db"]) == RegistryError.exit_code
     assert "There is no registry at" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
+
+
+def test_an_aws_command_without_credentials_says_so_instead_of_a_botocore_traceback(tmp_path, monkeypatch, capsys):
+    from forecaster.cli.main import main
+    from forecaster.errors import AwsError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["registry", "list", "--registry", "sagemaker://eu-west-1"]) == AwsError.exit_code
+    assert "AWS: Unable to locate credentials (NoCredentialsError). Check the credentials" in capsys.readouterr().err

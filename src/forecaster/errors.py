@@ -100,6 +100,12 @@ class HostError(ForecasterError):
     exit_code = 8
 
 
+class AwsError(ForecasterError):
+    """An AWS call failed: no credentials or region, no network, or AWS refused it; the message says which."""
+
+    exit_code = 9
+
+
 class JobStoppedError(ForecasterError):
     """The process was asked to stop (SIGTERM) before it finished; no model was written (checkpoints may be)."""
 

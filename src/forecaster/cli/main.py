@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from forecaster import __version__
 from forecaster.cli import checks, core, deploy, orders, pipelines, project, serving
-from forecaster.errors import ForecasterError, MissingExtraError
+from forecaster.errors import AwsError, ForecasterError, MissingExtraError
 
 #: Modules that contribute sub-commands; each has ``register(subparsers)``.
 COMMAND_MODULES = (core, orders, serving, checks, pipelines, deploy, project)
@@ -70,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ForecasterError as error:
         print(f"forecaster {args.command}: error: {error.reason}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        if not type(error).__module__.startswith(("botocore.", "boto3.")):
+            raise
+        failed = AwsError(
+            f"AWS: {error} ({type(error).__name__}). Check the credentials (aws configure, AWS_PROFILE), the region "
+            "(AWS_DEFAULT_REGION) and that AWS can be reached; a refused call names the permission it lacks."
+        )
+        print(f"forecaster {args.command}: error: {failed.reason}", file=sys.stderr)
+        return failed.exit_code
 
 
 if __name__ == "__main__":
