@@ -128,3 +128,13 @@ def test_json_files_are_strict_json_nan_as_null_and_an_infinity_refused(tmp_path
     with pytest.raises(DataValidationError, match=r"b\.json: features\['units'\]\.stats\[1\] is -inf, which JSON"):
         write_json({"features": [{"name": "units", "stats": [1.0, -np.inf]}]}, tmp_path / "b.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # nothing written, no temporary left
+
+
+def test_writing_a_file_onto_a_folder_names_the_folder(tmp_path):
+    """`pipeline definition --out <folder>` was an IsADirectoryError traceback naming a temporary file."""
+    from forecaster.errors import InvalidParameterError
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InvalidParameterError, match=r"Cannot write the file .*out: it is a folder"):
+        write_json({"a": 1}, tmp_path / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.dialect import CsvDialect
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, discover, read_fragments, suffix
 from forecaster.tables import TABLE_SUFFIXES as TABLE_SUFFIXES  # declared in tables; read by the checks' report
 
@@ -59,6 +59,8 @@ def _umask() -> int:
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
     target = Path(target)
+    if target.is_dir():
+        raise InvalidParameterError(f"Cannot write the file {target}: it is a folder. Name a file (or a new path).")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would have given it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ForecasterError as error:
         print(f"forecaster {args.command}: error: {error.reason}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # `forecaster registry list | head`: the reader is gone, nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:  # a path that is a folder, not writable, ...: the system's words and the path
+        print(f"forecaster {args.command}: error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return 1
     except Exception as error:
         if not type(error).__module__.startswith(("botocore.", "boto3.")):
             raise
