@@ -133,6 +133,22 @@ def test_missing_inputs_are_notes_not_errors(tmp_path):
     assert main(["report", "--workdir", str(tmp_path / "nope"), "--out", str(out)]) == 3
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("{not json", "could not be read as a decision"), ('{"retrain": "maybe"}', 'unknown: "retrain" is &#x27;maybe')],
+)
+def test_a_decision_that_is_not_true_or_false_is_not_shown_as_retrain(tmp_path, content, expected):
+    """A corrupt decision.json read as "no retraining needed"; "retrain": "maybe" as RETRAIN."""
+    work = tmp_path / "work" / "DecideRetrain" / "output" / "decision"
+    work.mkdir(parents=True)
+    (work / "decision.json").write_text(content)
+    out = tmp_path / "r.html"
+    assert main(["report", "--workdir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert expected in text
+    assert "RETRAIN" not in text and "no retraining needed" not in text
+
+
 def chromium() -> str:
     """Debian's ``chromium`` (.ci/run installs it): a developer without it skips, CI=true fails."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -108,10 +108,15 @@ def _decision(workdir: Path) -> str:
     files = _find(workdir, DECISION_FILE)
     if not files:
         return _note("No decision.json found (run `forecaster decide-retrain`).")
-    doc = _load(files[-1]) or {}
-    verdict = (
-        '<span class="bad">RETRAIN</span>' if doc.get("retrain") else '<span class="ok">no retraining needed</span>'
-    )
+    doc = _load(files[-1])
+    if not isinstance(doc, dict):
+        return _note(
+            f"{files[-1]} could not be read as a decision (not a JSON object): run `forecaster decide-retrain`."
+        )
+    verdicts = {True: '<span class="bad">RETRAIN</span>', False: '<span class="ok">no retraining needed</span>'}
+    retrain = doc.get("retrain")
+    verdict = verdicts.get(retrain) if isinstance(retrain, bool) else None
+    verdict = verdict or f'<span class="bad">unknown: "retrain" is {html.escape(repr(retrain))}</span>'
     items = "".join(f"<li>{html.escape(str(r))}</li>" for r in doc.get("reasons", []))
     issues = "".join(f"<li>{html.escape(str(r))}</li>" for r in doc.get("data_issues", []))
     out = f"<p>Decision: {verdict}</p>" + (f"<ul>{items}</ul>" if items else "")
