@@ -234,7 +234,8 @@ def test_a_damaged_or_mistyped_registry_is_a_clear_error_and_no_new_file(tmp_pat
     assert "There is no registry at" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
 
 
-def test_an_aws_command_without_credentials_says_so_instead_of_a_botocore_traceback(tmp_path, monkeypatch, capsys):
+def test_an_aws_command_that_fails_says_what_to_check_instead_of_a_botocore_traceback(tmp_path, monkeypatch, capsys):
+    """No credentials, or no AWS to reach (here a closed port on 127.0.0.1): both were botocore tracebacks."""
     from forecaster.cli.main import main
     from forecaster.errors import AwsError
 
@@ -243,5 +244,16 @@ def test_an_aws_command_without_credentials_says_so_instead_of_a_botocore_traceb
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", "http://127.0.0.1:9")  # nothing listens on the discard port
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # one an earlier test made holds its credentials
     assert main(["registry", "list", "--registry", "sagemaker://eu-west-1"]) == AwsError.exit_code
     assert "AWS: Unable to locate credentials (NoCredentialsError). Check the credentials" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    assert main(["registry", "list", "--registry", "sagemaker://eu-west-1"]) == AwsError.exit_code
+    err = capsys.readouterr().err
+    assert "AWS: Could not connect to the endpoint URL" in err and "Traceback" not in err
