@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from forecaster.params import Interval
+
 # ---- quantiles --------------------------------------------------------------------------------------------------
 #: Quantile levels every model forecasts, in column order.
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -43,6 +45,8 @@ FORECASTS_FILE = "forecasts.csv"
 ORDERS_FILE = "order_proposals.csv"
 #: Demand quantile an order proposal covers when nobody says otherwise (and the range a caller may ask for).
 DEFAULT_SERVICE_LEVEL = 0.8
+#: a service level ordered (``--service-level``, the pipelines' ``ServiceLevel``): a quantile, inside (0, 1)
+SERVICE_LEVELS = Interval(float, 0, 1, closed="neither")
 #: Every booster of a model: the point booster, then one per quantile level.
 BOOSTER_KEYS: tuple[str, ...] = (POINT_BOOSTER, *(quantile_booster(q) for q in QUANTILES))
 #: Most point boosters a model averages (``point_bags``: the same rows, another seed each).

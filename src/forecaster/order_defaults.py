@@ -12,7 +12,7 @@ from typing import Any
 
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_json
-from forecaster.params import Interval, Options, Text, coerce
+from forecaster.params import NON_NEGATIVE, Interval, Options, Text, coerce
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: the correlation between the days of one period chosen on backtest folds 1-2 (bench/replenishment.py)
@@ -135,9 +135,6 @@ _SCALARS = {
 
 
 #: a number of a table without an entry of its own in the defaults (stock, open orders, unit cost, margin)
-NON_NEGATIVE = Interval(float, 0, None)
-#: a service level ordered (``--service-level``, the pipelines' ``ServiceLevel``): a quantile, strictly inside (0, 1)
-SERVICE_LEVELS = Interval(float, 0, 1, closed="neither")
 
 
 def entry_constraint(name: str) -> Interval:

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import SERVICE_LEVELS
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.io import read_table, write_table
-from forecaster.order_defaults import SERVICE_LEVELS, OrderDefaults
+from forecaster.order_defaults import OrderDefaults
 from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
 from forecaster.orders_inputs import (
     FORECAST_VALUES,

@@ -67,6 +67,10 @@ class Interval:
         return low_ok and high_ok
 
 
+#: a number ≥ 0 (a cost, a threshold, a WAPE)
+NON_NEGATIVE = Interval(float, 0, None)
+
+
 @dataclass(frozen=True)
 class Options:
     """One of a fixed set of strings."""

@@ -32,8 +32,7 @@ from forecaster.contract import (
     HORIZON_RANGE,
     MODEL_PACKAGE_ENV,
 )
-from forecaster.order_defaults import NON_NEGATIVE
-from forecaster.params import Interval, Options
+from forecaster.params import NON_NEGATIVE, Interval, Options
 from forecaster.pipelines.catalog_steps import ACTIVE_DAYS as _ACTIVE_DAYS
 from forecaster.pipelines.catalog_steps import ORDERING_PARAMETERS, SHARDED_PARAMETER, TRANSFORM_PARAMETERS
 from forecaster.pipelines.catalog_steps import argv as _argv

@@ -17,9 +17,9 @@ from forecaster.contract import (
     FORECASTS_FILE,
     MAX_CONCURRENT_TRANSFORMS,
     MAX_PAYLOAD_CEILING_MB,
+    SERVICE_LEVELS,
     TRANSFORM_ENVIRONMENT,
 )
-from forecaster.order_defaults import SERVICE_LEVELS
 from forecaster.params import Interval
 from forecaster.pipelines.table import ParamSpec, Ref, StepSpec
 
