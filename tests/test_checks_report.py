@@ -104,6 +104,7 @@ def test_report_sections_and_embedded_pngs(tmp_path):
     parser = _Collect()
     parser.feed(text)
     assert parser.headings == [
+        "Pipeline runs",
         "Retrain decision",
         "Forecast vs actual",
         "Forecast accuracy",

@@ -171,6 +171,11 @@ def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built
     assert list(record["steps"]) == BUILD_STEPS[:6]  # nothing after the failed step ran
     assert record["steps"]["Transform"]["status"] == "Failed"
     assert not (workdir / "Transform/output/predictions").exists()
+    report = tmp_path / "report.html"
+    assert main(["report", "--workdir", str(workdir), "--out", str(report)]) == 0
+    runs = report.read_text().split("<h2>Pipeline runs</h2>")[1].split("<h2>")[0]
+    assert '<span class="bad">Failed</span>' in runs and "max_payload_mb" in runs  # the reason, in the report
+    assert runs.count("<td>reused</td>") == 5 and runs.count("<td>Failed</td>") == 1
 
     assert main(argv) == 0
     record = read_json(workdir / RUN_FILE)
@@ -331,6 +336,8 @@ def test_report_over_a_build_work_directory_plots_the_evaluation_window(built, t
     html = out.read_text()
     forecast_section = html.split("<h2>Forecast vs actual</h2>")[1].split("<h2>")[0]
     assert "<img" in forecast_section  # Postprocess forecasts joined with Split's truth
+    runs = html.split("<h2>Pipeline runs</h2>")[1].split("<h2>")[0]
+    assert '<span class="ok">Succeeded</span>' in runs and "<td>RegisterModel</td>" in runs
 
 
 def _processes_with(text: str) -> list[int]:

@@ -43,6 +43,8 @@ POINT_COLUMN = "mean"
 FORECASTS_FILE = "forecasts.csv"
 #: Order proposals file that postprocess writes next to the forecasts (checks reading a forecasts folder skip it).
 ORDERS_FILE = "order_proposals.csv"
+#: Run record of a local pipeline run, ``<workdir>/run.json``: parameters and each step's status and reason.
+RUN_FILE = "run.json"
 #: Demand quantile an order proposal covers when nobody says otherwise (and the range a caller may ask for).
 DEFAULT_SERVICE_LEVEL = 0.8
 #: a service level ordered (``--service-level``, the pipelines' ``ServiceLevel``): a quantile, inside (0, 1)

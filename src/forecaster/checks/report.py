@@ -7,6 +7,8 @@ missing:
 ========================================  ====================================================================
 file(s)                                   section
 ========================================  ====================================================================
+``**/run.json``                           each local pipeline run: its status, and every step's status, time
+                                          and failure reason
 ``**/decision.json``                      retrain decision and its reasons
 ``**/predictions/*`` or                   forecast vs actual with the P10-P90 band for sample series, and the
 ``**/predictions.{csv,parquet}``          campaign uplift (mean actual and forecast on campaign vs other days);
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks.contract import ANALYSIS_FILE, DECISION_FILE, EVALUATION_FILE, FEATURE_DRIFT_FILE, NDCG_FILE
-from forecaster.contract import QUANTILE_COLUMNS
+from forecaster.contract import QUANTILE_COLUMNS, RUN_FILE
 from forecaster.errors import DataValidationError
 from forecaster.io import TABLE_SUFFIXES, atomic_path, read_table
 
@@ -104,6 +106,37 @@ def _load(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- sections
+def _runs(workdir: Path) -> str:
+    records = [(p, d) for p in _find(workdir, RUN_FILE) if isinstance(d := _load(p), dict) and "steps" in d]
+    if not records:
+        return _note("No run.json found: the folder was not written by `forecaster pipeline run`.")
+    out = ""
+    for path, record in records:
+        status = str(record.get("status", "unknown"))
+        shown = f'<span class="{"ok" if status == "Succeeded" else "bad"}">{html.escape(status)}</span>'
+        where = html.escape(str(path.parent.relative_to(workdir)))
+        reason = record.get("failure_reason")
+        out += (
+            f"<p>{html.escape(str(record.get('name', record.get('pipeline', '?'))))} in <code>{where}</code>: "
+            f"{shown}, run {html.escape(str(record.get('run_id', '?')))}, started "
+            f"{html.escape(str(record.get('started_at', '?')))}"
+            + (f": {html.escape(str(reason))}" if reason else "")
+            + "</p>"
+        )
+        steps = [
+            {
+                "step": name,
+                "status": "reused" if step.get("cache_hit") else step.get("status"),
+                "seconds": step.get("seconds"),
+                "reason": step.get("reason", ""),
+            }
+            for name, step in (record.get("steps") or {}).items()
+            if isinstance(step, dict)
+        ]
+        out += _table(pd.DataFrame(steps)) if steps else _note("No step ran.")
+    return out
+
+
 def _decision(workdir: Path) -> str:
     files = _find(workdir, DECISION_FILE)
     if not files:
@@ -292,6 +325,7 @@ def render(workdir: str | Path, *, spec: Any, max_series: int = 4) -> str:
     if not workdir.is_dir():
         raise DataValidationError(f"Work directory {workdir} does not exist. Pass the pipeline's --workdir.")
     sections = [
+        ("Pipeline runs", _runs(workdir)),
         ("Retrain decision", _decision(workdir)),
         ("Forecast vs actual", _forecasts(workdir, spec, max_series)),
         ("Forecast accuracy", _metrics(workdir)),

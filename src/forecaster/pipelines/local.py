@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster import __version__
+from forecaster.contract import RUN_FILE
 from forecaster.errors import ForecasterError, InvalidParameterError, PipelineStepError
 from forecaster.io import read_json, write_json
 from forecaster.pipelines.catalog import PIPELINES
@@ -49,7 +50,6 @@ from forecaster.pipelines.local_steps import (
 from forecaster.pipelines.table import PipelineSpec, StepSpec, absent_inputs
 from forecaster.registry import registry_url
 
-RUN_FILE = "run.json"
 #: parameters an executor reads although the step's table entry does not name them (as the SDK builder does)
 IMPLICIT_PARAMS = {"transform": ("TransformMaxPayloadInMB", "TransformMaxConcurrent")}
 _PARAM_TOKEN = re.compile(r"\{param:(\w+)\}")
