@@ -48,3 +48,14 @@ def test_errors_are_one_line_with_the_reason_and_a_nonzero_exit(tmp_path):
     result = _cli("train", "--data", tmp_path, "--model-dir", tmp_path / "m", "--hp", "horizon")
     assert result.returncode == 2 and "must look like KEY=VALUE" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "preprocess", "group-totals", "split"])
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_a_worker_count_below_one_is_refused_before_anything_runs(tmp_path, capsys, command, workers):
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--workers", workers, "--help-never-reached"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --workers: must be a whole number of at least 1" in error and repr(workers) in error
+    assert not any(tmp_path.iterdir())

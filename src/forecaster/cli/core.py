@@ -16,12 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add synth, train, preprocess, postprocess and forecast to ``subparsers``."""
     synth = subparsers.add_parser("synth", help="write a synthetic fruit-and-vegetable sales data set")
     synth.add_argument("--out", required=True, type=Path, help="directory for sales.csv and spec.json")
-    synth.add_argument("--stores", type=int, default=10)
-    synth.add_argument("--items", type=int, default=20)
-    synth.add_argument("--days", type=int, default=180)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--stores", type=int, default=10, help="number of stores (default: 10)")
+    synth.add_argument("--items", type=int, default=20, help="items per store (default: 20)")
+    synth.add_argument("--days", type=int, default=180, help="days of sales per series (default: 180)")
+    synth.add_argument(
+        "--seed", type=int, default=0, help="random seed: the same seed gives the same data (default: 0)"
+    )
     synth.add_argument("--start", default="2024-01-01", help="first date (YYYY-MM-DD)")
-    synth.add_argument("--format", dest="fmt", choices=("csv", "parquet"), default="csv")
+    synth.add_argument(
+        "--format", dest="fmt", choices=("csv", "parquet"), default="csv", help="file format (default: csv)"
+    )
     synth.set_defaults(func=_synth)
 
     train = subparsers.add_parser("train", help="train a model directory from a history file")
@@ -135,10 +139,26 @@ def _optional_float(value: str) -> float | None:
         raise argparse.ArgumentTypeError(f"must be a number (or empty). Got {value!r}") from None
 
 
+def _worker_count(value: str) -> int:
+    """A count of worker processes: a whole number of at least 1."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1 (leave the option out for one worker per core). Got {value!r}"
+        )
+    return count
+
+
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
     """``--workers N``: worker processes over the data's partitions."""
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes over the data's partitions (default: one per core)"
+        "--workers",
+        type=_worker_count,
+        default=None,
+        help="worker processes over the data's partitions (default: one per core)",
     )
 
 

@@ -28,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--spec", help="preset name or spec JSON file (default: a spec.json next to the data, else 'default')"
     )
     split.add_argument("--horizon", required=True, type=int, help="days held out for evaluation")
-    split.add_argument("--out", type=Path, default=Path(PROCESSING_OUTPUT_ROOT), help="output directory")
+    split.add_argument(
+        "--out",
+        type=Path,
+        default=Path(PROCESSING_OUTPUT_ROOT),
+        help=f"output directory of train/ history/ future/ truth/ (default: {PROCESSING_OUTPUT_ROOT}, as in a "
+        "processing job)",
+    )
     add_workers_option(split)
     split.set_defaults(func=_split)
     _register_pipeline(subparsers)
