@@ -42,7 +42,7 @@ from _scoring import KEYS
 from accuracy import DEFAULT_DATA, load_frame
 from forecaster.io import write_json
 from forecaster.order_defaults import OrderDefaults
-from forecaster.orders_inputs import read_item_master
+from forecaster.order_items import read_item_master
 from forecaster.replenishment import (
     Replay,
     daily_quantile_policy,

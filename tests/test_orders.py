@@ -199,7 +199,7 @@ def test_cli_writes_order_lines(tmp_path, capsys):
     ("case", "message"),
     [
         ("negative stock", "row 1, column 'on_hand_units': must be a finite number >= 0. Got -2"),
-        ("unknown series", "row 1: the stock names store_id=S9, item_id=a, which is not among the forecast series"),
+        ("unknown series", "row 1: the stock names store_id='S9', item_id='a', which is not among the forecast series"),
         ("other day", "column 'stock_date': the stock was counted on 2024-06-02, not on the order day 2024-06-03"),
         ("calendar without the day", "no order on 2024-06-03 (Monday)"),
         ("pack size 0", "items.csv row 2, column 'pack_size': must be a finite number > 0. Got 0"),

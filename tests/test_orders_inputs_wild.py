@@ -55,8 +55,10 @@ def test_series_without_a_calendar_or_item_master_row_are_named_in_a_warning(tmp
     pd.DataFrame({"item_id": ["A"], "pack_size": [6]}).to_csv(tmp_path / "items.csv", index=False)
     with caplog.at_level(logging.WARNING, logger="forecaster.orders_inputs"):
         order_lines(forecasts(), calendar=tmp_path / "c.csv", item_master=tmp_path / "items.csv")
-    assert "4 of 4 forecast series have no row in the delivery calendar" in caplog.text and "store_id=s1" in caplog.text
-    assert "4 of 4 forecast series have no row in the item master" in caplog.text and "item_id=A" in caplog.text
+    assert (
+        "4 of 4 forecast series have no row in the delivery calendar" in caplog.text and "store_id='s1'" in caplog.text
+    )
+    assert "4 of 4 forecast series have no row in the item master" in caplog.text and "item_id='A'" in caplog.text
 
 
 def test_duplicate_forecasts_and_calendar_days_and_fractional_lead_times_are_refused(tmp_path):
@@ -67,7 +69,7 @@ def test_duplicate_forecasts_and_calendar_days_and_fractional_lead_times_are_ref
     pd.DataFrame({"store_id": ["S1", "S1"], "weekday": ["mon", "Monday"], "lead_time_days": [1, 3]}).to_csv(
         calendar, index=False
     )
-    with pytest.raises(DataValidationError, match=r"calendar\.csv row 2: .*store_id=S1, weekday Monday twice"):
+    with pytest.raises(DataValidationError, match=r"calendar\.csv row 2: .*store_id='S1', weekday Monday twice"):
         order_lines(forecasts(), calendar=calendar)
     pd.DataFrame({"weekday": ["mon"], "lead_time_days": [1.5]}).to_csv(calendar, index=False)
     with pytest.raises(DataValidationError, match=r"column 'lead_time_days': must be a whole number of days. Got 1.5"):
@@ -108,7 +110,7 @@ def test_simulate_refuses_bad_actuals_naming_row_and_column():
         (sales.assign(date=sales["date"].where(sales.index != 2, "29.02.2024")),
          r"actuals' row 3, column 'date': '29.02.2024' is not an ISO date"),
         (sales[~((sales["store_id"] == "S2") & (sales["date"] == "2024-06-06"))],
-         r"The actuals have no value for store_id=S2, item_id=a on 2024-06-06"),
+         r"The actuals have no value for store_id='S2', item_id='a' on 2024-06-06"),
     ]  # fmt: skip
     for bad, message in cases:
         with pytest.raises(DataValidationError, match=message):
@@ -149,7 +151,8 @@ def test_out_of_range_days_and_numbers_stop_the_orders_before_anything_is_writte
         ("items", {"item_id": ["a"], "shelf_life_days": [100000]},
          r"items.csv row 1, column 'shelf_life_days': must be a finite number >= 1 and <= 366. Got 100000"),
         ("items", {"item_id": ["a"], "pack_size": ["inf"]}, r"'pack_size': must be a finite number > 0. Got inf"),
-        ("items", {"item_id": ["a"], "pack_size": [1e-320]}, r"store_id=S1, item_id=a is not a finite number of units"),
+        ("items", {"item_id": ["a"], "pack_size": [1e-320]},
+         r"store_id='S1', item_id='a' is not a finite number of units"),
     ]  # fmt: skip
     for which, table, message in cases:
         path = calendar if which == "calendar" else items
@@ -164,7 +167,7 @@ def test_out_of_range_days_and_numbers_stop_the_orders_before_anything_is_writte
 def test_a_delivery_that_would_overtake_the_next_one_is_refused(tmp_path):
     calendar = tmp_path / "calendar.csv"
     pd.DataFrame({"store_id": "S1", "weekday": ["thu", "mon"], "lead_time_days": [5, 1]}).to_csv(calendar, index=False)
-    with pytest.raises(DataValidationError, match=r"store_id=S1, item_id=a order on Thursday with a lead time of 5 "
+    with pytest.raises(DataValidationError, match=r"store_id='S1', item_id='a' order on Thursday with a lead time of 5 "
                        r"days: that delivery would come after the one of the next order \(Monday, lead time 1 days, "
                        r"on the shelf 5 days after Thursday's order\)"):  # fmt: skip
         order_lines(forecasts(days=14), calendar=calendar)  # a Monday order: Thursday's is checked all the same
@@ -195,3 +198,82 @@ def test_simulate_refuses_negative_or_infinite_sales():
         bad = sales.assign(units_sold=sales["units_sold"].where(sales.index != 7, value))
         with pytest.raises(DataValidationError, match=rf"actuals' row 8, column 'units_sold': {shown} is out of range"):
             simulate_files(frame, bad, target="units_sold")
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "message"),
+    [
+        ("calendar", {"Store_ID": ["S1", "S1"], "weekday": ["mon", "wed"]}, r"column 'Store_ID' where the forecasts'"),
+        ("calendar", {"Filiale": ["S1"], "weekday": ["mon"]}, r"none of the forecasts' key columns .* \['Filiale'\]"),
+        ("item_master", {"Item ID": ["a"], "store_id": ["S1"], "pack_size": [6]}, r"column 'Item ID' .* 'item_id'"),
+    ],
+)
+def test_a_key_column_spelled_otherwise_is_refused_not_applied_to_every_store(tmp_path, name, table, message):
+    """A calendar keyed 'Store_ID' once gave S1's order days to every store, silently."""
+    path = tmp_path / f"{name}.csv"
+    pd.DataFrame(table).to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=message):
+        order_lines(forecasts(), **{name: path})
+
+
+def test_a_later_order_day_uses_the_forecast_days_after_it():
+    """Yesterday's forecasts serve today's order: the days up to the order day are left out."""
+    frame = forecasts(days=10)
+    later = order_lines(frame, order_date="2024-06-05")
+    trimmed = order_lines(frame[frame["date"] > "2024-06-05"])  # the default order day: the day before
+    pd.testing.assert_frame_equal(later, trimmed)
+    assert set(later["order_date"]) == {"2024-06-05"} and set(later["arrival_date"]) == {"2024-06-06"}
+    with pytest.raises(DataValidationError, match=r"forecasts end on 2024-06-13, not after the order day 2024-06-13"):
+        order_lines(frame, order_date="2024-06-13")
+
+
+def test_categories_match_without_case_and_a_missing_category_column_is_refused(tmp_path, caplog):
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ["a", "b"], "category": ["Fruit ", "nuts"]}).to_csv(items, index=False)
+    defaults = OrderDefaults.from_dict({"category_column": "category", "shelf_life_days_by_category": {"fruit": 2}})
+    with caplog.at_level(logging.WARNING, logger="forecaster.order_items"):
+        lines = order_lines(forecasts(stores=("S1",)), item_master=items, defaults=defaults).set_index("item_id")
+    assert lines.loc["a", "shelf_life_days"] == 2 and lines.loc["b", "shelf_life_days"] == 3  # unmapped: the default
+    assert "1 of 2 series have a category that shelf_life_days_by_category does not name (e.g. 'nuts')" in caplog.text
+    pd.DataFrame({"item_id": ["a"], "Kategorie": ["fruit"]}).to_csv(items, index=False)
+    with pytest.raises(DataValidationError, match=r"category column 'category', but neither the item master nor"):
+        order_lines(forecasts(stores=("S1",)), item_master=items, defaults=defaults)
+
+
+def test_stock_with_a_shelf_life_and_an_expiry_date_that_disagree_is_refused(tmp_path):
+    path = tmp_path / "stock.csv"
+    stock = {"store_id": ["S1"], "item_id": ["a"], "stock_date": ["2024-06-03"], "on_hand_units": [30]}
+    pd.DataFrame({**stock, "shelf_life_days_left": [1], "expiry_date": ["2024-06-10"]}).to_csv(path, index=False)
+    one = forecasts(stores=("S1",), items=("a",))
+    with pytest.raises(DataValidationError, match=r"stock\.csv row 1, column 'expiry_date': the row gives .* 7 days"):
+        order_lines(one, stock=path)
+    pd.DataFrame({**stock, "shelf_life_days_left": [7], "expiry_date": ["2024-06-10"]}).to_csv(path, index=False)
+    assert order_lines(one, stock=path)["stock_counted"].iat[0] == 30  # they agree: counted once
+
+
+def test_a_unit_cost_above_the_price_names_the_item_master_row(tmp_path):
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ["a", "b"], "unit_cost": [0.5, 2], "unit_price": [1, 1.5]}).to_csv(items, index=False)
+    with pytest.raises(
+        DataValidationError, match=r"items\.csv row 2: the item master gives .*item_id='b' a unit cost 2"
+    ):
+        order_lines(forecasts(), item_master=items)
+
+
+def test_simulate_says_why_the_rule_of_thumb_was_left_out(tmp_path, caplog):
+    frame = forecasts(stores=("S1",), items=("a",), days=5)
+    actuals = frame[["store_id", "item_id", "date"]].assign(units_sold=9.0)
+    with caplog.at_level(logging.WARNING, logger="forecaster.simulation"):
+        results = simulate_files(frame, actuals, target="units_sold")
+    assert "rule_of_thumb" not in results["policies"] and "forecaster" in results["policies"]
+    assert "needs the 28 days before it" in results["skipped_policies"]["rule_of_thumb"]
+    assert "the rule-of-thumb policy is left out: the actuals hold 0 days before" in caplog.text
+
+
+def test_simulate_writes_its_results_to_a_json_file_only(tmp_path, capsys):
+    from forecaster.cli.main import main
+
+    forecasts(stores=("S1",)).to_csv(tmp_path / "f.csv", index=False)
+    argv = ["orders", "simulate", "--forecasts", str(tmp_path / "f.csv"), "--actuals", str(tmp_path / "f.csv")]
+    assert main([*argv, "--out", str(tmp_path / "results.csv")]) == InvalidParameterError.exit_code
+    assert "is a JSON file (the results)" in capsys.readouterr().err and not (tmp_path / "results.csv").exists()

@@ -151,7 +151,7 @@ def test_the_pipeline_step_orders_with_stock_and_without(tmp_path):
     ("case", "message"),
     [
         ("negative stock", "row 1, column 'on_hand_units': must be a finite number >= 0. Got -2"),
-        ("unknown series", "the stock names store_id=S1, item_id=z, which is not among the forecast series"),
+        ("unknown series", "the stock names store_id='S1', item_id='z', which is not among the forecast series"),
         ("other day", "the stock was counted on 2024-06-02, not on the order day 2024-06-03"),
         ("calendar without the day", "no order on 2024-06-03 (Monday)"),
         ("pack size 0", "items.csv row 2, column 'pack_size': must be a finite number > 0. Got 0"),

@@ -85,6 +85,23 @@ def test_dots_that_group_thousands_in_a_decimal_comma_file_are_read_as_thousands
     assert frame["store_id"].tolist() == ["001", "002", "003"]
 
 
+def test_a_dot_thousand_does_not_outvote_a_decimal_comma_and_alone_is_read_with_a_warning(tmp_path, caplog):
+    """``1.200`` in a ``;`` file is 1200 to a decimal-comma locale and 1.2 to a decimal-point one."""
+    (tmp_path / "mixed.csv").write_text("item_id;units\nbanana;1.200\napple;3,5\n", encoding="utf-8")
+    frame = read_table(tmp_path / "mixed.csv", text=("item_id",))  # a tie once chose the point, then refused 3,5
+    assert frame["units"].astype(float).tolist() == [1200.0, 3.5]
+    (tmp_path / "alone.csv").write_text("item_id;units\nbanana;1.200\napple;2.500\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="forecaster.dialect"):
+        frame = read_table(tmp_path / "alone.csv", text=("item_id",))
+    assert frame["units"].astype(float).tolist() == [1.2, 2.5]
+    assert "could be 1200 (a thousands dot) or 1.2" in caplog.text and '"csv": {"decimal": ","}' in caplog.text
+    (tmp_path / "kilos.csv").write_text("item_id;units\nbanana;1.200\napple;0.25\n", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="forecaster.dialect"):
+        assert read_table(tmp_path / "kilos.csv")["units"].tolist() == [1.2, 0.25]  # 0.25 settles it: no warning
+    assert "thousands dot" not in caplog.text
+
+
 def test_local_timestamps_across_a_daylight_saving_change_give_each_rows_local_date():
     spec = DatasetSpec.preset("default")
     dates = pd.date_range("2024-03-29", "2024-04-02", tz="Europe/Stockholm")  # +01:00, then +02:00 from 03-31

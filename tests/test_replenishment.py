@@ -11,8 +11,8 @@ import pytest
 from forecaster.cli.main import main
 from forecaster.errors import DataValidationError
 from forecaster.order_defaults import OrderDefaults
+from forecaster.order_items import ItemNumbers
 from forecaster.order_policy import copula_normals, daily_quantile
-from forecaster.orders_inputs import ItemNumbers
 from forecaster.replenishment import Day, Replay, daily_quantile_policy, per_order_day, period_coverage, simulate
 from forecaster.simulation import simulate_files
 

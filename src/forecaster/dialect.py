@@ -11,7 +11,8 @@ sometimes with a byte-order mark; data platforms write ``,`` and UTF-8. A file i
   the most fields; else ``,``.
 - **decimal mark**: ``.`` with a ``,`` separator. With another separator, the sample's fields that look like
   decimal numbers vote: ``1,5`` for a comma, ``1.5`` for a point (dates such as ``01.06.2024`` have two points
-  and do not vote); a comma wins only with more votes (a tie or no vote: ``.``).
+  and ``1.200``, a thousands dot as much as a decimal point, do not vote); a comma wins only with more votes (a
+  tie or no vote: ``.``, with a warning when values like ``1.200`` were all there was).
 
 A spec pins any of them (``"csv": {"sep": ";", "decimal": ",", "encoding": "cp1252"}``) where detection is
 ambiguous; the log line of every non-default file says what was used and where it came from.
@@ -46,6 +47,8 @@ COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+")
 #: a number grouped in thousands by dots, as decimal-comma locales write it: ``4.800``, ``1.234.567,5``
 _GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
 _POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
+#: a number a decimal-comma locale reads as thousands (``1.200`` = 1200) and a decimal-point one as 1.2
+_DOT_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
 
 
 @dataclass(frozen=True)
@@ -148,21 +151,26 @@ def _separator(lines: list[str]) -> str:
     return best if counts[best] > 1 else ","
 
 
-def _decimal(lines: list[str], sep: str) -> tuple[str, str]:
-    """The decimal mark and why (the votes).
+def _decimal(lines: list[str], sep: str) -> tuple[str, str, bool]:
+    """The decimal mark, why (the votes), and whether values like ``1.200`` were the only evidence.
 
     With a ``,`` separator a decimal comma needs quotes (``"1,5"``); a quoted ``"1,234"`` may be a thousand and
     does not vote.
     """
-    comma = point = 0
+    comma = point = ambiguous = 0
     for row in csv.reader(lines[1:], delimiter=sep):
         for value in row:
             value = value.strip()
             thousands = sep == "," and COMMA_THOUSANDS.fullmatch(value)
             comma += bool(COMMA_NUMBER.fullmatch(value)) and not thousands
-            point += bool(_POINT_NUMBER.fullmatch(value))
+            grouped = sep != "," and bool(_DOT_THOUSANDS.fullmatch(value))  # 1.200: 1200 or 1.2?
+            ambiguous += grouped
+            point += bool(_POINT_NUMBER.fullmatch(value)) and not grouped
     quoted = ' quoted as "1,5"' if sep == "," else ""
-    return ("," if comma > point else "."), f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
+    votes = f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
+    if ambiguous:
+        votes += f"; {ambiguous} like 1.200 (a thousands dot or a decimal point) do not vote"
+    return ("," if comma > point else "."), votes, bool(ambiguous) and not (comma or point)
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,14 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
     hint = _SEP_LINE.fullmatch(lines[0]) if lines else None
     lines = lines[1:] if hint else lines
     sep = pinned.sep or (hint.group(1) if hint else _separator(lines))
-    decimal, votes = (pinned.decimal, "from the spec") if pinned.decimal else _decimal(lines, sep)
+    decimal, votes, unsure = (pinned.decimal, "from the spec", False) if pinned.decimal else _decimal(lines, sep)
+    if unsure:
+        logger.warning(
+            "%s: values like 1.200 in a %r-separated file could be 1200 (a thousands dot) or 1.2; read as 1.2 for "
+            "want of a value like 1,5 or 1.5 in the first lines. Pin the decimal mark where that is wrong "
+            '(the dataset spec\'s "csv": {"decimal": ","}).',
+            path, sep,
+        )  # fmt: skip
     found = "from the spec" if pinned.sep else "from the file's sep= line" if hint else "detected"
     how = f"separator {sep!r} ({found}), decimal mark {decimal!r} ({votes}), encoding {encoding} ({encoding_how})"
     return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None))

@@ -16,12 +16,13 @@ from forecaster.contract import SERVICE_LEVELS
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.io import read_table, write_table
 from forecaster.order_defaults import OrderDefaults
+from forecaster.order_items import read_item_master
 from forecaster.order_policy import order_up_to, round_to_packs, usable_stock
 from forecaster.orders_inputs import (
     FORECAST_VALUES,
+    label,
     next_order,
     read_calendar,
-    read_item_master,
     read_open_orders,
     read_stock,
 )
@@ -43,7 +44,10 @@ def forecast_layout(forecasts: pd.DataFrame) -> tuple[list[str], str]:
         )
     position = list(forecasts.columns).index(FORECAST_VALUES[0])
     if position < 2:
-        raise DataValidationError("The forecasts need key columns and a date column before p10.")
+        raise DataValidationError(
+            f"The forecasts need key columns and a date column before p10 (<keys...>, <date>, "
+            f"{', '.join(FORECAST_VALUES)}); columns found: {list(forecasts.columns)}."
+        )
     columns = list(forecasts.columns)
     return columns[: position - 1], columns[position - 1]
 
@@ -61,6 +65,8 @@ def order_lines(
 ) -> pd.DataFrame:
     """One order line per series that orders on ``order_date`` (default: the day before the first forecast day).
 
+    A later ``order_date`` uses the forecast days after it (an earlier run's forecasts, reused).
+
     Without ``stock`` the shelf counts as empty: the lines say so (``stock_considered`` False) and a warning is
     logged. Raises DataValidationError for bad inputs (naming file, row and column) before anything is written.
     """
@@ -74,7 +80,10 @@ def order_lines(
     if frame[date].isna().any():
         row = int(np.flatnonzero(frame[date].isna().to_numpy())[0])
         raise DataValidationError(
-            f"The forecasts' row {row + 1} has the {date} {shown(forecasts[date].iat[row])}: not a date."
+            f"The forecasts' row {row + 1} has the {date} {shown(forecasts[date].iat[row])}: not a date. The "
+            f"forecasts are read as <keys...>, <date>, {', '.join(FORECAST_VALUES)} (what forecaster postprocess "
+            f"writes), so the column just before p10 ({date!r}) must be the date; columns found: "
+            f"{list(forecasts.columns)}. Move the date column there, or drop the columns between it and p10."
         )
     day = frame[date].min() - pd.Timedelta(days=1) if order_date is None else _order_day(order_date)
     check_unique(frame, [*keys, date], "forecasts", "keep one forecast per series and day (the newest run's)")
@@ -125,7 +134,7 @@ def order_lines(
     if broken.size:  # e.g. a pack size of 1e-320 or a log_shift of 1e300: nothing is delivered
         row = series.iloc[ordering[broken[0]]]
         raise DataValidationError(
-            f"The order of {', '.join(f'{k}={row[k]}' for k in keys)} is not a finite number of units (target "
+            f"The order of {label(row, keys)} is not a finite number of units (target "
             f"{target[broken[0]]}, pack size {items.pack_size[ordering[broken[0]]]:g}): check its pack size and "
             "the numbers of the defaults file."
         )
@@ -151,14 +160,20 @@ def order_lines(
 
 
 def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date: str, day: pd.Timestamp) -> np.ndarray:
-    """(n, 4, days) P10/P50/P90/mean of days 1 … after ``day`` (NaN where the forecasts have no row)."""
+    """(n, 4, days) P10/P50/P90/mean of days 1 … after ``day`` (NaN where the forecasts have no row).
+
+    Days up to the order day are left out (an earlier run's forecasts serve a later order day: the stock counted
+    at the close of the order day already reflects its sales).
+    """
     offset = (frame[date] - day).dt.days.to_numpy()
-    if (offset < 1).any():
-        first = frame[date].min().date()
+    after = offset >= 1
+    if not after.any():
         raise DataValidationError(
-            f"The forecasts start on {first}, not after the order day {day.date()}: order on a day before the first "
-            "forecast day (--order-date) or forecast from the order day on."
+            f"The forecasts end on {frame[date].max().date()}, not after the order day {day.date()}: order on a day "
+            "before the last forecast day (--order-date) or forecast the days after the order day."
         )
+    if not after.all():
+        logger.info("%d forecast rows up to the order day %s are not used", int((~after).sum()), day.date())
     index = series[keys].reset_index().merge(frame[keys], on=keys, how="right")["index"].to_numpy()
     values = np.full((len(series), 4, int(offset.max())), np.nan)
     for i, column in enumerate(FORECAST_VALUES):
@@ -169,7 +184,7 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
                 f"The forecasts' row {bad[0] + 1} has {column}={shown(frame[column].iat[bad[0]])}: forecasts must be "
                 "finite numbers >= 0."
             )
-        values[index, i, offset - 1] = numbers
+        values[index[after], i, offset[after] - 1] = numbers[after]
     crossed = int(((values[:, 0] > values[:, 1]) | (values[:, 1] > values[:, 2])).sum())
     if crossed:
         logger.warning(
@@ -188,7 +203,7 @@ def _check_horizon(
         row = series.iloc[short[0]]
         last = day + pd.Timedelta(days=int(covered[short[0]]))
         raise DataValidationError(
-            f"The forecasts of {', '.join(f'{k}={row[k]}' for k in keys)} do not cover every day from "
+            f"The forecasts of {label(row, keys)} do not cover every day from "
             f"{(day + pd.Timedelta(days=1)).date()} to {last.date()} (until the next delivery): forecast a longer "
             "horizon or fill the missing days."
         )

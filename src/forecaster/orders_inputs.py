@@ -10,14 +10,13 @@ strings. The chain-wide defaults are a JSON file (:class:`forecaster.order_defau
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import NON_NEGATIVE, WEEKDAYS, OrderDefaults, entry_constraint, parse_weekday
 from forecaster.params import Interval
 from forecaster.spec import parse_days
@@ -52,6 +51,7 @@ def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str
         frame = read_fragment(fragment, text=tuple(keys))
         if frame.empty:
             raise DataValidationError(f"{file} has a header but no rows. Provide at least one data row.")
+        _check_key_spelling(frame, keys, what, file)
         missing = [c for c in required if c not in frame.columns]
         if missing:
             raise DataValidationError(
@@ -67,6 +67,28 @@ def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str
         frame["_file"], frame["_row"] = str(file), np.arange(1, len(frame) + 1)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _folded(name: object) -> str:
+    """A column name without case, spaces, dashes and underscores: ``Store_ID`` and ``store id`` fold alike."""
+    return "".join(ch for ch in str(name).casefold() if ch.isalnum())
+
+
+def _check_key_spelling(frame: pd.DataFrame, keys: list[str], what: str, file: Any) -> None:
+    """Refuse a column spelled like a key but not as the forecasts spell it (it would not join, silently)."""
+    folded = {_folded(key): key for key in keys}
+    for column in frame.columns:
+        key = folded.get(_folded(column))
+        if key is not None and column != key and key not in frame.columns:
+            raise DataValidationError(
+                f"The {what} file {file} has a column {column!r} where the forecasts' key column is {key!r}: rename "
+                f"it to {key!r} (keys join by exact name; the forecasts' key columns are {keys})."
+            )
+
+
+def label(row: Any, keys: list[str]) -> str:
+    """A series as messages name it, e.g. ``store_id='S001', item_id='banana'`` (quoted: a stray space shows)."""
+    return ", ".join(f"{key}={shown(row[key])}" for key in keys)
 
 
 def _where(file: Any, row: int, column: str) -> str:
@@ -135,7 +157,7 @@ def check_known(table: pd.DataFrame, series: pd.DataFrame, on: list[str], what: 
     unknown = np.flatnonzero((merged["_merge"] == "left_only").to_numpy())
     if unknown.size:
         row = int(unknown[0])
-        values = ", ".join(f"{k}={table[k].iat[row]}" for k in on)
+        values = label(table.iloc[row], on)
         raise DataValidationError(
             f"{table['_file'].iat[row]} row {table['_row'].iat[row]}: the {what} names {values}, which is not among "
             "the forecast series. Remove the row or forecast that series first."
@@ -171,7 +193,16 @@ def read_stock(path: str | Path, series: pd.DataFrame, keys: list[str], order_da
     if EXPIRY_DATE in stock.columns:
         given = stock[EXPIRY_DATE].notna().to_numpy()
         expiry = dates(stock.loc[given], EXPIRY_DATE)
-        days_left[given] = (expiry - order_date).dt.days.to_numpy()
+        from_expiry = (expiry - order_date).dt.days.to_numpy()
+        clash = np.flatnonzero(~np.isnan(days_left[given]) & (days_left[given] != from_expiry))
+        if clash.size:
+            row = np.flatnonzero(given)[clash[0]]
+            raise DataValidationError(
+                f"{_where(stock['_file'].iat[row], int(stock['_row'].iat[row]) - 1, EXPIRY_DATE)}: the row gives "
+                f"{DAYS_LEFT} {days_left[row]:g} and an {EXPIRY_DATE} {from_expiry[clash[0]]:g} days after the "
+                f"order day {order_date.date()}. Give one of the two, or make them agree."
+            )
+        days_left[given] = from_expiry
         negative = np.flatnonzero(days_left[given] < 0)
         if negative.size:
             row = np.flatnonzero(given)[negative[0]]
@@ -217,6 +248,13 @@ def read_calendar(
         return table
     calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
     on = join_keys(calendar, keys, "delivery calendar")
+    others = [c for c in calendar.columns if c not in (*keys, WEEKDAY, LEAD_TIME, "_file", "_row")]
+    if not on and others:  # a chain-wide calendar has only the two; a store column under another name is a mistake
+        raise DataValidationError(
+            f"The delivery calendar at {path} has none of the forecasts' key columns {keys} but has the columns "
+            f"{others}. A calendar per store names its store column as the forecasts do (e.g. {keys[0]!r}); a "
+            f"chain-wide calendar has only {WEEKDAY!r} and {LEAD_TIME!r}."
+        )
     lead = numbers(calendar, LEAD_TIME, within=entry_constraint(LEAD_TIME), optional=True)
     lead = whole_days(calendar, LEAD_TIME, lead)
     lead = np.where(np.isnan(lead), defaults.lead_time_days, lead)
@@ -225,7 +263,7 @@ def read_calendar(
     twice = calendar[on].assign(_weekday=weekday).duplicated().to_numpy()
     if twice.any():
         row = int(np.flatnonzero(twice)[0])
-        where = "".join(f"{k}={calendar[k].iat[row]}, " for k in on)
+        where = label(calendar.iloc[row], on) + ", " if on else ""
         raise DataValidationError(
             f"{calendar['_file'].iat[row]} row {calendar['_row'].iat[row]}: the delivery calendar has {where}"
             f"{WEEKDAY} {calendar[WEEKDAY].iat[row]} twice; keep one row (one lead time per order day)."
@@ -234,9 +272,9 @@ def read_calendar(
         table[:] = np.nan
         table[:, weekday] = lead
     else:
-        pairs = _pairs(calendar, series, on)
+        pairs = series_pairs(calendar, series, on)
         own = np.unique(pairs[:, 0])
-        _warn_unmatched(pairs, len(series), "delivery calendar", path, on, calendar)
+        warn_unmatched(pairs, len(series), "delivery calendar", path, on, calendar)
         table[own] = np.nan
         table[pairs[:, 0], weekday[pairs[:, 1]]] = lead[pairs[:, 1]]
     _check_deliveries_in_order(table, series, keys, path)
@@ -262,7 +300,7 @@ def _check_deliveries_in_order(table: np.ndarray, series: pd.DataFrame, keys: li
             i = int(late[0])
             following = WEEKDAYS[(weekday + int(gap[i])) % 7].title()
             raise DataValidationError(
-                f"The delivery calendar at {path} has {', '.join(f'{k}={series[k].iat[i]}' for k in keys)} order on "
+                f"The delivery calendar at {path} has {label(series.iloc[i], keys)} order on "
                 f"{WEEKDAYS[weekday].title()} with a lead time of {table[i, weekday]:g} days: that delivery would "
                 f"come after the one of the next order ({following}, lead time {next_lead[i]:g} days, on the shelf "
                 f"{gap[i] + next_lead[i]:g} days after {WEEKDAYS[weekday].title()}'s order). Deliveries must arrive "
@@ -270,7 +308,7 @@ def _check_deliveries_in_order(table: np.ndarray, series: pd.DataFrame, keys: li
             )
 
 
-def _warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame) -> None:
+def warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: list[str], table: pd.DataFrame) -> None:
     """Log how many of ``total`` series no row of ``table`` names (:func:`_pairs`: they take the chain defaults)."""
     missing = total - np.unique(pairs[:, 0]).size
     if not missing:
@@ -279,7 +317,7 @@ def _warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: lis
     example = ""
     if unused.size:
         row = int(unused[0])
-        example = f"; its rows match no forecast series, e.g. {', '.join(f'{k}={table[k].iat[row]}' for k in on)}"
+        example = f"; its rows match no forecast series, e.g. {label(table.iloc[row], on)}"
     logger.warning(
         "%d of %d forecast series have no row in the %s at %s (joined on %s%s): they take the chain defaults. "
         "Check the key values (007 against 7, case) if they should have one.",
@@ -287,75 +325,8 @@ def _warn_unmatched(pairs: np.ndarray, total: int, what: str, path: Any, on: lis
     )  # fmt: skip
 
 
-def _pairs(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
+def series_pairs(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> np.ndarray:
     """(series row, table row) pairs of the series each row of ``table`` applies to (joined on ``on``)."""
     left = series[on].reset_index(drop=True).assign(_series=np.arange(len(series)))
     right = table[on].assign(_table=np.arange(len(table)))
     return left.merge(right, on=on)[["_series", "_table"]].to_numpy(dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class ItemNumbers:
-    """Per-series arrays of the item master, chain defaults filled in."""
-
-    pack_size: np.ndarray
-    shelf_life_days: np.ndarray
-    unit_cost: np.ndarray
-    unit_price: np.ndarray
-    min_display_units: np.ndarray
-
-
-def read_item_master(
-    path: str | Path | None, series: pd.DataFrame, keys: list[str], defaults: OrderDefaults
-) -> ItemNumbers:
-    """Pack size, shelf life, unit cost and price, minimum display per series (item master, then the defaults).
-
-    The item master is joined on the key columns it has (per item, or per store x item). Shelf life falls back to
-    ``shelf_life_days_by_category`` (the category from the item master or the forecasts) and then to
-    ``shelf_life_days``; the unit cost to price - margin, then to ``cost_ratio`` x price.
-    """
-    n = len(series)
-    values = {name: np.full(n, np.nan) for name in ITEM_NUMBERS}
-    category = series[defaults.category_column].astype(str) if defaults.category_column in series else None
-    if path is not None:
-        master = read_input(path, "item master", keys, ())
-        on = join_keys(master, keys, "item master", f"file(s) at {path}")
-        duplicated = master.duplicated(on).to_numpy()
-        if duplicated.any():
-            row = int(np.flatnonzero(duplicated)[0])
-            raise DataValidationError(
-                f"{master['_file'].iat[row]} row {master['_row'].iat[row]}: the item master has more than one row "
-                f"for {', '.join(f'{k}={master[k].iat[row]}' for k in on)}; keep one."
-            )
-        pairs = _pairs(master, series, on)
-        _warn_unmatched(pairs, n, "item master", path, on, master)
-        for name in ITEM_NUMBERS:
-            column = numbers(master, name, within=entry_constraint(name), optional=True)
-            if name == "shelf_life_days":
-                column = whole_days(master, name, column)
-            values[name][pairs[:, 0]] = column[pairs[:, 1]]
-        if defaults.category_column in master.columns:
-            category = pd.Series(np.full(n, None, dtype=object))
-            category.iloc[pairs[:, 0]] = master[defaults.category_column].astype(str).to_numpy()[pairs[:, 1]]
-    shelf = values["shelf_life_days"]
-    if category is not None and defaults.shelf_life_days_by_category:
-        by_category = category.map(defaults.shelf_life_days_by_category).to_numpy(dtype=float)
-        shelf = np.where(np.isnan(shelf), by_category, shelf)
-    price = np.where(np.isnan(values["unit_price"]), defaults.unit_price, values["unit_price"])
-    cost = np.where(np.isnan(values["unit_cost"]), price - values["margin"], values["unit_cost"])
-    cost = np.where(np.isnan(cost), defaults.cost_ratio * price, cost)
-    loss = np.flatnonzero(cost >= price)
-    if loss.size:
-        row = series.iloc[int(loss[0])]
-        raise DataValidationError(
-            f"The item master gives {', '.join(f'{k}={row[k]}' for k in keys)} a unit cost {cost[loss[0]]:g} not "
-            f"below its unit price {price[loss[0]]:g}: there is no margin to order for. Fix unit_cost or unit_price."
-        )
-    display = values["min_display_units"]
-    return ItemNumbers(
-        pack_size=np.where(np.isnan(values["pack_size"]), defaults.pack_size, values["pack_size"]),
-        shelf_life_days=np.where(np.isnan(shelf), defaults.shelf_life_days, np.floor(shelf)).astype(np.int64),
-        unit_cost=cost,
-        unit_price=price,
-        min_display_units=np.where(np.isnan(display), defaults.min_display_units, display),
-    )

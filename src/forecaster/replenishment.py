@@ -18,6 +18,7 @@ import pandas as pd
 
 from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILES
 from forecaster.order_defaults import OrderDefaults
+from forecaster.order_items import ItemNumbers
 from forecaster.order_policy import (
     copula_normals,
     order_up_to,
@@ -25,7 +26,7 @@ from forecaster.order_policy import (
     round_to_packs,
     usable_stock,
 )
-from forecaster.orders_inputs import ItemNumbers, next_order
+from forecaster.orders_inputs import next_order
 
 
 @dataclass

@@ -16,8 +16,9 @@ import pandas as pd
 
 from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import OrderDefaults
+from forecaster.order_items import read_item_master
 from forecaster.orders import forecast_layout
-from forecaster.orders_inputs import FORECAST_VALUES, read_calendar, read_item_master
+from forecaster.orders_inputs import FORECAST_VALUES, label, read_calendar
 from forecaster.replenishment import (
     Replay,
     daily_quantile_policy,
@@ -87,7 +88,7 @@ def simulate_files(
         lacking = "forecasts" if origin is None and np.isnan(values).any() else "actuals"
         gaps = np.isnan(values).any(axis=1) if lacking == "forecasts" else np.isnan(observed).any(axis=1)
         row, day = (int(i[0]) for i in np.nonzero(gaps))
-        where = ", ".join(f"{k}={series[k].iat[row]}" for k in keys)
+        where = label(series.iloc[row], keys)
         raise DataValidationError(
             f"The forecasts and the actuals must cover the same series on every day from {dates[0].date()} to "
             f"{dates[-1].date()} ({len(series)} series x {len(dates)} days). The {lacking} have no value for "
@@ -108,13 +109,21 @@ def simulate_files(
         "daily_quantile": per_order_day([proposals[k] for k in use]),
     }
     before = actual[actual[date] < dates[0]]
+    skipped = {}
     if before[date].nunique() >= 28:
         past = before.pivot_table(index=keys, columns=date, values=target).reindex(
             pd.MultiIndex.from_frame(series[keys])
         )
         policies["rule_of_thumb"] = rule_of_thumb_policy(past.to_numpy()[:, -28:], replay.demand)
+    else:
+        skipped["rule_of_thumb"] = (
+            f"the actuals hold {before[date].nunique()} days before the first replayed day {dates[0].date()}; the "
+            "rule of thumb needs the 28 days before it (its mean of the last 28 days' sales)"
+        )
+        logger.warning("the rule-of-thumb policy is left out: %s", skipped["rule_of_thumb"])
     return {
         "policies": {name: simulate(replay, policy) for name, policy in policies.items()},
+        **({"skipped_policies": skipped} if skipped else {}),
         "calibration": period_coverage([made[k][:, :3] for k in use], replay.demand, defaults),
         "correlation": defaults.correlation,
         "forecasts": {"origin_column": origin, "forecasts_used": len(made), "days": len(dates)},

@@ -76,6 +76,13 @@ def _simulate(args: argparse.Namespace) -> int:
     from forecaster.spec import DatasetSpec
 
     _require(args, "forecasts")
+    if args.out is not None and args.out.suffix.lower() != ".json":
+        from forecaster.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The --out option of forecaster orders simulate is a JSON file (the results). Got {str(args.out)!r}: "
+            "name it results.json."
+        )
     target = args.target or DatasetSpec.preset("default").target
     forecasts = read_table(args.forecasts, dtype=str)  # as written: simulate_files checks the numbers and dates
     keys = tuple(forecast_layout(forecasts)[0])
