@@ -17,6 +17,11 @@ help:
 	@echo "make docker-test  build both images, run them for real and through the SageMaker SDK (local mode)"
 	@echo "make bench        accuracy, serving and checks benchmarks (needs ../shared/data/freshretailnet)"
 	@echo "make bench-docker image build times, sizes, start to first /ping (needs a Docker engine)"
+	@echo "make venv         create .venv with the package and its extras (the other targets do it when needed)"
+	@echo "make airflow-venv create .venv-airflow (Airflow and its providers) for the DAG tests"
+	@echo "make airflow-test run every DAG with dag.test() in .venv-airflow"
+	@echo "make lock         re-resolve constraints.txt, the pinned versions of the dev venv (needs PyPI)"
+	@echo "make clean        remove the virtualenvs, demo-output and the tool caches"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -74,3 +74,16 @@ def test_airflow_config_table_is_the_keys_table():
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[1])}
     assert documented == set(KEYS)
+
+
+@pytest.mark.slow
+def test_the_python_api_example_prints_what_the_page_shows(tmp_path):
+    """The worked example of docs/python-api.md, run as written: its printed output once went stale."""
+    import subprocess
+    import sys
+
+    text = (DOCS / "python-api.md").read_text()
+    code, shown = re.search(r"```python\n(import pandas as pd\n.*?)```\n\n```\n(.*?)```", text, flags=re.S).groups()
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == shown

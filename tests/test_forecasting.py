@@ -117,14 +117,20 @@ def test_postprocess_names_a_non_numeric_prediction_line(tmp_path):
 
 
 def test_order_proposals_interpolate_the_service_level_and_round_up_to_packs():
-    from forecaster.forecasting import order_proposals
+    from forecaster.order_policy import daily_quantile, order_proposals
 
     frame = pd.DataFrame({"store_id": ["S1", "S1"], "p10": [1.0, 0.0], "p50": [4.0, 2.0], "p90": [8.0, 3.0]})
     assert order_proposals(frame, 0.5)["order_units"].tolist() == [4.0, 2.0]
     assert order_proposals(frame, 0.7)["order_units"].tolist() == [6.0, 3.0]  # 4 + 0.5 * (8 - 4); 2.5 -> 3
     assert order_proposals(frame, 0.9, pack_size=5)["order_units"].tolist() == [10.0, 5.0]
-    with pytest.raises(InvalidParameterError, match="'service_level' parameter of postprocess"):
-        order_proposals(frame, 0.95)
+    # beyond P90 (a pipeline's ServiceLevel=0.95 without stock once failed after every step): the day shape's tail
+    tail = daily_quantile(np.array([1.0]), np.array([4.0]), np.array([8.0]), np.array(1.6448536269514722))
+    assert 8 < tail[0] < 12 and order_proposals(frame, 0.95)["order_units"].iat[0] == np.ceil(tail[0])
+    levels = [0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99]
+    assert np.all(np.diff([order_proposals(frame, level)["order_units"].iat[0] for level in levels]) >= 0)
+    for level in (0, 1, 1.5):
+        with pytest.raises(InvalidParameterError, match=r"'service_level' parameter of postprocess .* range \(0, 1\)"):
+            order_proposals(frame, level)
 
 
 def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
@@ -144,3 +150,17 @@ def test_postprocess_writes_order_proposals_next_to_the_forecasts(tmp_path):
         }
     ]
     assert read_table(tmp_path / "forecasts.csv")["mean"].tolist() == [2.5]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_transform_output_is_read_back_to_the_exact_doubles_the_server_wrote(tmp_path, as_json):
+    """pandas' fast float parsers (to_numeric, read_json's default) once moved 1 value in 2 by an ulp or more."""
+    from forecaster.contract import POINT_COLUMN, QUANTILE_COLUMNS
+    from forecaster.forecasting import _read_predictions
+    from forecaster.serving.codecs import Predictions, encode_csv, encode_jsonlines
+
+    values = np.random.default_rng(0).random((2000, 4)) * 100
+    predictions = Predictions((*QUANTILE_COLUMNS, POINT_COLUMN), values)
+    (tmp_path / "features.csv.out").write_bytes((encode_jsonlines if as_json else encode_csv)(predictions))
+    read = _read_predictions(tmp_path / "features.csv.out")
+    np.testing.assert_array_equal(read.to_numpy(), values)

@@ -20,12 +20,12 @@ from forecaster.contract import (
     ORDERS_FILE,
     POINT_COLUMN,
     QUANTILE_COLUMNS,
-    QUANTILES,
 )
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.features import FeatureSet, build_features
 from forecaster.io import read_table, write_table
 from forecaster.model import ForecastModel
+from forecaster.order_policy import order_proposals
 from forecaster.orders import order_lines
 from forecaster.panel import build_panel
 from forecaster.recursive import recursive_points
@@ -251,35 +251,6 @@ def forecast_rows(
     return predictions_frame(model, rows.features, rows.keys), rows
 
 
-def order_proposals(
-    forecasts: pd.DataFrame, service_level: float = DEFAULT_SERVICE_LEVEL, pack_size: float = 1.0
-) -> pd.DataFrame:
-    """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
-
-    The point forecast (``mean``) is kept next to the order. The quantile is interpolated between P10, P50 and
-    P90, so ``service_level`` is in [0.1, 0.9]: 0.8 covers demand on about four days out of five.
-    """
-    lowest, highest = QUANTILES[0], QUANTILES[-1]
-    if not lowest <= service_level <= highest:
-        raise InvalidParameterError(
-            f"The 'service_level' parameter of postprocess must be a float in the range [{lowest}, {highest}]. "
-            f"Got {service_level!r} instead."
-        )
-    if not (np.isfinite(pack_size) and pack_size > 0):
-        raise InvalidParameterError(
-            f"The 'pack_size' parameter of postprocess must be a finite number > 0. Got {pack_size!r} instead."
-        )
-    levels = np.array(QUANTILES)
-    values = forecasts[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
-    upper = int(np.clip(np.searchsorted(levels, service_level), 1, len(levels) - 1))
-    weight = (service_level - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
-    demand = values[:, upper - 1] + weight * (values[:, upper] - values[:, upper - 1])
-    out = forecasts.drop(columns=list(QUANTILE_COLUMNS))
-    out["order_units"] = np.ceil(np.round(demand / pack_size, 9)) * pack_size
-    out["service_level"] = service_level
-    return out
-
-
 def file_name(stem: str, partition: str) -> str:
     """``features.csv`` / ``features-P.csv`` (``stem``: features or keys) of partition ``P`` (preprocess output)."""
     return f"{stem}-{partition}.csv" if partition else f"{stem}.csv"
@@ -352,7 +323,10 @@ def _read_predictions(path: Path) -> pd.DataFrame:
         if file.stat().st_size == 0:
             raise DataValidationError(f"Prediction file {file} is empty.")
         first = file.open().readline().lstrip()
-        frame = pd.read_json(file, lines=True, dtype=False) if first.startswith("{") else _csv_lines(file)
+        if first.startswith("{"):
+            frame = pd.read_json(file, lines=True, dtype=False, precise_float=True)
+        else:
+            frame = _csv_lines(file)
         missing = [c for c in OUTPUT_COLUMNS if c not in frame.columns]
         if missing:
             raise DataValidationError(
@@ -386,7 +360,10 @@ def _csv_lines(file: Path) -> pd.DataFrame:
 
 def _prediction_numbers(frame: pd.DataFrame, file: Path) -> pd.DataFrame:
     """``frame`` as floats; a value that is no finite number >= 0 raises naming the file, line and field."""
-    numeric = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    try:  # Python's float(): correctly rounded, the server's shortest round-trip text back to the same double
+        numeric = frame.astype(float)
+    except (TypeError, ValueError):  # a value that is no number: coerced to NaN, then named below
+        numeric = frame.apply(pd.to_numeric, errors="coerce").astype(float)
     bad = ~np.isfinite(numeric.to_numpy()) | (numeric.to_numpy() < 0)
     if bad.any():
         line, column = np.argwhere(bad)[0]

@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from forecaster.contract import QUANTILES
+from forecaster.contract import DEFAULT_SERVICE_LEVEL, QUANTILE_COLUMNS, QUANTILES, SERVICE_LEVELS
+from forecaster.errors import InvalidParameterError
 from forecaster.order_defaults import DEFAULT_LOG_SHIFT, OrderDefaults
+from forecaster.params import coerce
 
 #: normal score of the outer quantile levels (P10 and P90 sit at -/+ Z_OUTER)
 Z_OUTER = float(ndtri(QUANTILES[-1]))
@@ -219,3 +221,31 @@ def round_to_packs(units: np.ndarray, pack_size: np.ndarray) -> np.ndarray:
     """Up to whole packs, floored at 0."""
     with np.errstate(over="ignore"):  # a pack of 1e-320 units: an infinite order, refused by the caller
         return np.maximum(np.ceil(np.round(units / pack_size, 9)), 0.0) * pack_size
+
+
+def order_proposals(
+    forecasts: pd.DataFrame, service_level: float = DEFAULT_SERVICE_LEVEL, pack_size: float = 1.0
+) -> pd.DataFrame:
+    """Proposed order per series and day: the demand quantile at ``service_level``, rounded up to whole packs.
+
+    The point forecast (``mean``) is kept next to the order. Between P10 and P90 the quantile is interpolated
+    linearly; beyond them (``service_level`` in (0, 1)) it follows the order policy's day shape
+    (:func:`forecaster.order_policy.daily_quantile`, which passes through P10, P50 and P90). 0.8 covers demand on
+    about four days out of five.
+    """
+    coerce("service_level", service_level, [SERVICE_LEVELS], "postprocess")
+    if not (np.isfinite(pack_size) and pack_size > 0):
+        raise InvalidParameterError(
+            f"The 'pack_size' parameter of postprocess must be a finite number > 0. Got {pack_size!r} instead."
+        )
+    levels = np.array(QUANTILES)
+    values = forecasts[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
+    upper = int(np.clip(np.searchsorted(levels, service_level), 1, len(levels) - 1))
+    weight = (service_level - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
+    demand = values[:, upper - 1] + weight * (values[:, upper] - values[:, upper - 1])
+    if not levels[0] <= service_level <= levels[-1]:  # beyond the outer quantiles: the day shape's tails
+        demand = daily_quantile(values[:, 0], values[:, 1], values[:, 2], np.asarray(ndtri(service_level)))
+    out = forecasts.drop(columns=list(QUANTILE_COLUMNS))
+    out["order_units"] = np.ceil(np.round(demand / pack_size, 9)) * pack_size
+    out["service_level"] = service_level
+    return out
