@@ -91,6 +91,17 @@ def test_train_reports_gaps_and_clipped_returns(model_dir, data_dir):
     assert spec["date"] == "Datum" and spec["date_format"] == "%d/%m/%Y"
 
 
+def test_training_a_folder_warns_of_the_returns_once_and_records_the_spec_it_found(data_dir, tmp_path, caplog):
+    """Both passes over a partition validate it: the clipped returns were logged twice, the spec named 'default'."""
+    import logging
+
+    argv = ["train", "--data", str(data_dir), "--model-dir", str(tmp_path / "m"), "--horizon", "7", *FAST]
+    with caplog.at_level(logging.WARNING, logger="forecaster.spec"):
+        assert main(argv) == 0
+    assert sum("(returns); counted as 0" in record.getMessage() for record in caplog.records) == 1
+    assert read_json(tmp_path / "m" / "metadata.json")["hyperparameters"]["spec"] == str(data_dir / "spec.json")
+
+
 def test_forecast_skips_ended_and_new_series_and_reports_them(model_dir, tmp_path, capsys):
     frame = user_frame()
     dates = pd.to_datetime(frame["Datum"], format="%d/%m/%Y")

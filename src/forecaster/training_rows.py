@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,22 @@ _CANDIDATES_PER_CHUNK = 4_000_000  # (series, origin, horizon) candidates hashed
 MIN_SAMPLE_ROWS = 100_000
 
 
-def load(source: Source, spec: DatasetSpec) -> pd.DataFrame:
-    """The validated history rows of ``source`` (an in-memory table is validated already)."""
-    return source.validated(spec) if isinstance(source, Partition) else source
+def load(source: Source, spec: DatasetSpec, *, again: bool = False) -> pd.DataFrame:
+    """The validated history rows of ``source`` (an in-memory table is validated already).
+
+    ``again``: the second read of a pass that read it before, whose warnings (returns clipped, ...) were logged then.
+    """
+    if not isinstance(source, Partition):
+        return source
+    if not again:
+        return source.validated(spec)
+    spec_logger = logging.getLogger(DatasetSpec.__module__)
+    level = spec_logger.level
+    spec_logger.setLevel(logging.ERROR)
+    try:
+        return source.validated(spec)
+    finally:
+        spec_logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -275,7 +289,7 @@ class PartitionData:
 def partition_rows(job: tuple[Source, ChainSummary, RowPlan, TrainConfig]) -> PartitionRows:
     """Second pass over one partition: its fit, validation and refit rows."""
     source, chain, plan, config = job
-    data = PartitionData(load(source, chain.spec), chain)
+    data = PartitionData(load(source, chain.spec, again=True), chain)
     ranks = chain.ranks(data.panel.series)
     fit, fit_series = data.rows(*data.sample(plan.cut, plan.fit_rate, config.seed, config), config)
     valid, valid_series = data.rows(*data.window(plan.cut, config), config.replace(stockout_handling="none"))

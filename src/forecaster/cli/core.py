@@ -199,6 +199,7 @@ def _train(args: argparse.Namespace) -> int:
     bundled = bundled_spec(args.data)
     if "spec" not in hyperparameters and bundled is not None:
         spec = DatasetSpec.from_json(bundled)
+        config = config.replace(spec=str(bundled))  # metadata.json names the spec that was used
         print(f"spec: {bundled} (next to --data; --spec overrides)")
     else:
         spec = resolve_spec(config.spec)

@@ -112,7 +112,9 @@ def _check_evaluated(counts: pd.Series, horizon: int, cutoff: pd.Timestamp) -> N
             f"No series has rows both before and in the last {horizon} days (the evaluation window), so there is "
             "nothing to evaluate. Provide data whose series continue into the last days."
         )
-    logger.warning(
+    skipped = counts.get("left_only", 0) + counts.get("right_only", 0)
+    logger.log(
+        logging.WARNING if skipped else logging.INFO,
         "evaluation window after %s: %d series evaluated; skipped %d ended (no rows in the window) and %d new "
         "(no history before it)",
         cutoff.date(), counts.get("both", 0), counts.get("left_only", 0), counts.get("right_only", 0),
