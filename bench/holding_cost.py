@@ -15,6 +15,7 @@ Forecasts come from ``replenishment.py``'s kept predictions (``<out>-predictions
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "holding_cost",
         "data": {"series": options.series, "seed": options.seed, "folds": options.folds,
                  "forecasts": "daily" if options.daily_forecasts else "the fold's origin"},
-        "defaults": vars(base), "default_share": DEFAULT_HOLDING_COST_SHARE,
+        "defaults": dataclasses.asdict(base), "default_share": DEFAULT_HOLDING_COST_SHARE,
         "chosen_share": chosen, "baseline_share": own.baseline,
         "choosing_folds": choosing, "confirmation_folds": confirmation,
         "a_cost_chosen_over_baseline": ratios, "rows": rows, "wall_s": wall["seconds"],

@@ -25,6 +25,7 @@ Data: FreshRetailNet-50K, Dingdong Inc. (CC BY 4.0).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -245,7 +246,7 @@ def report(options, arrays, grid, chosen, choose, per_fold, defaults) -> dict[st
                  "forecasts": "daily (origin = the order day)" if options.daily_forecasts else "the fold's origin",
                  "series": len(arrays[1]["series"]), "days_per_fold": int(arrays[1]["demand"].shape[1])},
         "machine": machine_info(),
-        "defaults": vars(defaults),
+        "defaults": dataclasses.asdict(defaults),
         "correlation": {"chosen": chosen, "chosen_on_folds": choose, "grid": grid,
                         "mean_abs_error": {knob: {f: calibration_error(g[f]) for f in g} for knob, g in grid.items()},
                         "worst_gap": {knob: {f: worst_gap(g[f]) for f in g} for knob, g in grid.items()}},

@@ -277,3 +277,16 @@ def test_simulate_writes_its_results_to_a_json_file_only(tmp_path, capsys):
     argv = ["orders", "simulate", "--forecasts", str(tmp_path / "f.csv"), "--actuals", str(tmp_path / "f.csv")]
     assert main([*argv, "--out", str(tmp_path / "results.csv")]) == InvalidParameterError.exit_code
     assert "is a JSON file (the results)" in capsys.readouterr().err and not (tmp_path / "results.csv").exists()
+
+
+def test_the_defaults_csv_entry_pins_how_the_inputs_are_written(tmp_path):
+    """``1.200`` in a ';' file is 1.2 to the detection; a chain that means 1200 says so once, in the defaults."""
+    stock = tmp_path / "stock.csv"
+    stock.write_text("store_id;item_id;stock_date;on_hand_units\nS1;a;2024-06-03;1.200\n", encoding="utf-8")
+    one = forecasts(stores=("S1",), items=("a",))
+    assert order_lines(one, stock=stock)["stock_counted"].iat[0] == 1.2  # detected (and warned)
+    pinned = OrderDefaults.from_dict({"csv": {"decimal": ","}})
+    line = order_lines(one, stock=stock, defaults=pinned).iloc[0]
+    assert line["stock_counted"] == 1200 and line["order_units"] == 0
+    with pytest.raises(InvalidParameterError, match=r"'csv.decimal' entry of the .* must be one of"):
+        OrderDefaults.from_dict({"csv": {"decimal": ";"}})

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_json
 from forecaster.params import NON_NEGATIVE, Interval, Options, Text, coerce
@@ -51,6 +52,8 @@ class OrderDefaults:
         day_shape: a day's demand between and beyond its quantiles: ``log`` (two-piece in log space) or ``normal``.
         log_shift: the ``log`` shape works on ``log(demand + shift)``, shift = log_shift x (P50 + (P90 - P10) / 3):
             smaller is more skewed (a longer upper tail beyond P90, a lower P80 between P50 and P90).
+        csv: how the ordering inputs' CSV files are written, where detection cannot tell (``{"decimal": ","}``
+            for ``1.200`` meaning 1200); the dataset spec's ``csv`` entry, for these files.
     """
 
     pack_size: float = 1.0
@@ -70,6 +73,7 @@ class OrderDefaults:
     draws: int = 1000
     day_shape: str = "log"
     log_shift: float = DEFAULT_LOG_SHIFT
+    csv: CsvDialect = field(default_factory=CsvDialect)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "order defaults") -> OrderDefaults:
@@ -94,6 +98,8 @@ class OrderDefaults:
                 values[name] = {
                     str(k): coerce(f"{name}[{k}]", v, [_SCALARS["shelf_life_days"]], source) for k, v in value.items()
                 }
+            elif name == "csv":
+                values[name] = CsvDialect.from_dict(value, source)
             else:  # order_weekdays
                 if not isinstance(value, list) or not value:
                     raise InvalidParameterError(f"The {name!r} parameter of {source} must be a non-empty list.")

@@ -54,7 +54,7 @@ def read_item_master(
     category = series[defaults.category_column].astype(str) if defaults.category_column in series else None
     master_row, master = np.full(n, -1), None
     if path is not None:
-        master = read_input(path, "item master", keys, ())
+        master = read_input(path, "item master", keys, (), defaults.csv)
         on = join_keys(master, keys, "item master", f"file(s) at {path}")
         duplicated = master.duplicated(on).to_numpy()
         if duplicated.any():

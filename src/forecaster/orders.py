@@ -108,13 +108,13 @@ def order_lines(
     width = int(max(covered[ordering].max(), life[ordering].max()))
     filled = pd.DataFrame(values.reshape(-1, values.shape[2])).ffill(axis=1).to_numpy().reshape(values.shape)
     filled = np.pad(filled, ((0, 0), (0, 0), (0, max(0, width - filled.shape[2]))), mode="edge")
-    buckets = read_stock(stock, series, keys, day) if stock is not None else np.empty((0, 3))
+    buckets = read_stock(stock, series, keys, day, defaults.csv) if stock is not None else np.empty((0, 3))
     if stock is None:
         logger.warning("no stock given: the orders treat every shelf as empty (stock_considered = False)")
     counted, not_counted = usable_stock(buckets, len(series), filled[:, 3], covered)
     on_order = np.zeros(len(series))
     if open_orders is not None:
-        rows = read_open_orders(open_orders, series, keys, day)
+        rows = read_open_orders(open_orders, series, keys, day, defaults.csv)
         inside = rows[:, 2] <= covered[rows[:, 0].astype(np.int64)]
         np.add.at(on_order, rows[inside, 0].astype(np.int64), rows[inside, 1])
     position = counted[ordering] + on_order[ordering]
@@ -224,7 +224,8 @@ def _order_day(value: str | pd.Timestamp) -> pd.Timestamp:
 
 def write_orders(forecasts: str | Path | pd.DataFrame, out: str | Path, **options) -> pd.DataFrame:
     """Read the forecasts (a file or folder), compute :func:`order_lines` and write them atomically to ``out``."""
-    frame = forecasts if isinstance(forecasts, pd.DataFrame) else read_table(forecasts, dtype=str)
+    csv = (options.get("defaults") or OrderDefaults()).csv
+    frame = forecasts if isinstance(forecasts, pd.DataFrame) else read_table(forecasts, csv, dtype=str)
     lines = order_lines(frame, **options)
     write_table(lines, out)
     return lines

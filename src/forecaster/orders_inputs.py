@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import NON_NEGATIVE, WEEKDAYS, OrderDefaults, entry_constraint, parse_weekday
 from forecaster.params import Interval
@@ -39,16 +40,18 @@ FORECAST_VALUES = ("p10", "p50", "p90", "mean")
 
 
 # ---------------------------------------------------------------------------------------------------- reading
-def read_input(path: str | Path, what: str, keys: list[str], required: tuple[str, ...]) -> pd.DataFrame:
+def read_input(
+    path: str | Path, what: str, keys: list[str], required: tuple[str, ...], csv: CsvDialect | None = None
+) -> pd.DataFrame:
     """Every table file at ``path`` with its key columns as strings, plus ``_file`` and ``_row`` for messages.
 
     ``keys`` are the forecasts' key columns; the table must have the ``required`` columns and may have any subset
-    of the keys (it is joined on the ones it has).
+    of the keys (it is joined on the ones it has). ``csv`` pins the CSV dialect (the defaults' ``csv`` entry).
     """
     frames = []
     for fragment in discover(path).fragments:  # a Hive folder's keys (store_id=S001/) become columns
         file = fragment.path
-        frame = read_fragment(fragment, text=tuple(keys))
+        frame = read_fragment(fragment, csv, text=tuple(keys))
         if frame.empty:
             raise DataValidationError(f"{file} has a header but no rows. Provide at least one data row.")
         _check_key_spelling(frame, keys, what, file)
@@ -170,12 +173,14 @@ def _series_index(table: pd.DataFrame, series: pd.DataFrame, on: list[str]) -> n
     return table[on].merge(lookup, on=on, how="left")["index"].fillna(-1).to_numpy(dtype=np.int64)
 
 
-def read_stock(path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp) -> np.ndarray:
+def read_stock(
+    path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp, csv: CsvDialect | None = None
+) -> np.ndarray:
     """Stock as rows ``(series, units, days_left)``; ``days_left`` is inf where the file gives no shelf life.
 
     Units with ``d`` days left can be sold on the ``d`` days after the order day (0: they expire today).
     """
-    stock = read_input(path, "stock", keys, (STOCK_UNITS, STOCK_DATE))
+    stock = read_input(path, "stock", keys, (STOCK_UNITS, STOCK_DATE), csv)
     on = join_keys(stock, keys, "stock", f"file(s) at {path}")
     if on != keys:
         raise DataValidationError(f"The stock at {path} must name every key column {keys} (stock is per series).")
@@ -215,9 +220,11 @@ def read_stock(path: str | Path, series: pd.DataFrame, keys: list[str], order_da
     return np.column_stack([index, units, np.where(np.isnan(days_left), np.inf, days_left)])
 
 
-def read_open_orders(path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp) -> np.ndarray:
+def read_open_orders(
+    path: str | Path, series: pd.DataFrame, keys: list[str], order_date: pd.Timestamp, csv: CsvDialect | None = None
+) -> np.ndarray:
     """Open orders as rows ``(series, units, arrival offset in days after the order day)``."""
-    orders = read_input(path, "open orders", keys, (OPEN_UNITS, ARRIVAL_DATE))
+    orders = read_input(path, "open orders", keys, (OPEN_UNITS, ARRIVAL_DATE), csv)
     on = join_keys(orders, keys, "open orders", f"file(s) at {path}")
     if on != keys:
         raise DataValidationError(f"The open orders at {path} must name every key column {keys}.")
@@ -246,7 +253,7 @@ def read_calendar(
     table[:, list(defaults.order_weekdays)] = defaults.lead_time_days
     if path is None:
         return table
-    calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,))
+    calendar = read_input(path, "delivery calendar", keys, (WEEKDAY,), defaults.csv)
     on = join_keys(calendar, keys, "delivery calendar")
     others = [c for c in calendar.columns if c not in (*keys, WEEKDAY, LEAD_TIME, "_file", "_row")]
     if not on and others:  # a chain-wide calendar has only the two; a store column under another name is a mistake

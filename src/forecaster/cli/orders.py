@@ -71,6 +71,7 @@ def _orders(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from forecaster.io import json_text, read_table, write_json
+    from forecaster.order_defaults import OrderDefaults
     from forecaster.orders import forecast_layout
     from forecaster.simulation import simulate_files
     from forecaster.spec import DatasetSpec
@@ -84,11 +85,12 @@ def _simulate(args: argparse.Namespace) -> int:
             "name it results.json."
         )
     target = args.target or DatasetSpec.preset("default").target
-    forecasts = read_table(args.forecasts, dtype=str)  # as written: simulate_files checks the numbers and dates
+    csv = OrderDefaults.load(args.defaults).csv
+    forecasts = read_table(args.forecasts, csv, dtype=str)  # as written: simulate_files checks numbers and dates
     keys = tuple(forecast_layout(forecasts)[0])
     results = simulate_files(
         forecasts,
-        read_table(args.actuals, text=keys),
+        read_table(args.actuals, csv, text=keys),
         target=target,
         stockout=args.stockout,
         calendar=args.calendar,
