@@ -331,3 +331,16 @@ def test_json_answers_stay_valid_json_when_a_value_overflows():
     assert document["predictions"] == [{"p50": 1.5, "mean": None}, {"p50": None, "mean": 2.0}]
     lines = [json.loads(line) for line in codecs.encode_jsonlines(predictions).splitlines()]
     assert lines == document["predictions"]
+
+
+@pytest.mark.parametrize(
+    ("decoder", "body", "message"),
+    [
+        (codecs.decode_json, b'{"instances": [{"x": 1, "y": 2, "x": 3}]}', r"The JSON body: .* key 'x' twice"),
+        (codecs.decode_jsonlines, b'{"x": 1, "y": 2}\n{"y": 1, "x": 2, "y": 5}', r"JSON Lines row 2: .* key 'y' twice"),
+    ],
+)
+def test_a_json_key_given_twice_is_refused_not_silently_the_last(decoder, body, message):
+    layout = codecs.FeatureLayout(("x", "y"))
+    with pytest.raises(DataValidationError, match=message):
+        decoder(body, layout)

@@ -270,9 +270,21 @@ def _no_feature(what: str, number: int, name: str) -> DataValidationError:
 
 def _loads(text: bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
+    except DataValidationError as error:  # a key given twice (valid JSON syntax, an ambiguous record)
+        raise DataValidationError(f"{what}: {error}") from None
     except (ValueError, RecursionError) as error:
         raise DataValidationError(f"{what} is not valid JSON: {error}.") from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (``json`` would keep the last value, silently)."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DataValidationError(f"A JSON object has the key {twice!r} twice. Send each feature once.")
+    return record
 
 
 def decode_jsonlines(body: bytes, layout: FeatureLayout) -> np.ndarray:
