@@ -378,3 +378,14 @@ def test_sigterm_stops_the_run_and_its_training_job_as_ctrl_c_does(data_dir, tmp
     while _processes_with(job) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _processes_with(job), "the training job ran on after the run was stopped"
+
+
+def test_group_names_the_group_a_build_registers_in(built, data_dir, tmp_path):
+    """``pipeline run build --group`` was ignored: the build registered in its parameter's group."""
+    workdir = copy_workdir(built[0], tmp_path / "build")
+    params = {**FAST, "InputData": str(data_dir)}
+    record = run_pipeline("build", workdir, params, group="produce-north", progress=False)
+    assert record["parameters"]["ModelPackageGroupName"] == "produce-north"
+    assert [v.version for v in open_registry(record["registry"]).list_versions("produce-north")] == [1]
+    with pytest.raises(InvalidParameterError, match=r"--group 'a' and --param ModelPackageGroupName=b name two"):
+        run_pipeline("build", workdir, {**params, "ModelPackageGroupName": "b"}, group="a", progress=False)

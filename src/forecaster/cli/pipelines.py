@@ -119,7 +119,11 @@ def _register_pipeline(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--registry", help=f"registry URL (default: ${REGISTRY_ENV}, else <workdir>/{WORKDIR_REGISTRY_FILE})"
     )
-    run.add_argument("--group", help="model package group of the approved model (default: forecaster-demand)")
+    run.add_argument(
+        "--group",
+        help="model package group: the one a build registers in (its ModelPackageGroupName), the one the inference "
+        "and model-quality pipelines take the approved model from (default: forecaster-demand)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar and step lines")
     run.set_defaults(func=_run)
 
