@@ -168,6 +168,24 @@ def allowed(statements: list[dict], action: str, resource: str) -> bool:
     return any(s["Effect"] == "Allow" for s in relevant)
 
 
+#: actions IAM does not evaluate against the resource they act on: no resource-level permission ("*"), or a fixed
+#: ARN of their own (DescribeLogGroups is checked against ``log-group::log-stream:``, which a ``log-group:NAME``
+#: pattern never matches: "not authorized to perform logs:DescribeLogGroups on resource ...:log-group::log-stream:")
+UNSCOPED_ACTIONS = {
+    "logs:DescribeLogGroups": "log-group::log-stream:",
+    "logs:DescribeResourcePolicies": "*",
+    "logs:DescribeIndexPolicies": "*",
+}
+
+
+def evaluated_resource(action: str, resource: str) -> str:
+    """The resource IAM evaluates ``action`` against: ``resource``, unless the action is unscoped."""
+    fixed = UNSCOPED_ACTIONS.get(action)
+    if fixed is None:
+        return resource
+    return "*" if fixed == "*" else _arn(action.split(":")[0], fixed)
+
+
 # ---- calls -> (action, resource) ---------------------------------------------------------------------------
 #: operations whose IAM action is not <prefix>:<Operation>
 ACTION_EXCEPTIONS = {

@@ -133,8 +133,9 @@ def launch_denials(template: dict | None = None) -> list[str]:
     statements = oracle.role_statements(product, role, resolver)
     lines = []
     for what, handler, action, arn in _launch_requests(template or project()[0]):
-        if not oracle.allowed(statements, action, arn):
-            lines.append(f"launch of {what}, {handler}: {action} on {arn} is not allowed by role {role}")
+        evaluated = oracle.evaluated_resource(action, arn)
+        if not oracle.allowed(statements, action, evaluated):
+            lines.append(f"launch of {what}, {handler}: {action} on {evaluated} is not allowed by role {role}")
     return lines
 
 
