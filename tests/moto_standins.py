@@ -11,6 +11,7 @@ here: a ``CloudFormationModel`` that makes the calls the real resource handler m
 ``AWS::IAM::OIDCProvider``                CreateOpenIDConnectProvider / DeleteOpenIDConnectProvider
 ``AWS::S3::BucketPolicy``                 kept, not applied (its TLS-only Deny would refuse moto's plain HTTP)
 ``AWS::SQS::QueuePolicy``                 SetQueueAttributes(Policy)
+``AWS::Lambda::EventInvokeConfig``        PutFunctionEventInvokeConfig / DeleteFunctionEventInvokeConfig
 ``Custom::*`` (with STANDIN_LAMBDA_CODE)  the function's handler module from that folder, run in this process with
                                           the function's environment (moto would need a Lambda container image),
                                           for Create and for Delete (moto sends no Delete to custom resources)
@@ -254,6 +255,38 @@ class QueuePolicy(_StandIn, CloudFormationModel):
                     backend.set_queue_attributes(name, {"Policy": ""})
 
         return cls(resource_name, delete)
+
+
+class EventInvokeConfig(_StandIn, CloudFormationModel):
+    __module__ = "moto.standins"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::EventInvokeConfig"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        from moto.awslambda.models import lambda_backends
+
+        properties = cloudformation_json["Properties"]
+        backend = lambda_backends[account_id][region_name]
+        function = properties["FunctionName"]
+        config = {
+            key: properties[key] for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds") if key in properties
+        }
+        if "DestinationConfig" in properties:
+            config["DestinationConfig"] = properties["DestinationConfig"]
+        backend.put_function_event_invoke_config(function, config)  # the function must exist, as for the real call
+        return cls(
+            f"{function}:{properties.get('Qualifier', '$LATEST')}", lambda: _delete_event_config(backend, function)
+        )
+
+
+def _delete_event_config(backend: Any, function: str) -> None:
+    try:  # the function may have gone first
+        backend.delete_function_event_invoke_config(function)
+    except Exception:
+        return
 
 
 # ---- custom resources: the project's Lambda handlers, run in this process instead of a Lambda container ---------

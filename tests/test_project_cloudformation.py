@@ -150,6 +150,15 @@ def test_approval_rule_targets_the_trigger_lambda():
     assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
     assert pattern["detail"]["ModelApprovalStatus"] == ["Approved", "Rejected"]  # a rejection may roll back
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
+    dlq = {"Fn::GetAtt": ["ApprovalDeadLetterQueue", "Arn"]}
+    assert rule["Targets"][0]["DeadLetterConfig"]["Arn"] == dlq  # events EventBridge could not hand over
+    # EventBridge invokes Lambda asynchronously: a failure inside the trigger is Lambda's to retry and park
+    ((_, failures, _),) = _resources("AWS::Lambda::EventInvokeConfig")
+    assert failures["FunctionName"] == {"Ref": "TriggerFunction"}
+    assert failures["DestinationConfig"]["OnFailure"]["Destination"] == dlq
+    (role,) = [props for name, props, _ in _resources("AWS::IAM::Role") if name == "TriggerFunctionRole"]
+    statements = [st for policy in role["Policies"] for st in policy["PolicyDocument"]["Statement"]]
+    assert any(st["Action"] == "sqs:SendMessage" and st["Resource"] == dlq for st in statements)
 
 
 def test_project_template_takes_what_sagemaker_passes_and_product_offers_it():

@@ -138,13 +138,28 @@ def test_update_keeps_the_code_and_updates_variables(fake, aws, lambdas):
 
 def test_a_bitbucket_500_fails_the_stack_with_the_reason_after_retries(fake, aws, lambdas):
     seed, _, sleeps = lambdas
-    fake.fail[("POST", f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-build")] = [500] * 5
+    fake.fail[("GET", f"/2.0/workspaces/{WORKSPACE}")] = [500] * 5
     assert seed.handler(_event(fake, aws), Context()) == {}
 
     (answer,) = fake.cfn_responses
     assert answer["Status"] == "FAILED"
-    assert "answered 500" in answer["Reason"] and f"{PROJECT}-model-build" in answer["Reason"]
+    assert "answered 500" in answer["Reason"] and f"workspaces/{WORKSPACE}" in answer["Reason"]
     assert sleeps == [1.0, 2.0, 4.0, 8.0]  # 5 attempts, exponential backoff
+
+
+def test_a_post_the_server_may_have_carried_out_is_not_sent_again(fake, aws, lambdas):
+    """A 502 to a POST that created the repository (or started a run) once led to a second POST."""
+    seed, _, sleeps = lambdas
+    create = ("POST", f"/2.0/repositories/{WORKSPACE}/{PROJECT}-model-build")
+    fake.fail[create] = [502]
+    assert seed.handler(_event(fake, aws), Context()) == {}
+    (answer,) = fake.cfn_responses
+    assert answer["Status"] == "FAILED" and "answered 502" in answer["Reason"]
+    assert sum((method, path) == create for method, path, _ in fake.requests) == 1 and sleeps == []
+    fake.fail[create] = [429]  # 429: not carried out, sent again after the wait
+    fake.cfn_responses.clear()
+    seed.handler(_event(fake, aws), Context())
+    assert fake.cfn_responses[-1]["Status"] == "SUCCESS" and sleeps == [1.0]
 
 
 def test_429_is_retried_after_retry_after(fake, aws, lambdas):
@@ -171,9 +186,11 @@ def test_delete_is_idempotent_and_keeps_repositories_by_default(fake, aws, lambd
     seed.handler(_event(fake, aws, "Delete"), Context())
     assert len(fake.repositories) == 2  # DeleteRepositories=false: the team's code stays
 
+    gone = aws.replace(":secret:bitbucket", ":secret:deleted-before-the-stack")  # the secret need not be read
+    seed.handler(_event(fake, gone, "Delete"), Context())
     for _ in range(2):
         seed.handler(_event(fake, aws, "Delete", DeleteRepositories="true"), Context())
-    assert [r["Status"] for r in fake.cfn_responses] == ["SUCCESS"] * 4
+    assert [r["Status"] for r in fake.cfn_responses] == ["SUCCESS"] * 5
     assert fake.repositories == {} and fake.projects == {}
 
 

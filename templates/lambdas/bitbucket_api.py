@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -106,6 +107,9 @@ class Bitbucket:
             data, headers["Content-Type"] = _multipart(form)
         elif body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        # a POST that may have been carried out (a 5xx, a timeout) is not sent again: a second pipeline run or
+        # commit would follow; 429 (not carried out) and a connection that never opened are retried
+        repeatable = method != "POST"
         for attempt in range(1, self.attempts + 1):
             try:
                 with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method), timeout=30) as r:
@@ -115,10 +119,12 @@ class Bitbucket:
                 status, text, retry_after = error.code, error.read().decode(errors="replace"), error.headers
                 if status == 404 and missing_ok:
                     return None
-                if status not in RETRY_STATUSES or not self._may_retry(attempt, retry_after.get("Retry-After")):
+                retry = status in RETRY_STATUSES and (repeatable or status == 429)
+                if not retry or not self._may_retry(attempt, retry_after.get("Retry-After")):
                     raise BitbucketError(method, path, status, text) from None
             except (urllib.error.URLError, TimeoutError) as error:
-                if not self._may_retry(attempt, None):
+                unsent = isinstance(getattr(error, "reason", None), ConnectionRefusedError | socket.gaierror)
+                if not (repeatable or unsent) or not self._may_retry(attempt, None):
                     raise BitbucketError(method, path, 0, str(error)) from None
             LOG.warning("Bitbucket %s %s: retry %d of %d", method, path, attempt, self.attempts - 1)
         raise AssertionError("unreachable")

@@ -45,6 +45,10 @@ def handler(event: dict, context: Any) -> dict:
         f"{properties.get('BitbucketWorkspace', 'unknown')}/{properties.get('ProjectName', 'unknown')}"
     )
     try:
+        if event["RequestType"] == "Delete" and not _deletes_repositories(properties):
+            LOG.info("DeleteRepositories is not true: the Bitbucket repositories are kept")
+            respond(event, physical_id, "SUCCESS", data={})  # no secret needed: a deleted one never blocks it
+            return {}
         deadline = time.monotonic() + (context.get_remaining_time_in_millis() - _SAFETY_MS) / 1000
         secret = load_secret(properties["SecretArn"])
         api = Bitbucket(secret, deadline=deadline)
@@ -164,9 +168,13 @@ def _environments(api: Bitbucket, path: str) -> dict[str, str]:
     return uuids
 
 
+def _deletes_repositories(props: Mapping[str, Any]) -> bool:
+    return str(props.get("DeleteRepositories", "false")).lower() == "true"
+
+
 def delete(api: Bitbucket, props: Mapping[str, Any]) -> dict[str, str]:
     """Delete the repositories and the project only when asked to; a missing one is fine (idempotent)."""
-    if str(props.get("DeleteRepositories", "false")).lower() != "true":
+    if not _deletes_repositories(props):
         LOG.info("DeleteRepositories is not true: the Bitbucket repositories are kept")
         return {}
     workspace, project = props["BitbucketWorkspace"], props["ProjectName"]

@@ -146,6 +146,11 @@ def stage_definitions(
     version = next((v for v in registry.list_versions(group) if v.identifier == model_arn), None)
     if version is None:
         raise InvalidParameterError(f"Model package {model_arn} is no version of model package group {group!r}.")
+    if version.status is not ApprovalStatus.APPROVED:  # e.g. rejected while a production step waited for its click
+        raise InvalidParameterError(
+            f"Model package {model_arn} is {version.status.value}, not Approved: only an approved version is "
+            f"deployed. Approve it, or deploy the latest approved version of {group!r} (forecaster deploy resolve)."
+        )
     bodies = {}
     with sdk.sdk_environment(region, validate_role=False) as resolved:
         for key in STAGE_PIPELINES:
@@ -171,7 +176,14 @@ def deploy_stack(cloudformation: Any, stack: str, template: dict, tags: Mapping[
         "TemplateBody": json.dumps(template),
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
-    exists = _exists(cloudformation, stack)
+    status = _status(cloudformation, stack)
+    if status == "ROLLBACK_COMPLETE":  # a first create that failed: the stack cannot be updated, only replaced
+        cloudformation.delete_stack(StackName=stack)
+        cloudformation.get_waiter("stack_delete_complete").wait(
+            StackName=stack, WaiterConfig={"Delay": delay, "MaxAttempts": 720}
+        )
+        status = None
+    exists = status is not None
     try:
         if exists:
             cloudformation.update_stack(**request)
@@ -189,12 +201,14 @@ def deploy_stack(cloudformation: Any, stack: str, template: dict, tags: Mapping[
     return cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
 
 
-def _exists(cloudformation: Any, stack: str) -> bool:
+def _status(cloudformation: Any, stack: str) -> str | None:
+    """The stack's status, None when it does not exist (any other error, e.g. access denied, is raised)."""
     try:
-        cloudformation.describe_stacks(StackName=stack)
-    except cloudformation.exceptions.ClientError:
-        return False
-    return True
+        return cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except cloudformation.exceptions.ClientError as error:
+        if "does not exist" in str(error):
+            return None
+        raise
 
 
 def _failures(cloudformation: Any, stack: str) -> str:
