@@ -21,9 +21,14 @@ def declared_strings(module) -> dict[str, str]:
     return {name: value for name, value in vars(module).items() if name.isupper() and isinstance(value, str)}
 
 
+#: declared values that are also plain words of other things: the channel names ``train`` (the ``train``
+#: sub-command, split's ``train/`` output) and ``validation`` (the validation rows' count in metadata.json); what is
+#: a channel reads the constant, which the grep below cannot tell apart
+COMMON_WORDS = {"train", "validation"}
+
 FACTS = {
     **{f"checks.contract.{n}": v for n, v in declared_strings(checks_contract).items()},
-    **{f"container.layout.{n}": v for n, v in declared_strings(layout).items()},
+    **{f"container.layout.{n}": v for n, v in declared_strings(layout).items() if v not in COMMON_WORDS},
     **{
         f"contract.{n}": getattr(contract, n)
         for n in ("FORECASTS_FILE", "ORDERS_FILE", "DEFAULT_QUANTILES_ENV", "MODEL_PACKAGE_ENV")

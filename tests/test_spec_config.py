@@ -160,3 +160,20 @@ def test_invalid_hyperparameters_are_named(values, message):
 
 def test_toolkit_hyperparameters_are_ignored():
     assert TrainConfig.from_hyperparameters({"sagemaker_program": "train.py"}) == TrainConfig()
+
+
+def test_min_data_in_leaf_above_lightgbms_int32_is_refused():
+    """LightGBM reads an int32: 4294967396 ran as 100 and 1e20 as 1661992959, each with a success."""
+    assert TrainConfig.from_hyperparameters({"min_data_in_leaf": str(2**31 - 1)}).min_data_in_leaf == 2**31 - 1
+    expected = r"'min_data_in_leaf' parameter .* range \[1, 2147483647\]. Got '4294967396'"
+    with pytest.raises(InvalidParameterError, match=expected):
+        TrainConfig.from_hyperparameters({"min_data_in_leaf": "4294967396"})
+
+
+def test_a_validation_window_as_long_as_the_data_is_named_with_what_sets_it():
+    """A horizon of 120 on 90 days said 'covers 0 days' and pointed at min_history_days / validation_days."""
+    from forecaster.training_rows import origins
+
+    expected = r"leaves 0 days before the validation window of the last 120 days \(horizon=120\)"
+    with pytest.raises(DataValidationError, match=expected):
+        origins(-31, TrainConfig(horizon=120))

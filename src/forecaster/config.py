@@ -31,7 +31,7 @@ HYPERPARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "quantile_num_leaves": [Interval(int, 2, 131072)],
     "quantile_bagging_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "quantile_feature_fraction": [Interval(float, 0.0, 1.0, closed="right")],
-    "min_data_in_leaf": [Interval(int, 1, None)],
+    "min_data_in_leaf": [Interval(int, 1, 2**31 - 1)],  # LightGBM reads an int32: a larger one wrapped around
     "feature_fraction": [Interval(float, 0.0, 1.0, closed="right")],
     "lambda_l2": [Interval(float, 0.0, None)],
     "max_bin": [Interval(int, 2, 65535)],

@@ -32,8 +32,9 @@ class Interval:
     def describe(self) -> str:
         left = "[" if self.closed in ("both", "left") and self.low is not None else "("
         right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        shown = str if self.kind is int else "{:g}".format  # an int bound as written: 2147483647, not 2.14748e+09
+        low = "-inf" if self.low is None else shown(self.low)
+        high = "inf" if self.high is None else shown(self.high)
         return f"{'an int' if self.kind is int else 'a float'} in the range {left}{low}, {high}{right}"
 
     def coerce(self, value: Any) -> Any:

@@ -197,10 +197,13 @@ def origins(last_day: int, config: TrainConfig) -> np.ndarray:
     """
     candidates = np.arange(config.min_history_days - 1, last_day, config.origin_stride)[::-1]
     if candidates.size == 0:
+        window = config.resolved_validation_days
+        why = f"validation_days={config.validation_days}" if config.validation_days else f"horizon={config.horizon}"
         raise DataValidationError(
-            f"The training data covers {max(last_day + 1, 0)} days before the validation window; at least "
-            f"{config.min_history_days + 1} are needed (min_history_days={config.min_history_days}). "
-            "Provide a longer history or lower min_history_days / validation_days."
+            f"The training data leaves {max(last_day + 1, 0)} days before the validation window of the last {window} "
+            f"days ({why}); at least {config.min_history_days + 1} are needed (min_history_days="
+            f"{config.min_history_days}). Provide a longer history, or lower min_history_days, validation_days "
+            "or horizon."
         )
     return candidates
 

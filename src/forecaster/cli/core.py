@@ -217,7 +217,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     """``train --hosts N``: the training job of N hosts on this machine, then its model copied to --model-dir."""
     import shutil
 
-    from forecaster.container.layout import ContainerTree
+    from forecaster.container.layout import TRAIN_CHANNEL, ContainerTree
     from forecaster.container.local_job import run_hosts_job
     from forecaster.errors import HostError, InvalidParameterError
     from forecaster.io import atomic_directory, json_text
@@ -226,7 +226,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
         raise InvalidParameterError("--hosts trains on --data's partitions; --validation and --spec are single-host.")
     jobs = Path(f"{args.model_dir}.hosts")
     shutil.rmtree(jobs, ignore_errors=True)
-    results = run_hosts_job(jobs, hyperparameters, {"train": args.data}, args.hosts)
+    results = run_hosts_job(jobs, hyperparameters, {TRAIN_CHANNEL: args.data}, args.hosts)
     for host, result in results.items():
         print(f"--- {host} (exit {result.returncode}): {jobs / host}", file=sys.stderr)
         sys.stderr.writelines(line for line in result.stderr.splitlines(True) if " forecaster." in line)

@@ -33,6 +33,12 @@ FIRST_HOST = "algo-1"
 #: checkpoints there when the folder exists.
 DEFAULT_CHECKPOINT_DIR = f"{DEFAULT_BASE_DIR}/checkpoints"
 
+#: The training data's channel; the SDK's default channel name (``estimator.fit("s3://...")``, ModelTrainer's
+#: examples) is read as it.
+TRAIN_CHANNEL, TRAIN_CHANNEL_ALIASES = "train", ("training",)
+#: The optional held-out days' channel (single-host jobs only).
+VALIDATION_CHANNEL = "validation"
+
 # ---- what the training toolkit exports (``SM_*``) ----------------------------------------------------------------
 CHANNELS_ENV = "SM_CHANNELS"
 CHANNEL_ENV_PREFIX = "SM_CHANNEL_"

@@ -81,6 +81,20 @@ class JobEnvironment:
         )
 
 
+def _train_channel(job: JobEnvironment) -> Path:
+    """The training data's folder: the ``train`` channel (or the SDK's default name for it, ``training``)."""
+    for name in (layout.TRAIN_CHANNEL, *layout.TRAIN_CHANNEL_ALIASES):
+        folder = job.channels.get(name)
+        if folder is not None and folder.exists():
+            return folder
+    received = ", ".join(f"{name!r}" + ("" if path.exists() else " (no folder)") for name, path in job.channels.items())
+    raise DataValidationError(
+        f"The required input channel {layout.TRAIN_CHANNEL!r} is missing (received: {received or 'no channel'}): "
+        f"configure a channel named {layout.TRAIN_CHANNEL!r} (InputDataConfig / ModelTrainer input_data_config) "
+        "holding CSV, Parquet or Excel files."
+    )
+
+
 def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]:
     """Train from the job's channels into its model dir; return the validation metrics.
 
@@ -92,12 +106,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
     from forecaster.training import fit_artifact
 
     config = TrainConfig.from_hyperparameters(job.hyperparameters)
-    train_dir = job.channels.get("train")
-    if train_dir is None or not train_dir.exists():
-        raise DataValidationError(
-            "The required input channel 'train' is missing: configure a channel named 'train' "
-            "(InputDataConfig / ModelTrainer input_data_config) holding CSV, Parquet or Excel files."
-        )
+    train_dir = _train_channel(job)
     spec_file = bundled_spec(train_dir)
     if cluster is not None:  # a sharded channel hands spec.json to one host: every host takes the one found
         spec_file = hosts.shared_spec(cluster, spec_file)
@@ -106,7 +115,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
         logger.info("dataset spec from %s", spec_file)
     else:
         spec = resolve_spec(config.spec)
-    validation_dir = job.channels.get("validation")
+    validation_dir = job.channels.get(layout.VALIDATION_CHANNEL)
     if validation_dir is not None:
         train, validation = (read_table(path, spec.csv, spec.text_columns) for path in (train_dir, validation_dir))
         scores = fit_artifact(
@@ -168,6 +177,12 @@ def main() -> int:
 def _train(job: JobEnvironment) -> int:
     try:
         if len(job.hosts) > 1:
+            if layout.VALIDATION_CHANNEL in job.channels:  # each host would train a model of its own
+                raise DataValidationError(
+                    f"The {layout.VALIDATION_CHANNEL!r} channel needs a single-host job (InstanceCount=1); this job "
+                    f"has {len(job.hosts)} hosts, which would each train a model of their own. Drop the channel (the "
+                    "hosts then hold out the last validation_days of the training data together) or run one instance."
+                )
             hosts.train_on_hosts(job, run)
         else:
             run(job)

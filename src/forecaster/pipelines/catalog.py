@@ -27,6 +27,7 @@ from forecaster.checks.contract import (
     STATISTICS_FILE,
 )
 from forecaster.config import TrainConfig
+from forecaster.container.layout import TRAIN_CHANNEL
 from forecaster.contract import (
     FORECASTS_FILE,
     HORIZON_RANGE,
@@ -137,7 +138,7 @@ BUILD = PipelineSpec(
         StepSpec(
             "Train",
             "training",
-            inputs={"train": "step:Split/train"},
+            inputs={TRAIN_CHANNEL: "step:Split/train"},
             outputs=("model",),
             instance=("TrainingInstanceType", "TrainingInstanceCount"),
             settings={

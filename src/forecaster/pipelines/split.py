@@ -36,7 +36,7 @@ from forecaster.io import atomic_directory, write_table
 from forecaster.params import coerce
 from forecaster.partitions import Partition, map_partitions, partitions, shared_series, whole_table, write_partition
 from forecaster.spec import DatasetSpec
-from forecaster.training import check_trainable
+from forecaster.trainable import check_trainable
 
 logger = logging.getLogger(__name__)
 
