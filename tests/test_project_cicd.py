@@ -78,6 +78,7 @@ def ci_env(fake_aws, moto_url, tmp_path):
         "BITBUCKET_BUILD_NUMBER": "7",
         "BITBUCKET_STEP_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
         "AWS_OIDC_ROLE_ARN": ROLES["BuildRole.Arn"],
+        "PIP_INDEX_URL": "https://pypi.example.internal/simple",  # a secured repository variable
     }
     token.write_text(env["BITBUCKET_STEP_OIDC_TOKEN"])
     import boto3
@@ -259,3 +260,17 @@ def test_one_model_through_the_stages_rollback_and_reapproval(emptied, ci_env, t
     registry.approve(PROJECT, second.version, "fixed the data, re-approved")
     _deploy(repos["deploy"], ci_env, second.identifier)
     assert deployed(ci_env) == {"staging": second.identifier, "production": second.identifier}
+
+
+def test_a_step_without_the_package_index_stops_before_pip_runs(tmp_path):
+    """Without PIP_INDEX_URL, pip took forecaster==0.1.0 from PyPI: an unrelated package's setup.py, in CI."""
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # a step's environment without PIP_INDEX_URL
+    for repo in repos.values():
+        text = (repo / "bitbucket-pipelines.yml").read_text()
+        lines = [line for line in text.splitlines() if "pip install" in line]
+        assert lines and all("${PIP_INDEX_URL:?" in line for line in lines)
+        script = f"set -eo pipefail\n{PIP_STUB}{lines[0].strip().removeprefix('- ')}"
+        done = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and "PIP_INDEX_URL is not set" in done.stderr, done.stderr
+        assert "pip install" not in done.stdout  # stopped before pip ran

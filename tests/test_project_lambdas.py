@@ -283,3 +283,32 @@ def test_the_trigger_secret_left_empty_fails_saying_what_to_put_in_it(aws, lambd
     empty = boto3.client("secretsmanager").create_secret(Name="trigger", SecretString=json.dumps({"token": ""}))
     with pytest.raises(ValueError, match=r"non-empty \"token\".*deploy repository \(scope Pipelines: Write\)"):
         bitbucket_api.load_secret(empty["ARN"])
+
+
+def test_cleanup_stops_a_running_build_before_deleting_its_pipeline(monkeypatch):
+    """SageMaker refuses to delete a pipeline with a running execution; the refusal was taken for 'already gone'."""
+    import boto3
+    from botocore.stub import Stubber
+
+    monkeypatch.syspath_prepend(str(LAMBDAS))
+    import cleanup_deployments
+
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    name = f"{PROJECT}-model-build"
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/{name}/execution/abc123"
+    summaries = [
+        {"PipelineExecutionArn": arn, "PipelineExecutionStatus": "Executing"},
+        {"PipelineExecutionArn": arn.replace("abc123", "old"), "PipelineExecutionStatus": "Succeeded"},
+    ]
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "list_pipeline_executions", {"PipelineExecutionSummaries": summaries}, {"PipelineName": name}
+        )
+        stubber.add_response("describe_pipeline_execution", {"PipelineExecutionStatus": "Executing"})
+        stubber.add_response("stop_pipeline_execution", {"PipelineExecutionArn": arn})
+        stubber.add_response("describe_pipeline_execution", {"PipelineExecutionStatus": "Stopping"})
+        stubber.add_response("describe_pipeline_execution", {"PipelineExecutionStatus": "Stopped"})
+        stubber.add_response("delete_pipeline", {}, {"PipelineName": name})
+        stubber.add_client_error("list_pipeline_executions", "ResourceNotFound", "Pipeline gone does not exist")
+        assert cleanup_deployments.delete_pipelines(client, [name, "gone"], deadline=1e12, poll=0) == [name]
+        stubber.assert_no_pending_responses()

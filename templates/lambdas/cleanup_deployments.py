@@ -12,6 +12,7 @@ DeleteModelVersions ("true"/"false").
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -53,18 +54,50 @@ def delete_stacks(cloudformation: Any, names: list[str], deadline: float, poll: 
     return deleted
 
 
-def delete_pipelines(sagemaker: Any, names: list[str]) -> list[str]:
-    """Delete the pipelines that exist (outside any stack: the build repository upserts its own); return them."""
+#: pipeline execution states that keep SageMaker from deleting the pipeline
+_RUNNING = ("Executing", "Stopping")
+
+
+def delete_pipelines(sagemaker: Any, names: list[str], deadline: float, poll: float = 5.0) -> list[str]:
+    """Delete the pipelines that exist (outside any stack: the build repository upserts its own); return them.
+
+    SageMaker deletes a pipeline only when none of its executions runs: running ones are stopped first (a build
+    that went on would register a model version after the versions were deleted, and the group's deletion fail).
+    """
     deleted = []
     for name in names:
         try:
+            _stop_executions(sagemaker, name, deadline, poll)
             sagemaker.delete_pipeline(PipelineName=name)
+        except sagemaker.exceptions.ResourceNotFound:
+            continue
         except sagemaker.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("ResourceNotFound", "ValidationException"):
+            if "does not exist" in str(error):  # ValidationException, as some endpoints answer for a missing one
                 continue
             raise
         deleted.append(name)
     return deleted
+
+
+def _token(arn: str) -> str:
+    """An idempotency token of the stop request: letters and digits (SageMaker's pattern), the same for one ARN."""
+    return "cleanup" + hashlib.sha256(arn.encode()).hexdigest()[:40]
+
+
+def _stop_executions(sagemaker: Any, name: str, deadline: float, poll: float) -> None:
+    running = [
+        execution["PipelineExecutionArn"]
+        for page in sagemaker.get_paginator("list_pipeline_executions").paginate(PipelineName=name)
+        for execution in page["PipelineExecutionSummaries"]
+        if execution.get("PipelineExecutionStatus") in _RUNNING
+    ]
+    for arn in running:
+        if sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Executing":
+            sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=_token(arn))
+        while sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] in _RUNNING:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {arn} of pipeline {name} is still stopping")
+            time.sleep(poll)
 
 
 def delete_model_versions(sagemaker: Any, group: str) -> int:
@@ -89,7 +122,7 @@ def handler(event: dict, context: Any) -> dict:
             deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - _SAFETY_S
             deleted = delete_stacks(boto3.client("cloudformation"), list(properties["Stacks"]), deadline)
             data["DeletedStacks"] = ",".join(deleted)
-            pipelines = delete_pipelines(boto3.client("sagemaker"), list(properties.get("Pipelines", [])))
+            pipelines = delete_pipelines(boto3.client("sagemaker"), list(properties.get("Pipelines", [])), deadline)
             data["DeletedPipelines"] = ",".join(pipelines)
             if properties.get("DeleteModelVersions", "true") == "true":
                 count = delete_model_versions(boto3.client("sagemaker"), properties["ModelPackageGroup"])
