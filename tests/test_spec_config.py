@@ -150,7 +150,7 @@ def test_hyperparameters_accept_raw_and_json_encoded_strings():
         ({"refit": "maybe"}, "'refit' parameter of train must be a bool"),
         ({"objective": "mse"}, "among {'tweedie', 'poisson', 'regression'}"),
         ({"learning_rate": "0"}, "range \\(0, 1\\]"),
-        ({"num_leafs": "31"}, "Unknown parameter 'num_leafs'"),
+        ({"num_leafs": "31"}, "Unknown parameter 'num_leafs' for train. Did you mean 'num_leaves'?"),
     ],
 )
 def test_invalid_hyperparameters_are_named(values, message):

@@ -8,6 +8,7 @@ the constraint's type first, with explicit boolean parsing. Errors read
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -170,7 +171,9 @@ def validate_params(
     """Validate and convert every entry of ``values``; unknown names are rejected with the valid ones listed."""
     unknown = sorted(set(values) - set(constraints))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(constraints), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise InvalidParameterError(
-            f"Unknown parameter {unknown[0]!r} for {caller}. Valid parameters: {', '.join(sorted(constraints))}."
+            f"Unknown parameter {unknown[0]!r} for {caller}.{hint} Valid parameters: {', '.join(sorted(constraints))}."
         )
     return {name: coerce(name, value, constraints[name], caller) for name, value in values.items()}
