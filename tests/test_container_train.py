@@ -181,3 +181,15 @@ def test_a_gap_between_the_training_and_validation_channels_is_refused(tmp_path,
     valid = synthetic_frame[synthetic_frame.date > last - pd.Timedelta(days=7)]
     base, result = _job(tmp_path, train, name="sales.parquet", spec=synthetic_spec.to_dict(), validation=valid)
     _assert_failed(base, result, "10 days after the training data ends")
+
+
+def test_a_relative_spec_file_is_found_in_the_train_channel(tmp_path, history_frame, synthetic_spec):
+    """``spec=store.json`` was looked for in the job's working directory (code/) only."""
+    base, result = _job(tmp_path, history_frame, {**FAST, "spec": "store.json"})
+    _assert_failed(base, result, "store.json does not exist")
+    (tmp_path / "data" / "store.json").write_text(json.dumps(synthetic_spec.to_dict()))
+    hyperparameters = {**FAST, "spec": "store.json"}
+    base = write_job_tree(tmp_path / "again" / "opt" / "ml", hyperparameters, {"train": tmp_path / "data"})
+    result = run_training_job(base, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((base / "model" / "feature_schema.json").read_text())["spec"] == synthetic_spec.to_dict()

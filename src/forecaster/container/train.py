@@ -81,6 +81,17 @@ class JobEnvironment:
         )
 
 
+def _spec_path(value: str, train_dir: Path) -> str | Path:
+    """The ``spec`` hyperparameter, or the train channel's file of that relative name.
+
+    Taken from the channel when the job's working directory (``/opt/ml/code``) has no such file.
+    """
+    path = Path(value)
+    if value.endswith(".json") and not path.is_absolute() and not path.is_file() and (train_dir / path).is_file():
+        return train_dir / path
+    return value
+
+
 def _train_channel(job: JobEnvironment) -> Path:
     """The training data's folder: the ``train`` channel (or the SDK's default name for it, ``training``)."""
     for name in (layout.TRAIN_CHANNEL, *layout.TRAIN_CHANNEL_ALIASES):
@@ -114,7 +125,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
         spec = DatasetSpec.from_json(spec_file)
         logger.info("dataset spec from %s", spec_file)
     else:
-        spec = resolve_spec(config.spec)
+        spec = resolve_spec(_spec_path(config.spec, train_dir))
     validation_dir = job.channels.get(layout.VALIDATION_CHANNEL)
     if validation_dir is not None:
         train, validation = (read_table(path, spec.csv, spec.text_columns) for path in (train_dir, validation_dir))
