@@ -156,6 +156,9 @@ def order_lines(
     lines["shelf_life_days"] = items.shelf_life_days[ordering]
     lines["service_level"] = level
     lines["stock_considered"] = stock is not None
+    shown_units = ["expected_demand", "target_units", "stock_counted", "stock_not_counted"]
+    lines[shown_units] = lines[shown_units].round(3)  # a person reads them: 11.802, not 11.802234649658203
+    lines["service_level"] = lines["service_level"].round(4)
     return lines
 
 
