@@ -91,8 +91,7 @@ class HostSetup:
             )
         data_config = config_dir / layout.INPUT_DATA_CONFIG_FILE
         channels = json.loads(data_config.read_text()) if data_config.is_file() else {}
-        train = next((c for c in (layout.TRAIN_CHANNEL, *layout.TRAIN_CHANNEL_ALIASES) if c in channels), None)
-        sharded = channels.get(train, {}).get("S3DistributionType") == SHARDED
+        sharded = channels.get(layout.train_channel(channels), {}).get("S3DistributionType") == SHARDED
         ordered = tuple(sorted(hosts))
         return cls(
             current_host=current_host,

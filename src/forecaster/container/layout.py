@@ -10,7 +10,7 @@ This module imports nothing of the package.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,14 @@ DEFAULT_CHECKPOINT_DIR = f"{DEFAULT_BASE_DIR}/checkpoints"
 #: The training data's channel; the SDK's default channel name (``estimator.fit("s3://...")``, ModelTrainer's
 #: examples) is read as it.
 TRAIN_CHANNEL, TRAIN_CHANNEL_ALIASES = "train", ("training",)
+
+
+def train_channel(names: Iterable[str]) -> str | None:
+    """The name among ``names`` the training data arrives under: ``train``, else the SDK's default ``training``."""
+    given = set(names)
+    return next((name for name in (TRAIN_CHANNEL, *TRAIN_CHANNEL_ALIASES) if name in given), None)
+
+
 #: The optional held-out days' channel (single-host jobs only).
 VALIDATION_CHANNEL = "validation"
 

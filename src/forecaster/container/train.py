@@ -94,10 +94,9 @@ def _spec_path(value: str, train_dir: Path) -> str | Path:
 
 def _train_channel(job: JobEnvironment) -> Path:
     """The training data's folder: the ``train`` channel (or the SDK's default name for it, ``training``)."""
-    for name in (layout.TRAIN_CHANNEL, *layout.TRAIN_CHANNEL_ALIASES):
-        folder = job.channels.get(name)
-        if folder is not None and folder.exists():
-            return folder
+    name = layout.train_channel(name for name, folder in job.channels.items() if folder.exists())
+    if name is not None:
+        return job.channels[name]
     received = ", ".join(f"{name!r}" + ("" if path.exists() else " (no folder)") for name, path in job.channels.items())
     raise DataValidationError(
         f"The required input channel {layout.TRAIN_CHANNEL!r} is missing (received: {received or 'no channel'}): "

@@ -114,13 +114,12 @@ def resolve_parameters(
     params = {name: _typed(pipeline, name, value) for name, value in {**defaults, **given}.items()}
     notes: list[str] = []
     registering = [s.settings["group"] for s in pipeline.steps if s.kind == "register" and "group" in s.settings]
-    for name in registering:  # --group names the group a build registers in, as its parameter does
-        if group is not None and name in given and str(given[name]) != group:
+    for name in registering if group is not None else ():  # --group names the group a build registers in
+        if name in given and str(given[name]) != group:
             raise InvalidParameterError(
                 f"--group {group!r} and --param {name}={given[name]} name two model package groups; give one."
             )
-        if group is not None:
-            params[name] = group
+        params[name] = group
     inputs = _input_params(pipeline)
     resolved = RESOLVED.get(key, ())
     partly = [name for name in resolved if name not in given] if set(resolved) & set(given) else []
