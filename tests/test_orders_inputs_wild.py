@@ -290,3 +290,20 @@ def test_the_defaults_csv_entry_pins_how_the_inputs_are_written(tmp_path):
     assert line["stock_counted"] == 1200 and line["order_units"] == 0
     with pytest.raises(InvalidParameterError, match=r"'csv.decimal' entry of the .* must be one of"):
         OrderDefaults.from_dict({"csv": {"decimal": ";"}})
+
+
+def test_a_stock_row_repeated_exactly_is_counted_and_named_in_a_warning(tmp_path, caplog):
+    path = tmp_path / "stock.csv"
+    rows = {"store_id": ["S1", "S1", "S1"], "item_id": ["a", "a", "a"], "stock_date": ["2024-06-03"] * 3}
+    pd.DataFrame({**rows, "on_hand_units": [5, 5, 3]}).to_csv(path, index=False)
+    one = forecasts(stores=("S1",), items=("a",))
+    with caplog.at_level(logging.WARNING, logger="forecaster.orders_inputs"):
+        lines = order_lines(one, stock=path)
+    assert lines["stock_counted"].iat[0] == 13  # buckets of the same series add up, copies included
+    assert "1 stock row(s) at" in caplog.text and "stock.csv row 2, column 'on_hand_units' repeats" in caplog.text
+    assert "stock.csv row 1, column 'on_hand_units'" in caplog.text and "exported twice" in caplog.text
+    caplog.clear()
+    pd.DataFrame({**rows, "on_hand_units": [5, 4, 3]}).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="forecaster.orders_inputs"):
+        order_lines(one, stock=path)
+    assert "repeat an earlier row" not in caplog.text  # buckets that differ are stock, not copies

@@ -216,8 +216,25 @@ def read_stock(
                 f"before the order day {order_date.date()}; remove expired stock from the drop."
             )
     check_known(stock, series, on, "stock")
+    _warn_repeated_rows(stock, on, units, days_left, path)
     index = _series_index(stock, series, on)
     return np.column_stack([index, units, np.where(np.isnan(days_left), np.inf, days_left)])
+
+
+def _warn_repeated_rows(stock: pd.DataFrame, on: list[str], units: np.ndarray, days_left: np.ndarray, path: Any) -> None:
+    """Log stock rows that repeat an earlier row exactly (a drop exported twice would count its stock twice)."""
+    rows = stock[on].astype(str).assign(_units=units, _days_left=np.nan_to_num(days_left, nan=np.inf))
+    repeated = np.flatnonzero(rows.duplicated().to_numpy())
+    if not repeated.size:
+        return
+    row = int(repeated[0])
+    first = int(np.flatnonzero((rows.iloc[:row] == rows.iloc[row]).all(axis=1).to_numpy())[0])
+    logger.warning(
+        "%d stock row(s) at %s repeat an earlier row exactly, e.g. %s repeats %s (%s): each is counted as stock "
+        "of its own. Remove the copies if the drop was exported twice.",
+        repeated.size, path, _where(stock["_file"].iat[row], int(stock["_row"].iat[row]) - 1, STOCK_UNITS),
+        _where(stock["_file"].iat[first], int(stock["_row"].iat[first]) - 1, STOCK_UNITS), label(stock.iloc[row], on),
+    )  # fmt: skip
 
 
 def read_open_orders(
