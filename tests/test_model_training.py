@@ -344,3 +344,19 @@ def test_the_point_and_the_quantile_boosters_sample_their_own_share_of_columns(t
     config = train_config.replace(feature_fraction=0.3, quantile_feature_fraction=0.7)
     assert booster_params(config, "mean")["feature_fraction"] == 0.3
     assert {booster_params(config, q)["feature_fraction"] for q in ("q10", "q50", "q90")} == {0.7}
+
+
+def test_too_few_rows_for_min_data_in_leaf_are_named_in_a_warning_and_a_small_value_trains(
+    tmp_path, history_frame, synthetic_spec, train_config, caplog
+):
+    few = history_frame[history_frame["store_id"] == history_frame["store_id"].iloc[0]]
+    few = few[few["item_id"] == few["item_id"].iloc[0]]
+    config = dataclasses.replace(train_config, min_data_in_leaf=500, num_boost_round=3, quantile_num_boost_round=3)
+    with caplog.at_level("WARNING", logger="forecaster.training"):
+        fit_artifact(few, synthetic_spec, config, tmp_path / "m")
+    assert "a split needs 2 x min_data_in_leaf = 1000" in caplog.text and "Lower min_data_in_leaf" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="forecaster.training"):
+        fit_artifact(few, synthetic_spec, dataclasses.replace(config, min_data_in_leaf=5), tmp_path / "m2")
+    assert "min_data_in_leaf" not in caplog.text  # below LightGBM's Dataset default of 20: was a LightGBMError
+    assert (tmp_path / "m2" / "model_mean.txt").exists()

@@ -207,7 +207,12 @@ def fit_boosters(
     ``checkpoint``, finished boosters are loaded from it, an interrupted one resumes, and each is saved as it
     trains (:mod:`forecaster.checkpoints`).
     """
-    dataset_params = {"max_bin": config.max_bin, "verbosity": -1, "num_threads": config.resolved_threads}
+    dataset_params = {
+        "max_bin": config.max_bin,
+        "min_data_in_leaf": config.min_data_in_leaf,  # the bins' pre-filter; LightGBM's 20 refused a smaller value
+        "verbosity": -1,
+        "num_threads": config.resolved_threads,
+    }
     dataset_params.update(network or {})
     power = POINT_LOSS_POWER.get(config.objective, config.tweedie_variance_power)
     train_set = _LabelledSet(train, schema, lgb.Dataset(

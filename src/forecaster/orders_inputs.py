@@ -221,7 +221,9 @@ def read_stock(
     return np.column_stack([index, units, np.where(np.isnan(days_left), np.inf, days_left)])
 
 
-def _warn_repeated_rows(stock: pd.DataFrame, on: list[str], units: np.ndarray, days_left: np.ndarray, path: Any) -> None:
+def _warn_repeated_rows(
+    stock: pd.DataFrame, on: list[str], units: np.ndarray, days_left: np.ndarray, path: Any
+) -> None:
     """Log stock rows that repeat an earlier row exactly (a drop exported twice would count its stock twice)."""
     rows = stock[on].astype(str).assign(_units=units, _days_left=np.nan_to_num(days_left, nan=np.inf))
     repeated = np.flatnonzero(rows.duplicated().to_numpy())

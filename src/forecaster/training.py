@@ -255,6 +255,12 @@ def _fit(
     checkpoints: Checkpoints | None = None,
 ) -> tuple[ForecastModel, dict[str, int]]:
     """Fit phase: the boosters, each stopping early on the held-out window; the rounds each one used."""
+    if len(fit_rows.y) < 2 * config.min_data_in_leaf:  # no tree can split: every forecast of a booster is one value
+        logger.warning(
+            "The early-stopping fit has %d training rows; a split needs 2 x min_data_in_leaf = %d, so the trees "
+            "cannot split and the forecasts will barely depend on the features. Lower min_data_in_leaf (e.g. to "
+            "%d) or give more history.", len(fit_rows.y), 2 * config.min_data_in_leaf, max(1, len(fit_rows.y) // 20),
+        )  # fmt: skip
     network = cluster.lightgbm_params() if cluster is not None else None
     checkpoint = checkpoints.stage("fit") if checkpoints else None
     with Progress(config, "fit") as progress:
