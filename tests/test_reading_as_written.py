@@ -15,7 +15,7 @@ import pytest
 from forecaster.cli.main import main
 from forecaster.errors import DataValidationError
 from forecaster.io import read_table
-from forecaster.spec import DatasetSpec
+from forecaster.spec import DatasetSpec, parse_days
 from forecaster.synth import generate
 
 FAST = ["--hp", "num_boost_round=10", "--hp", "quantile_num_boost_round=5", "--hp", "num_leaves=7"]
@@ -119,6 +119,31 @@ def test_local_timestamps_across_a_daylight_saving_change_give_each_rows_local_d
     assert spec.validate_frame(typed)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
     midnight = frame.assign(date=[f"{d.date()}T00:00:00Z" for d in dates])  # midnight UTC: the day as written
     assert spec.validate_frame(midnight)["date"].tolist() == list(pd.date_range("2024-03-29", "2024-04-02"))
+
+
+@pytest.mark.parametrize(
+    ("zone", "dates"),
+    [
+        ("Pacific/Auckland", pd.date_range("2024-01-01", periods=6)),  # summer, UTC+13: 11:00Z the day before
+        ("Pacific/Auckland", pd.date_range("2024-06-01", periods=6)),  # winter, UTC+12: 12:00Z the day before
+        ("Pacific/Auckland", pd.date_range("2024-03-28", periods=10)),  # across the change: 11:00Z, then 12:00Z
+        ("America/New_York", pd.date_range("2024-03-08", periods=6)),  # 05:00Z, then 04:00Z: the same date
+        ("Pacific/Honolulu", pd.date_range("2024-01-01", periods=6)),  # UTC-10: 10:00Z, the same date
+    ],
+)
+def test_local_midnights_stored_in_utc_keep_their_local_day(zone, dates):
+    instants = pd.Series(dates).dt.tz_localize(zone).dt.tz_convert("UTC")
+    assert parse_days(instants).tolist() == list(dates)  # a Parquet timestamp in UTC
+    text = instants.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert parse_days(text).tolist() == list(dates)  # the same instants written as text
+
+
+def test_utc_instants_at_noon_or_at_varying_times_keep_one_day_each():
+    noon = pd.Series(pd.date_range("2024-01-01", periods=6).strftime("%Y-%m-%dT12:00:00Z"))
+    read = parse_days(noon)
+    assert read.is_unique and (read.diff().dropna() == pd.Timedelta(days=1)).all()  # was rounded 1, 2, 2, 4, 4, 6
+    events = pd.Series(["2024-01-01T15:30:00Z", "2024-01-02T09:10:00Z", "2024-01-03T23:59:00Z"])
+    assert parse_days(events).tolist() == list(pd.date_range("2024-01-01", periods=3))  # events: the UTC date
 
 
 def test_a_bad_value_in_a_folder_of_files_is_reported_with_its_file_and_row_there(tmp_path, coded):

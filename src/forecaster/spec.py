@@ -323,9 +323,8 @@ def parse_days(values: pd.Series, date_format: str | None = None) -> pd.Series:
     """Dates or timestamps (ISO, or ``date_format``) as days, each row's local wall-clock day; NaT where none.
 
     A UTC offset is dropped, not converted: ``2024-03-31T00:00+02:00`` is 31 March, also across a daylight-saving
-    change (where the offsets differ from row to row). A UTC instant (offset ``Z`` / ``+00:00``, or a Parquet
-    timestamp in UTC) counts on the nearest midnight: Spark in a session east or west of Greenwich stores a local
-    midnight as ``22:00Z`` or ``04:00Z`` (``2024-05-15T22:00Z`` is Stockholm's 16 May).
+    change (where the offsets differ from row to row). UTC instants (offset ``Z`` / ``+00:00``, or a Parquet
+    timestamp in UTC) are read by :func:`_utc_days`.
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
@@ -340,8 +339,29 @@ def parse_days(values: pd.Series, date_format: str | None = None) -> pd.Series:
         parsed = pd.to_datetime(text, errors="coerce", format=date_format or "ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    days = parsed.dt.normalize().where(~utc.to_numpy(), parsed.dt.round("D"))
+    days = parsed.dt.normalize()
+    if utc.any():
+        days = days.where(~utc.to_numpy(), _utc_days(parsed[utc.to_numpy()]))
     return days.astype("datetime64[ns]")
+
+
+def _utc_days(instants: pd.Series) -> pd.Series:
+    """The days of a column's UTC instants: local midnights of one time zone, or else the UTC date.
+
+    Spark in a session east or west of Greenwich stores a local midnight as ``22:00Z`` / ``23:00Z`` (Stockholm,
+    summer / winter: the next UTC day's date) or ``04:00Z`` / ``05:00Z`` (New York: the same date). When every
+    instant of the column is at one or two times of day at most an hour apart (a zone and its daylight-saving
+    time), they are such midnights: from 11:00Z on, a zone east of Greenwich and the next day's date (New Zealand,
+    UTC+12 / +13, stores ``12:00Z`` / ``11:00Z``; UTC-11 is a few Pacific islands); before, a zone west of it and
+    the same date (Hawaii, UTC-10: ``10:00Z``). Instants at other times are events, read on their UTC date.
+    Decided for the column, not row by row: rounding each row to the nearest midnight moved ``12:00Z`` back and
+    forth.
+    """
+    times = (instants - instants.dt.normalize()).dropna().unique()
+    hour = pd.Timedelta(hours=1)
+    if 0 < len(times) <= 2 and max(times) - min(times) <= hour and max(times) >= 11 * hour:
+        return instants.dt.normalize() + pd.Timedelta(days=1)
+    return instants.dt.normalize()
 
 
 def _parse_dates(values: pd.Series, column: str, kind: str, date_format: str | None) -> pd.Series:
