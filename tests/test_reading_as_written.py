@@ -95,6 +95,11 @@ def test_a_dot_thousand_does_not_outvote_a_decimal_comma_and_alone_is_read_with_
         frame = read_table(tmp_path / "alone.csv", text=("item_id",))
     assert frame["units"].astype(float).tolist() == [1.2, 2.5]
     assert "could be 1200 (a thousands dot) or 1.2" in caplog.text and '"csv": {"decimal": ","}' in caplog.text
+    (tmp_path / "whole.csv").write_text("item_id;units\nbanana;1.031\napple;724\npear;2.005\n", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="forecaster.dialect"):  # 724 beside 1.031: a thousands dot
+        assert read_table(tmp_path / "whole.csv")["units"].astype(float).tolist() == [1031.0, 724.0, 2005.0]
+    assert "thousands dot" not in caplog.text
     (tmp_path / "kilos.csv").write_text("item_id;units\nbanana;1.200\napple;0.25\n", encoding="utf-8")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="forecaster.dialect"):

@@ -49,6 +49,8 @@ _GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
 _POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
 #: a number a decimal-comma locale reads as thousands (``1.200`` = 1200) and a decimal-point one as 1.2
 _DOT_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
+#: a whole number of 100 or more without a thousands mark: beside ``1.031`` in a column, the dot groups thousands
+_HUNDREDS = re.compile(r"[-+]?[1-9]\d{2}")
 
 
 @dataclass(frozen=True)
@@ -158,16 +160,25 @@ def _decimal(lines: list[str], sep: str) -> tuple[str, str, bool]:
     does not vote.
     """
     comma = point = ambiguous = 0
+    grouped_columns: set[int] = set()  # columns with a value like 1.200
+    hundreds_columns: set[int] = set()  # columns with a whole number of three or more digits, like 724
     for row in csv.reader(lines[1:], delimiter=sep):
-        for value in row:
+        for column, value in enumerate(row):
             value = value.strip()
             thousands = sep == "," and COMMA_THOUSANDS.fullmatch(value)
             comma += bool(COMMA_NUMBER.fullmatch(value)) and not thousands
             grouped = sep != "," and bool(_DOT_THOUSANDS.fullmatch(value))  # 1.200: 1200 or 1.2?
             ambiguous += grouped
             point += bool(_POINT_NUMBER.fullmatch(value)) and not grouped
+            if grouped:
+                grouped_columns.add(column)
+            elif _HUNDREDS.fullmatch(value):
+                hundreds_columns.add(column)
     quoted = ' quoted as "1,5"' if sep == "," else ""
     votes = f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
+    if ambiguous and not (comma or point) and grouped_columns & hundreds_columns:
+        # 724 beside 1.031 in one column: whole numbers written with a thousands dot (724 and 1.031 kg is unlikely)
+        return ",", votes + f"; {ambiguous} like 1.200 beside whole numbers like 724 in one column: thousands", False
     if ambiguous:
         votes += f"; {ambiguous} like 1.200 (a thousands dot or a decimal point) do not vote"
     return ("," if comma > point else "."), votes, bool(ambiguous) and not (comma or point)
