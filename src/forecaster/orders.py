@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.contract import SERVICE_LEVELS
+from forecaster.days import parse_days
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.io import read_table, write_table
 from forecaster.order_defaults import OrderDefaults
@@ -27,7 +28,6 @@ from forecaster.orders_inputs import (
     read_stock,
 )
 from forecaster.params import coerce
-from forecaster.spec import parse_days
 from forecaster.tables import check_unique
 
 logger = logging.getLogger(__name__)

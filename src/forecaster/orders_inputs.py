@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.days import parse_days
 from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import NON_NEGATIVE, WEEKDAYS, OrderDefaults, entry_constraint, parse_weekday
 from forecaster.params import Interval
-from forecaster.spec import parse_days
 from forecaster.tables import discover, read_fragment
 
 logger = logging.getLogger(__name__)

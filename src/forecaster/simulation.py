@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.days import parse_days
 from forecaster.errors import DataValidationError, shown
 from forecaster.order_defaults import OrderDefaults
 from forecaster.order_items import read_item_master
@@ -29,7 +30,6 @@ from forecaster.replenishment import (
     rule_of_thumb_policy,
     simulate,
 )
-from forecaster.spec import parse_days
 from forecaster.tables import check_unique
 
 logger = logging.getLogger(__name__)
