@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from forecaster.cli.main import main
+from forecaster.days import parse_days
 from forecaster.errors import DataValidationError
 from forecaster.io import read_table
-from forecaster.spec import DatasetSpec, parse_days
+from forecaster.spec import DatasetSpec
 from forecaster.synth import generate
 
 FAST = ["--hp", "num_boost_round=10", "--hp", "quantile_num_boost_round=5", "--hp", "num_leaves=7"]
@@ -250,3 +251,23 @@ def test_training_data_that_cannot_teach_a_model_is_refused_clearly(coded, tmp_p
     with pytest.raises(DataValidationError, match=r"In the validation data \(validation channel\): .*no column"):
         fit_artifact(history, spec, config, tmp_path / "v", validation=history.drop(columns="discount"))
     assert not any((tmp_path / name).exists() for name in ("zero", "inf", "v"))
+
+
+def test_quotes_escaped_as_spark_writes_them_keep_the_value_whole(tmp_path):
+    lines = ["store_id,item_id,date,units_sold", 'S1,"Tomaten \\"Cherry\\", rot",2024-01-01,3', "S1,apple,2024-01-01,4"]
+    (tmp_path / "part-00000-c000.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame = read_table(tmp_path / "part-00000-c000.csv", text=("store_id", "item_id"))
+    assert frame["item_id"].tolist() == ['Tomaten "Cherry", rot', "apple"]  # was read with S1 gone, columns shifted
+    assert frame["store_id"].tolist() == ["S1", "S1"] and frame["units_sold"].tolist() == [3, 4]
+
+
+def test_a_separator_at_the_end_of_each_line_is_read_and_a_field_too_many_is_refused(tmp_path):
+    text = "store_id;item_id;date;units_sold\nS1;apple;2024-01-01;3;\nS1;pear;2024-01-01;4;\n"
+    (tmp_path / "erp.csv").write_text(text, encoding="utf-8")
+    frame = read_table(tmp_path / "erp.csv", text=("store_id", "item_id"))
+    assert list(frame.columns) == ["store_id", "item_id", "date", "units_sold"]
+    assert frame["units_sold"].tolist() == [3, 4] and frame["store_id"].tolist() == ["S1", "S1"]
+    text = "store_id,item_id,date,units_sold\nS1,apple,2024-01-01,3,9\nS1,pear,2024-01-01,4\n"
+    (tmp_path / "shifted.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataValidationError, match=r"shifted\.csv .*line 2 has 5 fields, the header 4 .*'9'"):
+        read_table(tmp_path / "shifted.csv", text=("store_id", "item_id"))

@@ -23,8 +23,10 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import logging
 import re
+import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -136,9 +138,27 @@ def _lines(raw: bytes, encoding: str) -> list[str]:
 
 
 def _field_count(lines: list[str], sep: str) -> int:
-    """Fields per line when the header and every line split into the same number of fields with ``sep``, else 0."""
-    counts = {len(row) for row in csv.reader(lines, delimiter=sep) if row}
-    return counts.pop() if len(counts) == 1 else 0
+    """The header's fields when every line splits into as many with ``sep`` (or one more, empty), else 0.
+
+    An ERP export may end every data line with the separator: ``S1;apple;2024-06-03;4;``.
+    """
+    rows = [row for row in csv.reader(lines, delimiter=sep) if row]
+    width = len(rows[0]) if rows else 0
+    fits = all(len(row) == width or (len(row) == width + 1 and not row[-1].strip()) for row in rows[1:])
+    return width if fits else 0
+
+
+def _escapechar(lines: list[str], sep: str) -> str | None:
+    """A backslash where the sample's quotes in quoted values are escaped by one (Spark's CSV writer), else None.
+
+    Detected when that reading splits every line into the header's fields and the standard one (``""``) does not.
+    """
+    if len(lines) < 2 or not any('\\"' in line for line in lines[1:]):
+        return None
+    width = _field_count(lines[:1], sep)
+    standard = _field_count([lines[0], *lines[1:]], sep)
+    escaped = {len(row) for row in csv.reader(lines[1:], delimiter=sep, escapechar="\\", doublequote=False) if row}
+    return "\\" if not standard and escaped == {width} else None
 
 
 def _separator(lines: list[str]) -> str:
@@ -193,6 +213,8 @@ class Detected:
     how: str
     #: lines before the header (Excel's ``sep=;`` line)
     skip: int = 0
+    #: the character before a quote inside a quoted value (:func:`_escapechar`); None: quotes are doubled
+    escapechar: str | None = None
 
 
 def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
@@ -215,13 +237,44 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
         )  # fmt: skip
     found = "from the spec" if pinned.sep else "from the file's sep= line" if hint else "detected"
     how = f"separator {sep!r} ({found}), decimal mark {decimal!r} ({votes}), encoding {encoding} ({encoding_how})"
-    return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None))
+    escapechar = _escapechar(lines, sep)
+    if escapechar:
+        how += ', quotes inside values escaped as \\" (detected)'
+    return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None), escapechar=escapechar)
 
 
-def _read(path: Path, bom: int, options: dict[str, Any]) -> pd.DataFrame:
-    with _opener(path)(path, "rb") as stream:
+def _read(path: Path, bom: int, options: dict[str, Any]) -> tuple[pd.DataFrame, bool]:
+    """The file's rows, and whether a line had more fields than the header (pandas dropped them)."""
+    with _opener(path)(path, "rb") as stream, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
         stream.read(bom)  # pandas would keep a mark that its encoding does not expect
-        return pd.read_csv(stream, **{"compression": None, **options})
+        frame = pd.read_csv(stream, **{"compression": None, **options})
+    widened = any(w.category is pd.errors.ParserWarning and "Length of header" in str(w.message) for w in caught)
+    return frame, widened
+
+
+def _check_extra_fields(path: Path, bom: int, options: dict[str, Any]) -> None:
+    """Refuse a line with more fields than the header unless the extra ones are empty (a separator at line end).
+
+    Raises:
+        ValueError: naming the line (the caller names the file).
+    """
+    escape = {"escapechar": options["escapechar"], "doublequote": False} if options.get("escapechar") else {}
+    with _opener(path)(path, "rb") as raw:
+        raw.read(bom)
+        text = io.TextIOWrapper(raw, encoding=options["encoding"], errors="replace", newline="")
+        rows = csv.reader(text, delimiter=options["sep"], **escape)
+        for _ in range(int(options.get("skiprows") or 0)):
+            next(rows, None)
+        width = len(next(rows, []))
+        for row in rows:
+            if len(row) > width and any(field.strip() for field in row[width:]):
+                raise ValueError(
+                    f"line {rows.line_num} has {len(row)} fields, the header {width} (the extra value: "
+                    f"{row[width][:40]!r}). A value holds the separator {options['sep']!r} without quotes, or its "
+                    'quotes are escaped in a way the sample did not show (\\" as Spark writes them, or ""); export '
+                    "the file again with every text value quoted"
+                )
 
 
 def _comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
@@ -248,17 +301,23 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     found = detect(path, pinned)
     dialect = found.dialect
     options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
+    options.setdefault("index_col", False)  # a line with a field more than the header: no index, checked below
+    if found.escapechar:
+        options.update(escapechar=found.escapechar, doublequote=False)
     if found.skip:
         options.setdefault("skiprows", found.skip)
     how = found.how
     try:
-        frame = _read(path, found.bom, options)
+        frame, widened = _read(path, found.bom, options)
     except UnicodeDecodeError:
         if (pinned and pinned.encoding) or "encoding" in kwargs or dialect.encoding != "utf-8":
             raise
         dialect = replace(dialect, encoding=_FALLBACK_ENCODING)  # UTF-8 in the sample, not further on
         how = how.replace("encoding utf-8 (detected", f"encoding {_FALLBACK_ENCODING} (detected: not UTF-8")
-        frame = _read(path, found.bom, {**options, "encoding": dialect.encoding})
+        options["encoding"] = dialect.encoding
+        frame, widened = _read(path, found.bom, options)
+    if widened:
+        _check_extra_fields(path, found.bom, options)
     if options["decimal"] == ",":
         dtypes = options.get("dtype")
         frame = _comma_numbers(frame, {c for c, t in dtypes.items() if t is str} if isinstance(dtypes, dict) else set())
