@@ -252,3 +252,17 @@ def test_raw_data_with_a_spec_does_not_profile_the_date_column(tmp_path):
     assert main(["check", "data-quality", *inputs, "--out", str(tmp_path / "v2")]) == 0
     violations = json.loads((tmp_path / "v2" / "constraint_violations.json").read_text())["violations"]
     assert "date" in {v["feature_name"] for v in violations}
+
+
+def test_an_output_directory_that_is_or_holds_an_input_is_refused_before_anything_is_written(tmp_path, capsys):
+    pd.DataFrame({"a": [1.0, 2.0, 3.0] * 5}).to_csv(tmp_path / "data.csv", index=False)
+    base = tmp_path / "base"
+    assert main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'data.csv'}", "--out", str(base)]) == 0
+    written = {p.name: p.read_bytes() for p in base.iterdir()}
+    inputs = ["--input", f"baseline={base}", "--input", f"dataset={tmp_path / 'data.csv'}"]
+    rc = main(["check", "data-quality", *inputs, "--out", str(base)])  # would have deleted constraints.json
+    assert rc == 2 and "overlaps --input baseline" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in base.iterdir()} == written
+    rc = main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'data.csv'}", "--out", str(tmp_path)])
+    assert rc == 2 and "overlaps --input dataset" in capsys.readouterr().err  # the input file lies in --out
+    assert (tmp_path / "data.csv").exists()

@@ -161,3 +161,37 @@ def test_cli_evaluate_joins_zero_padded_codes_of_a_csv_with_the_truth(tmp_path):
     args = ["evaluate", "--input", f"predictions={tmp_path / 'pred.csv'}", "--input"]
     assert main([*args, f"truth={tmp_path / 'truth.parquet'}", "--out", str(out)]) == 0
     assert json.loads((out / "evaluation.json").read_text())["dataset"]["item_count"] == len(truth)
+
+
+def test_actuals_given_twice_that_differ_or_that_are_text_are_refused_naming_the_row(caplog):
+    pred, truth = _frames(n_series=2, days=3)
+    columns = {"id_cols": ["store_id", "item_id"], "time_col": "date", "target_col": "units_sold"}
+    same = evaluation.evaluate(pred, pd.concat([truth, truth], ignore_index=True), **columns)
+    assert same == evaluation.evaluate(pred, truth, **columns)  # the same export twice: one row each
+    other = pd.concat([truth, truth.assign(units_sold=truth["units_sold"] * 10 + 1)], ignore_index=True)
+    with pytest.raises(DataValidationError, match=r"truth have more than one row for store_id=S0.*keep one actual"):
+        evaluation.evaluate(pred, other, **columns)  # the last copy won silently
+    text = truth.astype({"units_sold": object})
+    text.loc[4, "units_sold"] = "abc"
+    with pytest.raises(DataValidationError, match=r"truth's row 5: the actual 'abc' is not a number"):
+        evaluation.evaluate(pred, text, **columns)
+    unknown = truth.astype({"units_sold": float})
+    unknown.loc[unknown.index[:4], "units_sold"] = np.nan  # not known yet: not scored, and said
+    with caplog.at_level("INFO", logger="forecaster.checks.evaluation"):
+        document = evaluation.evaluate(pred, unknown, **columns)
+    assert document["dataset"]["unmatched_predictions"] == 4 and "2 of 6 predictions have an actual" in caplog.text
+    assert "WARNING" in caplog.text  # under half
+
+
+def test_cli_evaluate_reads_a_forecast_folder_without_its_skipped_series(tmp_path):
+    pred, truth = _frames()
+    truth.to_parquet(tmp_path / "truth.parquet")
+    folder = tmp_path / "forecasts"  # what `forecaster forecast` writes when a series was not forecast
+    folder.mkdir()
+    pred.to_csv(folder / "forecasts.csv", index=False)
+    pd.DataFrame({"store_id": ["S99"], "item_id": ["I1"], "reason": ["inactive"]}).to_csv(
+        folder / "skipped_series.csv", index=False
+    )
+    args = ["evaluate", "--input", f"predictions={folder}", "--input", f"truth={tmp_path / 'truth.parquet'}"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert len(pd.read_csv(tmp_path / "out" / "evaluation.csv")) == len(pred)

@@ -115,3 +115,19 @@ def test_check_reads_the_ground_truth_with_the_spec_and_reports_coverage_on_days
     assert coverage["p10"] > coverage["p10_sold"]  # every zero day counts as below P10
     statistics = json.loads((tmp_path / "out" / "statistics.json").read_text())
     assert statistics["forecast_metrics"]["overall"]["coverage"]["p90_sold"] == coverage["p90_sold"]
+
+
+def test_a_constrained_metric_that_cannot_be_computed_is_a_violation():
+    """All-zero actuals make WAPE NaN (and constant ones R2): the gate passed them as if they were within bounds."""
+    baseline = {
+        "regression_metrics": {m: {"value": 2.0, "standard_deviation": 0.1} for m in ("mae", "mse", "rmse", "r2")},
+        "forecast_metrics": {"overall": {"wape": 0.3}},
+    }
+    constraints = model_quality.suggest_constraints(baseline)
+    current = json.loads(json.dumps(baseline))
+    current["regression_metrics"]["r2"]["value"] = "NaN"
+    current["forecast_metrics"]["overall"]["wape"] = float("nan")
+    violations = model_quality.check(current, constraints)["violations"]
+    assert {v["metric_name"] for v in violations} == {"r2", "wape"}
+    assert all("could not be computed" in v["description"] for v in violations)
+    assert model_quality.check(baseline, constraints) == {"violations": []}

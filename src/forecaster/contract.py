@@ -43,6 +43,8 @@ POINT_COLUMN = "mean"
 FORECASTS_FILE = "forecasts.csv"
 #: Order proposals file that postprocess writes next to the forecasts (checks reading a forecasts folder skip it).
 ORDERS_FILE = "order_proposals.csv"
+#: The series not forecast, beside the forecasts (``skipped_series-P.csv`` per partition; checks skip them too).
+SKIPPED_FILE = "skipped_series.csv"
 #: Run record of a local pipeline run, ``<workdir>/run.json``: parameters and each step's status and reason.
 RUN_FILE = "run.json"
 #: Demand quantile an order proposal covers when nobody says otherwise (and the range a caller may ask for).

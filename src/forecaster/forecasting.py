@@ -20,6 +20,7 @@ from forecaster.contract import (
     ORDERS_FILE,
     POINT_COLUMN,
     QUANTILE_COLUMNS,
+    SKIPPED_FILE,
 )
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
 from forecaster.features import FeatureSet, build_features
@@ -35,7 +36,6 @@ from forecaster.totals import GroupTotals
 logger = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = (*QUANTILE_COLUMNS, POINT_COLUMN)  # a transform line: the quantiles, then the point forecast
-SKIPPED_FILE = "skipped_series.csv"
 #: why a series is not forecast (the ``reason`` column of ``skipped_series.csv``)
 SKIP_REASONS = {
     "ended": "in the history but not in the future frame (no longer planned)",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from forecaster import metrics
-from forecaster.contract import MEDIAN_COLUMN, ORDERS_FILE, POINT_COLUMN, QUANTILE_COLUMNS
+from forecaster.contract import MEDIAN_COLUMN, ORDERS_FILE, POINT_COLUMN, QUANTILE_COLUMNS, SKIPPED_FILE
+from forecaster.days import parse_days
 from forecaster.errors import DataValidationError, shown
 from forecaster.io import read_table, table_files
-from forecaster.spec import parse_days
 from forecaster.tables import check_unique
 
 #: Rows needed before ``standard_deviation`` is estimated (as Model Monitor does); below it is the string "NaN".
@@ -29,6 +30,8 @@ MIN_ROWS_FOR_STD = 200
 STD_REPEATS = 20
 STD_FRACTION = 0.8
 _QUANTILE_COLUMN = re.compile(r"^p(\d{1,2})$")
+
+logger = logging.getLogger(__name__)
 
 
 def quantile_columns(columns: pd.Index | list[str]) -> dict[str, float]:
@@ -48,9 +51,12 @@ def read_forecasts(path: Path, text: tuple[str, ...] = ()) -> pd.DataFrame:
     """
     if not Path(path).is_dir():
         return read_table(path, text=text)
-    files = [file for file in table_files(path) if file.name != ORDERS_FILE]
+    skipped = Path(SKIPPED_FILE).stem  # skipped_series.csv, or skipped_series-P.csv of a partition
+    files = [file for file in table_files(path) if file.name != ORDERS_FILE and not file.stem.startswith(skipped)]
     if not files:
-        raise DataValidationError(f"{path} holds no forecast table (only {ORDERS_FILE}); point at postprocess' output.")
+        raise DataValidationError(
+            f"{path} holds no forecast table (only {ORDERS_FILE} or {SKIPPED_FILE}); point at the forecasts' folder."
+        )
     return pd.concat([read_table(file, text=text) for file in files], ignore_index=True)
 
 
@@ -93,24 +99,42 @@ def join_predictions(
     keep = [*id_cols, time_col, target_col]
     if campaign_col and campaign_col in truth.columns:
         keep.append(campaign_col)
-    right = _normalise_keys(truth[keep], id_cols, time_col, date_format).rename(columns={target_col: "y"})
+    right = _normalise_keys(truth[keep], id_cols, time_col, date_format, "truth").rename(columns={target_col: "y"})
     if campaign_col and campaign_col in right.columns:
         right = right.rename(columns={campaign_col: "campaign"})
         right["campaign"] = pd.to_numeric(right["campaign"], errors="coerce").fillna(0).to_numpy() > 0
-    right = right.drop_duplicates([*id_cols, time_col], keep="last")
+    right["y"] = _actuals(right["y"])
+    right = right[right["y"].notna()].drop_duplicates()  # a day exported twice with the same actual: one row
+    check_unique(right, [*id_cols, time_col], "truth", "keep one actual per series and day (they differ)")
     predicted = predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore")
-    left = _normalise_keys(predicted, id_cols, time_col, date_format)
+    left = _normalise_keys(predicted, id_cols, time_col, date_format, "predictions")
     fix = "keep one forecast per series and day (scoring a row twice would weigh it twice)"
     check_unique(left, [*id_cols, time_col], "predictions", fix)
-    joined = left.merge(right, on=[*id_cols, time_col], how="inner", validate="many_to_one")
-    joined["y"] = pd.to_numeric(joined["y"], errors="coerce")
-    joined = joined[joined["y"].notna()].reset_index(drop=True)
+    joined = left.merge(right, on=[*id_cols, time_col], how="inner", validate="many_to_one").reset_index(drop=True)
     if joined.empty:
         raise DataValidationError(
             f"None of the {len(predictions)} predictions has an actual in the truth data (joined on "
             f"{[*id_cols, time_col]}). Check that the truth covers the forecast dates and uses the same keys."
         )
+    if len(joined) < len(left):
+        logger.log(
+            logging.WARNING if len(joined) < len(left) / 2 else logging.INFO,
+            "%d of %d predictions have an actual in the truth data (%.0f %%): the metrics describe those rows only.",
+            len(joined), len(left), 100 * len(joined) / len(left),
+        )  # fmt: skip
     return joined
+
+
+def _actuals(values: pd.Series) -> pd.Series:
+    """The actuals as floats (missing: NaN, not scored); a value that is text, not a number, raises naming its row."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero((numbers.isna() & values.notna()).to_numpy())
+    if bad.size:
+        raise DataValidationError(
+            f"The truth's row {bad[0] + 1}: the actual {values.iat[bad[0]]!r} is not a number. Give a number, or "
+            "leave the cell empty where the actual is not known yet."
+        )
+    return numbers.astype(float)
 
 
 def _finite_forecasts(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +158,7 @@ def _finite_forecasts(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _normalise_keys(
-    frame: pd.DataFrame, id_cols: list[str], time_col: str, date_format: str | None = None
+    frame: pd.DataFrame, id_cols: list[str], time_col: str, date_format: str | None, what: str
 ) -> pd.DataFrame:
     out = frame.copy()
     for column in id_cols:
@@ -147,8 +171,8 @@ def _normalise_keys(
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         expected = f"dates in the format {date_format!r} or" if date_format else "dates like"
         raise DataValidationError(
-            f"The {time_col!r} column must hold {expected} 2024-05-31. Got {shown(frame[time_col].iat[row])} in row "
-            f"{row + 1} instead."
+            f"The {time_col!r} column of the {what} must hold {expected} 2024-05-31. Got "
+            f"{shown(frame[time_col].iat[row])} in row {row + 1} instead."
         )
     out[time_col] = dates
     return out

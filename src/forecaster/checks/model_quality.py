@@ -95,9 +95,18 @@ def check(evaluation: dict[str, Any], constraints: dict[str, Any]) -> dict[str, 
         if metric not in CONSTRAINED_METRICS:
             continue
         value = metric_value(evaluation, metric)
-        if value is None:
-            continue
         threshold, operator = float(rule["threshold"]), rule["comparison_operator"]
+        if value is None:  # a gate that cannot be evaluated does not pass
+            violations.append(
+                {
+                    "metric_name": metric,
+                    "constraint_check_type": operator,
+                    "description": f"Metric {metric} could not be computed (missing or NaN in the evaluation: WAPE "
+                    "needs actuals that sum above 0, R2 actuals that vary), so it cannot be checked against "
+                    f"'{threshold:.4g}'",
+                }
+            )
+            continue
         broken = value > threshold if operator == GREATER else value < threshold
         if broken:
             std = (evaluation.get("regression_metrics", {}).get(metric) or {}).get("standard_deviation", "NaN")

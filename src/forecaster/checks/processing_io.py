@@ -94,6 +94,29 @@ def check_unknown_inputs(inputs: dict[str, list[Path]], known: Iterable[str], ca
             raise InvalidParameterError(f"Unknown input {name!r} for {caller}. Valid inputs: {', '.join(known)}.")
 
 
-def output_dir(value: str | os.PathLike[str] | None, name: str) -> Path:
-    """Return ``--out`` if given, else the processing default for output ``name``."""
-    return Path(value) if value else default_output(name)
+def output_dir(
+    value: str | os.PathLike[str] | None,
+    name: str,
+    inputs: dict[str, list[Path]] | None = None,
+    caller: str = "forecaster",
+) -> Path:
+    """Return ``--out`` if given, else the processing default for output ``name``.
+
+    The output replaces the directory's contents, so an output that is or holds one of ``inputs`` (by name) is
+    refused before anything is read.
+
+    Raises:
+        InvalidParameterError: naming the input the output would overwrite.
+    """
+    out = Path(value) if value else default_output(name)
+    where = out.resolve()
+    for input_name, paths in (inputs or {}).items():
+        for path in paths:
+            read = Path(path).resolve()
+            if where == read or where in read.parents:
+                label = input_name if input_name.startswith("--") else f"--input {input_name}"
+                raise InvalidParameterError(
+                    f"{caller}: the output directory {out} overlaps {label} ({path}); the output replaces its "
+                    "directory's contents and would delete what it reads. Choose another --out."
+                )
+    return out

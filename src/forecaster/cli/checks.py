@@ -71,10 +71,13 @@ def _path(args: argparse.Namespace, inputs: dict[str, list[Path]], name: str) ->
     return processing_io.input_path(inputs, name, f"forecaster {args.command_path}")
 
 
-def _out(args: argparse.Namespace, name: str) -> Path:
+def _out(args: argparse.Namespace, name: str, inputs: dict[str, list[Path]]) -> Path:
     from forecaster.checks import processing_io
 
-    return processing_io.output_dir(args.out, name)
+    read = {key: paths for key, paths in inputs.items()}
+    if getattr(args, "model_dir", None):
+        read["--model-dir"] = [args.model_dir]
+    return processing_io.output_dir(args.out, name, read, f"forecaster {args.command_path}")
 
 
 def _names(text: str) -> list[str]:
@@ -89,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     jobs.run_evaluate(
         _path(args, inputs, "predictions"),
         _path(args, inputs, "truth"),
-        _out(args, "evaluation"),
+        _out(args, "evaluation", inputs),
         spec=jobs.load_dataset_spec(args.spec, args.model_dir),
         seed=args.seed,
     )
@@ -102,7 +105,7 @@ def _baseline_data_quality(args: argparse.Namespace) -> int:
     inputs = _inputs(args, ("dataset",))
     jobs.run_baseline_data_quality(
         _path(args, inputs, "dataset"),
-        _out(args, "baseline"),
+        _out(args, "baseline", inputs),
         model_dir=args.model_dir,
         categorical=_names(args.categorical),
         spec=_data_spec(args),
@@ -119,7 +122,7 @@ def _check_data_quality(args: argparse.Namespace) -> int:
     violations = jobs.run_check_data_quality(
         _path(args, inputs, "baseline"),
         _path(args, inputs, "dataset"),
-        _out(args, "violations"),
+        _out(args, "violations", inputs),
         model_dir=args.model_dir,
         categorical=_names(args.categorical),
         spec=_data_spec(args),
@@ -131,7 +134,9 @@ def _baseline_model_quality(args: argparse.Namespace) -> int:
     from forecaster.checks import jobs
 
     inputs = _inputs(args, ("evaluation",))
-    jobs.run_baseline_model_quality(_path(args, inputs, "evaluation"), _out(args, "baseline"), tolerance=args.tolerance)
+    jobs.run_baseline_model_quality(
+        _path(args, inputs, "evaluation"), _out(args, "baseline", inputs), tolerance=args.tolerance
+    )
     return 0
 
 
@@ -143,7 +148,7 @@ def _check_model_quality(args: argparse.Namespace) -> int:
         _path(args, inputs, "baseline"),
         _path(args, inputs, "predictions"),
         _path(args, inputs, "truth"),
-        _out(args, "violations"),
+        _out(args, "violations", inputs),
         spec=jobs.load_dataset_spec(args.spec, args.model_dir),
         seed=args.seed,
     )
@@ -157,7 +162,7 @@ def _check_attribution_drift(args: argparse.Namespace) -> int:
     violations = jobs.run_attribution_drift(
         _path(args, inputs, "baseline"),
         _path(args, inputs, "current"),
-        _out(args, "violations"),
+        _out(args, "violations", inputs),
         threshold=args.threshold,
     )
     return 1 if args.fail_on_violation and violations["violations"] else 0
@@ -173,7 +178,7 @@ def _explain(args: argparse.Namespace) -> int:
     jobs.run_explain(
         model_dir,
         _path(args, inputs, "dataset"),
-        _out(args, "explanations"),
+        _out(args, "explanations", inputs),
         background=background[0] if background else None,
         num_clusters=args.num_clusters,
         max_rows=args.max_rows,
@@ -192,7 +197,7 @@ def _decide(args: argparse.Namespace) -> int:
     directories = processing_io.input_paths(inputs, "violations", "forecaster decide-retrain")
     jobs.run_decide(
         directories,
-        _out(args, "decision"),
+        _out(args, "decision", inputs),
         min_drifted_features=args.min_drifted_features,
         max_wape=args.max_wape,
     )
