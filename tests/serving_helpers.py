@@ -25,6 +25,15 @@ def _slow_load(cls, model_dir):
 
 
 _model.ForecastModel.load = classmethod(_slow_load)
+_predict = _model.ForecastModel.predict
+
+
+def _slow_predict(self, matrix):
+    time.sleep(float(os.environ.get("FORECASTER_TEST_PREDICT_DELAY", "0")))
+    return _predict(self, matrix)
+
+
+_model.ForecastModel.predict = _slow_predict
 """
 
 
@@ -123,8 +132,13 @@ def start_server(serving_model_dir: Path) -> Iterator:
         Path(server._log.name).unlink(missing_ok=True)
 
 
-def slow_load_env(directory: Path, seconds: float) -> dict[str, str]:
-    """Environment that makes a server's model load take ``seconds`` longer (a sitecustomize in ``directory``)."""
+def slow_load_env(directory: Path, seconds: float, predict_seconds: float = 0.0) -> dict[str, str]:
+    """Environment that makes a server's model load take ``seconds`` longer, and each prediction
+    ``predict_seconds`` (a sitecustomize in ``directory``)."""
     (directory / "sitecustomize.py").write_text(SLOW_LOAD_SITECUSTOMIZE)
     path = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH", "")]))
-    return {"PYTHONPATH": path, "FORECASTER_TEST_LOAD_DELAY": str(seconds)}
+    return {
+        "PYTHONPATH": path,
+        "FORECASTER_TEST_LOAD_DELAY": str(seconds),
+        "FORECASTER_TEST_PREDICT_DELAY": str(predict_seconds),
+    }

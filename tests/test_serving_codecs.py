@@ -110,6 +110,22 @@ def test_jsonlines_by_feature_name_with_labels_and_nulls():
     assert math.isnan(matrix[1, 3])  # unseen label = missing
 
 
+def test_a_category_code_sent_as_a_string_is_a_code_unless_it_is_a_label():
+    numeric = codecs.FeatureLayout(("horizon", "store_id"), {"store_id": ("1", "2", "3", "4")})
+    by_label = codecs.decode_jsonlines(b'{"horizon": 1, "store_id": "2"}', numeric)
+    assert by_label[0, 1] == 1.0  # the label "2" is code 1
+    assert codecs.decode_jsonlines(b'{"horizon": 1, "store_id": 2}', numeric)[0, 1] == 2.0  # a number: a code
+    codes = codecs.decode_jsonlines(b'{"horizon": "1", "lag_0": "2", "discount": "0.5", "store_id": "2"}', LAYOUT)
+    assert codes.tolist() == [[1.0, 2.0, 0.5, 2.0]]  # every number as a string, the code too (was: missing)
+    with pytest.raises(DataValidationError, match="category code"):
+        codecs.decode_jsonlines(b'{"horizon": 1, "lag_0": 2, "discount": 0, "store_id": "7"}', LAYOUT)
+
+
+def test_json_one_record_is_one_row():
+    record = {"horizon": 1, "lag_0": 2, "discount": 3, "store_id": "S003"}
+    assert codecs.decode_json(json.dumps(record).encode(), LAYOUT).tolist() == [[1.0, 2.0, 3.0, 2.0]]
+
+
 def test_json_instances_or_list_and_positional_records():
     record = {"horizon": 1, "lag_0": 2, "discount": 3, "store_id": 0}
     expected = [[1.0, 2.0, 3.0, 0.0], [1.0, 2.0, 3.0, 0.0]]
@@ -131,7 +147,10 @@ def test_json_instances_or_list_and_positional_records():
         (codecs.JSONLINES, b'{"horizon": [1], "lag_0": 1, "discount": 1, "store_id": 0}', "feature 'horizon'"),
         (codecs.JSONLINES, b"[1, 2]", "record 1 has 2 values; the model expects 4"),
         (codecs.JSONLINES, b"3", "record 1 is a int"),
-        (codecs.JSON, b'{"rows": []}', "must be"),
+        (codecs.JSON, b'{"rows": []}', "JSON record 1 has no feature 'horizon'"),  # one record, not a list
+        (codecs.JSON, b"3", "must be"),
+        (codecs.JSON, b'{"horizon": 1}\n{"horizon": 2}', "send it as Content-Type application/jsonlines"),
+        (codecs.JSONLINES, b'{"horizon": "1_000", "lag_0": 1, "discount": 1, "store_id": 0}', "'1_000' is not a num"),
         (codecs.JSON, b"[]", "holds no records"),
         (codecs.JSON, b"", "body is empty"),
         (codecs.JSON, b"[" * 100000, "not valid JSON"),

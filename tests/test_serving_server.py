@@ -243,3 +243,14 @@ def test_a_body_that_cannot_be_read_whole_is_400_not_500_nor_scored(server, feat
     first_row = rows[: rows.index(b"\n") + 1]
     status, body = _raw_exchange(server.port, start + b"Content-Length: %d\r\n\r\n" % len(rows) + first_row)
     assert status == 400 and f"has {len(first_row)} bytes, fewer than its Content-Length" in json.loads(body)["message"]
+
+
+def test_a_request_past_the_worker_timeout_is_logged_naming_the_setting(start_server, tmp_path, feature_rows):
+    """gunicorn's own line says 'Perhaps out of memory?'; the log now names SAGEMAKER_MODEL_SERVER_TIMEOUT."""
+    env = {**slow_load_env(tmp_path, 0.0, predict_seconds=6.0), "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"}
+    server = start_server(env=env, workers=1)
+    assert invoke(server.port, to_csv(feature_rows[:1])).status == 500  # gunicorn stops the worker mid-request
+    deadline = time.monotonic() + 10
+    while "SAGEMAKER_MODEL_SERVER_TIMEOUT" not in server.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "A request ran longer than 2 s (SAGEMAKER_MODEL_SERVER_TIMEOUT)" in server.log_tail()

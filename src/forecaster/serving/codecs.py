@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ from forecaster.serving.media import CSV, JSON, JSONLINES
 
 #: Fields read as a missing value (besides an empty field).
 NA_STRINGS = ("", "nan", "NaN", "NA", "null")
+#: a category code sent as a JSON string (``"2"``): a code when it is no label of the feature
+_WHOLE = re.compile(r"\d+")
 _SHOWN_NAMES = 6
 
 
@@ -236,8 +239,14 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
             )
         for name, vocabulary in vocabularies.items():
             column = layout.names.index(name)
-            if isinstance(values[column], str):
-                values[column] = vocabulary.get(values[column])  # unseen label = missing
+            if isinstance(values[column], str) and (
+                values[column] in vocabulary or not _WHOLE.fullmatch(values[column])
+            ):
+                values[column] = vocabulary.get(values[column])  # a label; unseen label = missing
+        spelled = next((v for v in values if isinstance(v, str) and "_" in v), None)
+        if spelled is not None:  # Python's float() reads "1_000" as 1000; no client means that
+            column = layout.names[values.index(spelled)]
+            raise DataValidationError(f"{what} record {number}, feature {column!r}: {spelled[:40]!r} is not a number.")
         rows.append(values)
     try:
         matrix = np.array(rows, dtype=np.float64)
@@ -296,13 +305,20 @@ def decode_jsonlines(body: bytes, layout: FeatureLayout) -> np.ndarray:
 
 
 def decode_json(body: bytes, layout: FeatureLayout) -> np.ndarray:
-    """Parse ``{"instances": [...]}`` or a list of records into a float64 matrix."""
+    """Parse ``{"instances": [...]}``, a list of records or one record into a float64 matrix."""
     _check_not_empty(body)
-    document = _loads(body, "The JSON body")
-    if isinstance(document, Mapping) and isinstance(document.get("instances"), list):
-        document = document["instances"]
+    try:
+        document = _loads(body, "The JSON body")
+    except DataValidationError as error:
+        if "Extra data" not in str(error):
+            raise
+        raise DataValidationError(
+            f"{error} One JSON object per line is JSON Lines: send it as Content-Type application/jsonlines."
+        ) from None
+    if isinstance(document, Mapping):  # {"instances": [...]}, or one record (a batch transform's SingleRecord)
+        document = document["instances"] if isinstance(document.get("instances"), list) else [document]
     if not isinstance(document, list):
-        raise DataValidationError('The JSON body must be {"instances": [...]} or a list of records.')
+        raise DataValidationError('The JSON body must be {"instances": [...]}, a list of records or one record.')
     return _records_to_matrix(document, layout, "JSON")
 
 

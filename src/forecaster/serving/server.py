@@ -20,7 +20,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from forecaster.container.layout import OMP_THREADS_ENV
+from forecaster.container.layout import MODEL_SERVER_TIMEOUT_ENV, OMP_THREADS_ENV
 from forecaster.serving.environment import ServingEnvironment
 
 logger = logging.getLogger("forecaster.serving")
@@ -41,6 +41,15 @@ def _post_worker_init(worker: Any) -> None:
     worker.wsgi.extensions["forecaster"].start()
 
 
+def _worker_abort(worker: Any) -> None:
+    """Gunicorn hook: a request ran past the worker timeout; name the setting (gunicorn's own line guesses memory)."""
+    worker.log.error(
+        "A request ran longer than %d s (%s): its worker is stopped and the request fails with a 500. Raise %s "
+        "(and the transform's InvocationsTimeoutInSeconds, up to 3600), or send smaller mini-batches "
+        "(MaxPayloadInMB).", worker.cfg.timeout, MODEL_SERVER_TIMEOUT_ENV, MODEL_SERVER_TIMEOUT_ENV,
+    )  # fmt: skip
+
+
 def gunicorn_options(environment: ServingEnvironment) -> dict[str, Any]:
     """Gunicorn settings for ``environment`` (what a ``gunicorn.conf.py`` would hold)."""
     return {
@@ -51,6 +60,7 @@ def gunicorn_options(environment: ServingEnvironment) -> dict[str, Any]:
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "preload_app": False,
         "post_worker_init": _post_worker_init,
+        "worker_abort": _worker_abort,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
