@@ -7,6 +7,7 @@ at a daylight-saving change. Each case below once gave a wrong result or a trace
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pandas as pd
@@ -271,3 +272,18 @@ def test_a_separator_at_the_end_of_each_line_is_read_and_a_field_too_many_is_ref
     (tmp_path / "shifted.csv").write_text(text, encoding="utf-8")
     with pytest.raises(DataValidationError, match=r"shifted\.csv .*line 2 has 5 fields, the header 4 .*'9'"):
         read_table(tmp_path / "shifted.csv", text=("store_id", "item_id"))
+
+
+def test_a_key_that_is_double_in_one_parquet_file_and_int_in_the_next_names_one_series(tmp_path):
+    frame = generate(stores=1, items=2, days=60, seed=0)
+    frame["item_id"] = pd.factorize(frame["item_id"])[0] + 1
+    folder = tmp_path / "sales"
+    folder.mkdir()
+    first = frame["date"] < frame["date"].min() + pd.Timedelta(days=30)
+    frame[first].astype({"item_id": float}).to_parquet(folder / "2024-01.parquet")  # 1.0 after a merge with NaN
+    frame[~first].to_parquet(folder / "2024-02.parquet")
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(folder), "--spec", "default", "--model-dir", str(model), *FAST]) == 0
+    report = json.loads((model / "metadata.json").read_text())["data_report"]
+    assert report["series"] == 2 and report["days"] == 60  # was 4 series of 30 days: '1.0' and '1'
+    assert set(DatasetSpec.preset("default").validate_frame(read_table(folder))["item_id"]) == {"1", "2"}
