@@ -287,3 +287,11 @@ def test_a_key_that_is_double_in_one_parquet_file_and_int_in_the_next_names_one_
     report = json.loads((model / "metadata.json").read_text())["data_report"]
     assert report["series"] == 2 and report["days"] == 60  # was 4 series of 30 days: '1.0' and '1'
     assert set(DatasetSpec.preset("default").validate_frame(read_table(folder))["item_id"]) == {"1", "2"}
+
+
+def test_typed_dates_are_dates_whatever_the_specs_date_format_says(tmp_path):
+    frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=3).date, "units": [1, 2, 3]})
+    frame.to_parquet(tmp_path / "dates.parquet")  # date32: pandas reads datetime.date objects
+    read = read_table(tmp_path / "dates.parquet")
+    assert parse_days(read["date"], "%d.%m.%Y").tolist() == list(pd.date_range("2024-01-01", periods=3))
+    assert parse_days(pd.Series(["02.01.2024"]), "%d.%m.%Y").tolist() == [pd.Timestamp("2024-01-02")]  # text

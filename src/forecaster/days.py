@@ -15,8 +15,11 @@ def parse_days(values: pd.Series, date_format: str | None = None) -> pd.Series:
 
     A UTC offset is dropped, not converted: ``2024-03-31T00:00+02:00`` is 31 March, also across a daylight-saving
     change (where the offsets differ from row to row). UTC instants (offset ``Z`` / ``+00:00``, or a Parquet
-    timestamp in UTC) are read by :func:`_utc_days`.
+    timestamp in UTC) are read by :func:`_utc_days`. Typed dates (Parquet ``date32``, which pandas holds as
+    ``datetime.date`` objects) are dates whatever ``date_format`` says: the format is for text.
     """
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "date":
+        values = pd.to_datetime(values, errors="coerce")
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
         utc = pd.Series(str(getattr(values.dt, "tz", None)) == "UTC", index=values.index)
