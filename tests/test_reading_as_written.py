@@ -295,3 +295,16 @@ def test_typed_dates_are_dates_whatever_the_specs_date_format_says(tmp_path):
     read = read_table(tmp_path / "dates.parquet")
     assert parse_days(read["date"], "%d.%m.%Y").tolist() == list(pd.date_range("2024-01-01", periods=3))
     assert parse_days(pd.Series(["02.01.2024"]), "%d.%m.%Y").tolist() == [pd.Timestamp("2024-01-02")]  # text
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_key_codes_like_na_or_none_stay_text_and_numbers_keep_their_missing_markers(tmp_path, suffix):
+    frame = pd.DataFrame({
+        "store_id": ["NA", "None", "EU"], "item_id": ["n/a", "null", "NaN"], "date": ["2024-01-01"] * 3,
+        "units_sold": ["1", "NA", ""],
+    })  # fmt: skip
+    path = tmp_path / f"sales.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_excel(path, index=False)
+    read = read_table(path, text=("store_id", "item_id"))
+    assert read["store_id"].tolist() == ["NA", "None", "EU"] and read["item_id"].tolist() == ["n/a", "null", "NaN"]
+    assert read["units_sold"].iloc[0] == 1 and read["units_sold"].iloc[1:].isna().all()  # NA: a missing number

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from forecaster.errors import InvalidParameterError
 
@@ -243,6 +244,19 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
     return Detected(CsvDialect(sep, decimal, encoding), bom, how, skip=int(hint is not None), escapechar=escapechar)
 
 
+def text_columns(dtype: Any) -> set[str]:
+    """The columns a ``dtype`` argument of pandas' readers reads as text."""
+    return {column for column, kind in dtype.items() if kind is str} if isinstance(dtype, dict) else set()
+
+
+def na_values(columns: Any, text: set[str]) -> dict[str, list[str]]:
+    """The ``na_values`` of pandas' readers per column: in a ``text`` column only an empty cell is missing.
+
+    A store coded ``NA`` or an item ``None`` stays text; other columns keep pandas' markers (``NA``, ``NULL`` …).
+    """
+    return {column: [""] if column in text else sorted(STR_NA_VALUES) for column in columns}
+
+
 def _read(path: Path, bom: int, options: dict[str, Any]) -> tuple[pd.DataFrame, bool]:
     """The file's rows, and whether a line had more fields than the header (pandas dropped them)."""
     with _opener(path)(path, "rb") as stream, warnings.catch_warnings(record=True) as caught:
@@ -302,6 +316,10 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     dialect = found.dialect
     options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
     options.setdefault("index_col", False)  # a line with a field more than the header: no index, checked below
+    text = text_columns(options.get("dtype"))
+    if text and "na_values" not in kwargs:
+        header = _read(path, found.bom, {**options, "nrows": 0, "usecols": None, "skiprows": found.skip})[0]
+        options.update(keep_default_na=False, na_values=na_values(header.columns, text))
     if found.escapechar:
         options.update(escapechar=found.escapechar, doublequote=False)
     if found.skip:

@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from forecaster.dialect import CsvDialect, header_only, read_csv
+from forecaster.dialect import CsvDialect, header_only, na_values, read_csv
 from forecaster.errors import DataValidationError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -306,7 +306,11 @@ def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> p
                 "sheet, or save each sheet as a file of its own in one folder.",
                 path, book.sheet_names[0], len(book.sheet_names) - 1, ", ".join(book.sheet_names[1:4]),
             )  # fmt: skip
-        return pd.read_excel(book, sheet_name=0, usecols=wanted, dtype=dict.fromkeys(text, str))
+        header = pd.read_excel(book, sheet_name=0, nrows=0).columns
+        return pd.read_excel(
+            book, sheet_name=0, usecols=wanted, dtype=dict.fromkeys(text, str), keep_default_na=False,
+            na_values=na_values(header, set(text)),
+        )  # fmt: skip
 
 
 def read_fragment(
