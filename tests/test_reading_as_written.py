@@ -308,3 +308,16 @@ def test_key_codes_like_na_or_none_stay_text_and_numbers_keep_their_missing_mark
     read = read_table(path, text=("store_id", "item_id"))
     assert read["store_id"].tolist() == ["NA", "None", "EU"] and read["item_id"].tolist() == ["n/a", "null", "NaN"]
     assert read["units_sold"].iloc[0] == 1 and read["units_sold"].iloc[1:].isna().all()  # NA: a missing number
+
+
+def test_a_file_of_a_folder_with_its_target_renamed_is_named_when_training(tmp_path, capsys):
+    frame = generate(stores=2, items=2, days=60, seed=0)
+    folder = tmp_path / "sales"
+    folder.mkdir()
+    for number, (_, rows) in enumerate(frame.groupby("store_id", observed=True), start=1):
+        rows = rows.rename(columns={"units_sold": "qty"}) if number == 2 else rows
+        rows.to_csv(folder / f"group-{number:02d}.csv", index=False)
+    argv = ["train", "--data", str(folder), "--spec", "default", "--model-dir", str(tmp_path / "m"), *FAST]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "history data (file " in err and "group-02.csv) has no column 'units_sold'" in err

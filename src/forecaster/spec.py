@@ -43,7 +43,7 @@ import pandas as pd
 from forecaster.days import parse_days
 from forecaster.dialect import COMMA_NUMBER, COMMA_THOUSANDS, CsvDialect
 from forecaster.errors import DataValidationError, InvalidParameterError, shown
-from forecaster.tables import check_unique, file_without, source_of
+from forecaster.tables import check_unique, file_without, files_of, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class DatasetSpec:
             if self.source:
                 hint += f" (spec in effect: {self.source}; pass --spec to choose another)"
             raise DataValidationError(
-                f"The {kind} data has no column {missing[0]!r} (missing: {missing}). {hint} "
+                f"The {kind} data{files_of(frame)} has no column {missing[0]!r} (missing: {missing}). {hint} "
                 f"Columns found: {list(frame.columns)}."
             )
         if frame.empty:

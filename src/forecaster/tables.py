@@ -378,6 +378,14 @@ def file_without(frame: pd.DataFrame, column: str) -> tuple[str, str] | None:
     return (lacking[0], having[0]) if having and lacking else None
 
 
+def files_of(frame: pd.DataFrame) -> str:
+    """`` (file F)`` or `` (files F and N others)`` of a frame :func:`read_fragments` read; empty if unknown."""
+    files = [path for path, _ in frame.attrs.get(SOURCES_ATTR) or []]
+    if not files:
+        return ""
+    return f" (file {files[0]})" if len(files) == 1 else f" (files {files[0]} and {len(files) - 1} other(s))"
+
+
 def source_of(frame: pd.DataFrame, row: int) -> tuple[str, int] | None:
     """(file, row in that file) of the 1-based ``row`` of a frame :func:`read_fragments` read; None if unknown."""
     sources = frame.attrs.get(SOURCES_ATTR)
