@@ -15,6 +15,7 @@ import pytest
 
 from forecaster.cli.main import main
 from forecaster.days import parse_days
+from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError
 from forecaster.io import read_table
 from forecaster.spec import DatasetSpec
@@ -321,3 +322,19 @@ def test_a_file_of_a_folder_with_its_target_renamed_is_named_when_training(tmp_p
     assert main(argv) == 3
     err = capsys.readouterr().err
     assert "history data (file " in err and "group-02.csv) has no column 'units_sold'" in err
+
+
+def test_a_pinned_decimal_comma_reads_numbers_an_excel_sheet_holds_as_text(tmp_path):
+    frame = pd.DataFrame({"store_id": ["S1", "S1"], "date": ["2024-01-01", "2024-01-02"], "units_sold": ["11,5", "3"]})
+    frame.to_excel(tmp_path / "text.xlsx", index=False)
+    pinned = read_table(tmp_path / "text.xlsx", CsvDialect(decimal=","), text=("store_id",))
+    assert pinned["units_sold"].astype(float).tolist() == [11.5, 3.0]  # the hint said to pin it; it changed nothing
+
+
+def test_a_folder_key_with_leading_zeros_wins_over_the_files_integer(tmp_path):
+    rows = pd.DataFrame({"store_id": [7, 7], "date": ["2024-01-01", "2024-01-02"], "units_sold": [1, 2]})
+    (tmp_path / "sales" / "store_id=007").mkdir(parents=True)
+    rows.to_parquet(tmp_path / "sales" / "store_id=007" / "part-0.parquet")  # the file's own column: int 7
+    (tmp_path / "sales" / "store_id=008").mkdir()
+    rows.drop(columns="store_id").to_parquet(tmp_path / "sales" / "store_id=008" / "part-0.parquet")
+    assert set(read_table(tmp_path / "sales")["store_id"].astype(str)) == {"007", "008"}  # was '7' and '008'

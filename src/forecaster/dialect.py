@@ -291,7 +291,7 @@ def _check_extra_fields(path: Path, bom: int, options: dict[str, Any]) -> None:
                 )
 
 
-def _comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
+def comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
     """Turn ``1,5`` into 1.5 and ``4.800`` into 4800 in the text columns that are mostly numbers (not ``keep``).
 
     pandas leaves a column with one bad value as text: the bad value is then the one the spec's checks report.
@@ -338,7 +338,7 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
         _check_extra_fields(path, found.bom, options)
     if options["decimal"] == ",":
         dtypes = options.get("dtype")
-        frame = _comma_numbers(frame, {c for c, t in dtypes.items() if t is str} if isinstance(dtypes, dict) else set())
+        frame = comma_numbers(frame, {c for c, t in dtypes.items() if t is str} if isinstance(dtypes, dict) else set())
     plain = (dialect.sep, dialect.decimal, dialect.encoding, found.bom) == (",", ".", "utf-8", 0)
     logger.log(logging.DEBUG if plain else logging.INFO, "%s: CSV with %s", path, how)
     return frame

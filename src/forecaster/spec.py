@@ -366,7 +366,10 @@ def _numbers(values: pd.Series, column: str, kind: str, role: str) -> pd.Series:
         if COMMA_THOUSANDS.fullmatch(text):
             hint = " It looks like a thousands separator: write the number without it (1234, not 1,234)."
         elif COMMA_NUMBER.fullmatch(text):
-            hint = ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","}.'
+            hint = (
+                ' It looks like a decimal comma: pin it in the spec, "csv": {"decimal": ","} (it also reads the '
+                "numbers an Excel sheet holds as text)."
+            )
         raise DataValidationError(
             f"The {column!r} column ({role}) of the {kind} data must be numeric. Got dtype {values.dtype} instead, "
             f"with {shown(values.iat[row])} in row {row + 1}; fix or remove that value.{hint}"

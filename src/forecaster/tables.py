@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from forecaster.dialect import CsvDialect, header_only, na_values, read_csv
+from forecaster.dialect import CsvDialect, comma_numbers, header_only, na_values, read_csv
 from forecaster.errors import DataValidationError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -262,7 +262,8 @@ def read_file(
             frame = read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
             return _without_trailing_empty_rows(frame)
         if kind in EXCEL_SUFFIXES:
-            return _without_trailing_empty_rows(_read_excel(path, wanted, text))
+            frame = _without_trailing_empty_rows(_read_excel(path, wanted, text))
+            return comma_numbers(frame, set(text)) if csv is not None and csv.decimal == "," else frame
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
     except (pd.errors.ParserError, UnicodeError, OSError, EOFError, zlib.error, ValueError, pa.ArrowException) as error:
@@ -336,6 +337,7 @@ def read_fragment(
                 f"'{column.iat[row]}' in row {row + 1}. Move the rows to their partition, or drop the column from "
                 "the file (the folder name gives it)."
             )
+        frame[name] = pd.Categorical([value] * len(frame), categories=[value])  # the folder's text: 007, not 7
     return frame
 
 
