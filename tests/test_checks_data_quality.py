@@ -124,7 +124,7 @@ def test_numeric_distance_is_ks_on_the_grid():
     assert 0.1 < data_quality.numeric_distance(only_kll, cur) <= exact + 0.01
 
 
-def test_headerless_rows_named_from_feature_schema(tmp_path):
+def test_headerless_rows_named_from_feature_schema(tmp_path, capsys):
     base = _features(n=500)
     codes = base.assign(store_id=base["store_id"].str[1:].astype(int) - 1)
     model = tmp_path / "model"
@@ -180,6 +180,25 @@ def test_headerless_rows_named_from_feature_schema(tmp_path):
         ("store_id", "missing_column_check")
     ]
     assert (tmp_path / "v" / "feature_drift.json").is_file() and (tmp_path / "v" / "statistics.json").is_file()
+    # a header in another order is read by name (it was read as a data row, columns mapped by position)
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    codes[["lag_7", "horizon", "discount", "temperature", "store_id"]].to_csv(swapped / "features.csv", index=False)
+    inputs = [
+        "--input",
+        f"baseline={tmp_path / 'baseline'}",
+        "--input",
+        f"dataset={swapped}",
+        "--model-dir",
+        str(model),
+    ]
+    assert main(["check", "data-quality", *inputs, "--out", str(tmp_path / "v2"), "--fail-on-violation"]) == 0
+    # another table's file beside the features (preprocess' keys file) is refused, naming it
+    pd.DataFrame({"store_id": ["S1"], "item_id": ["a"], "date": ["2024-01-01"]}).to_csv(
+        swapped / "keys.csv", index=False
+    )
+    assert main(["check", "data-quality", *inputs, "--out", str(tmp_path / "v3")]) == 3
+    assert "keys.csv starts with the header ['store_id', 'item_id', 'date']" in capsys.readouterr().err
 
 
 def test_broken_baseline_is_rejected_with_its_path(tmp_path):

@@ -25,7 +25,9 @@ import pandas as pd
 from forecaster.checks import profile
 from forecaster.checks.contract import CONSTRAINTS_FILE, DEFAULT_DRIFT_THRESHOLD, STATISTICS_FILE
 from forecaster.checks.profile import STRING, Column
+from forecaster.errors import DataValidationError
 from forecaster.io import read_json, read_table, table_files
+from forecaster.serving.codecs import NA_STRINGS
 
 _SCHEMA_TYPES = {"int": profile.INTEGRAL, "float": profile.FRACTIONAL, "category": profile.STRING}
 _MAX_LISTED_VALUES = 5
@@ -47,23 +49,46 @@ def feature_schema_columns(model_dir: str | Path) -> dict[str, str]:
 def load_dataset(path: str | Path, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read a data set; with ``columns`` (from a feature schema) header-less CSV rows get those names.
 
-    A CSV whose first line equals the schema's names is read as having a header. Rows with fewer fields than
-    the schema lack the trailing columns; extra fields are called ``_c<i>`` (Model Monitor's names).
+    A CSV file whose first line names every schema column (in any order) is read by those names; one whose
+    first line is all numbers (or empty fields) is header-less, its fields in schema order: rows with fewer
+    fields lack the trailing columns, extra fields are called ``_c<i>`` (Model Monitor's names). A first line of
+    other names is another table's header (the keys file preprocess writes beside the features) and is refused.
+
+    Raises:
+        DataValidationError: naming the file whose header is not the schema's.
     """
     if not columns:
         return read_table(path)
     names = list(columns)
-    first = table_files(path)[0]
-    if first.suffix.lower() in (".parquet", ".pq"):
+    files = table_files(path)
+    if files[0].suffix.lower() in (".parquet", ".pq"):
         return read_table(path)
-    with open(first, encoding="utf-8", errors="replace") as handle:
-        head = handle.readline().strip().split(",")
-    has_header = head[: len(names)] == names
-    frame = read_table(path, header=0 if has_header else None)
-    if not has_header:
-        width = frame.shape[1]
-        frame.columns = names[:width] + [f"_c{i}" for i in range(len(names), width)]
+    return pd.concat([_schema_csv(file, names) for file in files], ignore_index=True)
+
+
+def _schema_csv(file: Path, names: list[str]) -> pd.DataFrame:
+    with open(file, encoding="utf-8", errors="replace") as handle:
+        head = [field.strip() for field in handle.readline().strip().lstrip("\ufeff").split(",")]
+    if set(names) <= set(head):
+        frame = read_table(file, header=0)
+        return frame[[*names, *(c for c in frame.columns if c not in names)]]
+    if any(field not in NA_STRINGS and _number(field) is None for field in head):
+        raise DataValidationError(
+            f"{file} starts with the header {head[:6]}{' …' if len(head) > 6 else ''}, which does not name the "
+            f"model's features (e.g. {names[:3]}): another table (a keys file beside the features?). Point the "
+            "input at the feature files only, or give them the feature schema's header."
+        )
+    frame = read_table(file, header=None)
+    width = frame.shape[1]
+    frame.columns = names[:width] + [f"_c{i}" for i in range(len(names), width)]
     return frame
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def declared_types(columns: Mapping[str, str] | None, categorical: list[str] | None) -> dict[str, str]:
