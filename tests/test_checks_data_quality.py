@@ -285,3 +285,12 @@ def test_an_output_directory_that_is_or_holds_an_input_is_refused_before_anythin
     rc = main(["baseline", "data-quality", "--input", f"dataset={tmp_path / 'data.csv'}", "--out", str(tmp_path)])
     assert rc == 2 and "overlaps --input dataset" in capsys.readouterr().err  # the input file lies in --out
     assert (tmp_path / "data.csv").exists()
+
+
+def test_a_buckets_only_baseline_shows_no_drift_against_its_own_integers():
+    """Values on a bucket's upper bound were counted in the next bucket by the baseline, in this one by the check."""
+    values = pd.Series(np.arange(600) % 6, dtype=float)  # integers 0-5: many values sit on bucket bounds
+    stats = profile.column_statistics(profile.prepare_column(values, "x"))
+    only_kll = {"kll": stats["numerical_statistics"]["distribution"]["kll"]}
+    assert data_quality.numeric_distance(only_kll, values.to_numpy()) == pytest.approx(0.0, abs=1e-12)  # was 0.167
+    assert data_quality.numeric_distance(only_kll, values.to_numpy() + 1) > 0.1

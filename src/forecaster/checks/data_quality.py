@@ -281,17 +281,19 @@ def _drift(column: Column, base: dict[str, Any], config: dict[str, Any]) -> dict
 def numeric_distance(distribution: dict[str, Any], values: np.ndarray) -> float:
     """KS-style distance between a baseline distribution block and the ``values`` (finite floats)."""
     ecdf = distribution.get("ecdf")
+    current = np.sort(values)
     if ecdf:
         edges, base_cdf = np.asarray(ecdf["edges"], dtype=float), np.asarray(ecdf["cdf"], dtype=float)
         minimum = edges[0]
-    else:
+        current_cdf = np.searchsorted(current, edges, side="right") / current.size
+    else:  # buckets hold [lower, upper), the last one [lower, upper]: count the current values the same way
         buckets = distribution["kll"]["buckets"]
         edges = np.array([b["upper_bound"] for b in buckets], dtype=float)
         counts = np.array([b["count"] for b in buckets], dtype=float)
         base_cdf = np.cumsum(counts) / counts.sum()
         minimum = float(buckets[0]["lower_bound"])
-    current = np.sort(values)
-    current_cdf = np.searchsorted(current, edges, side="right") / current.size
+        current_cdf = np.searchsorted(current, edges, side="left") / current.size
+        current_cdf[-1] = np.searchsorted(current, edges[-1], side="right") / current.size
     # just below the baseline's minimum the baseline CDF is 0
     below = float(np.searchsorted(current, minimum, side="left") / current.size)
     return float(max(np.max(np.abs(current_cdf - base_cdf)), below))
