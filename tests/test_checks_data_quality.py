@@ -294,3 +294,16 @@ def test_a_buckets_only_baseline_shows_no_drift_against_its_own_integers():
     only_kll = {"kll": stats["numerical_statistics"]["distribution"]["kll"]}
     assert data_quality.numeric_distance(only_kll, values.to_numpy()) == pytest.approx(0.0, abs=1e-12)  # was 0.167
     assert data_quality.numeric_distance(only_kll, values.to_numpy() + 1) > 0.1
+
+
+def test_baseline_options_the_check_would_refuse_are_refused_when_the_baseline_is_made(tmp_path, capsys):
+    pd.DataFrame({"a": [1.0, 2.0, 3.0] * 5, "b": ["x", "y", "z"] * 5}).to_csv(tmp_path / "data.csv", index=False)
+    argv = ["baseline", "data-quality", "--input", f"dataset={tmp_path / 'data.csv'}", "--out", str(tmp_path / "o")]
+    for option, message in (
+        (["--comparison-threshold", "-1"], "'comparison_threshold' parameter of baseline data-quality must be"),
+        (["--categorical-comparison-threshold", "nan"], "Got nan instead"),
+        (["--categorical", "bb"], "--categorical names 'bb', which is no column"),
+    ):
+        assert main([*argv, *option]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main([*argv, "--categorical", "b", "--comparison-threshold", "0.2"]) == 0

@@ -30,6 +30,7 @@ from forecaster.checks.contract import (
     VIOLATIONS_FILE,
 )
 from forecaster.contract import POINT_COLUMN
+from forecaster.errors import InvalidParameterError
 from forecaster.io import atomic_directory, read_json, read_table, write_json, write_table
 
 if TYPE_CHECKING:
@@ -52,7 +53,17 @@ def load_dataset_spec(spec: str | None = None, model_dir: str | Path | None = No
 
 
 def _spec_roles(frame: pd.DataFrame, spec: Any, categorical: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    """Drop the spec's date column; declare its keys and static columns categorical."""
+    """Drop the spec's date column; declare its keys and static columns categorical.
+
+    Raises:
+        InvalidParameterError: for a ``--categorical`` name that is no column of ``frame``.
+    """
+    unknown = [name for name in categorical or () if name not in frame.columns]
+    if unknown:
+        raise InvalidParameterError(
+            f"--categorical names {unknown[0]!r}, which is no column of the data set (columns: "
+            f"{list(frame.columns)[:12]}). Check the spelling."
+        )
     if spec is None:
         return frame, list(categorical or ())
     named = [c for c in (*spec.keys, *spec.static) if c in frame.columns]

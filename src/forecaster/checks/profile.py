@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks.contract import DEFAULT_DRIFT_THRESHOLD
+from forecaster.params import Interval, coerce
 
 INTEGRAL, FRACTIONAL, STRING = "Integral", "Fractional", "String"
 TYPES = (INTEGRAL, FRACTIONAL, STRING)
@@ -168,7 +169,16 @@ def suggest_constraints(
     categorical_comparison_threshold: float = DEFAULT_DRIFT_THRESHOLD,
     max_domain_size: int = MAX_DOMAIN_SIZE,
 ) -> dict[str, Any]:
-    """The suggested ``constraints.json`` for ``stats`` (what Model Monitor's baselining job writes)."""
+    """The suggested ``constraints.json`` for ``stats`` (what Model Monitor's baselining job writes).
+
+    Raises:
+        InvalidParameterError: for a threshold that is not a finite number ≥ 0 (the check would refuse the file).
+    """
+    for name, value in (
+        ("comparison_threshold", comparison_threshold),
+        ("categorical_comparison_threshold", categorical_comparison_threshold),
+    ):
+        coerce(name, value, [Interval(float, 0, None)], "baseline data-quality")
     features = []
     for feature in stats["features"]:
         block = feature.get("numerical_statistics") or feature.get("string_statistics")
