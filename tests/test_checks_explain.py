@@ -223,3 +223,18 @@ def test_an_infinite_feature_value_is_named_not_a_kmeans_traceback(model_and_fea
     err = capsys.readouterr().err
     assert f"{path}: Row 3, column 4 ({features.columns[3]}): inf is not a finite number" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_too_few_rows_for_their_own_background_are_refused_unless_a_background_is_given(
+    model_and_features, tmp_path, capsys
+):
+    """One row explained against itself gave every attribution 0, and the drift check a false violation."""
+    model_dir, path, features = model_and_features
+    one = tmp_path / "one.csv"
+    features.head(1).to_csv(one, header=False, index=False)
+    args = ["explain", "--model-dir", str(model_dir), "--input", f"dataset={one}"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 3
+    assert "which has 1 distinct row(s)" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*args, "--input", f"background={path}", "--out", str(tmp_path / "y")]) == 0
+    values = json.loads((tmp_path / "y" / "analysis.json").read_text())["explanations"]["kernel_shap"]["label0"]
+    assert any(v > 0 for v in values["global_shap_values"].values())
