@@ -44,6 +44,19 @@ def test_negative_baseline_is_rejected():
         attribution.ndcg({"a": -1.0}, {"a": 1.0})
 
 
+@pytest.mark.parametrize(
+    ("current", "match"),
+    [
+        ({"promo_flag": float("nan"), "lag_7": 0.3}, "finite, non-negative"),  # scored 0.99, a pass
+        ({"promo_flag": -0.4, "lag_7": 0.3}, "finite, non-negative"),
+        ({"other": 0.4, "names": 0.3}, "name none of the baseline's features"),  # scored 0.87, called drift
+    ],
+)
+def test_current_attributions_that_cannot_be_compared_are_refused(current, match):
+    with pytest.raises(DataValidationError, match=match):
+        attribution.ndcg(BASE, current)
+
+
 def _analysis(values, expected=1.0):
     return {
         "version": "1.0",

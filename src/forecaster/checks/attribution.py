@@ -26,7 +26,8 @@ def ndcg(baseline: Mapping[str, float], current: Mapping[str, float]) -> float:
     """NDCG of ``current``'s ranking weighted by ``baseline`` attributions (1.0 = same order).
 
     Raises:
-        DataValidationError: when the baseline is empty or has a negative or non-finite value.
+        DataValidationError: when the baseline is empty, either side has a negative or non-finite value, or the
+            two name no feature in common.
     """
     names = list(baseline)
     gains = np.array([float(baseline[n]) for n in names])
@@ -34,6 +35,18 @@ def ndcg(baseline: Mapping[str, float], current: Mapping[str, float]) -> float:
         raise DataValidationError(
             "Baseline attributions must be a non-empty map of finite, non-negative values (mean |SHAP|). "
             f"Got {dict(baseline)!r} instead."
+        )
+    values = np.array([float(v) for v in current.values()]) if current else np.array([])
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise DataValidationError(
+            "Current attributions must be finite, non-negative values (mean |SHAP|). Got "
+            f"{dict(list(current.items())[:6])!r}{' …' if len(current) > 6 else ''}: explain the data again."
+        )
+    if not set(names) & set(current):
+        raise DataValidationError(
+            f"The current attributions name none of the baseline's features (baseline: {names[:4]}, current: "
+            f"{list(current)[:4]}): they explain another model or feature set. Explain with the model the baseline "
+            "was made with."
         )
     scores = np.array([float(current.get(n, 0.0)) for n in names])
     discounts = 1.0 / np.log2(np.arange(2, gains.size + 2))
