@@ -115,7 +115,7 @@ def test_ping_and_execution_parameters(client):
         (lambda names, row: row + "\n" + "x" + row[row.index(",") :], "text/csv", 400, r"row 2, column 1 \(horizon\)"),
         (lambda names, row: "", "text/csv", 400, "body is empty"),
         (lambda names, row: row, "application/x-npy", 415, "Content-Type 'application/x-npy' is not supported"),
-        (lambda names, row: "{}", "application/json", 400, "must be"),
+        (lambda names, row: "{}", "application/json", 400, "JSON record 1 has no feature"),  # one record
     ],
 )
 def test_client_errors_name_the_problem(client, feature_rows, make_body, content_type, status, match):

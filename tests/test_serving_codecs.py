@@ -42,7 +42,7 @@ def test_csv_blank_lines_after_the_last_row_add_no_row():
         decode_csv("1,2,3,0\n\n4,5,6,1\n")  # a blank line between rows is still refused
 
 
-@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e400"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e400", "1e308", "-4e38"])  # 1e308 overflowed the output
 def test_csv_infinite_values_are_refused_naming_row_and_column(value):
     with pytest.raises(DataValidationError, match=r"Row 2, column 2 \(lag_0\): .* is not a finite number"):
         decode_csv(f"1,2,3,0\n1,{value},3,0\n")

@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 
 from forecaster.errors import DataValidationError
 from forecaster.serving.media import CSV, JSON, JSONLINES
+from forecaster.spec import MAX_MAGNITUDE
 
 #: Fields read as a missing value (besides an empty field).
 NA_STRINGS = ("", "nan", "NaN", "NA", "null")
@@ -57,13 +58,18 @@ class FeatureLayout:
         return shown + more
 
     def check(self, matrix: np.ndarray) -> None:
-        """Reject infinite values (``inf``, ``1e400``) and categorical values that are not a code of the vocabulary."""
-        infinite = np.isinf(matrix)
-        if infinite.any():
-            row, column = (int(i[0]) for i in np.nonzero(infinite))
+        """Reject values beyond ±MAX_MAGNITUDE (``inf``, ``1e400``, ``1e308``) and non-codes of a vocabulary.
+
+        Training refuses the same values: the model learned from 32-bit floats, and ``1e308`` overflowed to ``inf``.
+        """
+        with np.errstate(invalid="ignore"):
+            outside = np.abs(matrix) > MAX_MAGNITUDE  # NaN (missing) compares False
+        if outside.any():
+            row, column = (int(i[0]) for i in np.nonzero(outside))
             raise DataValidationError(
                 f"Row {row + 1}, column {column + 1} ({self.names[column]}): {float(matrix[row, column])!r} is not a "
-                "finite number. Send a finite number, or an empty field (null in JSON) for a missing value."
+                f"finite number within ±{MAX_MAGNITUDE:.3g} (the 32-bit floats the model learned from). Send such a "
+                "number, or an empty field (null in JSON) for a missing value."
             )
         self.check_codes(matrix)
 
