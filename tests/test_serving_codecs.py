@@ -82,7 +82,7 @@ def test_csv_non_numeric_value_names_row_and_column():
         ("\n", "body is empty"),
         ("  \n", "body is empty"),
         ("1,2,\x003,0", "row 1 contains a NUL byte"),
-        ('1,"2",3,0', r"column 2 \(lag_0\): '\"2\"' is not a number"),
+        ('1,"x",3,0', r"column 2 \(lag_0\): '\"x\"' is not a number"),  # quoted numbers are numbers
         ("1,1_0,3,0", r"column 2 \(lag_0\): '1_0' is not a number"),
         ("1,2,3,0\n\n1,2,3,0", "CSV row 2 has 1 fields"),
         ("1,2,3,7", r"Row 1, column 4 \(store_id\): 7.0 is not a category code"),
@@ -363,3 +363,11 @@ def test_a_json_key_given_twice_is_refused_not_silently_the_last(decoder, body, 
     layout = codecs.FeatureLayout(("x", "y"))
     with pytest.raises(DataValidationError, match=message):
         decoder(body, layout)
+
+
+def test_csv_numbers_in_quotes_are_numbers():
+    """Exporters that quote every field (csv.QUOTE_ALL) had every mini-batch refused."""
+    assert decode_csv('"1","2.5","0.1","0"\n2,"",0,"2"\n').tolist()[0] == [1.0, 2.5, 0.1, 0.0]
+    assert math.isnan(decode_csv('"1","2.5","0.1","0"\n2,"",0,"2"\n')[1, 1])
+    with pytest.raises(DataValidationError, match="CSV row 1 has 5 fields"):  # a quoted comma is still refused
+        decode_csv('1,"2,5",3,0\n')

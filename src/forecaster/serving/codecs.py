@@ -170,7 +170,7 @@ def _read_csv(data: bytes, n_columns: int) -> np.ndarray:
     table = pa_csv.read_csv(
         io.BytesIO(data + b"\n"),
         read_options=pa_csv.ReadOptions(column_names=names, block_size=4 * 1024 * 1024),
-        parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+        parse_options=pa_csv.ParseOptions(quote_char='"', ignore_empty_lines=False),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.float64()),
             null_values=list(NA_STRINGS),
