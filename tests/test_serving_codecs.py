@@ -281,6 +281,7 @@ def test_environment_defaults_and_variables():
     assert (str(env.model_dir), env.port) == ("/tmp/m", 9000)
     assert env.body_limit_bytes < 101 * MB
     assert ServingEnvironment.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"}).body_limit_bytes is None
+    assert ServingEnvironment.from_env({"FORECASTER_DEFAULT_QUANTILES": " ALL "}).default_quantiles == "all"
 
 
 def test_a_batch_transform_gets_every_quantile_by_default():
