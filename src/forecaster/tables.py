@@ -24,7 +24,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from forecaster.dialect import CsvDialect, comma_numbers, header_only, na_values, read_csv
-from forecaster.errors import DataValidationError, MissingExtraError
+from forecaster.dialect import CsvDialect, header_only, read_csv
+from forecaster.errors import DataValidationError
+from forecaster.excel import read_excel
 
 logger = logging.getLogger(__name__)
 #: ``DataFrame.attrs`` key of the files a frame was read from: [(path, rows), ...] in row order
@@ -262,8 +262,7 @@ def read_file(
             frame = read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
             return _without_trailing_empty_rows(frame)
         if kind in EXCEL_SUFFIXES:
-            frame = _without_trailing_empty_rows(_read_excel(path, wanted, text))
-            return comma_numbers(frame, set(text)) if csv is not None and csv.decimal == "," else frame
+            return _without_trailing_empty_rows(read_excel(path, wanted, text, csv))
     except pd.errors.EmptyDataError as error:
         raise DataValidationError(f"File {path} is empty. Provide a file with a header and rows.") from error
     except (pd.errors.ParserError, UnicodeError, OSError, EOFError, zlib.error, ValueError, pa.ArrowException) as error:
@@ -282,36 +281,6 @@ def _without_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
     filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
     last = int(filled[-1]) + 1 if filled.size else 0
     return frame if last == len(frame) else frame.iloc[:last]
-
-
-def _read_excel(path: Path, wanted: Any = None, text: tuple[str, ...] = ()) -> pd.DataFrame:
-    try:
-        import openpyxl  # pandas' engine for .xlsx
-        import openpyxl.utils.exceptions
-    except ModuleNotFoundError as error:
-        raise MissingExtraError(
-            f"Reading {path} needs the 'excel' extra (module 'openpyxl' is not installed). Install it with "
-            "pip install 'forecaster[excel]' (in a checkout: make venv), or save the sheet as CSV."
-        ) from error
-    try:
-        book = pd.ExcelFile(path, engine="openpyxl")
-    except (zipfile.BadZipFile, KeyError, openpyxl.utils.exceptions.InvalidFileException) as error:
-        raise DataValidationError(
-            f"File {path} is no readable .xlsx workbook ({type(error).__name__}: {error}): an .xlsx file is a zip "
-            "archive, and this one is damaged or of another kind. Open it in Excel and save it as .xlsx or CSV."
-        ) from error
-    with book:
-        if len(book.sheet_names) > 1:
-            logger.warning(
-                "%s: reading its first sheet %r only; %d other sheet(s) ignored (%s). Put every row on the first "
-                "sheet, or save each sheet as a file of its own in one folder.",
-                path, book.sheet_names[0], len(book.sheet_names) - 1, ", ".join(book.sheet_names[1:4]),
-            )  # fmt: skip
-        header = pd.read_excel(book, sheet_name=0, nrows=0).columns
-        return pd.read_excel(
-            book, sheet_name=0, usecols=wanted, dtype=dict.fromkeys(text, str), keep_default_na=False,
-            na_values=na_values(header, set(text)),
-        )  # fmt: skip
 
 
 def read_fragment(

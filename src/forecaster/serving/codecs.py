@@ -58,10 +58,7 @@ class FeatureLayout:
         return shown + more
 
     def check(self, matrix: np.ndarray) -> None:
-        """Reject values beyond ±MAX_MAGNITUDE (``inf``, ``1e400``, ``1e308``) and non-codes of a vocabulary.
-
-        Training refuses the same values: the model learned from 32-bit floats, and ``1e308`` overflowed to ``inf``.
-        """
+        """Reject values beyond ±MAX_MAGNITUDE (``inf``, ``1e308``: training's limit too) and non-codes."""
         with np.errstate(invalid="ignore"):
             outside = np.abs(matrix) > MAX_MAGNITUDE  # NaN (missing) compares False
         if outside.any():

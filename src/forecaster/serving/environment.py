@@ -113,10 +113,12 @@ class ServingEnvironment:
             "batch_strategy": _read(
                 environ, layout.BATCH_STRATEGY_ENV, Options(("MULTI_RECORD", "SINGLE_RECORD")), "MULTI_RECORD"
             ),
-            "default_quantiles": _read(  # in any case, as the custom attribute quantiles=ALL
+            "default_quantiles": _read(
                 {DEFAULT_QUANTILES_ENV: environ.get(DEFAULT_QUANTILES_ENV, "").strip().lower()},
-                DEFAULT_QUANTILES_ENV, Options(QUANTILE_CHOICES), ALL_QUANTILES if batch else MEDIAN_ONLY,
-            ),  # fmt: skip
+                DEFAULT_QUANTILES_ENV,
+                Options(QUANTILE_CHOICES),
+                ALL_QUANTILES if batch else MEDIAN_ONLY,
+            ),
             "cpu_count": cpus,
             "omp_threads": _read(first_level, layout.OMP_THREADS_ENV, Interval(int, 1, 1024), None),
         }
