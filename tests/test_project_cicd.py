@@ -7,6 +7,7 @@ Lambda sets, BITBUCKET_COMMIT and an OIDC token file. Only two things are left o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -30,8 +31,14 @@ ROLES = oracle.physical(oracle.load(oracle.TEMPLATES / "project.yml"))[1]
 PIPELINE_ROLE = ROLES["PipelineExecutionRole.Arn"]
 BIN = Path(sys.executable).parent
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+RELEASE = f"999999999999.dkr.ecr.{REGION}.amazonaws.com"  # the forecaster release images' registry
 #: a stand-in for pip in the CI shell: the packages are installed already
 PIP_STUB = 'pip() { echo "pip $* (skipped: the test venv has the pinned packages)"; }\n'
+#: a stand-in for Docker in the CI shell: calls are logged; a push leaves the tag in (moto's) ECR
+DOCKER_STUB = (
+    'docker() { echo "docker $*" >> "$DOCKER_LOG"; if [ "$1" = login ]; then cat > /dev/null; fi; '
+    f'if [ "$1" = push ]; then python {Path(__file__).parent / "ci_fake_docker_push.py"} "$2"; fi; }}\n'
+)
 
 
 #: the model-build pipeline's execution whose RegisterModel step the CI tests imitate, and its baselines
@@ -79,12 +86,19 @@ def ci_env(fake_aws, moto_url, tmp_path):
         "BITBUCKET_STEP_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
         "AWS_OIDC_ROLE_ARN": ROLES["BuildRole.Arn"],
         "PIP_INDEX_URL": "https://pypi.example.internal/simple",  # a secured repository variable
+        "FORECASTER_TRAIN_IMAGE": f"{RELEASE}/forecaster-train:0.1.0",
+        "FORECASTER_INFER_IMAGE": f"{RELEASE}/forecaster-infer:0.1.0",
     }
     token.write_text(env["BITBUCKET_STEP_OIDC_TOKEN"])
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
-    s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # moto_server serves the whole module
+        s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+    ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=REGION)
+    for kind in ("train", "infer"):  # the template's repositories
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=f"{PROJECT}-{kind}", imageTagMutability="IMMUTABLE")
     return env
 
 
@@ -95,14 +109,16 @@ def _client(env: dict):
 
 
 def _run_steps(repo: Path, steps: list[dict], env: dict) -> list[str]:
-    """Run each step's script lines in order in a fresh bash (as Bitbucket runs steps); return the step names."""
+    """Run each step's script lines in order in a fresh bash (as Bitbucket runs steps); return the step names.
+
+    Docker is a stand-in (:data:`DOCKER_STUB`) that logs to ``$DOCKER_LOG`` (default: ``docker.log`` in ``repo``).
+    """
     ran = []
+    env = {"DOCKER_LOG": str(repo / "docker.log"), **env}
     for entry in steps:
         step = entry["step"]
-        if "docker" in step.get("services", []):
-            continue  # image builds need a Docker engine and ECR
         lines = [line for line in step["script"] if isinstance(line, str)]
-        script = "set -eo pipefail\n" + PIP_STUB + "\n".join(lines) + "\n"
+        script = "set -eo pipefail\n" + PIP_STUB + DOCKER_STUB + "\n".join(lines) + "\n"
         done = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"step {step['name']!r} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         ran.append(step["name"])
@@ -120,7 +136,7 @@ def test_build_then_approval_then_deploy(ci_env, tmp_path):
 
     build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
     ran = _run_steps(repos["build"], build["pipelines"]["branches"]["main"], ci_env)
-    assert ran == ["Lint and test", "Upsert and start the model-build pipeline"]
+    assert ran == ["Lint and test", "Build and push images", "Upsert and start the model-build pipeline"]
     name = f"{PROJECT}-model-build"
     parameters = _parameters(client, name)
     assert parameters["ProcessingImage"] == f"{ECR}/{PROJECT}-train:{COMMIT}"
@@ -274,3 +290,24 @@ def test_a_step_without_the_package_index_stops_before_pip_runs(tmp_path):
         done = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
         assert done.returncode != 0 and "PIP_INDEX_URL is not set" in done.stderr, done.stderr
         assert "pip install" not in done.stdout  # stopped before pip ran
+
+
+def test_the_images_step_pushes_new_tags_only_and_retrain_needs_pushed_images(ci_env, tmp_path):
+    """ECR tags are immutable: a re-run of the images step failed on the push of an image it had pushed before."""
+    repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
+    images = [e for e in build["pipelines"]["branches"]["main"] if e["step"]["name"] == "Build and push images"]
+    log = tmp_path / "docker.log"
+    env = ci_env | {"BITBUCKET_COMMIT": "feedface" * 5, "DOCKER_LOG": str(log)}
+    _run_steps(repos["build"], images, env)
+    calls = log.read_text().splitlines()
+    pushed = [f"docker push {ECR}/{PROJECT}-{kind}:{'feedface' * 5}" for kind in ("train", "infer")]
+    assert [c for c in calls if c.startswith("docker push")] == pushed
+    assert f"--build-arg BASE_IMAGE={RELEASE}/forecaster-infer:0.1.0" in calls[-2]  # each image on its base
+    log.unlink()
+    _run_steps(repos["build"], images, env)  # the same commit again: nothing built, nothing pushed
+    assert not [c for c in log.read_text().splitlines() if c.startswith(("docker build", "docker push"))]
+    retrain = build["pipelines"]["custom"]["retrain"]
+    unbuilt = ci_env | {"BITBUCKET_COMMIT": "0badc0de" * 5}
+    with pytest.raises(AssertionError, match=r"No train image for commit 0badc0de.* run the main pipeline"):
+        _run_steps(repos["build"], retrain, unbuilt)
