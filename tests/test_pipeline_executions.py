@@ -37,6 +37,7 @@ REGION = TEST_REGION  # the fake_aws fixture's
         ("inference", "ActiveDays", -5, r"must be an int in the range \[0, inf\)"),
         ("inference", "ServiceLevel", "1.5", r"must be a float in the range \(0, 1\)"),
         ("inference", "NdcgThreshold", 2, r"must be a float in the range \[0, 1\]"),
+        ("inference", "OrderDate", "10/04/2024", "must be a day written YYYY-MM-DD"),  # was caught after Transform
     ],
 )
 def test_values_out_of_their_range_are_refused_by_every_executor(pipeline, name, value, expected, tmp_path):
@@ -49,6 +50,23 @@ def test_values_out_of_their_range_are_refused_by_every_executor(pipeline, name,
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of the {spec.name} pipeline {expected}"):
         resolve_parameters(pipeline, spec, {name: value}, registry_url=f"sqlite:///{tmp_path}/r.db")
     assert parameter_values(spec, {"ServiceLevel": ""} if pipeline == "inference" else {}) is not None  # "": not given
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "name", "value"),
+    [
+        ("inference", "HistoryData", "s3:/bad"),
+        ("inference", "OutputPrefix", "/local/path"),
+        ("inference", "StockData", "stock.csv"),
+        ("build", "InputData", "history/"),
+    ],
+)
+def test_the_locations_sagemaker_reads_and_writes_must_be_s3_uris(pipeline, name, value):
+    """Definition, upsert and start send them to SageMaker (the local runner takes local paths instead)."""
+    spec = pipeline_spec(pipeline)
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of the {spec.name} pipeline must be an S3"):
+        parameter_values(spec, {name: value})
+    assert parameter_values(spec, {name: "s3://my-bucket/x/"}) == {name: "s3://my-bucket/x/"}
 
 
 def test_values_are_checked_against_the_parameter_table_and_cast():

@@ -11,8 +11,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from forecaster.errors import InvalidParameterError
@@ -133,7 +135,43 @@ class Text:
         return 0 < len(value) <= self.max_length
 
 
-Constraint = Interval | Options | Boolean | Text
+@dataclass(frozen=True)
+class Day:
+    """A calendar day written ``YYYY-MM-DD``."""
+
+    def describe(self) -> str:
+        return "a day written YYYY-MM-DD"
+
+    def coerce(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise TypeError
+        return _unquote(value)
+
+    def accepts(self, value: Any) -> bool:
+        try:
+            return len(value) == 10 and date.fromisoformat(value) is not None
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """An S3 location ``s3://bucket[/key]`` (a bucket name of 3 to 63 lower-case letters, digits, dots, dashes)."""
+
+    def describe(self) -> str:
+        return "an S3 URI such as s3://bucket/prefix/"
+
+    def coerce(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise TypeError
+        return _unquote(value)
+
+    def accepts(self, value: Any) -> bool:
+        return bool(_S3_URI.fullmatch(value))
+
+
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?")
+Constraint = Interval | Options | Boolean | Text | Day | S3Uri
 
 
 def _unquote(text: str) -> str:

@@ -20,7 +20,7 @@ from forecaster.contract import (
     SERVICE_LEVELS,
     TRANSFORM_ENVIRONMENT,
 )
-from forecaster.params import Interval
+from forecaster.params import Day, Interval
 from forecaster.pipelines.table import ParamSpec, Ref, StepSpec
 
 #: optional input of Postprocess -> (its parameter, the postprocess option, what it is)
@@ -36,8 +36,8 @@ ORDERING_VALUES = {
     "OrderDate": ("--order-date", "the day orders are placed, YYYY-MM-DD (empty: the day before the first forecast)"),
     "ServiceLevel": ("--service-level", "override of the service level ordered, in (0, 1) (empty: from cost)"),
 }
-#: what an ordering value may be, where given (``OrderDate`` is checked by postprocess: a day)
-ORDERING_RANGES = {"ServiceLevel": SERVICE_LEVELS}
+#: what an ordering value may be, where given
+ORDERING_RANGES = {"ServiceLevel": SERVICE_LEVELS, "OrderDate": Day()}
 #: the batch-inference pipeline's ordering parameters (all empty by default: orders without stock)
 ORDERING_PARAMETERS = (
     *(

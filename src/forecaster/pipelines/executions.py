@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.errors import ForecasterError, InvalidParameterError
+from forecaster.params import S3Uri, coerce
 from forecaster.pipelines.table import PipelineSpec
 
 #: execution states after which nothing changes any more
@@ -75,6 +76,8 @@ def read_params_file(path: str | Path, environ: Mapping[str, str] | None = None)
 def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str, str | int | float]:
     """Check ``values`` against the parameters of ``spec`` and cast each to its parameter's type.
 
+    An S3 parameter (:func:`_s3_parameters`) must hold an ``s3://`` URI: these values go to SageMaker.
+
     Raises:
         InvalidParameterError: for an unknown parameter or a value that does not fit its type.
     """
@@ -86,6 +89,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str,
             f"Pipeline {spec.name} has no parameter {', '.join(unknown)}. Its parameters: {', '.join(sorted(kinds))}."
         )
     cast: dict[str, str | int | float] = {}
+    s3_params = _s3_parameters(spec)
     for name, value in values.items():
         kind = kinds[name]
         try:
@@ -95,7 +99,15 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str,
                 f"The {name!r} parameter of {spec.name} must be a {kind}. Got {value!r} instead."
             ) from None
         params[name].check(cast[name], spec.name)
+        if name in s3_params and cast[name] != "":  # SageMaker reads every input and writes every output in S3
+            coerce(name, cast[name], [S3Uri()], f"the {spec.name} pipeline")
     return cast
+
+
+def _s3_parameters(spec: PipelineSpec) -> set[str]:
+    """The parameters SageMaker reads or writes as S3 locations: step inputs, and those with an ``s3://`` default."""
+    inputs = {ref.split(":", 1)[1] for step in spec.steps for ref in step.inputs.values() if ref.startswith("param:")}
+    return inputs | {p.name for p in spec.parameters if str(p.default).startswith("s3://")}
 
 
 def with_defaults(spec: PipelineSpec, defaults: Mapping[str, Any]) -> PipelineSpec:
