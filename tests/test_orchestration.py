@@ -168,7 +168,8 @@ def test_deliver_of_an_earlier_date_leaves_later_dates_alone(tmp_path):
 def test_config_keys_are_documented_and_checked():
     assert set(KEYS) == set(OrchestrationConfig.__dataclass_fields__)
     config = parse_config(
-        '{"source": "s3://b/src", "history_days": "60"}', {"backend": "sagemaker", "auto_approve": ""}
+        '{"source": "s3://b/src", "staging": "s3://b/stage", "history_days": "60"}',
+        {"backend": "sagemaker", "auto_approve": ""},
     )
     assert config.backend == "sagemaker" and config.history_days == 60 and config.auto_approve is False
     assert config.pipeline_name("inference") == "forecaster-batch-inference"
@@ -176,10 +177,36 @@ def test_config_keys_are_documented_and_checked():
         parse_config({"sorce": "x"})
     with pytest.raises(InvalidParameterError, match="one of \\['local', 'sagemaker'\\]"):
         parse_config({}, {"backend": "lokal"})
-    with pytest.raises(InvalidParameterError, match="must be of type int"):
+    with pytest.raises(InvalidParameterError, match=r"'history_days' parameter .* must be an int in the range \[1"):
         parse_config({"history_days": "many"})
     with pytest.raises(InvalidParameterError, match="s3:// prefix"):
         parse_config({"backend": "sagemaker", "staging": "/tmp/x"})
+
+
+@pytest.mark.parametrize(
+    ("document", "match"),
+    [
+        ({"backend": "sagemaker"}, "s3:// prefix"),  # the default staging, <workdir>/staging, is local
+        ({"history_days": -5}, r"'history_days' .* range \[1, inf\)"),  # was "no sales drop" for a drop that exists
+        ({"quality_lag_days": -3}, r"'quality_lag_days' .* range \[0, inf\)"),
+        ({"auto_approve": "ture"}, r"'auto_approve' .* must be a bool"),  # was False, silently
+        ({"group": ""}, r"'group' .* non-empty str"),
+        ({"pipeline_names": {"inferance": "prod-x"}}, "names no pipeline 'inferance'"),  # ran the default pipeline
+        ({"parameters": {"inferance": {"MinDriftedFeatures": 4}}}, "names no pipeline 'inferance'"),
+        ({"parameters": {"inference": 4}}, r"parameters\['inference'\] must be an object"),
+        ({"parameters": {"inference": {"ServiceLevel": "1.5"}}}, r"'ServiceLevel' .* range \(0, 1\)"),
+        ({"parameters": {"inference": {"NoSuchParam": 3}}}, "has no parameter NoSuchParam"),
+        (
+            {"backend": "sagemaker", "staging": "s3://b/s", "parameters": {"inference": {"StockData": "stock.csv"}}},
+            r"'StockData' .* must be an S3 URI",
+        ),
+    ],
+)
+def test_a_configuration_error_fails_when_the_configuration_is_read(document, match):
+    """Each of these passed, and failed later in a task (or never)."""
+    with pytest.raises(InvalidParameterError, match=match):
+        parse_config(document)
+    assert parse_config({"aws_conn_id": None}).aws_conn_id is None  # typed str | None
 
 
 # ---- the SageMaker side of backends (boto3 only; the DAG tests run it under Airflow) ----------------------------
@@ -260,7 +287,7 @@ def test_sagemaker_runs_take_no_model_parameter_from_airflow():
     from forecaster.orchestration import models
 
     config = parse_config(
-        {"backend": "sagemaker", "staging": "s3://b/s", "parameters": {"inference": {"ModelDataUrl": "s3://b/v2"}}}
+        {"backend": "sagemaker", "staging": "s3://b/s", "parameters": {"inference": {"ModelDataUrl": "s3://bucket/v2"}}}
     )
     with pytest.raises(InvalidParameterError, match=r"\['ModelDataUrl'\] for 'inference'.*deploy repository pinned"):
         models.run_model(config, "daily_forecast")

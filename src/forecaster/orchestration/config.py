@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from forecaster.errors import InvalidParameterError
+from forecaster.params import Boolean, Interval, Text, coerce
 from forecaster.pipelines.catalog import PIPELINES
+from forecaster.pipelines.executions import parameter_values
 from forecaster.pipelines.local_params import DEFAULT_GROUP
 from forecaster.registry import registry_url
 
@@ -24,6 +26,19 @@ BACKEND_VARIABLE = "forecaster_backend"
 BACKENDS = ("local", "sagemaker")
 #: pipeline key of each DAG's pipeline
 DAG_PIPELINES = {"daily_forecast": "inference", "model_quality": "model-quality", "retrain": "build"}
+
+
+_CALLER = "the forecaster configuration"
+#: the keys whose values are checked (and converted) by a constraint, not only by type
+_CONSTRAINTS = {
+    "history_days": [Interval(int, 1, None)],
+    "train_days": [Interval(int, 1, None)],
+    "quality_lag_days": [Interval(int, 0, None)],
+    "auto_approve": [Boolean()],
+    "group": [Text()],
+}
+#: the keys that may be null
+_OPTIONAL = ("aws_conn_id", "region")
 
 
 @dataclass(frozen=True)
@@ -121,12 +136,11 @@ def parse_config(
         )
     defaults = OrchestrationConfig()
     for name, value in values.items():
+        if name in _CONSTRAINTS:
+            values[name] = coerce(name, value, _CONSTRAINTS[name], _CALLER)
+            continue
         expected = type(getattr(defaults, name))
-        if expected is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            values[name] = value = int(value)
-        if expected is bool and isinstance(value, str):
-            values[name] = value = value.strip().lower() in ("1", "true", "yes")
-        if getattr(defaults, name) is not None and not isinstance(value, expected):
+        if not isinstance(value, expected) and not (value is None and name in _OPTIONAL):
             raise InvalidParameterError(
                 f"The {name!r} key of the forecaster configuration must be of type {expected.__name__}. Got {value!r}."
             )
@@ -135,8 +149,31 @@ def parse_config(
         raise InvalidParameterError(
             f"The 'backend' of the forecaster configuration must be one of {list(BACKENDS)}. Got {config.backend!r}."
         )
-    if config.backend == "sagemaker" and config.staging and not config.staging.startswith("s3://"):
+    if config.backend == "sagemaker" and not config.staging.startswith("s3://"):
         raise InvalidParameterError(
-            f"The sagemaker backend reads its inputs from S3: set 'staging' to an s3:// prefix. Got {config.staging!r}."
+            "The sagemaker backend reads its inputs from S3: set 'staging' to an s3:// prefix (the default, "
+            f"<workdir>/staging, is local). Got {config.staging!r}."
         )
+    _check_pipelines(config)
     return config
+
+
+def _check_pipelines(config: OrchestrationConfig) -> None:
+    """``pipeline_names`` and ``parameters`` name known pipelines; each parameter fits its pipeline's table."""
+    for key in ("pipeline_names", "parameters"):
+        unknown = sorted(set(getattr(config, key)) - set(PIPELINES))
+        if unknown:
+            raise InvalidParameterError(
+                f"The {key!r} key of the forecaster configuration names no pipeline {unknown[0]!r}. Pipelines: "
+                f"{', '.join(PIPELINES)}."
+            )
+    for key, name in config.pipeline_names.items():
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidParameterError(f"pipeline_names[{key!r}] must be a pipeline name. Got {name!r}.")
+    for key, values in config.parameters.items():
+        if not isinstance(values, dict):
+            raise InvalidParameterError(
+                f'parameters[{key!r}] must be an object of pipeline parameters, e.g. {{"MinDriftedFeatures": 4}}. '
+                f"Got {values!r}."
+            )
+        parameter_values(PIPELINES[key], values, s3=config.backend == "sagemaker")  # fails before any task

@@ -73,10 +73,10 @@ def read_params_file(path: str | Path, environ: Mapping[str, str] | None = None)
     return expanded
 
 
-def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str, str | int | float]:
+def parameter_values(spec: PipelineSpec, values: Mapping[str, Any], *, s3: bool = True) -> dict[str, str | int | float]:
     """Check ``values`` against the parameters of ``spec`` and cast each to its parameter's type.
 
-    An S3 parameter (:func:`_s3_parameters`) must hold an ``s3://`` URI: these values go to SageMaker.
+    With ``s3`` (values for SageMaker), an S3 parameter (:func:`_s3_parameters`) must hold an ``s3://`` URI.
 
     Raises:
         InvalidParameterError: for an unknown parameter or a value that does not fit its type.
@@ -89,7 +89,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any]) -> dict[str,
             f"Pipeline {spec.name} has no parameter {', '.join(unknown)}. Its parameters: {', '.join(sorted(kinds))}."
         )
     cast: dict[str, str | int | float] = {}
-    s3_params = _s3_parameters(spec)
+    s3_params = _s3_parameters(spec) if s3 else set()
     for name, value in values.items():
         kind = kinds[name]
         try:
