@@ -292,3 +292,35 @@ def test_sagemaker_runs_take_no_model_parameter_from_airflow():
     with pytest.raises(InvalidParameterError, match=r"\['ModelDataUrl'\] for 'inference'.*deploy repository pinned"):
         models.run_model(config, "daily_forecast")
     assert models.run_model(parse_config({"backend": "sagemaker", "staging": "s3://b/s"}), "daily_forecast") == {}
+
+
+def test_a_task_stopped_while_the_local_runner_runs_stops_the_runner(tmp_path):
+    """A task timeout left the runner running: the retry met its lock, and it registered a model unseen."""
+    import signal
+    import time
+
+    from forecaster.orchestration import backends
+
+    runner = tmp_path / "forecaster"
+    runner.write_text(
+        "#!/bin/bash\n"
+        f"trap 'echo stopped > {tmp_path / 'stopped'}; exit 143' TERM\n"
+        "echo running\n"
+        "for i in $(seq 300); do sleep 0.1; done\n"
+    )
+    runner.chmod(0o755)
+    config = parse_config({"forecaster_cli": str(runner), "workdir": str(tmp_path / "work")})
+
+    def timeout(*_):
+        raise TimeoutError("the task's execution_timeout")  # what Airflow raises in the task (AirflowTaskTimeout)
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            backends.run_local(config, "build", {}, workdir=str(tmp_path / "work"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert (tmp_path / "stopped").read_text() == "stopped\n" and time.monotonic() - started < 20

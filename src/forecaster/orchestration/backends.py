@@ -31,6 +31,8 @@ from forecaster.orchestration.storage import join
 log = logging.getLogger(__name__)
 #: the step of the model-build pipeline that registers the model package
 REGISTER_STEP = "RegisterModel"
+#: seconds a stopped local runner gets to stop its steps and write its run record before it is killed
+STOP_GRACE_S = 60
 
 
 def local_command(config: OrchestrationConfig, key: str, workdir: str, params: Mapping[str, str]) -> list[str]:
@@ -54,15 +56,30 @@ def _start_local(config: OrchestrationConfig, key: str, workdir: str, params: Ma
             "forecaster_config Variable to the forecaster executable (e.g. /opt/forecaster/.venv/bin/forecaster)."
         ) from None
     assert process.stdout is not None
-    for line in process.stdout:
-        log.info("%s", line.rstrip())
-        tail.append(line.rstrip())
-    code = process.wait()
+    try:
+        for line in process.stdout:
+            log.info("%s", line.rstrip())
+            tail.append(line.rstrip())
+        code = process.wait()
+    except BaseException:  # the task's timeout, a kill from Airflow: the runner stops too (it marks its run Stopped)
+        _stop(process)
+        raise
     record = _record(workdir)
     if code != 0:
         reason = record.get("failure_reason") or next((t for t in reversed(tail) if t.strip()), "")
         raise PipelineStepError(f"The local {key} pipeline failed (exit code {code}): {reason}")
     return {"execution": record.get("run_id", ""), "outputs": workdir}
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after ``STOP_GRACE_S``: a runner left behind would finish (and register) unseen."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.warning("stopped the local pipeline runner (pid %d, exit code %s)", process.pid, process.returncode)
 
 
 def local_record(run: Mapping[str, Any]) -> dict[str, Any]:
