@@ -254,3 +254,34 @@ def test_a_request_past_the_worker_timeout_is_logged_naming_the_setting(start_se
     while "SAGEMAKER_MODEL_SERVER_TIMEOUT" not in server.log_tail() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "A request ran longer than 2 s (SAGEMAKER_MODEL_SERVER_TIMEOUT)" in server.log_tail()
+
+
+def test_the_local_transforms_server_stops_when_the_process_that_started_it_is_killed(serving_model_dir, tmp_path):
+    """A local runner killed with SIGKILL (an Airflow worker's OOM kill) left its inference server running."""
+    script = (
+        "import sys, time\n"
+        "from forecaster.serving.transform import ServerProcess\n"
+        f"server = ServerProcess({str(serving_model_dir)!r}, workers=1).start()\n"
+        "server.wait_ready()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(parent.stdout.readline())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            if Path(f"/proc/{server_pid}/stat").read_text().split()[2] == "Z":  # gone, not reaped yet
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(server_pid, signal.SIGKILL)
+            pytest.fail("the server outlived the process that started it")
+    finally:
+        parent.kill()

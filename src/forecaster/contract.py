@@ -102,6 +102,8 @@ ALL_QUANTILES, MEDIAN_ONLY = "all", MEDIAN_COLUMN
 QUANTILE_CHOICES: tuple[str, ...] = (MEDIAN_ONLY, ALL_QUANTILES)
 #: Lineage: the model package a transform job ran (set on the batch-inference pipeline's transform).
 MODEL_PACKAGE_ENV = "FORECASTER_MODEL_PACKAGE"
+#: The process a local server stops with (its pid): the local transform's server dies with a SIGKILLed runner.
+SERVE_PARENT_PID_ENV = "FORECASTER_SERVE_PARENT_PID"
 #: Environment of the model a batch transform runs (``CreateModel`` and ``CreateTransformJob``): every
 #: quantile and the point forecast, because ``forecaster postprocess`` needs ``p10,p50,p90,mean`` and a
 #: transform job cannot send custom attributes. (The container also defaults to them in a batch-transform

@@ -13,14 +13,18 @@ Choices, and why:
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
+import signal
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from forecaster.container.layout import MODEL_SERVER_TIMEOUT_ENV, OMP_THREADS_ENV
+from forecaster.contract import SERVE_PARENT_PID_ENV
 from forecaster.serving.environment import ServingEnvironment
 
 logger = logging.getLogger("forecaster.serving")
@@ -89,8 +93,23 @@ class InferenceServer(BaseApplication):
         return create_app(self.environment)
 
 
+def _stop_with_parent() -> None:
+    """On Linux, SIGTERM this server when the process named by ``SERVE_PARENT_PID_ENV`` dies.
+
+    The local transform starts a server for its batch; a runner killed with SIGKILL (an Airflow worker's OOM
+    kill) cannot stop it, and it would keep its port and memory for ever.
+    """
+    parent = os.environ.pop(SERVE_PARENT_PID_ENV, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve(environment: ServingEnvironment) -> None:
     """Run gunicorn in this process until SIGTERM/SIGINT; ``SystemExit`` carries gunicorn's exit status."""
+    _stop_with_parent()
     os.environ[OMP_THREADS_ENV] = str(environment.threads_per_worker)  # checked: an integer, also from "2,1"
     for name in PRELOADED_MODULES:
         try:

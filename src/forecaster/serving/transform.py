@@ -99,7 +99,8 @@ class ServerProcess:
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         if self.workers:
             command += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        env = {**self.env, contract.SERVE_PARENT_PID_ENV: str(os.getpid())}  # it stops if this process dies
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def log_tail(self, n_chars: int = 3000) -> str:
