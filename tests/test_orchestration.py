@@ -243,6 +243,8 @@ def test_start_once_starts_one_execution_per_dag_run(fake_aws):
         run = backends.sagemaker_run(client, "inference", first)
         assert run["outputs"] == f"s3://b/runs/{first.rsplit('/', 1)[-1]}"
         assert backends.deployed_parameters(client, "p")["ModelDataUrl"] == "s3://b/v1/model.tar.gz"
+        with pytest.raises(InvalidParameterError, match="No SageMaker pipeline 'prod-x' .*'pipeline_names'"):
+            backends.deployed_parameters(client, "prod-x")  # was a ClientError, retried for 9 minutes
 
 
 def test_display_name_and_token_are_per_dag_run_and_valid():

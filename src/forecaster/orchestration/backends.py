@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from forecaster.errors import PipelineStepError
+from forecaster.errors import InvalidParameterError, PipelineStepError
 from forecaster.orchestration.config import OrchestrationConfig
 from forecaster.orchestration.storage import join
 
@@ -161,8 +161,26 @@ def _defaults(definition: str | Mapping[str, Any]) -> dict[str, str]:
 
 
 def deployed_parameters(client: Any, pipeline: str) -> dict[str, str]:
-    """The parameter defaults of the deployed pipeline (what the deploy repository pinned)."""
-    return _defaults(client.describe_pipeline(PipelineName=pipeline)["PipelineDefinition"])
+    """The parameter defaults of the deployed pipeline (what the deploy repository pinned).
+
+    Raises:
+        InvalidParameterError: when no pipeline of that name exists (a configuration error: no retry fixes it).
+    """
+    try:
+        definition = client.describe_pipeline(PipelineName=pipeline)["PipelineDefinition"]
+    except Exception as error:  # botocore's ClientError; not imported here (boto3 is the sagemaker backend's)
+        details = getattr(error, "response", {}).get("Error", {})
+        missing = details.get("Code") == "ResourceNotFound" or (  # SageMaker's code; moto's is a validation error
+            details.get("Code") == "ValidationException" and "not find" in details.get("Message", "")
+        )
+        if missing:
+            raise InvalidParameterError(
+                f"No SageMaker pipeline {pipeline!r} in this account and region: deploy it (`forecaster pipeline "
+                "upsert`, the deploy repository) or set its name in the forecaster_config Variable's "
+                "'pipeline_names'."
+            ) from None
+        raise
+    return _defaults(definition)
 
 
 def execution_parameters(client: Any, arn: str) -> dict[str, str]:
