@@ -41,3 +41,13 @@ def test_duplicate_row_fails_extract_and_nothing_runs_after_it(flow, dagbag, mon
     callback = caplog.text  # the failure callback logs one line naming the DAG, the run and the task
     assert "forecaster task failed: dag=forecaster_daily_forecast" in callback and "task=extract" in callback
     assert f"Bad drop {bad}" in text and "more than one row for store_id=" in text and "(row 13)" in text
+
+
+def test_a_misspelt_run_conf_key_fails_the_first_task_naming_it(flow, dagbag, monkeypatch, tmp_path, capfd):
+    """{"redelivery": true} ran, and 'deliver' kept the delivered files: the redeliver request was lost."""
+    config = {**flow["config"], "destination": str(tmp_path / "deliveries"), "staging": str(tmp_path / "staging")}
+    result = run_dag(dagbag, monkeypatch, "forecaster_daily_forecast", FIRST_DAY, config, redelivery=True)
+    assert result["wait_for_sales"] == "failed" and result["deliver"] == "upstream_failed"
+    log = capfd.readouterr()
+    assert "The run's conf has no param 'redelivery'. This DAG's params: backend, redeliver." in log.out + log.err
+    assert not (tmp_path / "deliveries").exists()

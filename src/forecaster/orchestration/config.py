@@ -139,7 +139,7 @@ def parse_config(
         if name in _CONSTRAINTS:
             values[name] = coerce(name, value, _CONSTRAINTS[name], _CALLER)
             continue
-        expected = type(getattr(defaults, name))
+        expected = str if name in _OPTIONAL else type(getattr(defaults, name))
         if not isinstance(value, expected) and not (value is None and name in _OPTIONAL):
             raise InvalidParameterError(
                 f"The {name!r} key of the forecaster configuration must be of type {expected.__name__}. Got {value!r}."

@@ -66,6 +66,13 @@ def config_of(context: dict[str, Any]) -> OrchestrationConfig:
     from airflow.sdk import Variable
 
     params = context.get("params") or {}
+    given = getattr(context.get("dag_run"), "conf", None) or {}
+    declared = set(getattr(context.get("dag"), "params", None) or params)  # ``params`` holds the conf's keys too
+    unknown = sorted(set(given) - declared)
+    if unknown:  # Airflow checks the params' types, not the names: a typo ("redelivery") was ignored
+        raise InvalidParameterError(
+            f"The run's conf has no param {unknown[0]!r}. This DAG's params: {', '.join(sorted(declared)) or 'none'}."
+        )
     backend = params.get("backend") or Variable.get(BACKEND_VARIABLE, default=None)
     overrides = {"backend": backend, "auto_approve": params.get("auto_approve")}
     return parse_config(Variable.get(VARIABLE, default=None), overrides)
