@@ -243,7 +243,7 @@ def test_start_once_starts_one_execution_per_dag_run(fake_aws):
         run = backends.sagemaker_run(client, "inference", first)
         assert run["outputs"] == f"s3://b/runs/{first.rsplit('/', 1)[-1]}"
         assert backends.deployed_parameters(client, "p")["ModelDataUrl"] == "s3://b/v1/model.tar.gz"
-        with pytest.raises(InvalidParameterError, match="No SageMaker pipeline 'prod-x' .*'pipeline_names'"):
+        with pytest.raises(InvalidParameterError, match=r"No SageMaker pipeline 'prod-x' .*'pipeline_names'"):
             backends.deployed_parameters(client, "prod-x")  # was a ClientError, retried for 9 minutes
 
 
@@ -326,3 +326,24 @@ def test_a_task_stopped_while_the_local_runner_runs_stops_the_runner(tmp_path):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert (tmp_path / "stopped").read_text() == "stopped\n" and time.monotonic() - started < 20
+
+
+def test_a_failed_execution_names_its_failed_steps_and_their_reasons():
+    """SageMaker's execution reason is generic ("Step failure: One or multiple steps failed")."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from forecaster.orchestration import backends
+
+    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/abc"
+    steps = [
+        {"StepName": "Preprocess", "StepStatus": "Succeeded"},
+        {"StepName": "Transform", "StepStatus": "Failed", "FailureReason": "ClientError: model failed to load"},
+    ]
+    with Stubber(client) as stub:
+        expected = {"PipelineExecutionArn": arn, "SortOrder": "Ascending"}
+        stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps}, expected)
+        assert backends.failed_steps(client, arn) == "step Transform: ClientError: model failed to load"
+        stub.add_client_error("list_pipeline_execution_steps", "AccessDeniedException")
+        assert backends.failed_steps(client, arn) == ""  # the failure stands with what it has

@@ -190,6 +190,20 @@ def execution_parameters(client: Any, arn: str) -> dict[str, str]:
     return {**_defaults(definition), **{p["Name"]: str(p["Value"]) for p in given}}
 
 
+def failed_steps(client: Any, arn: str) -> str:
+    """``step Train: <reason>; …`` of execution ``arn``'s failed steps (the execution's own reason is generic).
+
+    Empty when SageMaker cannot list them: the caller's failure stands with what it has.
+    """
+    try:
+        steps = client.list_pipeline_execution_steps(PipelineExecutionArn=arn, SortOrder="Ascending")
+    except Exception:  # a listing error must not hide the execution's failure
+        log.warning("could not list the steps of %s", arn, exc_info=True)
+        return ""
+    failed = [s for s in steps.get("PipelineExecutionSteps", []) if s.get("StepStatus") == "Failed"]
+    return "; ".join(f"step {s.get('StepName')}: {s.get('FailureReason') or 'no reason given'}" for s in failed)
+
+
 def sagemaker_run(client: Any, key: str, arn: str) -> dict[str, Any]:
     """The run description of SageMaker execution ``arn`` of pipeline ``key``."""
     params = execution_parameters(client, arn)

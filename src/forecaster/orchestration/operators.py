@@ -59,8 +59,10 @@ class PipelineSucceeded(SageMakerPipelineSensor):
         return {*super().failed_states(), "Stopped"}
 
     def get_failed_reason_from_response(self, response: dict) -> str:
-        """The execution's status and failure reason."""
-        return f"{response.get('PipelineExecutionStatus')}: {response.get('FailureReason') or 'no reason given'}"
+        """The execution's status and failure reason, and each failed step's (SageMaker's own is generic)."""
+        reason = f"{response.get('PipelineExecutionStatus')}: {response.get('FailureReason') or 'no reason given'}"
+        steps = backends.failed_steps(self.hook.conn, self.pipeline_exec_arn)
+        return f"{reason} ({steps})" if steps else reason
 
     def poke(self, context: Any) -> bool:
         """Done when the execution succeeded; a failed or stopped one fails the task at once."""
