@@ -225,6 +225,9 @@ def test_a_later_order_day_uses_the_forecast_days_after_it():
     assert set(later["order_date"]) == {"2024-06-05"} and set(later["arrival_date"]) == {"2024-06-06"}
     with pytest.raises(DataValidationError, match=r"forecasts end on 2024-06-13, not after the order day 2024-06-13"):
         order_lines(frame, order_date="2024-06-13")
+    message = r"order day 2020-01-01 is \d+ day\(s\) before .* first forecast day \(2024-06-04\).* Order on 2024-06-03"
+    with pytest.raises(DataValidationError, match=message):  # was "do not cover every day from 2020-01-02 to …"
+        order_lines(frame, order_date="2020-01-01")
 
 
 def test_categories_match_without_case_and_a_missing_category_column_is_refused(tmp_path, caplog):

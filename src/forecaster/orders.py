@@ -175,6 +175,14 @@ def _day_arrays(frame: pd.DataFrame, series: pd.DataFrame, keys: list[str], date
             f"The forecasts end on {frame[date].max().date()}, not after the order day {day.date()}: order on a day "
             "before the last forecast day (--order-date) or forecast the days after the order day."
         )
+    if offset.min() > 1:  # the first days a delivery must cover have no forecast at all
+        first = frame[date].min()
+        raise DataValidationError(
+            f"The order day {day.date()} is {int(offset.min()) - 1} day(s) before the day before the first forecast "
+            f"day ({first.date()}): the orders need the forecasts of the days after the order day. Order on "
+            f"{(first - pd.Timedelta(days=1)).date()} or later (--order-date, the pipelines' OrderDate), or leave "
+            "it empty."
+        )
     if not after.all():
         logger.info("%d forecast rows up to the order day %s are not used", int((~after).sum()), day.date())
     index = series[keys].reset_index().merge(frame[keys], on=keys, how="right")["index"].to_numpy()
