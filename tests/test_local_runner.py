@@ -371,7 +371,9 @@ def test_sigterm_stops_the_run_and_its_training_job_as_ctrl_c_does(data_dir, tmp
     assert _processes_with(job), "the training job never started"
     time.sleep(1.0)  # the toolkit has started train.py
     runner.send_signal(signal.SIGTERM)
-    assert runner.wait(timeout=90) != 0
+    assert runner.wait(timeout=90) == 130
+    stderr = runner.stderr.read()
+    assert "forecaster pipeline: stopped (signal SIGTERM)" in stderr and "Traceback" not in stderr  # was 67 lines
     record = read_json(workdir / RUN_FILE)
     assert record["status"] == "Stopped" and record["steps"]["Train"]["status"] == "Stopped"
     deadline = time.monotonic() + 10
