@@ -85,6 +85,10 @@ def test_max_wape_rule(tmp_path):
     nan = _put(tmp_path / "nan", {"forecast_metrics": {"overall": {"wape": "NaN"}}}, name="evaluation.json")
     doc = decision.decide([nan], max_wape=0.4)
     assert doc["retrain"] is True and "is 'NaN', not a number: the limit 0.4 cannot be checked" in doc["reasons"][0]
+    _put(tmp_path / "mq", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="statistics.json")  # check's pair
+    assert len(decision.decide([ev], max_wape=0.4)["reasons"]) == 1  # one folder, one reason (was listed twice)
+    alone = _put(tmp_path / "stats", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="statistics.json")
+    assert decision.decide([alone], max_wape=0.4)["retrain"] is True  # statistics.json alone still counts
 
 
 def test_malformed_violation_file(tmp_path, capsys):

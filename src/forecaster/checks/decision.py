@@ -101,7 +101,10 @@ def decide(
     if len(drifted) >= min_drifted_features:
         reasons.append(f"data drift on {len(drifted)} feature(s): {', '.join(drifted)}")
     if max_wape is not None:
-        for path in _files(directories, EVALUATION_FILE) + _files(directories, STATISTICS_FILE):
+        evaluations = _files(directories, EVALUATION_FILE)
+        scored = {path.parent for path in evaluations}  # a model-quality check writes both: one reason per folder
+        statistics = [path for path in _files(directories, STATISTICS_FILE) if path.parent not in scored]
+        for path in evaluations + statistics:
             wape = ((read_json(path).get("forecast_metrics") or {}).get("overall") or {}).get("wape")
             if isinstance(wape, int | float) and wape > max_wape:
                 reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")
