@@ -3,7 +3,7 @@
 ``baseline`` profiles a data set into ``statistics.json`` + ``constraints.json``; ``check`` compares new rows with
 them and writes ``constraint_violations.json`` (check types ``data_type_check``, ``completeness_check``,
 ``baseline_drift_check``, ``missing_column_check``, ``extra_column_check``, ``categorical_values_check``), the
-new rows' ``statistics.json`` and ``feature_drift.json`` (every feature's distance, drifted or not).
+new rows' ``statistics.json`` and ``feature_drift.json`` (the distance of every feature with values).
 
 Drift distances (``comparison_method`` "Robust" / ``categorical_drift_method`` "LInfinity"):
 
