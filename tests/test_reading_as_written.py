@@ -137,6 +137,7 @@ def test_local_timestamps_across_a_daylight_saving_change_give_each_rows_local_d
         ("Pacific/Auckland", pd.date_range("2024-03-28", periods=10)),  # across the change: 11:00Z, then 12:00Z
         ("America/New_York", pd.date_range("2024-03-08", periods=6)),  # 05:00Z, then 04:00Z: the same date
         ("Pacific/Honolulu", pd.date_range("2024-01-01", periods=6)),  # UTC-10: 10:00Z, the same date
+        ("Europe/London", pd.date_range("2024-03-28", periods=6)),  # 00:00Z, then 23:00Z the day before
     ],
 )
 def test_local_midnights_stored_in_utc_keep_their_local_day(zone, dates):
@@ -287,7 +288,10 @@ def test_a_key_that_is_double_in_one_parquet_file_and_int_in_the_next_names_one_
     assert main(["train", "--data", str(folder), "--spec", "default", "--model-dir", str(model), *FAST]) == 0
     report = json.loads((model / "metadata.json").read_text())["data_report"]
     assert report["series"] == 2 and report["days"] == 60  # was 4 series of 30 days: '1.0' and '1'
-    assert set(DatasetSpec.preset("default").validate_frame(read_table(folder))["item_id"]) == {"1", "2"}
+    spec = DatasetSpec.preset("default")
+    assert set(spec.validate_frame(read_table(folder, text=spec.text_columns))["item_id"]) == {"1", "2"}
+    truth = read_table(folder / "2024-01.parquet", text=("item_id",))  # every reader of keys: truth, stock, …
+    assert set(truth["item_id"].astype(str)) == {"1", "2"}
 
 
 def test_typed_dates_are_dates_whatever_the_specs_date_format_says(tmp_path):

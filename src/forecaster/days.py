@@ -44,15 +44,17 @@ def _utc_days(instants: pd.Series) -> pd.Series:
 
     Spark in a session east or west of Greenwich stores a local midnight as ``22:00Z`` / ``23:00Z`` (Stockholm,
     summer / winter: the next UTC day's date) or ``04:00Z`` / ``05:00Z`` (New York: the same date). When every
-    instant of the column is at one or two times of day at most an hour apart (a zone and its daylight-saving
-    time), they are such midnights: from 11:00Z on, a zone east of Greenwich and the next day's date (New Zealand,
-    UTC+12 / +13, stores ``12:00Z`` / ``11:00Z``; UTC-11 is a few Pacific islands); before, a zone west of it and
-    the same date (Hawaii, UTC-10: ``10:00Z``). Instants at other times are events, read on their UTC date.
-    Decided for the column, not row by row: rounding each row to the nearest midnight moved ``12:00Z`` back and
-    forth.
+    instant of the column is at one or two times of day at most an hour apart around the clock (a zone and its
+    daylight-saving time: London's ``00:00Z`` / ``23:00Z`` too), they are such midnights, and each row's day
+    follows from its time: from 11:00Z on, a zone east of Greenwich and the next day's date (New Zealand, UTC+12 /
+    +13, stores ``12:00Z`` / ``11:00Z``; UTC-11 is a few Pacific islands); before, the same date (Hawaii, UTC-10:
+    ``10:00Z``). Instants at other times are events, read on their UTC date. Rounding each row to the nearest
+    midnight moved ``12:00Z`` back and forth.
     """
-    times = (instants - instants.dt.normalize()).dropna().unique()
-    hour = pd.Timedelta(hours=1)
-    if 0 < len(times) <= 2 and max(times) - min(times) <= hour and max(times) >= 11 * hour:
-        return instants.dt.normalize() + pd.Timedelta(days=1)
+    since_midnight = instants - instants.dt.normalize()
+    times = since_midnight.dropna().unique()
+    hour, day = pd.Timedelta(hours=1), pd.Timedelta(days=1)
+    spread = max(times) - min(times) if len(times) else day
+    if 0 < len(times) <= 2 and min(spread, day - spread) <= hour:
+        return instants.dt.normalize() + (since_midnight >= 11 * hour) * day
     return instants.dt.normalize()

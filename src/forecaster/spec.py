@@ -279,16 +279,9 @@ class DatasetSpec:
 
 
 def string_categories(values: pd.Series) -> pd.Categorical:
-    """``values`` as a categorical of their string forms, categories sorted (what ``astype(str)`` gives, lean).
-
-    Whole-number floats read as integers (``1.0`` is ``"1"``): a key column that is double in one Parquet file
-    (after a merge with missing values) and int64 in the next names one series, not two.
-    """
+    """``values`` as a categorical of their string forms, categories sorted (what ``astype(str)`` gives, lean)."""
     codes, uniques = pd.factorize(values)
-    uniques = pd.Index(uniques)
-    if pd.api.types.is_float_dtype(uniques) and bool(np.all(np.mod(uniques, 1) == 0)):
-        uniques = uniques.astype("int64")
-    labels = uniques.astype(str)
+    labels = pd.Index(uniques).astype(str)
     categories = labels.unique().sort_values()
     return pd.Categorical.from_codes(categories.get_indexer(labels)[codes], categories=categories)
 

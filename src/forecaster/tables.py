@@ -256,7 +256,7 @@ def read_file(
     try:
         if kind in PARQUET_SUFFIXES:
             names = None if wanted is None else [n for n in pq.read_schema(path).names if wanted(n)]
-            return pd.read_parquet(path, columns=names)
+            return _whole_numbers_as_ints(pd.read_parquet(path, columns=names), text)
         if kind in CSV_SUFFIXES:
             as_text = {"dtype": dict.fromkeys(text, str)} if text else {}
             frame = read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
@@ -274,6 +274,21 @@ def read_file(
         message = f"File {path} could not be read: {error}.{hint if kind in CSV_SUFFIXES else ''}"
         raise DataValidationError(message) from error
     raise DataValidationError(f"File {path} has extension {kind!r}; use one of {', '.join(TABLE_SUFFIXES)}.")
+
+
+def _whole_numbers_as_ints(frame: pd.DataFrame, text: tuple[str, ...]) -> pd.DataFrame:
+    """The ``text`` columns (keys, statics) that hold whole-number doubles, as integers.
+
+    A key that is double in one Parquet file (a merge with missing values upcasts it) and int64 in the next
+    reads ``1`` in both, not ``1.0`` beside ``1`` (two series of one item); every reader of keys reads it so.
+    """
+    for column in text:
+        if column in frame.columns and pd.api.types.is_float_dtype(frame[column]):
+            values = frame[column].to_numpy()
+            known = values[~np.isnan(values)]
+            if np.all((np.mod(known, 1) == 0) & (np.abs(known) < 2**53)):
+                frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _without_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
