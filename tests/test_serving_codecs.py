@@ -111,10 +111,12 @@ def test_jsonlines_by_feature_name_with_labels_and_nulls():
 
 
 def test_a_category_code_sent_as_a_string_is_a_code_unless_it_is_a_label():
-    numeric = codecs.FeatureLayout(("horizon", "store_id"), {"store_id": ("1", "2", "3", "4")})
+    numeric = codecs.FeatureLayout(("horizon", "store_id"), {"store_id": ("1", "2", "3", "4", "101")})
     by_label = codecs.decode_jsonlines(b'{"horizon": 1, "store_id": "2"}', numeric)
     assert by_label[0, 1] == 1.0  # the label "2" is code 1
     assert codecs.decode_jsonlines(b'{"horizon": 1, "store_id": 2}', numeric)[0, 1] == 2.0  # a number: a code
+    for unseen in (b'"0"', b'"102"'):  # a new store: missing, as any unseen label (not code 0, not a 400)
+        assert math.isnan(codecs.decode_jsonlines(b'{"horizon": 1, "store_id": ' + unseen + b"}", numeric)[0, 1])
     codes = codecs.decode_jsonlines(b'{"horizon": "1", "lag_0": "2", "discount": "0.5", "store_id": "2"}', LAYOUT)
     assert codes.tolist() == [[1.0, 2.0, 0.5, 2.0]]  # every number as a string, the code too (was: missing)
     with pytest.raises(DataValidationError, match="category code"):

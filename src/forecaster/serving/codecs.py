@@ -27,7 +27,7 @@ from forecaster.spec import MAX_MAGNITUDE
 
 #: Fields read as a missing value (besides an empty field).
 NA_STRINGS = ("", "nan", "NaN", "NA", "null")
-#: a category code sent as a JSON string (``"2"``): a code when it is no label of the feature
+#: a category code sent as a JSON string (``"2"``): a code where no label of the feature is such a number
 _WHOLE = re.compile(r"\d+")
 _SHOWN_NAMES = 6
 
@@ -222,6 +222,8 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
     vocabularies = {
         name: {label: code for code, label in enumerate(labels)} for name, labels in layout.categories.items()
     }
+    # labels like "101": a digit string is a label (unseen: missing), never a code; else it may be a code
+    numbered = {name for name, labels in layout.categories.items() if any(_WHOLE.fullmatch(str(x)) for x in labels)}
     rows = []
     for number, record in enumerate(records, start=1):
         if isinstance(record, Mapping):
@@ -242,9 +244,7 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
             )
         for name, vocabulary in vocabularies.items():
             column = layout.names.index(name)
-            if isinstance(values[column], str) and (
-                values[column] in vocabulary or not _WHOLE.fullmatch(values[column])
-            ):
+            if isinstance(values[column], str) and (name in numbered or not _WHOLE.fullmatch(values[column])):
                 values[column] = vocabulary.get(values[column])  # a label; unseen label = missing
         spelled = next((v for v in values if isinstance(v, str) and "_" in v), None)
         if spelled is not None:  # Python's float() reads "1_000" as 1000; no client means that
