@@ -342,3 +342,10 @@ def test_a_folder_key_with_leading_zeros_wins_over_the_files_integer(tmp_path):
     (tmp_path / "sales" / "store_id=008").mkdir()
     rows.drop(columns="store_id").to_parquet(tmp_path / "sales" / "store_id=008" / "part-0.parquet")
     assert set(read_table(tmp_path / "sales")["store_id"].astype(str)) == {"007", "008"}  # was '7' and '008'
+
+
+def test_a_pinned_decimal_comma_leaves_the_number_cells_of_a_sheet_as_they_are(tmp_path):
+    frame = pd.DataFrame({"store_id": ["S1"] * 4, "units_sold": [1.234, "11,5", "3,25", 2.5]})  # numbers and text
+    frame.to_excel(tmp_path / "mixed.xlsx", index=False)
+    read = read_table(tmp_path / "mixed.xlsx", CsvDialect(decimal=","), text=("store_id",))
+    assert read["units_sold"].astype(float).tolist() == [1.234, 11.5, 3.25, 2.5]  # 1.234 became 1234

@@ -295,11 +295,14 @@ def comma_numbers(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
     """Turn ``1,5`` into 1.5 and ``4.800`` into 4800 in the text columns that are mostly numbers (not ``keep``).
 
     pandas leaves a column with one bad value as text: the bad value is then the one the spec's checks report.
+    Only text is read so: a number cell of an Excel sheet (``1.234``) beside text cells stays the number it is.
     """
     for column in frame.select_dtypes(include="object").columns.difference(list(keep), sort=False):
-        text = frame[column].dropna().astype(str).str.strip()
+        values = frame[column].dropna()
+        text = values[values.map(type).eq(str)].str.strip()
         comma = text.str.fullmatch(COMMA_NUMBER.pattern) | text.str.fullmatch(_GROUPED_NUMBER.pattern)
-        if comma.any() and (comma | text.str.fullmatch(r"[-+]?\d+")).mean() >= 0.5:
+        whole = text.str.fullmatch(r"[-+]?\d+").sum() + len(values) - len(text)  # whole numbers, number cells
+        if comma.any() and (comma.sum() + whole) / len(values) >= 0.5:
             plain = text[comma].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
             numbers = pd.to_numeric(plain)
             frame[column] = frame[column].astype(object).where(~frame.index.isin(numbers.index), numbers)
