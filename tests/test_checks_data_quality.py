@@ -307,3 +307,14 @@ def test_baseline_options_the_check_would_refuse_are_refused_when_the_baseline_i
         assert main([*argv, *option]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main([*argv, "--categorical", "b", "--comparison-threshold", "0.2"]) == 0
+
+
+def test_headerless_feature_rows_in_csv_gz_and_a_quoted_header_are_read(tmp_path):
+    import gzip
+
+    columns = {"a": "float", "b": "float", "c": "int"}
+    with gzip.open(tmp_path / "f.csv.gz", "wt") as file:  # the first line was read as binary: "another table"
+        file.write("1.0,2.0,3\n4.0,5.0,6\n")
+    assert data_quality.load_dataset(tmp_path / "f.csv.gz", columns)["c"].tolist() == [3, 6]
+    (tmp_path / "q.csv").write_text('"b","a","c"\n2,1,3\n')
+    assert data_quality.load_dataset(tmp_path / "q.csv", columns).iloc[0].tolist() == [1, 2, 3]

@@ -67,8 +67,8 @@ def load_dataset(path: str | Path, columns: Mapping[str, str] | None = None) -> 
 
 
 def _schema_csv(file: Path, names: list[str]) -> pd.DataFrame:
-    with open(file, encoding="utf-8", errors="replace") as handle:
-        head = [field.strip() for field in handle.readline().strip().lstrip("\ufeff").split(",")]
+    first = read_table(file, header=None, nrows=1, dtype=str, keep_default_na=False)  # gzip, quotes, dialect
+    head = [str(field).strip() for field in first.iloc[0]] if len(first) else []
     if set(names) <= set(head):
         frame = read_table(file, header=0)
         return frame[[*names, *(c for c in frame.columns if c not in names)]]
