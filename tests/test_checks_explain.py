@@ -234,7 +234,7 @@ def test_too_few_rows_for_their_own_background_are_refused_unless_a_background_i
     features.head(1).to_csv(one, header=False, index=False)
     args = ["explain", "--model-dir", str(model_dir), "--input", f"dataset={one}"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 3
-    assert "which has 1 distinct row(s)" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert "holds one distinct row" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main([*args, "--input", f"background={path}", "--out", str(tmp_path / "y")]) == 0
     values = json.loads((tmp_path / "y" / "analysis.json").read_text())["explanations"]["kernel_shap"]["label0"]
     assert any(v > 0 for v in values["global_shap_values"].values())

@@ -263,7 +263,12 @@ def _read(path: Path, bom: int, options: dict[str, Any]) -> tuple[pd.DataFrame, 
         warnings.simplefilter("always", pd.errors.ParserWarning)
         stream.read(bom)  # pandas would keep a mark that its encoding does not expect
         frame = pd.read_csv(stream, **{"compression": None, **options})
-    widened = any(w.category is pd.errors.ParserWarning and "Length of header" in str(w.message) for w in caught)
+    widened = False
+    for warning in caught:  # the one about a line wider than the header is handled; the others are passed on
+        if warning.category is pd.errors.ParserWarning and "Length of header" in str(warning.message):
+            widened = True
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return frame, widened
 
 
@@ -286,8 +291,9 @@ def _check_extra_fields(path: Path, bom: int, options: dict[str, Any]) -> None:
                 raise ValueError(
                     f"line {rows.line_num} has {len(row)} fields, the header {width} (the extra value: "
                     f"{row[width][:40]!r}). A value holds the separator {options['sep']!r} without quotes, or its "
-                    'quotes are escaped in a way the sample did not show (\\" as Spark writes them, or ""); export '
-                    "the file again with every text value quoted"
+                    'quotes are escaped in a way the sample did not show (\\" as Spark writes them, or ""), or the '
+                    "lines start with row names the header does not name (R's write.table): export the file again "
+                    "with every text value quoted and without row names"
                 )
 
 

@@ -144,13 +144,11 @@ def explain_dataset(
     centres = None
     if params["method"] == "interventional":
         source = X_all if background is None else _matrix(background, model_dir, layout)
-        distinct = len(np.unique(source[: params["background_sample"]], axis=0))
-        if background is None and distinct < params["num_clusters"]:  # the rows would be their own background
-            raise DataValidationError(
-                f"explain builds its background of {params['num_clusters']} clusters from the data set, which has "
-                f"{distinct} distinct row(s): each row would be compared with itself (1 row: every attribution 0, "
-                "which the attribution-drift check reads as drift). Give the background input (e.g. the training "
-                "features), or lower --num-clusters."
+        if background is None and len(np.unique(source[: params["background_sample"]], axis=0)) < 2:
+            raise DataValidationError(  # the row would be its own background
+                "explain builds its background from the data set, which holds one distinct row: compared with "
+                "itself, every attribution is 0 (which the attribution-drift check reads as drift). Give the "
+                "background input (e.g. the training features), or explain more rows."
             )
         categorical = [names.index(c) for c in model.schema.categorical_features]
         centres = kmeans_background(

@@ -102,6 +102,8 @@ def _stop_with_parent() -> None:
     parent = os.environ.pop(SERVE_PARENT_PID_ENV, "")
     if not parent.isdigit() or not sys.platform.startswith("linux"):
         return
+    # PR_SET_PDEATHSIG fires when the *thread* that started this process ends: ServerProcess.start runs in the
+    # thread that also stops the server (the local transform's main thread), so that is the runner's end
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != int(parent):  # it died before prctl
         os.kill(os.getpid(), signal.SIGTERM)
