@@ -304,3 +304,18 @@ def test_postprocess_without_stock_says_stock_was_not_considered(tmp_path, caplo
     orders = read_table(tmp_path / "order_proposals.csv")
     assert len(orders) == 2 and not orders["stock_considered"].any() and "order_units" in orders
     assert "stock_considered = False" in caplog.text
+
+
+@pytest.mark.parametrize(("on_hand", "expected"), [(0, 30), (5, 30), (20, 20), (50, 0)])
+def test_demand_before_a_late_delivery_that_the_shelf_cannot_meet_is_not_ordered(tmp_path, on_hand, expected):
+    """Ordered Monday with lead time 2, on the shelf Wednesday: Tuesday's sales come from the shelf or are lost.
+
+    The order bought Tuesday's demand too (40 on an empty shelf), which the replay then threw away.
+    """
+    calendar = tmp_path / "calendar.csv"
+    pd.DataFrame({"weekday": ["mon", "thu"], "lead_time_days": [2, 2]}).to_csv(calendar, index=False)
+    frame = forecasts(days=14, p10=10.0, p50=10.0, p90=10.0)  # a known demand: 10 a day
+    stock = stock_file(tmp_path, [{"on_hand_units": on_hand}])
+    line = one(order_lines(frame, stock=stock, calendar=calendar, service_level=0.5))
+    assert line["arrival_date"] == "2024-06-05" and line["days_covered"] == 4  # Tuesday to Friday
+    assert line["order_units"] == expected

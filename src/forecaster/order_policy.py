@@ -97,6 +97,7 @@ def order_up_to(
     position: np.ndarray,
     pack_size: np.ndarray,
     min_units: np.ndarray,
+    before: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target S, service level P(demand of the days covered <= S), order units) per series.
 
@@ -106,6 +107,9 @@ def order_up_to(
     The order is S minus ``position`` (usable stock and open orders) in whole packs of ``pack_size``, S never
     below ``min_units``: rounded up, or with ``defaults.pack_rounding == "cost"`` (and no ``service_level``) to
     whichever of the two nearest pack counts has the lower expected cost (:func:`_expected_cost`).
+    ``before``: the days covered before the delivery arrives (lead time - 1). Their demand is met by ``position``
+    only: what it cannot meet is lost (no back orders), so each demand path is lowered by that shortfall before
+    S is chosen; the order never buys the days its delivery comes too late for.
     """
     n = len(quantiles)
     width = int(max(days_covered.max(initial=1), life_days.max(initial=1)))
@@ -120,6 +124,12 @@ def order_up_to(
             period,
             _draws_at(cum, life_days[rows] - 1),
         )  # demand until the next delivery (or expiry), period, life
+        if before is not None and (before[rows] > 0).any():
+            early = before[rows]
+            pre = np.where(early[:, None] > 0, _draws_at(cum, np.maximum(early, 1) - 1), 0.0)
+            lost = np.maximum(pre - position[rows, None], 0.0)  # the shelf runs empty before the delivery
+            draws = tuple(d - lost for d in draws)
+            period = draws[1]
         costs = margin[rows], defaults.holding_cost_share * waste_cost[rows], waste_cost[rows]
         if service_level is None:
             s = np.maximum(_balance(*draws, *costs), min_units[rows])

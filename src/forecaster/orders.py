@@ -129,6 +129,7 @@ def order_lines(
         position=position,
         pack_size=items.pack_size[ordering],
         min_units=items.min_display_units[ordering],
+        before=(lead[ordering] - 1).astype(np.int64),
     )
     broken = np.flatnonzero(~np.isfinite(order) | ~np.isfinite(target))
     if broken.size:  # e.g. a pack size of 1e-320 or a log_shift of 1e300: nothing is delivered

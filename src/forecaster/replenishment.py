@@ -167,6 +167,7 @@ def forecast_policy(
             position=counted + day.on_order,
             pack_size=items.pack_size[day.rows],
             min_units=items.min_display_units[day.rows],
+            before=np.asarray(day.lead, dtype=np.int64) - 1,
         )
         return order
 
