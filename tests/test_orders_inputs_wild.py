@@ -310,3 +310,21 @@ def test_a_stock_row_repeated_exactly_is_counted_and_named_in_a_warning(tmp_path
     with caplog.at_level(logging.WARNING, logger="forecaster.orders_inputs"):
         order_lines(one, stock=path)
     assert "repeat an earlier row" not in caplog.text  # buckets that differ are stock, not copies
+
+
+@pytest.mark.parametrize("shelf_life", [3, 7])
+def test_a_replay_with_perfect_forecasts_on_a_sparse_calendar_neither_wastes_nor_loses(tmp_path, shelf_life):
+    """Mon/Thu orders, lead time 2: the orders bought the days before each delivery (wasted at shelf life 3),
+    and the replay's last days got no delivery (lost sales with perfect information)."""
+    days = pd.date_range("2024-06-04", periods=21).strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"store_id": "S1", "item_id": "a", "date": days, "p10": 10.0, "p50": 10.0, "p90": 10.0})
+    frame["mean"] = 10.0
+    actuals = frame[["store_id", "item_id", "date"]].assign(units_sold=10.0)
+    calendar, defaults = tmp_path / "calendar.csv", tmp_path / "defaults.json"
+    pd.DataFrame({"weekday": ["mon", "thu"], "lead_time_days": [2, 2]}).to_csv(calendar, index=False)
+    defaults.write_text(f'{{"shelf_life_days": {shelf_life}}}')
+    results = simulate_files(frame, actuals, target="units_sold", calendar=calendar, defaults_path=defaults)
+    ours = results["policies"]["forecaster"]
+    assert ours["waste_units"] == 0  # was 30 at shelf life 3: Tuesday's demand bought for a Wednesday delivery
+    if shelf_life == 7:  # (at 3, Saturday's delivery cannot last to Tuesday: those sales are lost whatever is ordered)
+        assert ours["lost_units"] == 0 and ours["fill_rate"] == 1.0  # the last 3 days were lost

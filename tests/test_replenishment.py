@@ -67,9 +67,10 @@ def test_orders_follow_the_calendar_and_its_lead_time():
         return np.full(1, 10.0)
 
     result = simulate(replay([1] * 10, shelf=30, leads=leads), policy)
-    # the first fill (day -1), then orders on day 0 (covers days 1..4: next order on 3 arrives on 5) and day 3
-    assert [s[0] for s in seen] == [-1, 0, 3] and seen[1][1:] == (4, 2) and seen[2][1:] == (5, 2)
-    assert result["delivered_units"] == 30 and result["sold_units"] == 10
+    # the first fill (day -1), then orders on day 0 (covers days 1..4: next order on 3 arrives on 5), day 3, and
+    # day 7 (on the shelf on day 9, the last: its days covered run past the replay, and it is placed all the same)
+    assert [s[0] for s in seen] == [-1, 0, 3, 7] and seen[1][1:] == (4, 2) and seen[2][1:] == (5, 2)
+    assert result["delivered_units"] == 40 and result["sold_units"] == 10
 
 
 def test_daily_quantile_policy_orders_the_arrival_days_quantile():

@@ -100,12 +100,15 @@ def _orders(
     covered = (gap + next_lead - 1).astype(np.int64)
     life = (np.nan_to_num(lead) + replay.items.shelf_life_days - 1).astype(np.int64)
     arrival = t + np.nan_to_num(lead, nan=days).astype(np.int64)
-    rows = np.flatnonzero(~np.isnan(lead) & (arrival < days) & (t + covered < days))
+    # an order whose days covered run past the replay is placed too (the forecasts' last day stands in for the
+    # days after it): leaving it out emptied the shelves of the replay's last days under sparse calendars
+    rows = np.flatnonzero(~np.isnan(lead) & (arrival < days))
     units = np.zeros(n)
     if rows.size == 0:
         return units
     due = np.cumsum(pipeline, axis=1)
-    on_order = due[rows, t + covered[rows]] - due[rows, t] if t >= 0 else np.zeros(rows.size)
+    until = np.minimum(t + covered[rows], pipeline.shape[1] - 1)
+    on_order = due[rows, until] - due[rows, t] if t >= 0 else np.zeros(rows.size)
     day = Day(t, rows, covered[rows], life[rows], stock[rows], on_order, np.nan_to_num(lead[rows]).astype(np.int64))
     units[rows] = round_to_packs(policy(day), replay.items.pack_size[rows])
     if not first_fill:
