@@ -168,13 +168,24 @@ def test_a_delivery_that_would_overtake_the_next_one_is_refused(tmp_path):
     calendar = tmp_path / "calendar.csv"
     pd.DataFrame({"store_id": "S1", "weekday": ["thu", "mon"], "lead_time_days": [5, 1]}).to_csv(calendar, index=False)
     with pytest.raises(DataValidationError, match=r"store_id='S1', item_id='a' order on Thursday with a lead time of 5 "
-                       r"days: that delivery would come after the one of the next order \(Monday, lead time 1 days, "
+                       r"days: that delivery would come on the same day as the one of the next order \(Monday, lead "
+                       r"time 1 days, "
                        r"on the shelf 5 days after Thursday's order\)"):  # fmt: skip
         order_lines(forecasts(days=14), calendar=calendar)  # a Monday order: Thursday's is checked all the same
     pd.DataFrame({"store_id": "S1", "weekday": ["thu", "mon"], "lead_time_days": [4, 1]}).to_csv(calendar, index=False)
     lines = order_lines(forecasts(days=14), calendar=calendar).set_index(["store_id", "item_id"])
     assert lines.loc[("S1", "a"), "arrival_date"] == "2024-06-04"
     assert lines.loc[("S1", "a"), "next_arrival_date"] == "2024-06-10"  # Thursday's order, 4 days on the way
+
+
+def test_a_chain_row_beside_store_rows_in_a_calendar_says_where_it_belongs(tmp_path):
+    calendar = tmp_path / "calendar.csv"
+    pd.DataFrame({"store_id": ["S1", None], "weekday": ["mon", "thu"], "lead_time_days": [1, 1]}).to_csv(
+        calendar, index=False
+    )
+    with pytest.raises(DataValidationError, match=r"row 2, column 'store_id': the key is missing\. A row for the whole "
+                       r"chain goes into the defaults file \(order_weekdays, lead_time_days\)"):  # fmt: skip
+        order_lines(forecasts(), calendar=calendar)
 
 
 def test_forecasts_with_utc_offsets_order_on_their_own_wall_clock_days(tmp_path, caplog):

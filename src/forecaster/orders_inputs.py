@@ -65,7 +65,14 @@ def read_input(
             if key in frame.columns:
                 bad = frame[key].isna().to_numpy()
                 if bad.any():
-                    raise DataValidationError(f"{_where(file, int(np.flatnonzero(bad)[0]), key)}: the key is missing.")
+                    chain = (
+                        " A row for the whole chain goes into the defaults file (order_weekdays, lead_time_days), not "
+                        "beside rows that name their store."
+                        if what == "delivery calendar"
+                        else ""
+                    )
+                    where = _where(file, int(np.flatnonzero(bad)[0]), key)
+                    raise DataValidationError(f"{where}: the key is missing.{chain}")
                 frame[key] = frame[key].astype(str)
         frame["_file"], frame["_row"] = str(file), np.arange(1, len(frame) + 1)
         frames.append(frame)
@@ -325,12 +332,14 @@ def _check_deliveries_in_order(table: np.ndarray, series: pd.DataFrame, keys: li
         if late.size:
             i = int(late[0])
             following = WEEKDAYS[(weekday + int(gap[i])) % 7].title()
+            when = "on the same day as" if table[i, weekday] == gap[i] + next_lead[i] else "after"
+            whose = f"has {label(series.iloc[i], keys)} order" if len(np.unique(table, axis=0)) > 1 else "orders"
             raise DataValidationError(
-                f"The delivery calendar at {path} has {label(series.iloc[i], keys)} order on "
-                f"{WEEKDAYS[weekday].title()} with a lead time of {table[i, weekday]:g} days: that delivery would "
-                f"come after the one of the next order ({following}, lead time {next_lead[i]:g} days, on the shelf "
-                f"{gap[i] + next_lead[i]:g} days after {WEEKDAYS[weekday].title()}'s order). Deliveries must arrive "
-                "in the order they are ordered: shorten that lead time or drop one of the two order days."
+                f"The delivery calendar at {path} {whose} on {WEEKDAYS[weekday].title()} with a lead time of "
+                f"{table[i, weekday]:g} days: that delivery would come {when} the one of the next order "
+                f"({following}, lead time {next_lead[i]:g} days, on the shelf {gap[i] + next_lead[i]:g} days after "
+                f"{WEEKDAYS[weekday].title()}'s order). Each delivery must arrive before the next order's: shorten "
+                "that lead time or drop one of the two order days."
             )
 
 
