@@ -360,3 +360,13 @@ def test_too_few_rows_for_min_data_in_leaf_are_named_in_a_warning_and_a_small_va
         fit_artifact(few, synthetic_spec, dataclasses.replace(config, min_data_in_leaf=5), tmp_path / "m2")
     assert "min_data_in_leaf" not in caplog.text  # below LightGBM's Dataset default of 20: was a LightGBMError
     assert (tmp_path / "m2" / "model_mean.txt").exists()
+
+
+def test_a_model_trained_on_whole_number_double_keys_matches_the_integer_keys_read_now(trained_model_dir):
+    """Keys read as integers since ("1", not "1.0"): an older model's "1.0" labels would have made them unseen."""
+    schema = json.loads((trained_model_dir / "feature_schema.json").read_text())
+    feature = next(f for f in schema["features"] if "categories" in f)
+    feature["categories"] = ["1.0", "10.0", "2.0"]
+    assert FeatureSchema.from_dict(schema).categories[feature["name"]] == ["1", "10", "2"]  # same order, codes
+    feature["categories"] = ["1.0", "S2"]
+    assert FeatureSchema.from_dict(schema).categories[feature["name"]] == ["1.0", "S2"]  # text labels stay

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -102,7 +103,7 @@ class FeatureSchema:
             return cls(
                 feature_names=tuple(f["name"] for f in features),
                 kinds={f["name"]: f["dtype"] for f in features},
-                categories={f["name"]: list(f["categories"]) for f in features if "categories" in f},
+                categories={f["name"]: _integer_labels(list(f["categories"])) for f in features if "categories" in f},
                 horizon=int(data["horizon"]),
                 quantiles=tuple(float(q) for q in data["quantiles"]),
                 scale_floor=float(data["scale_floor"]),
@@ -125,6 +126,14 @@ class FeatureSchema:
         return cls.from_dict(read_json(path), source=str(path))
 
 
+def _integer_labels(labels: list[str]) -> list[str]:
+    """Labels written for whole-number double keys (``"1.0"``, before keys were read as integers) as read now."""
+    if labels and all(isinstance(x, str) and _WHOLE_FLOAT.fullmatch(x) for x in labels):
+        return [x[:-2] for x in labels]  # same order, same codes: only the text the inputs are matched by
+    return labels
+
+
+_WHOLE_FLOAT = re.compile(r"-?\d+\.0")
 #: the temporary folder a process unpacks a ``model.tar.gz`` into: ``forecaster-model-<pid>-<random>``
 _UNPACKED_PREFIX = "forecaster-model-"
 
