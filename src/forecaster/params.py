@@ -135,17 +135,21 @@ class Text:
         return 0 < len(value) <= self.max_length
 
 
-@dataclass(frozen=True)
-class Day:
-    """A calendar day written ``YYYY-MM-DD``."""
-
-    def describe(self) -> str:
-        return "a day written YYYY-MM-DD"
+class _Written:
+    """A constraint on strings: the value as written (JSON quotes undone), refused when it is not a string."""
 
     def coerce(self, value: Any) -> Any:
         if not isinstance(value, str):
             raise TypeError
         return _unquote(value)
+
+
+@dataclass(frozen=True)
+class Day(_Written):
+    """A calendar day written ``YYYY-MM-DD``."""
+
+    def describe(self) -> str:
+        return "a day written YYYY-MM-DD"
 
     def accepts(self, value: Any) -> bool:
         try:
@@ -155,16 +159,11 @@ class Day:
 
 
 @dataclass(frozen=True)
-class S3Uri:
+class S3Uri(_Written):
     """An S3 location ``s3://bucket[/key]`` (a bucket name of 3 to 63 lower-case letters, digits, dots, dashes)."""
 
     def describe(self) -> str:
         return "an S3 URI such as s3://bucket/prefix/"
-
-    def coerce(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise TypeError
-        return _unquote(value)
 
     def accepts(self, value: Any) -> bool:
         return bool(_S3_URI.fullmatch(value))
