@@ -12,6 +12,7 @@ here: a ``CloudFormationModel`` that makes the calls the real resource handler m
 ``AWS::S3::BucketPolicy``                 kept, not applied (its TLS-only Deny would refuse moto's plain HTTP)
 ``AWS::SQS::QueuePolicy``                 SetQueueAttributes(Policy)
 ``AWS::Lambda::EventInvokeConfig``        PutFunctionEventInvokeConfig / DeleteFunctionEventInvokeConfig
+``AWS::ECR::Repository`` (delete)         ``EmptyOnDelete: true`` deletes the images with the repository
 ``Custom::*`` (with STANDIN_LAMBDA_CODE)  the function's handler module from that folder, run in this process with
                                           the function's environment (moto would need a Lambda container image),
                                           for Create and for Delete (moto sends no Delete to custom resources)
@@ -434,6 +435,26 @@ def _with_delete_model_package() -> None:
     SageMakerResponse.delete_model_package = delete_model_package
 
 
+def _with_ecr_empty_on_delete() -> None:
+    """``EmptyOnDelete: true`` of ``AWS::ECR::Repository``: CloudFormation deletes the repository with its images
+    (moto 5.2 ignores the property and refuses to delete a repository that holds images)."""
+    from moto.ecr.models import Repository, ecr_backends
+
+    create = Repository.create_from_cloudformation_json.__func__
+
+    def create_with_flag(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        repository = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        repository.standin_empty_on_delete = bool(cloudformation_json["Properties"].get("EmptyOnDelete", False))
+        return repository
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        backend = ecr_backends[account_id][region_name]
+        backend.delete_repository(self.name, force=getattr(self, "standin_empty_on_delete", False))
+
+    Repository.create_from_cloudformation_json = classmethod(create_with_flag)
+    Repository.delete = delete
+
+
 def _with_custom_resources() -> None:
     from moto.cloudformation.custom_model import CustomModel
 
@@ -470,6 +491,7 @@ def main(argv: list[str]) -> None:
 
     _without_openapi_validator()
     _with_delete_model_package()
+    _with_ecr_empty_on_delete()
     if LAMBDA_CODE:
         _with_custom_resources()
 

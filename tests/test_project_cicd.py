@@ -95,11 +95,17 @@ def ci_env(fake_aws, moto_url, tmp_path):
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # moto_server serves the whole module
         s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
-    ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=REGION)
-    for kind in ("train", "infer"):  # the template's repositories
+    return env
+
+
+def image_repositories(env: dict) -> None:
+    """The project's two ECR repositories, as the template creates them (where no stack of the test does)."""
+    import boto3
+
+    ecr = boto3.client("ecr", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION)
+    for kind in ("train", "infer"):
         with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
             ecr.create_repository(repositoryName=f"{PROJECT}-{kind}", imageTagMutability="IMMUTABLE")
-    return env
 
 
 def _client(env: dict):
@@ -133,6 +139,7 @@ def _parameters(client, name: str) -> dict:
 def test_build_then_approval_then_deploy(ci_env, tmp_path):
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
     client = _client(ci_env)
+    image_repositories(ci_env)
 
     build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
     ran = _run_steps(repos["build"], build["pipelines"]["branches"]["main"], ci_env)
@@ -295,6 +302,7 @@ def test_a_step_without_the_package_index_stops_before_pip_runs(tmp_path):
 def test_the_images_step_pushes_new_tags_only_and_retrain_needs_pushed_images(ci_env, tmp_path):
     """ECR tags are immutable: a re-run of the images step failed on the push of an image it had pushed before."""
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
+    image_repositories(ci_env)
     build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
     images = [e for e in build["pipelines"]["branches"]["main"] if e["step"]["name"] == "Build and push images"]
     log = tmp_path / "docker.log"

@@ -15,7 +15,7 @@ import yaml
 
 import iam_oracle as oracle
 from iam_oracle import ACCOUNT, PARAMETERS, PARTITION, PROJECT, REGION, TEMPLATES
-from test_project_cicd import _run_steps, ci_env, moto_url, register_build_model  # noqa: F401 - the moto_server fixtures of the CI tests
+from test_project_cicd import _run_steps, ci_env, image_repositories, moto_url, register_build_model  # noqa: F401 - the moto_server fixtures of the CI tests
 from test_project_lambdas import aws, fake, lambdas  # noqa: F401 - the fixtures of the Lambda tests
 
 
@@ -217,6 +217,7 @@ def test_build_steps_upserting_twice_are_allowed_by_the_build_role(fresh_moto, c
 
     repos = {key: path for key, (path, _) in init(PROJECT, tmp_path / "seed", "acme").items()}
     build = yaml.safe_load((repos["build"] / "bitbucket-pipelines.yml").read_text())
+    image_repositories(ci_env)  # the template's (this test has no stack)
     log = tmp_path / "calls.jsonl"
     env = _recording(ci_env, log)
     for _ in range(2):  # the second push updates the pipeline (Pipeline.upsert of an existing one)
