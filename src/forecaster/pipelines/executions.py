@@ -20,7 +20,7 @@ from typing import Any
 
 from forecaster.errors import ForecasterError, InvalidParameterError
 from forecaster.params import S3Uri, coerce
-from forecaster.pipelines.table import PipelineSpec
+from forecaster.pipelines.table import PipelineSpec, input_params
 
 #: execution states after which nothing changes any more
 FINAL_STATES = ("Succeeded", "Failed", "Stopped")
@@ -106,8 +106,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any], *, s3: bool 
 
 def _s3_parameters(spec: PipelineSpec) -> set[str]:
     """The parameters SageMaker reads or writes as S3 locations: step inputs, and those with an ``s3://`` default."""
-    inputs = {ref.split(":", 1)[1] for step in spec.steps for ref in step.inputs.values() if ref.startswith("param:")}
-    return inputs | {p.name for p in spec.parameters if str(p.default).startswith("s3://")}
+    return input_params(spec) | {p.name for p in spec.parameters if str(p.default).startswith("s3://")}
 
 
 def with_defaults(spec: PipelineSpec, defaults: Mapping[str, Any]) -> PipelineSpec:

@@ -20,7 +20,7 @@ from typing import Any
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
 from forecaster.pipelines.catalog import BUILD
 from forecaster.pipelines.executions import parse_boolean
-from forecaster.pipelines.table import PipelineSpec, optional_params
+from forecaster.pipelines.table import PipelineSpec, input_params, optional_params
 
 #: what the approved-model resolver fills in, per pipeline
 RESOLVED = {
@@ -48,10 +48,6 @@ def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
         ) from None
     param.check(rendered, pipeline.name)
     return rendered
-
-
-def _input_params(pipeline: PipelineSpec) -> set[str]:
-    return {ref.split(":", 1)[1] for step in pipeline.steps for ref in step.inputs.values() if ref.startswith("param:")}
 
 
 def _approved(key: str, registry_url: str, group: str) -> dict[str, str]:
@@ -120,7 +116,7 @@ def resolve_parameters(
                 f"--group {group!r} and --param {name}={given[name]} name two model package groups; give one."
             )
         params[name] = group
-    inputs = _input_params(pipeline)
+    inputs = input_params(pipeline)
     resolved = RESOLVED.get(key, ())
     partly = [name for name in resolved if name not in given] if set(resolved) & set(given) else []
     if partly:

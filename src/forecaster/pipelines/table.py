@@ -95,6 +95,12 @@ class PipelineSpec:
         return {param.name: param.default for param in self.parameters}
 
 
+def input_params(pipeline: PipelineSpec) -> set[str]:
+    """The parameters of ``pipeline`` that name a step's input (a location the step reads)."""
+    refs = (ref for step in pipeline.steps for ref in step.inputs.values())
+    return {ref.partition(":")[2] for ref in refs if ref.startswith("param:")}
+
+
 def optional_params(pipeline: PipelineSpec) -> set[str]:
     """The parameters of ``pipeline`` that feed an optional input (empty: the input is not given)."""
     return {step.inputs[name].partition(":")[2] for step in pipeline.steps for name in step.optional}
