@@ -4,12 +4,12 @@ CSV is the batch-transform format and the fast path: header-less rows in ``featu
 by a vectorised per-row field count (so an error names the first bad row, 1-based, without a Python loop over
 rows) and parsed by Arrow's multi-threaded, correctly rounded CSV reader (values round-trip exactly).
 Categorical features travel as integer codes (an index into the feature's vocabulary); an empty field is a
-missing value. JSON Lines and JSON name the features instead and may
-send a categorical feature by its label.
+missing value. JSON Lines and JSON name the features instead and may send a categorical feature by its label.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -50,6 +50,14 @@ class FeatureLayout:
         categories = dict(getattr(schema, "categories", {}) or {})
         categorical = getattr(schema, "categorical_features", list(categories))
         return cls(tuple(schema.feature_names), {name: tuple(categories.get(name, ())) for name in categorical})
+
+    @functools.cached_property
+    def label_codes(self) -> tuple[tuple[int, dict[str, int], bool], ...]:
+        """Per categorical feature, once per layout: its column, label -> code, and whether a label is a number."""
+        return tuple(
+            (self.names.index(name), {x: code for code, x in enumerate(xs)}, any(_WHOLE.fullmatch(str(x)) for x in xs))
+            for name, xs in self.categories.items()
+        )
 
     def describe(self) -> str:
         """The expected columns, shortened for error messages."""
@@ -219,11 +227,6 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
     if not records:
         raise DataValidationError(f"The {what} body holds no records. Send at least one record.")
     missing = object()
-    vocabularies = {
-        name: {label: code for code, label in enumerate(labels)} for name, labels in layout.categories.items()
-    }
-    # labels like "101": a digit string is a label (unseen: missing), never a code; else it may be a code
-    numbered = {name for name, labels in layout.categories.items() if any(_WHOLE.fullmatch(str(x)) for x in labels)}
     rows = []
     for number, record in enumerate(records, start=1):
         if isinstance(record, Mapping):
@@ -242,9 +245,9 @@ def _records_to_matrix(records: Sequence[Any], layout: FeatureLayout, what: str)
                 f"{what} record {number} has {len(values)} values; the model expects {len(layout.names)} "
                 f"({layout.describe()})."
             )
-        for name, vocabulary in vocabularies.items():
-            column = layout.names.index(name)
-            if isinstance(values[column], str) and (name in numbered or not _WHOLE.fullmatch(values[column])):
+        for column, vocabulary, numbered in layout.label_codes:
+            # labels like "101": a digit string is a label (unseen: missing); where labels are text, it is a code
+            if isinstance(values[column], str) and (numbered or not _WHOLE.fullmatch(values[column])):
                 values[column] = vocabulary.get(values[column])  # a label; unseen label = missing
         spelled = next((v for v in values if isinstance(v, str) and "_" in v), None)
         if spelled is not None:  # Python's float() reads "1_000" as 1000; no client means that
@@ -313,11 +316,8 @@ def decode_json(body: bytes, layout: FeatureLayout) -> np.ndarray:
     try:
         document = _loads(body, "The JSON body")
     except DataValidationError as error:
-        if "Extra data" not in str(error):
-            raise
-        raise DataValidationError(
-            f"{error} One JSON object per line is JSON Lines: send it as Content-Type application/jsonlines."
-        ) from None
+        hint = " One JSON object per line is JSON Lines: send it as Content-Type application/jsonlines."
+        raise DataValidationError(f"{error}{hint if 'Extra data' in str(error) else ''}") from None
     if isinstance(document, Mapping):  # {"instances": [...]}, or one record (a batch transform's SingleRecord)
         document = document["instances"] if isinstance(document.get("instances"), list) else [document]
     if not isinstance(document, list):
