@@ -157,9 +157,8 @@ def _escapechar(lines: list[str], sep: str) -> str | None:
     if len(lines) < 2 or not any('\\"' in line for line in lines[1:]):
         return None
     width = _field_count(lines[:1], sep)
-    standard = _field_count([lines[0], *lines[1:]], sep)
     escaped = {len(row) for row in csv.reader(lines[1:], delimiter=sep, escapechar="\\", doublequote=False) if row}
-    return "\\" if not standard and escaped == {width} else None
+    return "\\" if not _field_count(lines, sep) and escaped == {width} else None
 
 
 def _separator(lines: list[str]) -> str:
@@ -346,8 +345,7 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     if widened:
         _check_extra_fields(path, found.bom, options)
     if options["decimal"] == ",":
-        dtypes = options.get("dtype")
-        frame = comma_numbers(frame, {c for c, t in dtypes.items() if t is str} if isinstance(dtypes, dict) else set())
+        frame = comma_numbers(frame, text)
     plain = (dialect.sep, dialect.decimal, dialect.encoding, found.bom) == (",", ".", "utf-8", 0)
     logger.log(logging.DEBUG if plain else logging.INFO, "%s: CSV with %s", path, how)
     return frame

@@ -74,7 +74,7 @@ def _path(args: argparse.Namespace, inputs: dict[str, list[Path]], name: str) ->
 def _out(args: argparse.Namespace, name: str, inputs: dict[str, list[Path]]) -> Path:
     from forecaster.checks import processing_io
 
-    read = {key: paths for key, paths in inputs.items()}
+    read = dict(inputs)
     if getattr(args, "model_dir", None):
         read["--model-dir"] = [args.model_dir]
     return processing_io.output_dir(args.out, name, read, f"forecaster {args.command_path}")
