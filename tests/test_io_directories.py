@@ -65,9 +65,10 @@ def test_split_writes_into_mounted_output_directories(tmp_path, mounts):
     generate(stores=2, items=2, days=30, seed=0).to_csv(data, index=False)
     out = tmp_path / "output"
     for name in SPLITS:
-        (out / name).mkdir(parents=True)
+        (out / name).mkdir(parents=True)  # empty mount points may be written into
         mounts.add(out / name)
-    (out / "train" / "stale.csv").write_text("left by an earlier run\n")
+    write_split(data, DatasetSpec.preset("default"), 5, out)
+    (out / "train" / "stale.csv").write_text("left by an earlier run\n")  # inside what that run wrote
     written = write_split(data, DatasetSpec.preset("default"), 5, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)  # no staging directory left behind
     for name in SPLITS:
@@ -78,9 +79,10 @@ def test_split_writes_into_mounted_output_directories(tmp_path, mounts):
 
 def test_a_mounted_target_is_filled_not_replaced(tmp_path, mounts):
     model = tmp_path / "model"  # /opt/ml/model of a training job
-    (model / "old").mkdir(parents=True)
-    (model / "old" / "x.txt").write_text("x")
-    (model / "keep.json").write_text("{}")
+    with atomic_directory(model) as stage:  # an earlier run's output
+        (stage / "old").mkdir()
+        (stage / "old" / "x.txt").write_text("x")
+        (stage / "keep.json").write_text("{}")
     mounts.update({model, model / "old"})
     with atomic_directory(model) as stage:
         write_json({"v": 2}, stage / "keep.json")
@@ -94,8 +96,8 @@ def test_a_mounted_target_is_filled_not_replaced(tmp_path, mounts):
 
 def test_a_failing_block_leaves_the_target_unchanged(tmp_path, mounts):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "before.txt").write_text("before")
+    with atomic_directory(out) as stage:
+        (stage / "before.txt").write_text("before")
     mounts.add(out)
     with pytest.raises(RuntimeError), atomic_directory(out) as stage:
         (stage / "half.txt").write_text("half")
@@ -106,13 +108,38 @@ def test_a_failing_block_leaves_the_target_unchanged(tmp_path, mounts):
         (stage / "half.txt").write_text("half")
         raise RuntimeError("the step failed")
     assert not fresh.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".out.")) == ["out"]
+
+
+def test_files_put_there_by_anything_else_are_never_deleted(tmp_path):
+    """``--model-dir models`` on a folder of other models, ``--out ~/Documents``: refused before any work, named."""
+    models = tmp_path / "models"
+    (models / "model-2026-11").mkdir(parents=True)
+    (models / "model-2026-11" / "model_mean.txt").write_text("tree")
+    (models / "notes.txt").write_text("notes")
+    (models / "mount").mkdir()  # empty: a mount point, nothing to lose
+    with pytest.raises(DataValidationError) as caught, atomic_directory(models) as stage:
+        pytest.fail("the block ran although the output directory holds other files")
+    message = str(caught.value)
+    assert "did not write: model-2026-11, notes.txt." in message and f"{models / 'run-1'}" in message
+    assert (models / "model-2026-11" / "model_mean.txt").read_text() == "tree"
+    assert (models / "notes.txt").read_text() == "notes"
+    with atomic_directory(models / "mount") as stage:
+        (stage / "a.txt").write_text("a")
+    # what an earlier run wrote is replaced (stale names removed); what was added to it since is refused
+    with atomic_directory(models / "mount") as stage:
+        (stage / "b.txt").write_text("b")
+    assert [p.name for p in (models / "mount").iterdir()] == ["b.txt"]
+    (models / "mount" / "mine.txt").write_text("mine")
+    with pytest.raises(DataValidationError, match=r"did not write: mine\.txt"), atomic_directory(models / "mount"):
+        pass
+    assert sorted(p.name for p in (models / "mount").iterdir()) == ["b.txt", "mine.txt"]
 
 
 def test_a_new_target_is_the_stage_renamed_and_readable(tmp_path):
     with atomic_directory(tmp_path / "a" / "b") as stage:
         (stage / "f.txt").write_text("f")
-    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".b.forecaster-output.json", "b"]  # the record
     assert (tmp_path / "a" / "b" / "f.txt").read_text() == "f"
     (tmp_path / "file").write_text("")
     with pytest.raises(DataValidationError, match="not a directory"), atomic_directory(tmp_path / "file"):
@@ -138,3 +165,27 @@ def test_writing_a_file_onto_a_folder_names_the_folder(tmp_path):
     with pytest.raises(InvalidParameterError, match=r"Cannot write the file .*out: it is a folder"):
         write_json({"a": 1}, tmp_path / "out")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_train_and_the_checks_refuse_a_folder_of_other_files_before_any_work(tmp_path, capsys, monkeypatch):
+    from forecaster import training
+    from forecaster.cli.main import main
+
+    data = tmp_path / "sales.csv"
+    generate(stores=2, items=2, days=60, seed=0).to_csv(data, index=False)
+    models = tmp_path / "models"
+    (models / "model-2026-11").mkdir(parents=True)
+    (models / "model-2026-11" / "model_mean.txt").write_text("tree")
+    (models / "notes.txt").write_text("notes")
+    monkeypatch.setattr(training, "_validated_sources", lambda *a, **k: pytest.fail("trained before the refusal"))
+    assert main(["train", "--data", str(data), "--model-dir", str(models)]) != 0
+    assert "holds entries forecaster did not write: model-2026-11, notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in models.iterdir()) == ["model-2026-11", "notes.txt"]
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "draft.md").write_text("mine")
+    truth = tmp_path / "truth.csv"
+    generate(stores=1, items=1, days=5, seed=0).to_csv(truth, index=False)
+    code = main(["evaluate", "--input", f"predictions={truth}", "--input", f"truth={truth}", "--out", str(report)])
+    assert code != 0 and "did not write: draft.md" in capsys.readouterr().err
+    assert (report / "draft.md").read_text() == "mine"

@@ -151,20 +151,81 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DataValidationError(f"File {path} is not valid JSON: {error}") from error
 
 
+def claim_output_directory(target: str | os.PathLike[str]) -> Path:
+    """Check that ``target`` may become an output directory, whose contents a run replaces.
+
+    A new or empty directory may, and so may one that holds only what an earlier run wrote there (the entries
+    its record beside the directory lists, see :func:`_record_of`), empty folders (mount points) and the staging
+    folders of an interrupted run. Anything else would be deleted by the run, so it is refused before any work
+    is done.
+
+    Raises:
+        DataValidationError: when ``target`` is a file, or holds entries forecaster did not write, naming them.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise DataValidationError(f"{target} exists and is not a directory. Remove it or choose another output.")
+    if not target.exists():
+        return target
+    owned = _written_before(target)
+    staging = f".{target.name}.staging-"
+    foreign = sorted(
+        entry.name
+        for entry in target.iterdir()
+        if entry.name not in owned and not entry.name.startswith(staging) and not _empty_folder(entry)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DataValidationError(
+            f"The output directory {target} holds entries forecaster did not write: {shown}. A run replaces its "
+            "output directory's contents and would delete them. Choose a new or empty directory (for example "
+            f"{target / 'run-1'}), or move them away."
+        )
+    return target
+
+
+def _empty_folder(path: Path) -> bool:
+    return _is_real_dir(path) and next(path.iterdir(), None) is None
+
+
+def _record_of(target: Path) -> Path:
+    """The file beside ``target`` that lists what a run wrote into it.
+
+    Beside, not inside: everything inside an output directory is the output (a batch transform reads every object
+    under its prefix, a model's archive takes every file).
+    """
+    resolved = target.resolve()
+    return resolved.parent / f".{resolved.name}.forecaster-output.json"
+
+
+def _written_before(target: Path) -> set[str]:
+    """The entries an earlier run wrote into ``target`` (none when it left no readable record)."""
+    try:
+        entries = json.loads(_record_of(target).read_text(encoding="utf-8"))["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {name for name in entries if isinstance(name, str)} if isinstance(entries, list) else set()
+
+
+def _record(target: Path, entries: list[str]) -> None:
+    """Write the record of ``target``'s entries; where its parent is read-only (a mount), a later run starts empty."""
+    with contextlib.suppress(OSError), atomic_path(_record_of(target)) as tmp:
+        tmp.write_text(json.dumps({"entries": entries}, indent=1) + "\n", encoding="utf-8")
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty staging directory whose contents replace ``target``'s only if the block succeeds.
 
-    A directory that exists already (``target`` itself, or one of its sub-directories) is never removed or
-    renamed: it may be a mount point (``/opt/ml/model`` of a training job, each
+    ``target`` must be new, empty or an earlier run's output (:func:`claim_output_directory`): what anything else
+    put there is never deleted. A directory that exists already (``target`` itself, or one of its sub-directories)
+    is never removed or renamed: it may be a mount point (``/opt/ml/model`` of a training job, each
     ``/opt/ml/processing/output/<name>`` of a processing job), which cannot be (``EBUSY``). Everything is
     written into the stage first, so a failing block leaves ``target`` unchanged; at the end a new ``target``
     is the stage renamed, an existing one gets the staged files moved into it (each replaced atomically) and
     loses the files the stage does not have.
     """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise DataValidationError(f"{target} exists and is not a directory. Remove it or choose another output.")
+    target = claim_output_directory(target)
     fresh = not target.exists()
     home = target.parent if fresh else target  # inside target: the stage is on target's file system
     home.mkdir(parents=True, exist_ok=True)
@@ -172,10 +233,13 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     stage.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the directory may become target itself
     try:
         yield stage
+        entries = sorted(item.name for item in stage.iterdir())
+        _record(target, sorted(set(entries) | _written_before(target)))  # before the move: a kill between keeps both
         if fresh and not target.exists():
             os.rename(stage, target)
         else:
             _move_contents(stage, target, keep=stage)
+        _record(target, entries)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

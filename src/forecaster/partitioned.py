@@ -28,7 +28,7 @@ from forecaster.contract import DEFAULT_ACTIVE_DAYS
 from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, series_name, skip_summary
-from forecaster.io import atomic_directory, write_table
+from forecaster.io import atomic_directory, claim_output_directory, write_table
 from forecaster.panel import build_panel
 from forecaster.partitions import (
     Partition,
@@ -183,6 +183,8 @@ def preprocess(
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     keys_dir = Path(keys_dir) if keys_dir is not None else out_dir
+    for output in {out_dir, keys_dir}:  # before the totals pass
+        claim_output_directory(output)
     spec = FeatureSchema.load(model_dir).spec
     future_parts = {p.name: p for p in partitions(future)}
     with tempfile.TemporaryDirectory(prefix="forecaster-totals-") as scratch:

@@ -23,7 +23,7 @@ from forecaster.config import TrainConfig
 from forecaster.contract import MEDIAN, quantile_column
 from forecaster.errors import DataValidationError
 from forecaster.features import FeatureSet
-from forecaster.io import atomic_directory, read_table, write_json
+from forecaster.io import atomic_directory, claim_output_directory, read_table, write_json
 from forecaster.model import ForecastModel, TrainingSet, calibration_factors, fit_boosters
 from forecaster.partitions import map_partitions, partitions
 from forecaster.phases import Laps, Progress
@@ -78,6 +78,8 @@ def fit_artifact(
     ``cluster``: one of several hosts training together (:mod:`forecaster.distributed`); only its first host writes.
     """
     started = time.monotonic()
+    if cluster is None or cluster.is_leader:
+        claim_output_directory(model_dir)  # before the work: a folder of other files is refused, not emptied
     if cluster is not None:  # this host's share of the partitions; the cut-off is known after the summary
         sources, cut_date = distributed.own_partitions(cluster, train, validation), None
     else:

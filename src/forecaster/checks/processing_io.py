@@ -13,6 +13,7 @@ from pathlib import Path
 
 from forecaster.container.layout import processing_root
 from forecaster.errors import DataValidationError, InvalidParameterError
+from forecaster.io import claim_output_directory
 
 
 def parse_inputs(values: Iterable[str] | None, caller: str) -> dict[str, list[Path]]:
@@ -119,4 +120,4 @@ def output_dir(
                     f"{caller}: the output directory {out} overlaps {label} ({path}); the output replaces its "
                     "directory's contents and would delete what it reads. Choose another --out."
                 )
-    return out
+    return claim_output_directory(out)
