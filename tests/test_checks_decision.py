@@ -85,6 +85,12 @@ def test_max_wape_rule(tmp_path):
     nan = _put(tmp_path / "nan", {"forecast_metrics": {"overall": {"wape": "NaN"}}}, name="evaluation.json")
     doc = decision.decide([nan], max_wape=0.4)
     assert doc["retrain"] is True and "is 'NaN', not a number: the limit 0.4 cannot be checked" in doc["reasons"][0]
+    # an evaluation of a window without sales writes null (strict JSON): not a pass either
+    null = _put(tmp_path / "null", {"forecast_metrics": {"overall": {"wape": None}}}, name="evaluation.json")
+    doc = decision.decide([null], max_wape=0.4)
+    assert doc["retrain"] is True and "is null (no sales in the window?), not a number: the limit 0.4" in doc["reasons"][0]
+    data_quality = _put(tmp_path / "dq", {"dataset": {"item_count": 3}, "features": []}, name="statistics.json")
+    assert decision.decide([data_quality], max_wape=0.4)["reasons"] == []  # no forecast metrics: nothing to check
     _put(tmp_path / "mq", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="statistics.json")  # check's pair
     assert len(decision.decide([ev], max_wape=0.4)["reasons"]) == 1  # one folder, one reason (was listed twice)
     alone = _put(tmp_path / "stats", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="statistics.json")

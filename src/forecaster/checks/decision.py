@@ -105,11 +105,16 @@ def decide(
         scored = {path.parent for path in evaluations}  # a model-quality check writes both: one reason per folder
         statistics = [path for path in _files(directories, STATISTICS_FILE) if path.parent not in scored]
         for path in evaluations + statistics:
-            wape = ((read_json(path).get("forecast_metrics") or {}).get("overall") or {}).get("wape")
-            if isinstance(wape, int | float) and wape > max_wape:
+            overall = (read_json(path).get("forecast_metrics") or {}).get("overall") or {}
+            if "wape" not in overall:  # a data-quality statistics.json: no forecast metrics
+                continue
+            wape = overall["wape"]
+            if isinstance(wape, int | float) and not isinstance(wape, bool) and wape > max_wape:
                 reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")
-            elif wape is not None and not isinstance(wape, int | float):  # "NaN": nothing shows the model is fine
-                reasons.append(f"WAPE in {path} is {wape!r}, not a number: the limit {max_wape:g} cannot be checked")
+            elif not isinstance(wape, int | float) or isinstance(wape, bool) or wape != wape:
+                # null (no sales in the window) or "NaN": nothing shows the model is fine
+                shown = "null (no sales in the window?)" if wape is None else repr(wape)
+                reasons.append(f"WAPE in {path} is {shown}, not a number: the limit {max_wape:g} cannot be checked")
     issues = [
         f"{v['constraint_check_type']} on {v['feature_name']}: {v['description']}"
         for v in groups["data_quality"]
