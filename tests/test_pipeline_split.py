@@ -11,7 +11,7 @@ from forecaster.cli.main import build_parser, main
 from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.io import read_table
 from forecaster.pipelines.catalog import PIPELINES
-from forecaster.pipelines.split import split_for_evaluation
+from forecaster.pipelines.split import cutoff_day, split_for_evaluation
 from forecaster.pipelines.table import render_args
 from forecaster.spec import DatasetSpec
 from forecaster.synth import generate
@@ -139,3 +139,12 @@ def test_step_table_references_resolve_in_order(key):
         assert {name for name in step.instance if name} <= params  # an empty count: one instance
         assert set(step.sharded) <= set(step.inputs)
         produced[step.name] = set(step.outputs) | ({"model"} if step.kind == "model" else set())
+
+
+def test_a_day_without_rows_in_the_window_does_not_push_the_future_past_the_horizon():
+    """A chain closed on one day of the held-out window (a partitioned split reads the dates as they are)."""
+    days = pd.Series(pd.date_range("2024-01-01", "2024-02-29"))
+    closed = days[days != pd.Timestamp("2024-02-26")]
+    assert cutoff_day(closed, 7) == cutoff_day(days, 7) == pd.Timestamp("2024-02-22")
+    with pytest.raises(DataValidationError, match="spans 7 days; holding out the last 7"):
+        cutoff_day(days.iloc[-7:], 7)

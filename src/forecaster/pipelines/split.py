@@ -50,14 +50,20 @@ def _check_horizon(horizon: int) -> int:
 
 
 def cutoff_day(days: pd.Series, horizon: int) -> pd.Timestamp:
-    """The last day kept for training: ``horizon`` distinct days of ``days`` come after it."""
-    days = days.drop_duplicates().sort_values()
-    if len(days) <= horizon:
+    """The last day kept for training: the ``horizon`` calendar days after it are held out.
+
+    Calendar days, not the days that have rows: a day without any (a closed Christmas) inside the window would
+    otherwise push the future one day past the horizon the model forecasts.
+    """
+    days = days.drop_duplicates()
+    cutoff = days.max() - pd.Timedelta(days=horizon)
+    if not (days <= cutoff).any():
+        span = (days.max() - days.min()).days + 1
         raise DataValidationError(
-            f"The data spans {len(days)} days; holding out the last {horizon} for evaluation needs more. "
+            f"The data spans {span} days; holding out the last {horizon} for evaluation needs more. "
             "Provide a longer history or lower the horizon."
         )
-    return days.iloc[-horizon - 1]
+    return cutoff
 
 
 def split_for_evaluation(frame: pd.DataFrame, spec: DatasetSpec, horizon: int) -> dict[str, pd.DataFrame]:
