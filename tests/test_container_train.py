@@ -129,6 +129,19 @@ def test_the_failure_reason_is_one_line(tmp_path):
     assert (tmp_path / "failure").read_text() == "InternalError: LightGBMError: Check failed: (num_data) > (0) .\n"
 
 
+def test_an_environment_that_is_not_json_ends_in_a_failure_file_not_a_traceback(tmp_path, monkeypatch):
+    """``docker run -e SM_HPS='{horizon: 7}'``: the job's one-line reason, as for any other error."""
+    from forecaster.container import train
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("SM_HPS", "{horizon: 7}")
+    monkeypatch.setattr(train.signal, "signal", lambda *args: None)
+    assert train.main() == 2
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith("InvalidParameterError: The training job's environment could not be read: Expecting")
+    assert "SM_HPS, SM_HOSTS and SM_CHANNELS must be JSON" in failure
+
+
 def test_a_failure_file_that_cannot_be_written_goes_to_stderr_and_a_short_write_says_disk(tmp_path, capsys):
     """A read-only output volume once raised a second error in the boundary (and the toolkit then exited 0)."""
     import lightgbm as lgb

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from forecaster.checkpoints import stop_on_signal
 from forecaster.container import hosts, layout
 from forecaster.container.layout import FIRST_HOST, ContainerTree
-from forecaster.errors import DataValidationError, ForecasterError, JobStoppedError
+from forecaster.errors import DataValidationError, ForecasterError, InvalidParameterError, JobStoppedError
 
 if TYPE_CHECKING:  # the training modules are imported when a job runs, not with the entry
     from forecaster.distributed import Cluster
@@ -181,7 +181,18 @@ def main() -> int:
     """Run the job; 0 on success, the error's exit code (and a failure file) otherwise."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    return _train(JobEnvironment.from_env())
+    try:
+        job = JobEnvironment.from_env()
+    except (ValueError, OSError) as error:  # a hand-set SM_HPS / SM_HOSTS / SM_CHANNELS, an unreadable resourceconfig
+        error = InvalidParameterError(
+            f"The training job's environment could not be read: {error}. SM_HPS, SM_HOSTS and SM_CHANNELS must be "
+            "JSON (the SageMaker training toolkit writes them; by hand, e.g. SM_HPS='{\"horizon\": 14}')."
+        )
+        logger.error("training failed: %s", error.reason)
+        output_dir = Path(os.environ.get(layout.OUTPUT_DIR_ENV) or ContainerTree.from_env().output_dir)
+        write_failure(output_dir, f"{type(error).__name__}: {error.reason}")
+        return error.exit_code
+    return _train(job)
 
 
 def _train(job: JobEnvironment) -> int:
