@@ -88,7 +88,8 @@ def test_max_wape_rule(tmp_path):
     # an evaluation of a window without sales writes null (strict JSON): not a pass either
     null = _put(tmp_path / "null", {"forecast_metrics": {"overall": {"wape": None}}}, name="evaluation.json")
     doc = decision.decide([null], max_wape=0.4)
-    assert doc["retrain"] is True and "is null (no sales in the window?), not a number: the limit 0.4" in doc["reasons"][0]
+    assert doc["retrain"] is True
+    assert "is null (no sales in the window?), not a number: the limit 0.4" in doc["reasons"][0]
     data_quality = _put(tmp_path / "dq", {"dataset": {"item_count": 3}, "features": []}, name="statistics.json")
     assert decision.decide([data_quality], max_wape=0.4)["reasons"] == []  # no forecast metrics: nothing to check
     _put(tmp_path / "mq", {"forecast_metrics": {"overall": {"wape": 0.5}}}, name="statistics.json")  # check's pair
