@@ -43,6 +43,8 @@ def test_trains_with_the_channels_spec_json(tmp_path, history_frame, synthetic_s
     assert {p.name for p in (base / "model").iterdir()} >= {"model_mean.txt", "feature_schema.json", "metadata.json"}
     schema = json.loads((base / "model" / "feature_schema.json").read_text())
     assert schema["spec"] == synthetic_spec.to_dict()
+    metadata = json.loads((base / "model" / "metadata.json").read_text())
+    assert metadata["hyperparameters"]["spec"] == str(base / "input" / "data" / "train" / "spec.json")  # not "default"
     assert "validation:wape=" in result.stdout
     assert json.loads((base / "output" / "data" / "validation_metrics.json").read_text())["wape"] > 0
 

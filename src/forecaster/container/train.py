@@ -122,6 +122,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
         spec_file = hosts.shared_spec(cluster, spec_file)
     if "spec" not in job.hyperparameters and spec_file is not None:
         spec = DatasetSpec.from_json(spec_file)
+        config = config.replace(spec=str(bundled_spec(train_dir) or spec_file))  # metadata.json names it
         logger.info("dataset spec from %s", spec_file)
     else:
         spec = resolve_spec(_spec_path(config.spec, train_dir))
