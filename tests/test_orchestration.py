@@ -347,3 +347,21 @@ def test_a_failed_execution_names_its_failed_steps_and_their_reasons():
         assert backends.failed_steps(client, arn) == "step Transform: ClientError: model failed to load"
         stub.add_client_error("list_pipeline_execution_steps", "AccessDeniedException")
         assert backends.failed_steps(client, arn) == ""  # the failure stands with what it has
+
+
+def test_the_quality_sensor_finds_a_delivery_of_any_horizon_the_model_may_have(tmp_path):
+    """A 90-day model: its delivery ends the day before ``day`` 90 days after it was made (the look-back was 60)."""
+    import dataclasses
+    import datetime as dt
+
+    from forecaster.contract import HORIZON_RANGE
+    from forecaster.orchestration.models import forecast_day
+
+    config = dataclasses.replace(OrchestrationConfig(), destination=str(tmp_path / "dest"))
+    made = dt.date(2026, 1, 1)
+    folder = tmp_path / "dest" / str(made)
+    folder.mkdir(parents=True)
+    (folder / deliver.MANIFEST).write_text('{"days": 90}')
+    assert forecast_day(config, Storage(), made + dt.timedelta(days=90)) == (made, {"days": 90})
+    assert forecast_day(config, Storage(), made + dt.timedelta(days=89)) is None
+    assert HORIZON_RANGE[1] > 90

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from forecaster.contract import HORIZON_RANGE
 from forecaster.errors import InvalidParameterError
 from forecaster.orchestration import backends
 from forecaster.orchestration.config import DAG_PIPELINES, OrchestrationConfig
@@ -26,8 +27,6 @@ MODEL_PARAMETERS = (
     "ExplainabilityBaselineUri",
     "ModelQualityBaselineUri",
 )
-#: the longest horizon the model-quality sensor looks back for a delivery (days)
-MAX_HORIZON = 60
 
 
 def model_version(config: OrchestrationConfig, identifier: str) -> ModelVersion:
@@ -87,7 +86,7 @@ def forecast_day(config: OrchestrationConfig, storage: Storage, day: dt.date) ->
     """
     from forecaster.orchestration.deliver import read_manifest
 
-    lags = [config.quality_lag_days] if config.quality_lag_days else range(1, MAX_HORIZON + 1)
+    lags = [config.quality_lag_days] if config.quality_lag_days else range(1, HORIZON_RANGE[1] + 1)
     for lag in lags:
         first = day - dt.timedelta(days=lag)
         manifest = read_manifest(storage, config.destination, first)
