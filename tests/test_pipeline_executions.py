@@ -25,7 +25,8 @@ REGION = TEST_REGION  # the fake_aws fixture's
 @pytest.mark.parametrize(
     ("pipeline", "name", "value", "expected"),
     [
-        ("build", "MaxWape", "nan", r"must be a float in the range \[0, inf\)"),  # was "DefaultValue": NaN
+        ("build", "MaxWape", "nan", r"must be a float\. Got 'nan'"),  # was "DefaultValue": NaN
+        ("build", "MaxWape", "-1", r"must be a float in the range \[0, inf\)"),
         (
             "build",
             "ModelApprovalStatus",
@@ -78,8 +79,17 @@ def test_values_are_checked_against_the_parameter_table_and_cast():
     }
     with pytest.raises(InvalidParameterError, match="has no parameter Horizn"):
         parameter_values(spec, {"Horizn": 7})
-    with pytest.raises(InvalidParameterError, match="'Horizon' parameter of forecaster-model-build must be a integer"):
+    with pytest.raises(
+        InvalidParameterError, match="'Horizon' parameter of the forecaster-model-build pipeline must be an integer"
+    ):
         parameter_values(spec, {"Horizon": "two weeks"})
+    # a params file's 14.7 or true is no integer (int() made them 14 and 1); 14.0 is 14, as in the local runner
+    for value in (14.7, True, "14.7", "NaN", float("inf")):
+        with pytest.raises(InvalidParameterError, match=r"must be an integer\. Got"):
+            parameter_values(spec, {"Horizon": value})
+    assert parameter_values(spec, {"Horizon": 14.0}) == parameter_values(spec, {"Horizon": " 14 "}) == {"Horizon": 14}
+    with pytest.raises(InvalidParameterError, match=r"'LearningRate' .* must be a float\. Got 'nan'"):
+        parameter_values(spec, {"LearningRate": "nan"})
     changed = with_defaults(spec, {"Horizon": 28})
     assert changed.defaults()["Horizon"] == 28 and spec.defaults()["Horizon"] == 14  # the table is untouched
     # booleans (UseSpotInstances): true/false in any case, nothing else

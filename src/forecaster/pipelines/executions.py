@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,37 @@ def parse_boolean(value: Any) -> bool:
     return text == "true"
 
 
-_CASTS: dict[str, Callable[[Any], Any]] = {"string": str, "integer": int, "float": float, "boolean": parse_boolean}
+def cast_parameter(pipeline: str, name: str, kind: str, value: Any) -> str | int | float | bool:
+    """``value`` as a pipeline parameter of ``kind`` (``string``, ``integer``, ``float``, ``boolean``).
+
+    The one cast of both executors: ``14``, ``"14"`` and ``14.0`` are the integer 14; ``14.7``, ``true`` and
+    ``"NaN"`` are no number of a pipeline.
+
+    Raises:
+        InvalidParameterError: naming the parameter, its type and the value.
+    """
+    try:
+        if kind == "boolean":
+            return parse_boolean(value)
+        if kind == "string":
+            return str(value)
+        if isinstance(value, bool):
+            raise ValueError(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        if kind == "float":
+            return number
+        if isinstance(value, int) or str(value).strip().lstrip("+-").isdigit():
+            return int(str(value).strip()) if not isinstance(value, int) else value
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError):
+        article = "an" if kind == "integer" else "a"
+        raise InvalidParameterError(
+            f"The {name!r} parameter of the {pipeline} pipeline must be {article} {kind}. Got {value!r} instead."
+        ) from None
 
 
 def read_params_file(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -91,13 +122,7 @@ def parameter_values(spec: PipelineSpec, values: Mapping[str, Any], *, s3: bool 
     cast: dict[str, str | int | float] = {}
     s3_params = _s3_parameters(spec) if s3 else set()
     for name, value in values.items():
-        kind = kinds[name]
-        try:
-            cast[name] = _CASTS[kind](value)
-        except (TypeError, ValueError):
-            raise InvalidParameterError(
-                f"The {name!r} parameter of {spec.name} must be a {kind}. Got {value!r} instead."
-            ) from None
+        cast[name] = cast_parameter(spec.name, name, kinds[name], value)
         params[name].check(cast[name], spec.name)
         if name in s3_params and cast[name] != "":  # SageMaker reads every input and writes every output in S3
             coerce(name, cast[name], [S3Uri()], f"the {spec.name} pipeline")

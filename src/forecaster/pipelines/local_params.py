@@ -19,7 +19,7 @@ from typing import Any
 
 from forecaster.errors import InvalidParameterError, NoApprovedModelError, RegistryError
 from forecaster.pipelines.catalog import BUILD
-from forecaster.pipelines.executions import parse_boolean
+from forecaster.pipelines.executions import cast_parameter
 from forecaster.pipelines.table import PipelineSpec, input_params, optional_params
 
 #: what the approved-model resolver fills in, per pipeline
@@ -33,19 +33,8 @@ DEFAULT_GROUP = str(BUILD.defaults()["ModelPackageGroupName"])
 
 def _typed(pipeline: PipelineSpec, name: str, value: Any) -> str:
     param = next(p for p in pipeline.parameters if p.name == name)
-    kind, text = param.kind, str(value).strip()
-    try:
-        rendered = (
-            str(int(text)) if kind == "integer"
-            else str(float(text)) if kind == "float"
-            else str(parse_boolean(text)).lower() if kind == "boolean"
-            else str(value)
-        )  # fmt: skip
-    except ValueError:
-        raise InvalidParameterError(
-            f"The {name!r} parameter of the {pipeline.name} pipeline must be {'an' if kind == 'integer' else 'a'} "
-            f"{kind}. Got {value!r} instead."
-        ) from None
+    typed = cast_parameter(pipeline.name, name, param.kind, str(value).strip() if param.kind != "string" else value)
+    rendered = str(typed).lower() if param.kind == "boolean" else str(typed)
     param.check(rendered, pipeline.name)
     return rendered
 
