@@ -322,7 +322,8 @@ def _read_predictions(path: Path) -> pd.DataFrame:
     for file in files:
         if file.stat().st_size == 0:
             raise DataValidationError(f"Prediction file {file} is empty.")
-        first = file.open().readline().lstrip()
+        with file.open() as handle:
+            first = handle.readline().lstrip()
         if first.startswith("{"):
             frame = pd.read_json(file, lines=True, dtype=False, precise_float=True)
         else:
