@@ -167,6 +167,28 @@ def test_the_unpacked_copy_of_model_tar_gz_is_removed_when_the_process_exits(tmp
     assert done.returncode == 0 and not orphan.exists()  # the next process that unpacks removes the dead one's copy
 
 
+def test_a_replaced_model_tar_gz_replaces_its_copy_and_a_bad_one_leaves_none(tmp_path, trained_model_dir):
+    """A long-lived process (a worker scoring every day) keeps one copy per archive path, not one per version."""
+    import os
+    import tempfile
+
+    from forecaster.artifact import model_files, pack_model
+
+    tarball = tmp_path / "m" / "model.tar.gz"
+    pack_model(trained_model_dir, tarball)
+    first = model_files(tarball.parent)
+    assert model_files(tarball.parent) == first  # unpacked once
+    os.utime(tarball, ns=(tarball.stat().st_atime_ns, tarball.stat().st_mtime_ns + 10**9))  # a new version
+    second = model_files(tarball.parent)
+    assert second != first and second.is_dir() and not first.exists()
+    ours = f"forecaster-model-{os.getpid()}-"
+    before = {p.name for p in Path(tempfile.gettempdir()).glob(f"{ours}*")}
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(ModelArtifactError):
+        model_files(tmp_path / "bad.tar.gz")
+    assert {p.name for p in Path(tempfile.gettempdir()).glob(f"{ours}*")} == before
+
+
 def test_model_tar_gz_unpacks_on_the_images_python_3_11_2(tmp_path, monkeypatch, trained_model_dir, feature_frame):
     # Debian bookworm's Python 3.11.2 (the images') has neither tarfile.data_filter nor extractall(filter=...)
     import tarfile

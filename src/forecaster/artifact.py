@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import hashlib
 import os
 import platform
@@ -157,12 +156,28 @@ def model_files(model_dir: str | Path) -> Path:
     )
 
 
-@functools.cache
+#: this process's unpacked copies: tarball path -> (its mtime when unpacked, the copy)
+_COPIES: dict[str, tuple[int, Path]] = {}
+
+
 def _unpacked(tarball: str, mtime_ns: int) -> Path:
+    """The copy of ``tarball`` as it is now; a copy of an older version of the same file is removed."""
+    known = _COPIES.get(tarball)
+    if known is not None and known[0] == mtime_ns and known[1].is_dir():
+        return known[1]
     _remove_orphans()
+    if known is not None:  # the file was replaced (a new model at the same path): its old copy goes
+        shutil.rmtree(known[1], ignore_errors=True)
+        del _COPIES[tarball]
     target = Path(tempfile.mkdtemp(prefix=f"{_UNPACKED_PREFIX}{os.getpid()}-"))
     atexit.register(_remove_if_owner, target, os.getpid())
-    return unpack_model(tarball, target)
+    try:
+        unpack_model(tarball, target)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    _COPIES[tarball] = (mtime_ns, target)
+    return target
 
 
 def _remove_orphans() -> None:
