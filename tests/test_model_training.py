@@ -393,3 +393,20 @@ def test_a_model_trained_on_whole_number_double_keys_matches_the_integer_keys_re
     assert FeatureSchema.from_dict(schema).categories[feature["name"]] == ["1", "10", "2"]  # same order, codes
     feature["categories"] = ["1.0", "S2"]
     assert FeatureSchema.from_dict(schema).categories[feature["name"]] == ["1.0", "S2"]  # text labels stay
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"quantiles": [0.1, 0.9]}, {"quantiles": [0.2, 0.5, 0.8]}, {"quantile_calibration": [1.0, 1.0]}],
+    ids=["no median", "other levels", "short calibration"],
+)
+def test_a_schema_with_other_quantiles_is_an_artifact_error_not_a_500(tmp_path, trained_model_dir, change):
+    """The server scores p10/p50/p90 by position: another list would fail every request with a bare ValueError."""
+    from forecaster.artifact import SCHEMA_FILE, FeatureSchema
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    schema = json.loads((model / SCHEMA_FILE).read_text())
+    (model / SCHEMA_FILE).write_text(json.dumps({**schema, **change}))
+    with pytest.raises(ModelArtifactError, match=r"this forecaster serves \[0\.1, 0\.5, 0\.9\]\. Retrain or restore"):
+        FeatureSchema.load(model)

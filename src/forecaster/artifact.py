@@ -99,12 +99,19 @@ class FeatureSchema:
                     f"{SCHEMA_VERSION}. Retrain the model with this version."
                 )
             features = data["features"]
+            quantiles = tuple(float(q) for q in data["quantiles"])
+            if quantiles != QUANTILES or len(data.get("quantile_calibration", QUANTILES)) != len(QUANTILES):
+                raise ModelArtifactError(
+                    f"{source} has quantiles {list(data['quantiles'])} (calibration "
+                    f"{data.get('quantile_calibration')}); this forecaster serves {list(QUANTILES)}. Retrain or "
+                    "restore the model."
+                )
             return cls(
                 feature_names=tuple(f["name"] for f in features),
                 kinds={f["name"]: f["dtype"] for f in features},
                 categories={f["name"]: _integer_labels(list(f["categories"])) for f in features if "categories" in f},
                 horizon=int(data["horizon"]),
-                quantiles=tuple(float(q) for q in data["quantiles"]),
+                quantiles=quantiles,
                 scale_floor=float(data["scale_floor"]),
                 quantile_calibration=tuple(
                     float(c) for c in data.get("quantile_calibration", (1.0,) * len(data["quantiles"]))
