@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import POINT_COLUMN, QUANTILE_COLUMNS
 from forecaster.days import parse_days
 from forecaster.dialect import CsvDialect
 from forecaster.errors import DataValidationError, shown
@@ -36,7 +37,7 @@ WEEKDAY, LEAD_TIME = "weekday", "lead_time_days"
 #: item master: the numbers the order needs per item (or store x item); a missing value takes the chain default
 ITEM_NUMBERS = ("pack_size", "shelf_life_days", "unit_cost", "unit_price", "margin", "min_display_units")
 #: the columns of the forecast table (after the keys and the date) the policy reads
-FORECAST_VALUES = ("p10", "p50", "p90", "mean")
+FORECAST_VALUES = (*QUANTILE_COLUMNS, POINT_COLUMN)
 
 
 # ---------------------------------------------------------------------------------------------------- reading

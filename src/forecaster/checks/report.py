@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.artifact import SCHEMA_FILE
 from forecaster.checks.contract import ANALYSIS_FILE, DECISION_FILE, EVALUATION_FILE, FEATURE_DRIFT_FILE, NDCG_FILE
 from forecaster.contract import QUANTILE_COLUMNS, RUN_FILE
 from forecaster.errors import DataValidationError
@@ -346,7 +347,7 @@ def write_report(workdir: str | Path, out: str | Path, *, spec: Any = None, max_
     from forecaster.checks.jobs import load_dataset_spec
 
     if spec is None or isinstance(spec, str | Path):
-        schemas = _find(Path(workdir), "feature_schema.json") if spec is None and Path(workdir).is_dir() else []
+        schemas = _find(Path(workdir), SCHEMA_FILE) if spec is None and Path(workdir).is_dir() else []
         spec = load_dataset_spec(spec, schemas[0].parent if schemas else None)
     text = render(workdir, spec=spec, max_series=max_series)
     with atomic_path(out) as tmp:

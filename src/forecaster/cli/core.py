@@ -217,7 +217,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     """``train --hosts N``: the training job of N hosts on this machine, then its model copied to --model-dir."""
     import shutil
 
-    from forecaster.container.layout import TRAIN_CHANNEL, ContainerTree
+    from forecaster.container.layout import TRAIN_CHANNEL, VALIDATION_METRICS_FILE, ContainerTree
     from forecaster.container.local_job import run_hosts_job
     from forecaster.errors import HostError, InvalidParameterError
     from forecaster.io import atomic_directory, json_text
@@ -236,7 +236,7 @@ def _train_on_hosts(args: argparse.Namespace, hyperparameters: dict[str, str]) -
     first = ContainerTree(jobs / next(iter(results)))
     with atomic_directory(args.model_dir) as stage:
         shutil.copytree(first.model_dir, stage, dirs_exist_ok=True)
-    scores = json.loads((first.output_dir / "data" / "validation_metrics.json").read_text())
+    scores = json.loads((first.output_data_dir / VALIDATION_METRICS_FILE).read_text())
     print(json_text({"model_dir": str(args.model_dir), "hosts": args.hosts, "validation_metrics": scores}))
     return 0
 

@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 
 from forecaster.checks.contract import DECISION_FILE
-from forecaster.contract import FORECASTS_FILE, ORDERS_FILE
+from forecaster.contract import DEFAULT_HORIZON, FORECASTS_FILE, ORDERS_FILE
 from forecaster.errors import ForecasterError
 from forecaster.io import read_json, write_table
 from forecaster.registry import WORKDIR_REGISTRY_FILE, workdir_registry
 from forecaster.spec import SPEC_FILE, DatasetSpec
 from forecaster.synth import SYNTH_SPEC, generate
 
-HORIZON = 14
+HORIZON = DEFAULT_HORIZON
 GROUP = "forecaster-demand"
 #: light training: the demo must finish in a few minutes on two cores
 TRAINING = {"NumBoostRound": 150, "QuantileNumBoostRound": 80, "NumLeaves": 31, "LearningRate": 0.1}

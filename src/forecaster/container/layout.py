@@ -27,6 +27,8 @@ HYPERPARAMETERS_FILE = "hyperparameters.json"
 INPUT_DATA_CONFIG_FILE = "inputdataconfig.json"
 #: One-line failure reason that DescribeTrainingJob shows (``<base>/output/failure``).
 FAILURE_FILE = "failure"
+#: The validation metrics of a training job, in ``<base>/output/data`` (``output.tar.gz``).
+VALIDATION_METRICS_FILE = "validation_metrics.json"
 #: Host name of a single-host job (and of the first host of a multi-host one).
 FIRST_HOST = "algo-1"
 #: Checkpoints of a training job (CheckpointConfig.LocalPath, synced to its CheckpointS3Uri); training keeps
@@ -134,6 +136,11 @@ class ContainerTree:
     def output_dir(self) -> Path:
         """``output``: the failure file and ``output/data`` (``output.tar.gz``)."""
         return self.base / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        """``output/data``: what the job leaves in ``output.tar.gz`` (``SM_OUTPUT_DATA_DIR``)."""
+        return self.output_dir / "data"
 
     @property
     def failure_file(self) -> Path:

@@ -138,7 +138,7 @@ def run(job: JobEnvironment, cluster: Cluster | None = None) -> dict[str, float]
         )
     for name, value in scores.items():
         print(f"validation:{name}={value};", flush=True)
-    write_json(scores, job.output_data_dir / "validation_metrics.json")
+    write_json(scores, job.output_data_dir / layout.VALIDATION_METRICS_FILE)
     if cluster is not None:
         write_json(hosts.host_report(cluster), job.output_data_dir / hosts.HOST_REPORT_FILE)
     return scores

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from forecaster.contract import RUN_FILE
 from forecaster.errors import InvalidParameterError, PipelineStepError
 from forecaster.orchestration.config import OrchestrationConfig
 from forecaster.orchestration.storage import join
@@ -89,7 +90,7 @@ def local_record(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def _record(workdir: str) -> dict[str, Any]:
     try:
-        return json.loads(Path(workdir, "run.json").read_text())
+        return json.loads(Path(workdir, RUN_FILE).read_text())
     except (OSError, ValueError):
         return {}
 
