@@ -88,6 +88,30 @@ def test_dots_that_group_thousands_in_a_decimal_comma_file_are_read_as_thousands
     assert frame["store_id"].tolist() == ["001", "002", "003"]
 
 
+def test_text_columns_do_not_vote_for_the_decimal_mark(tmp_path):
+    """Article codes ``1.1`` / ``2.2`` once voted for a decimal point: every sale of 1,000 or more read as ~1 unit."""
+    rows = [
+        f"S1;{code};2024-06-0{day};{units}" for day in range(1, 8) for code, units in (("1.1", "1.365"), ("2.2", "842"))
+    ]
+    (tmp_path / "plu.csv").write_text("store;item;date;units\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    frame = read_table(tmp_path / "plu.csv", text=("store", "item"))
+    assert sorted(frame["units"].astype(float).unique()) == [842.0, 1365.0]
+    assert sorted(frame["item"].unique()) == ["1.1", "2.2"]
+
+
+def test_a_thousands_dot_after_the_sample_is_read_by_the_whole_file(tmp_path, caplog):
+    """Whole numbers in the first 64 KiB, a campaign day's ``1.200`` further on: was read as 1.2 without a word."""
+    lines = [f"S{n % 7};item{n % 13};2024-01-01;{100 + n % 800}" for n in range(4000)]  # > 64 KiB
+    (tmp_path / "late.csv").write_text("store;item;date;units\n" + "\n".join([*lines, "S1;item1;2024-01-02;1.200"]))
+    units = read_table(tmp_path / "late.csv", text=("store", "item"))["units"].astype(float)
+    assert units.iloc[-1] == 1200 and units.iloc[0] == 100
+    lines = [f"S{n % 7};item{n % 13};2024-01-01;{n % 50}" for n in range(6000)]  # no three-digit number
+    (tmp_path / "small.csv").write_text("store;item;date;units\n" + "\n".join([*lines, "S1;a;d;1.200"]))
+    with caplog.at_level(logging.WARNING, logger="forecaster.dialect"):
+        assert read_table(tmp_path / "small.csv", text=("store", "item"))["units"].astype(float).iloc[-1] == 1.2
+    assert "could be 1200 (a thousands dot) or 1.2" in caplog.text  # said, as in a short file
+
+
 def test_a_dot_thousand_does_not_outvote_a_decimal_comma_and_alone_is_read_with_a_warning(tmp_path, caplog):
     """``1.200`` in a ``;`` file is 1200 to a decimal-comma locale and 1.2 to a decimal-point one."""
     (tmp_path / "mixed.csv").write_text("item_id;units\nbanana;1.200\napple;3,5\n", encoding="utf-8")

@@ -11,8 +11,10 @@ sometimes with a byte-order mark; data platforms write ``,`` and UTF-8. A file i
   the most fields; else ``,``.
 - **decimal mark**: ``.`` with a ``,`` separator. With another separator, the sample's fields that look like
   decimal numbers vote: ``1,5`` for a comma, ``1.5`` for a point (dates such as ``01.06.2024`` have two points
-  and ``1.200``, a thousands dot as much as a decimal point, do not vote); a comma wins only with more votes (a
-  tie or no vote: ``.``, with a warning when values like ``1.200`` were all there was).
+  and ``1.200``, a thousands dot as much as a decimal point, do not vote; nor do the text columns, codes like
+  ``1.10``); a comma wins only with more votes (a tie or no vote: ``.``, with a warning when values like
+  ``1.200`` were all there was). A sample of whole numbers leaves the vote to the whole file when a ``1.200``
+  appears further on.
 
 A spec pins any of them (``"csv": {"sep": ";", "decimal": ",", "encoding": "cp1252"}``) where detection is
 ambiguous; the log line of every non-default file says what was used and where it came from.
@@ -27,6 +29,7 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -173,17 +176,19 @@ def _separator(lines: list[str]) -> str:
     return best if counts[best] > 1 else ","
 
 
-def _decimal(lines: list[str], sep: str) -> tuple[str, str, bool]:
-    """The decimal mark, why (the votes), and whether values like ``1.200`` were the only evidence.
+def _decimal(rows: Iterable[list[str]], sep: str, ignore: set[int], where: str) -> tuple[str, str, bool, bool]:
+    """The decimal mark, why (the votes), whether values like ``1.200`` were the only evidence, and whether any.
 
-    With a ``,`` separator a decimal comma needs quotes (``"1,5"``); a quoted ``"1,234"`` may be a thousand and
-    does not vote.
+    ``rows`` are the data rows; the columns ``ignore`` (text: codes like ``1.10``) do not vote. With a ``,``
+    separator a decimal comma needs quotes (``"1,5"``); a quoted ``"1,234"`` may be a thousand and does not vote.
     """
     comma = point = ambiguous = 0
     grouped_columns: set[int] = set()  # columns with a value like 1.200
     hundreds_columns: set[int] = set()  # columns with a whole number of three or more digits, like 724
-    for row in csv.reader(lines[1:], delimiter=sep):
+    for row in rows:
         for column, value in enumerate(row):
+            if column in ignore:
+                continue
             value = value.strip()
             thousands = sep == "," and COMMA_THOUSANDS.fullmatch(value)
             comma += bool(COMMA_NUMBER.fullmatch(value)) and not thousands
@@ -195,13 +200,38 @@ def _decimal(lines: list[str], sep: str) -> tuple[str, str, bool]:
             elif _HUNDREDS.fullmatch(value):
                 hundreds_columns.add(column)
     quoted = ' quoted as "1,5"' if sep == "," else ""
-    votes = f"{comma} values like 1,5{quoted} and {point} like 1.5 in the first lines"
+    votes = f"{comma} values like 1,5{quoted} and {point} like 1.5 {where}"
+    evidence = bool(comma or point or ambiguous)
     if ambiguous and not (comma or point) and grouped_columns & hundreds_columns:
         # 724 beside 1.031 in one column: whole numbers written with a thousands dot (724 and 1.031 kg is unlikely)
-        return ",", votes + f"; {ambiguous} like 1.200 beside whole numbers like 724 in one column: thousands", False
+        votes += f"; {ambiguous} like 1.200 beside whole numbers like 724 in one column: thousands"
+        return ",", votes, False, evidence
     if ambiguous:
         votes += f"; {ambiguous} like 1.200 (a thousands dot or a decimal point) do not vote"
-    return ("," if comma > point else "."), votes, bool(ambiguous) and not (comma or point)
+    return ("," if comma > point else "."), votes, bool(ambiguous) and not (comma or point), evidence
+
+
+def _whole_file_rows(path: Path, bom: int, encoding: str, sep: str, skip: int) -> Iterator[list[str]]:
+    """The data rows of the whole file, streamed (after ``skip`` lines before the header and the header)."""
+    with _opener(path)(path, "rb") as raw:
+        raw.read(bom)
+        rows = csv.reader(io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=""), delimiter=sep)
+        for _ in range(skip + 1):
+            next(rows, None)
+        yield from rows
+
+
+def _dotted_later(path: Path, sep: str) -> bool:
+    """Whether the file holds a field like ``1.200`` at all (a cheap scan of the bytes, past the sample too)."""
+    field = re.compile(rb"(?:^|[" + re.escape(sep.encode()) + rb'"])[-+]?[1-9]\d{0,2}(?:\.\d{3})+(?:["\r\n]|$|'
+                       + re.escape(sep.encode()) + rb")", re.MULTILINE)  # fmt: skip
+    with _opener(path)(path, "rb") as stream:
+        tail = b""
+        while chunk := stream.read(1 << 20):
+            if field.search(tail + chunk):
+                return True
+            tail = chunk[-64:]
+    return False
 
 
 @dataclass(frozen=True)
@@ -217,8 +247,8 @@ class Detected:
     escapechar: str | None = None
 
 
-def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
-    """The dialect of the CSV file at ``path`` (``pinned`` entries win)."""
+def detect(path: str | Path, pinned: CsvDialect | None = None, text: set[str] | None = None) -> Detected:
+    """The dialect of the CSV file at ``path`` (``pinned`` entries win; the ``text`` columns do not vote)."""
     path, pinned = Path(path), pinned or CsvDialect()
     with _opener(path)(path, "rb") as stream:
         raw = stream.read(SAMPLE_BYTES)
@@ -227,11 +257,22 @@ def detect(path: str | Path, pinned: CsvDialect | None = None) -> Detected:
     hint = _SEP_LINE.fullmatch(lines[0]) if lines else None
     lines = lines[1:] if hint else lines
     sep = pinned.sep or (hint.group(1) if hint else _separator(lines))
-    decimal, votes, unsure = (pinned.decimal, "from the spec", False) if pinned.decimal else _decimal(lines, sep)
+    if pinned.decimal:
+        decimal, votes, unsure = pinned.decimal, "from the spec", False
+    else:
+        header = next(csv.reader(lines[:1], delimiter=sep), [])
+        ignore = {column for column, name in enumerate(header) if name.strip() in (text or ())}
+        decimal, votes, unsure, evidence = _decimal(
+            csv.reader(lines[1:], delimiter=sep), sep, ignore, "in the first lines"
+        )
+        if not evidence and sep != "," and len(raw) == SAMPLE_BYTES and _dotted_later(path, sep):
+            # whole numbers in the sample, a 1.200 further on: the whole file votes
+            rows = _whole_file_rows(path, bom, encoding, sep, int(hint is not None))
+            decimal, votes, unsure, _ = _decimal(rows, sep, ignore, "in the file (none in the first lines)")
     if unsure:
         logger.warning(
             "%s: values like 1.200 in a %r-separated file could be 1200 (a thousands dot) or 1.2; read as 1.2 for "
-            "want of a value like 1,5 or 1.5 in the first lines. Pin the decimal mark where that is wrong "
+            "want of a value like 1,5 or 1.5 in the file. Pin the decimal mark where that is wrong "
             '(the dataset spec\'s "csv": {"decimal": ","}).',
             path, sep,
         )  # fmt: skip
@@ -320,11 +361,11 @@ def read_csv(path: str | Path, pinned: CsvDialect | None = None, **kwargs: Any) 
     Raises what :func:`pandas.read_csv` raises (the caller names the file).
     """
     path = Path(path)
-    found = detect(path, pinned)
+    text = text_columns(kwargs.get("dtype"))
+    found = detect(path, pinned, text)
     dialect = found.dialect
     options = {"sep": dialect.sep, "decimal": dialect.decimal, "encoding": dialect.encoding, **kwargs}
     options.setdefault("index_col", False)  # a line with a field more than the header: no index, checked below
-    text = text_columns(options.get("dtype"))
     if text and "na_values" not in kwargs:
         header = _read(path, found.bom, {**options, "nrows": 0, "usecols": None, "skiprows": found.skip})[0]
         options.update(keep_default_na=False, na_values=na_values(header.columns, text))
