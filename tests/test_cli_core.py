@@ -38,6 +38,12 @@ def test_synth_train_preprocess_postprocess_forecast(tmp_path):
     forecast = pd.read_csv(tmp_path / "forecast.csv")
     assert list(forecast.columns) == ["store_id", "item_id", "date", "p10", "p50", "p90", "mean"]
     assert len(forecast) == 2 * 3 * 7
+    for target in (future_path, tmp_path / "data" / "forecast.csv"):  # over --future, into --history's folder
+        before = future_path.read_bytes()
+        refused = _cli("forecast", "--model-dir", tmp_path / "model", "--history", tmp_path / "data", "--future",
+                       future_path, "--out", target)  # fmt: skip
+        assert refused.returncode == 2 and "Choose an --out outside the input files and folders" in refused.stderr
+        assert future_path.read_bytes() == before and not (tmp_path / "data" / "forecast.csv").exists()
 
 
 @pytest.mark.slow

@@ -305,9 +305,18 @@ def _postprocess(args: argparse.Namespace) -> int:
 
 def _forecast(args: argparse.Namespace) -> int:
     from forecaster.artifact import FeatureSchema
+    from forecaster.errors import InvalidParameterError
     from forecaster.forecasting import SKIPPED_FILE, forecast_rows
     from forecaster.io import read_table, write_table
 
+    for name in ("history", "future"):  # a forecast written over (or into) its own inputs
+        source = Path(getattr(args, name)).resolve()
+        for written in (args.out, args.out.with_name(SKIPPED_FILE)):
+            if written.resolve() == source or source in written.resolve().parents:
+                raise InvalidParameterError(
+                    f"forecast: --out {args.out} would write {written} over or into --{name} {getattr(args, name)}. "
+                    "Choose an --out outside the input files and folders."
+                )
     spec = FeatureSchema.load(args.model_dir).spec  # its CSV dialect (if pinned) and its text columns
     history, future = (read_table(path, spec.csv, spec.text_columns) for path in (args.history, args.future))
     predictions, rows = forecast_rows(args.model_dir, history, future, args.active_days)
