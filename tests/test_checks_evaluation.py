@@ -195,3 +195,16 @@ def test_cli_evaluate_reads_a_forecast_folder_without_its_skipped_series(tmp_pat
     args = ["evaluate", "--input", f"predictions={folder}", "--input", f"truth={tmp_path / 'truth.parquet'}"]
     assert main([*args, "--out", str(tmp_path / "out")]) == 0
     assert len(pd.read_csv(tmp_path / "out" / "evaluation.csv")) == len(pred)
+
+
+def test_negative_actuals_count_as_zero_as_in_training_or_are_refused_as_the_spec_says(caplog):
+    """Returns in the truth were scored as they are; training and split clip them (negative_target)."""
+    pred, truth = _frames()
+    truth.loc[3, "units_sold"] = -5
+    columns = {"id_cols": ["store_id", "item_id"], "time_col": "date", "target_col": "units_sold"}
+    doc = evaluation.evaluate(pred, truth, **columns)
+    y, yhat = truth["units_sold"].clip(lower=0).to_numpy(float), pred["mean"].to_numpy(float)
+    assert doc["forecast_metrics"]["overall"]["wape"] == pytest.approx(metrics.wape(y, yhat))
+    assert "1 of 300 actuals are negative (returns); counted as 0" in caplog.text
+    with pytest.raises(DataValidationError, match=r"The truth's row 4: the actual -5 is negative \(returns\)"):
+        evaluation.evaluate(pred, truth, **columns, negative_target="error")

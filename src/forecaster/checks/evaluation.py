@@ -69,13 +69,15 @@ def join_predictions(
     target_col: str,
     campaign_col: str | None = None,
     date_format: str | None = None,
+    negative_target: str = "clip",
 ) -> pd.DataFrame:
     """Inner-join predictions with the ground truth on ``id_cols`` + ``time_col``.
 
     Returns the prediction columns plus ``y`` (the actual) and, when ``campaign_col`` is in ``truth``,
     ``campaign`` (bool). Keys are compared as strings and dates at day precision, so a CSV and a Parquet file
     join. Dates are read in the spec's ``date_format`` (the user's ground truth), else as ISO dates (what the
-    forecaster writes).
+    forecaster writes). Negative actuals (returns) count as 0, as in training, or are refused with
+    ``negative_target="error"`` (the spec's ``negative_target``).
 
     Raises:
         DataValidationError: for a missing column or when no prediction has an actual.
@@ -103,7 +105,7 @@ def join_predictions(
     if campaign_col and campaign_col in right.columns:
         right = right.rename(columns={campaign_col: "campaign"})
         right["campaign"] = pd.to_numeric(right["campaign"], errors="coerce").fillna(0).to_numpy() > 0
-    right["y"] = _actuals(right["y"])
+    right["y"] = _actuals(right["y"], negative_target)
     right = right[right["y"].notna()].drop_duplicates()  # a day exported twice with the same actual: one row
     check_unique(right, [*id_cols, time_col], "truth", "keep one actual per series and day (they differ)")
     predicted = predictions.drop(columns=[target_col, "y", "campaign"], errors="ignore")
@@ -125,8 +127,13 @@ def join_predictions(
     return joined
 
 
-def _actuals(values: pd.Series) -> pd.Series:
-    """The actuals as floats (missing: NaN, not scored); a value that is text, not a number, raises naming its row."""
+def _actuals(values: pd.Series, negative_target: str) -> pd.Series:
+    """The actuals as floats (missing: NaN, not scored; negative: 0, as training counts returns).
+
+    Raises:
+        DataValidationError: for a value that is text, not a number, or a negative one with
+            ``negative_target="error"``, naming its row.
+    """
     numbers = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero((numbers.isna() & values.notna()).to_numpy())
     if bad.size:
@@ -134,7 +141,18 @@ def _actuals(values: pd.Series) -> pd.Series:
             f"The truth's row {bad[0] + 1}: the actual {values.iat[bad[0]]!r} is not a number. Give a number, or "
             "leave the cell empty where the actual is not known yet."
         )
-    return numbers.astype(float)
+    negative = np.flatnonzero((numbers < 0).to_numpy())
+    if negative.size and negative_target == "error":
+        raise DataValidationError(
+            f"The truth's row {negative[0] + 1}: the actual {shown(values.iat[negative[0]])} is negative (returns). "
+            'Record returns separately, or set "negative_target": "clip" in the spec to count them as 0.'
+        )
+    if negative.size:
+        logger.warning(
+            "%d of %d actuals are negative (returns); counted as 0, as in training (negative_target=clip)",
+            negative.size, len(numbers),
+        )  # fmt: skip
+    return numbers.astype(float).clip(lower=0)
 
 
 def _finite_forecasts(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -277,6 +295,7 @@ def evaluate(
     target_col: str,
     campaign_col: str | None = None,
     date_format: str | None = None,
+    negative_target: str = "clip",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Join ``predictions`` with ``truth`` and return the ``evaluation.json`` document.
@@ -291,6 +310,7 @@ def evaluate(
         target_col=target_col,
         campaign_col=campaign_col,
         date_format=date_format,
+        negative_target=negative_target,
     )
     document = evaluate_joined(joined, seed=seed)
     document["dataset"]["unmatched_predictions"] = len(predictions) - len(joined)

@@ -76,6 +76,7 @@ def _evaluate_files(predictions: Path, truth: Path, spec: Any, seed: int) -> tup
         "time_col": spec.date,
         "target_col": spec.target,
         "date_format": spec.date_format,
+        "negative_target": spec.negative_target,
     }
     keys = tuple(spec.keys)
     predicted, actual = evaluation.read_forecasts(predictions, keys), read_table(truth, spec.csv, spec.text_columns)
