@@ -275,6 +275,12 @@ def postprocess(
     ``service_level``, default 0.8) with ``stock_considered`` False.
     """
     keys, predictions = Path(keys), Path(predictions)
+    orders_path = Path(orders) if orders is not None else Path(out).with_name(ORDERS_FILE)
+    if orders_path.resolve() == Path(out).resolve():
+        raise InvalidParameterError(
+            f"The orders file {orders_path} is the forecasts file {out}: the orders would replace the forecasts. "
+            "Name two files."
+        )
     if keys.is_dir():
         names = sorted(p.name for p in keys.glob("keys*.csv"))
         if not names:
@@ -295,7 +301,7 @@ def postprocess(
         )
         proposals["stock_considered"] = False
     write_table(out_frame, out)
-    write_table(proposals, orders or Path(out).with_name(ORDERS_FILE))
+    write_table(proposals, orders_path)
     return Path(out)
 
 

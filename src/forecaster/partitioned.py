@@ -26,7 +26,7 @@ import pandas as pd
 from forecaster.artifact import FeatureSchema
 from forecaster.contract import DEFAULT_ACTIVE_DAYS
 from forecaster.dialect import CsvDialect
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, InvalidParameterError
 from forecaster.forecasting import SKIPPED_FILE, file_name, inference_rows, series_name, skip_summary
 from forecaster.io import atomic_directory, claim_output_directory, write_table
 from forecaster.panel import build_panel
@@ -183,6 +183,12 @@ def preprocess(
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     keys_dir = Path(keys_dir) if keys_dir is not None else out_dir
+    out, keys = out_dir.resolve(), keys_dir.resolve()
+    if out != keys and (out in keys.parents or keys in out.parents):  # one write would replace the other's files
+        raise InvalidParameterError(
+            f"The keys directory {keys_dir} and the features directory {out_dir} are one inside the other: each "
+            "output replaces its directory's contents. Give the same directory, or two side by side."
+        )
     for output in {out_dir, keys_dir}:  # before the totals pass
         claim_output_directory(output)
     spec = FeatureSchema.load(model_dir).spec

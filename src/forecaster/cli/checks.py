@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from forecaster.checks.contract import DEFAULT_DRIFT_THRESHOLD, DEFAULT_MODEL_QUALITY_TOLERANCE, DEFAULT_NDCG_THRESHOLD
+from forecaster.cli.core import whole_number
 from forecaster.container.layout import PROCESSING_INPUT_ROOT, PROCESSING_OUTPUT_ROOT
 
 
@@ -28,7 +29,7 @@ def _common(parser: argparse.ArgumentParser, inputs: str, output: str) -> None:
 def _spec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default="default", help="dataset spec: preset name or JSON file (default: default)")
     parser.add_argument("--model-dir", type=Path, help="take the spec from this model's feature_schema.json")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the standard-deviation subsamples")
+    parser.add_argument("--seed", type=whole_number(0), default=0, help="seed of the standard-deviation subsamples")
 
 
 def _categorical(parser: argparse.ArgumentParser) -> None:
@@ -279,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-clusters", type=int, default=10, help="k-means centres of the SHAP background")
     p.add_argument("--background-sample", type=int, default=10_000, help="rows sampled before k-means")
     p.add_argument("--max-rows", type=int, default=10_000, help="rows explained (a seeded sample beyond it)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=whole_number(0), default=42)
     p.add_argument("--method", choices=("interventional", "tree_path_dependent"), default="interventional")
     p.add_argument("--no-local", action="store_true", help="do not write per-row explanations_shap/out.csv")
     p.set_defaults(func=_explain, command_path="explain")

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from forecaster.contract import DEFAULT_ACTIVE_DAYS, DEFAULT_HORIZON, DEFAULT_SERVICE_LEVEL, ORDERS_FILE
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--items", type=int, default=20, help="items per store (default: 20)")
     synth.add_argument("--days", type=int, default=180, help="days of sales per series (default: 180)")
     synth.add_argument(
-        "--seed", type=int, default=0, help="random seed: the same seed gives the same data (default: 0)"
+        "--seed", type=whole_number(0), default=0, help="random seed: the same seed gives the same data (default: 0)"
     )
     synth.add_argument("--start", default="2024-01-01", help="first date (YYYY-MM-DD)")
     synth.add_argument(
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--hosts",
-        type=int,
+        type=whole_number(1),
         default=1,
         help="train as a training job of N hosts, each a process on 127.0.0.1 with its share of the partitions "
         "(LightGBM's network learner; the job trees go to <model-dir>.hosts/)",
@@ -139,17 +140,22 @@ def _optional_float(value: str) -> float | None:
         raise argparse.ArgumentTypeError(f"must be a number (or empty). Got {value!r}") from None
 
 
-def _worker_count(value: str) -> int:
-    """A count of worker processes: a whole number of at least 1."""
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number of at least 1 (leave the option out for one worker per core). Got {value!r}"
-        )
-    return count
+def whole_number(minimum: int, hint: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (``hint`` follows the rule in the error)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}{hint}. Got {value!r}")
+        return number
+
+    return parse
+
+
+_worker_count = whole_number(1, " (leave the option out for one worker per core)")
 
 
 def add_workers_option(parser: argparse.ArgumentParser) -> None:
@@ -200,7 +206,7 @@ def _train(args: argparse.Namespace) -> int:
     if "spec" not in hyperparameters and bundled is not None:
         spec = DatasetSpec.from_json(bundled)
         config = config.replace(spec=str(bundled))  # metadata.json names the spec that was used
-        print(f"spec: {bundled} (next to --data; --spec overrides)")
+        print(f"spec: {bundled} (next to --data; --spec overrides)", file=sys.stderr)  # stdout: the JSON only
     else:
         spec = resolve_spec(config.spec)
     if args.validation:
@@ -305,7 +311,6 @@ def _postprocess(args: argparse.Namespace) -> int:
 
 def _forecast(args: argparse.Namespace) -> int:
     from forecaster.artifact import FeatureSchema
-    from forecaster.errors import InvalidParameterError
     from forecaster.forecasting import SKIPPED_FILE, forecast_rows
     from forecaster.io import read_table, write_table
 

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"forecaster {args.command}: error: {error.reason}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM where a command turns it into one: no traceback
-        print(f"forecaster {args.command}: stopped ({error or 'interrupted'})", file=sys.stderr)
+        print(f"forecaster {args.command}: stopped ({str(error) or 'interrupted'})", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `forecaster registry list | head`: the reader is gone, nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
