@@ -189,3 +189,15 @@ def test_train_and_the_checks_refuse_a_folder_of_other_files_before_any_work(tmp
     code = main(["evaluate", "--input", f"predictions={truth}", "--input", f"truth={truth}", "--out", str(report)])
     assert code != 0 and "did not write: draft.md" in capsys.readouterr().err
     assert (report / "draft.md").read_text() == "mine"
+
+
+def test_an_output_below_a_file_or_in_a_read_only_folder_is_refused_before_the_work(tmp_path, monkeypatch):
+    """``train --model-dir afile/m`` trained for minutes, then said "File exists: afile"."""
+    from forecaster.io import claim_output_directory
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DataValidationError, match="afile is a file, not a folder"):
+        claim_output_directory(tmp_path / "afile" / "m")
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as on a read-only mount
+    with pytest.raises(DataValidationError, match="is not writable"):
+        claim_output_directory(tmp_path / "new" / "m")

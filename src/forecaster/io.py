@@ -165,6 +165,14 @@ def claim_output_directory(target: str | os.PathLike[str]) -> Path:
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise DataValidationError(f"{target} exists and is not a directory. Remove it or choose another output.")
+    existing = next(folder for folder in (target, *target.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise DataValidationError(f"Cannot write the output directory {target}: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):  # before the work, not after it (a read-only mount, say)
+        raise DataValidationError(
+            f"Cannot write the output directory {target}: {existing} is not writable (permissions, or a read-only "
+            "file system). Choose another output."
+        )
     if not target.exists():
         return target
     owned = _written_before(target)
