@@ -72,7 +72,8 @@ def test_split_writes_into_mounted_output_directories(tmp_path, mounts):
     written = write_split(data, DatasetSpec.preset("default"), 5, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)  # no staging directory left behind
     for name in SPLITS:
-        assert [p.name for p in (out / name).iterdir()] == [f"{name}.parquet"]
+        bundled = ["spec.json"] if name == "train" else []  # train --data <out>/train reads the spec it was split by
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted([f"{name}.parquet", *bundled])
         assert written[name] == out / name / f"{name}.parquet"
     assert len(read_table(out / "truth")) == 2 * 2 * 5
 

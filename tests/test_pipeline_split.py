@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -148,3 +149,17 @@ def test_a_day_without_rows_in_the_window_does_not_push_the_future_past_the_hori
     assert cutoff_day(closed, 7) == cutoff_day(days, 7) == pd.Timestamp("2024-02-22")
     with pytest.raises(DataValidationError, match="spans 7 days; holding out the last 7"):
         cutoff_day(days.iloc[-7:], 7)
+
+
+def test_the_training_split_carries_its_spec(tmp_path, capsys):
+    """``train --data <out>/train`` trained on the default spec, dropping the spec's other columns, without a word."""
+    spec = DatasetSpec.preset("default")
+    data = tmp_path / "data"
+    data.mkdir()
+    generate(stores=1, items=2, days=40, seed=0).rename(columns={"units_sold": "menge"}).to_csv(
+        data / "sales.csv", index=False
+    )
+    custom = dataclasses.replace(spec, target="menge")
+    (data / "spec.json").write_text(json.dumps(custom.to_dict()))
+    assert main(["split", "--input", f"data={data}", "--horizon", "5", "--out", str(tmp_path / "out")]) == 0
+    assert DatasetSpec.from_json(tmp_path / "out" / "train" / "spec.json").target == "menge"

@@ -32,10 +32,10 @@ import pandas as pd
 
 from forecaster.config import HYPERPARAMETER_CONSTRAINTS, TrainConfig
 from forecaster.errors import DataValidationError, InvalidParameterError
-from forecaster.io import atomic_directory, write_table
+from forecaster.io import atomic_directory, write_json, write_table
 from forecaster.params import coerce
 from forecaster.partitions import Partition, map_partitions, partitions, shared_series, whole_table, write_partition
-from forecaster.spec import DatasetSpec
+from forecaster.spec import SPEC_FILE, DatasetSpec
 from forecaster.trainable import check_trainable
 
 logger = logging.getLogger(__name__)
@@ -191,10 +191,17 @@ def write_split(
             frame = parts[0].read(spec.csv, text=spec.text_columns)
             for name, part in split_for_evaluation(frame, spec, horizon).items():
                 write_table(part, stage / name / f"{name}.parquet")
+            _bundle_spec(spec, stage)
         return {name: Path(out_dir) / name / f"{name}.parquet" for name in SPLITS}
     # the cut-off of the whole table, from the first pass over the partitions' days
     cutoff = cutoff_day(pd.concat([days for days, _ in first]), horizon)
     with atomic_directory(out_dir) as stage:
         counts = map_partitions(_split_partition, [(p, spec, cutoff, stage) for p in parts], workers)
         _check_evaluated(pd.concat(counts).groupby(level=0, observed=True).sum(), horizon, cutoff)
+        _bundle_spec(spec, stage)
     return {name: Path(out_dir) / name for name in SPLITS}
+
+
+def _bundle_spec(spec: DatasetSpec, stage: Path) -> None:
+    """The spec travels with the training split (``train --data <out>/train`` reads it, as any bundled spec.json)."""
+    write_json(spec.to_dict(), stage / "train" / SPEC_FILE)
