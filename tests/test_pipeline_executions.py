@@ -34,6 +34,12 @@ REGION = TEST_REGION  # the fake_aws fixture's
             "must be a str among",
         ),  # was refused by RegisterModel, after training
         ("build", "Horizon", 0, r"must be an int in the range \[1, 366\]"),
+        # these failed after training (RegisterModel, the baselines, Transform) or at the AWS call
+        ("build", "ModelPackageGroupName", "bad name!", "must be a name of 1 to 63 letters, digits and hyphens"),
+        ("build", "DataDriftThreshold", -1, r"must be a float in the range \[0, inf\)"),
+        ("build", "ModelQualityTolerance", -1, r"must be a float in the range \[0, inf\)"),
+        ("build", "ProcessingInstanceCount", 0, r"must be an int in the range \[1, inf\)"),
+        ("inference", "TransformMaxPayloadInMB", 0, r"must be an int in the range \[1, 100\]"),
         ("inference", "TransformMaxConcurrent", 0, r"must be an int in the range \[1, 100\]"),
         ("inference", "ActiveDays", -5, r"must be an int in the range \[0, inf\)"),
         ("inference", "ServiceLevel", "1.5", r"must be a float in the range \(0, 1\)"),

@@ -169,8 +169,20 @@ class S3Uri(_Written):
         return bool(_S3_URI.fullmatch(value))
 
 
+@dataclass(frozen=True)
+class EntityName(_Written):
+    """A SageMaker entity name (a model package group): 1 to 63 letters, digits and inner hyphens."""
+
+    def describe(self) -> str:
+        return "a name of 1 to 63 letters, digits and hyphens (not first or last), as SageMaker names groups"
+
+    def accepts(self, value: Any) -> bool:
+        return bool(_ENTITY_NAME.fullmatch(value))
+
+
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?")
-Constraint = Interval | Options | Boolean | Text | Day | S3Uri
+_ENTITY_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+Constraint = Interval | Options | Boolean | Text | Day | S3Uri | EntityName
 
 
 def _unquote(text: str) -> str:

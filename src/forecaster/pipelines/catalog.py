@@ -33,9 +33,14 @@ from forecaster.contract import (
     HORIZON_RANGE,
     MODEL_PACKAGE_ENV,
 )
-from forecaster.params import NON_NEGATIVE, Interval, Options
+from forecaster.params import NON_NEGATIVE, EntityName, Interval, Options
 from forecaster.pipelines.catalog_steps import ACTIVE_DAYS as _ACTIVE_DAYS
-from forecaster.pipelines.catalog_steps import ORDERING_PARAMETERS, SHARDED_PARAMETER, TRANSFORM_PARAMETERS
+from forecaster.pipelines.catalog_steps import (
+    AT_LEAST_ONE,
+    ORDERING_PARAMETERS,
+    SHARDED_PARAMETER,
+    TRANSFORM_PARAMETERS,
+)
 from forecaster.pipelines.catalog_steps import argv as _argv
 from forecaster.pipelines.catalog_steps import explain_step as _explain
 from forecaster.pipelines.catalog_steps import preprocess_steps as _preprocess
@@ -85,7 +90,7 @@ BUILD = PipelineSpec(
         ParamSpec("LearningRate", "float", _TRAINING.learning_rate, "LightGBM learning rate"),
         ParamSpec("NumThreads", "integer", 0, "LightGBM threads of the training job (0: every CPU)"),
         ParamSpec("TrainingInstanceType", "string", "ml.m5.2xlarge", "instance type of the training job"),
-        ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job"),
+        ParamSpec("TrainingInstanceCount", "integer", 1, "instance count of the training job", AT_LEAST_ONE),
         ParamSpec("TrainingMaxRuntimeSeconds", "integer", 86400, "MaxRuntimeInSeconds of the training job"),
         ParamSpec("UseSpotInstances", "boolean", False, "managed spot training (resumes from its checkpoints)"),
         ParamSpec(
@@ -109,14 +114,18 @@ BUILD = PipelineSpec(
             "float",
             DEFAULT_DRIFT_THRESHOLD,
             "data-quality baseline: numeric drift distance limit",
+            NON_NEGATIVE,
         ),
         ParamSpec(
             "ModelQualityTolerance",
             "float",
             DEFAULT_MODEL_QUALITY_TOLERANCE,
             "model-quality baseline: relative slack on the metrics",
+            NON_NEGATIVE,
         ),
-        ParamSpec("ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in"),
+        ParamSpec(
+            "ModelPackageGroupName", "string", "forecaster-demand", "model package group to register in", EntityName()
+        ),
         ParamSpec(
             "ModelApprovalStatus",
             "string",

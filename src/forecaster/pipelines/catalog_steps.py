@@ -60,22 +60,28 @@ def argv(line: str) -> tuple[str, ...]:
     return tuple(line.split())
 
 
+#: an instance count
+AT_LEAST_ONE = Interval(int, 1, None)
 #: Preprocess' instances (the build and inference pipelines)
 SHARDED_PARAMETER = ParamSpec(
-    "ProcessingInstanceCount", "integer", 1, "instance count of Preprocess (whole history partitions per instance)"
+    "ProcessingInstanceCount",
+    "integer",
+    1,
+    "instance count of Preprocess (whole history partitions per instance)",
+    AT_LEAST_ONE,
 )
 
 #: the batch transform's settings (the build and inference pipelines)
 TRANSFORM_PARAMETERS = (
     ParamSpec("InferenceImage", "string", "forecaster-infer:latest", "inference image URI (ECR)"),
     ParamSpec("TransformInstanceType", "string", "ml.m5.xlarge", "instance type of the batch transform"),
-    ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform"),
+    ParamSpec("TransformInstanceCount", "integer", 1, "instance count of the batch transform", AT_LEAST_ONE),
     ParamSpec(
         "TransformMaxPayloadInMB",
         "integer",
         DEFAULT_MAX_PAYLOAD_MB,
         "MaxPayloadInMB of the batch transform",
-        Interval(int, 0, MAX_PAYLOAD_CEILING_MB),
+        Interval(int, 1, MAX_PAYLOAD_CEILING_MB),
     ),
     ParamSpec(
         "TransformMaxConcurrent",
