@@ -410,3 +410,20 @@ def test_a_schema_with_other_quantiles_is_an_artifact_error_not_a_500(tmp_path, 
     (model / SCHEMA_FILE).write_text(json.dumps({**schema, **change}))
     with pytest.raises(ModelArtifactError, match=r"this forecaster serves \[0\.1, 0\.5, 0\.9\]\. Retrain or restore"):
         FeatureSchema.load(model)
+
+
+def test_the_point_forecast_never_exceeds_the_p90_and_follows_a_series_that_stopped_selling(
+    trained_model_dir, history_frame, future_frame, synthetic_spec
+):
+    """A series with 8 weeks of zeros: the quantiles follow its level, the point booster kept the item's (4-10x P90)."""
+    from forecaster.forecasting import forecast
+
+    series = history_frame[list(synthetic_spec.keys)].iloc[0]
+    mine = (history_frame[list(synthetic_spec.keys)] == series).all(axis=1)
+    stopped = history_frame.copy()
+    recent = stopped[synthetic_spec.date] > stopped[synthetic_spec.date].max() - pd.Timedelta(days=56)
+    stopped.loc[mine & recent, synthetic_spec.target] = 0
+    predictions = forecast(trained_model_dir, stopped, future_frame)
+    assert (predictions["mean"] <= predictions["p90"]).all()
+    theirs = (predictions[list(synthetic_spec.keys)] == series).all(axis=1)
+    assert predictions.loc[theirs, "mean"].max() <= predictions.loc[theirs, "p90"].max()

@@ -224,8 +224,9 @@ def predictions_frame(model: ForecastModel, features: pd.DataFrame, keys: pd.Dat
     """Keys, date, p10, p50, p90 and the point forecast ``mean`` for feature rows."""
     X = features.to_numpy(dtype=np.float64)
     out = keys.copy()
-    out[list(QUANTILE_COLUMNS)] = model.predict(X)
-    out[POINT_COLUMN] = model.predict_mean(X)
+    quantiles = model.predict(X)
+    out[list(QUANTILE_COLUMNS)] = quantiles
+    out[POINT_COLUMN] = model.predict_mean(X, quantiles)
     return out
 
 

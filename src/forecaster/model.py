@@ -109,12 +109,16 @@ class ForecastModel:
         calibrated = self.predict_uncalibrated(X) * np.asarray(self.schema.quantile_calibration)
         return np.sort(calibrated, axis=1).clip(min=0.0)
 
-    def predict_mean(self, X: np.ndarray) -> np.ndarray:
+    def predict_mean(self, X: np.ndarray, quantiles: np.ndarray | None = None) -> np.ndarray:
         """Return the point forecast (the ``mean`` column): the point boosters' mean blended with the calibrated P50.
 
-        The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``.
+        The blend weight and the bias factor are the schema's ``point_blend`` and ``point_scale``. The point never
+        exceeds the row's P90 (``quantiles``: :meth:`predict` of the same ``X``, computed when not given): the
+        quantile boosters follow a series' own level, the point booster does not, and for a series that stopped
+        selling it kept forecasting the item's usual sales (4-10x the P90).
         """
         X = self.check_matrix(X)
+        ceiling = (self.predict(X) if quantiles is None else quantiles)[:, -1]
         point = np.mean([booster.predict(X) for booster in self.point_boosters], axis=0)
         if self.schema.point_relative:
             point = point * self.scale(X)
@@ -123,7 +127,7 @@ class ForecastModel:
             factor = self.schema.quantile_calibration[self.schema.quantiles.index(0.5)]
             median = self.boosters["q50"].predict(X) * self.scale(X) * factor
             point = (1.0 - blend) * point + blend * median
-        return (point * self.schema.point_scale).clip(min=0.0)
+        return np.minimum((point * self.schema.point_scale).clip(min=0.0), ceiling)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of the point boosters in raw-score space (their mean); the last column is the expected value."""

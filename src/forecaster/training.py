@@ -326,7 +326,7 @@ def validation_metrics(
     """
     quantiles = model.predict(rows.X)
     levels = model.schema.quantiles
-    point = model.predict_mean(rows.X)
+    point = model.predict_mean(rows.X, quantiles)
     scores = {
         "wape": m.wape(rows.y, point),
         "bias": m.bias(rows.y, point),

@@ -219,7 +219,7 @@ def predict(model: ForecastModel, matrix: Any, options: RequestOptions) -> codec
         keep = names.index(MEDIAN_COLUMN)
         names, values = (MEDIAN_COLUMN,), values[:, keep : keep + 1]
     else:  # every quantile and the point forecast
-        names, values = (*names, POINT_COLUMN), np.column_stack([values, model.predict_mean(matrix)])
+        names, values = (*names, POINT_COLUMN), np.column_stack([values, model.predict_mean(matrix, values)])
     if not options.explain:
         return codecs.Predictions(names, values)
     contribution_names = (*model.schema.feature_names, "expected_value")
