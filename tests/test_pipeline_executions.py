@@ -195,3 +195,25 @@ def test_a_model_without_its_baselines_is_refused_by_the_local_runner(tmp_path):
             {"ModelDataUrl": str(model)},
             registry_url=f"sqlite:///{tmp_path}/r",
         )
+
+
+def test_a_spec_file_named_by_a_parameter_is_in_the_cache_key_by_its_content(tmp_path):
+    """Editing a Spec JSON outside InputData re-ran nothing: every step was reused with the old spec."""
+    from forecaster.pipelines.local import LocalRun
+
+    data, spec = tmp_path / "sales.csv", tmp_path / "mine.json"
+    data.write_text("store_id,item_id,date,units_sold\n")
+    spec.write_text('{"target": "units_sold"}')
+    params = {"InputData": str(data), "Spec": str(spec)}
+    step = pipeline_spec("build").step("Train")
+
+    def train_key() -> str:
+        run = LocalRun("build", tmp_path / "w", params, progress=False)
+        for upstream in run.spec.steps[: run.spec.steps.index(step)]:
+            run.keys[upstream.name] = run.cache_key(upstream)
+        return run.cache_key(step)
+
+    before = train_key()
+    assert train_key() == before
+    spec.write_text('{"target": "units"}')
+    assert train_key() != before

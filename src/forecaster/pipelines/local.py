@@ -198,8 +198,10 @@ class LocalRun:
         """What a step's result depends on, hashed (steps are walked in order, so upstream keys exist)."""
         used_params, used_steps = _references(spec, set(self.params), {s.name for s in self.spec.steps})
         inputs = {}
-        for name in sorted(used_params):
-            if f"param:{name}" in spec.inputs.values() and self.params[name] != "":
+        for name in sorted(used_params):  # an input, or a file a parameter names (a Spec JSON): by its content
+            value = self.params[name]
+            named_file = isinstance(value, str) and value != "" and Path(value).is_file()
+            if (f"param:{name}" in spec.inputs.values() and value != "") or named_file:
                 if name not in self._digests:
                     self._digests[name] = content_digest(Path(self.params[name]))
                 inputs[name] = self._digests[name]
