@@ -319,3 +319,12 @@ def test_demand_before_a_late_delivery_that_the_shelf_cannot_meet_is_not_ordered
     line = one(order_lines(frame, stock=stock, calendar=calendar, service_level=0.5))
     assert line["arrival_date"] == "2024-06-05" and line["days_covered"] == 4  # Tuesday to Friday
     assert line["order_units"] == expected
+
+
+def test_pack_rounding_is_up_to_whole_packs_whatever_the_pack_size():
+    """Float noise is no extra pack, and a few units in a huge pack are one pack (rounding to 9 decimals gave 0)."""
+    from forecaster.order_policy import round_to_packs
+
+    units = np.array([0.0, 2.0000000001, 2.0, 2.1, 5.0, -1.0, 5.0, 1e-13])
+    packs = np.array([1.0, 1.0, 1.0, 1.0, 1e12, 1.0, 0.1, 1.0])
+    np.testing.assert_array_equal(round_to_packs(units, packs), [0.0, 2.0, 2.0, 3.0, 1e12, 0.0, 5.0, 0.0])

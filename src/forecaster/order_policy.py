@@ -228,9 +228,13 @@ def usable_stock(
 
 
 def round_to_packs(units: np.ndarray, pack_size: np.ndarray) -> np.ndarray:
-    """Up to whole packs, floored at 0."""
+    """Up to whole packs, floored at 0; a ratio a hair above a whole number (float noise) is that number.
+
+    The tolerance is relative: an absolute one (rounding to 9 decimals) turned 5 units in a pack of 1e12 into 0.
+    """
     with np.errstate(over="ignore"):  # a pack of 1e-320 units: an infinite order, refused by the caller
-        return np.maximum(np.ceil(np.round(units / pack_size, 9)), 0.0) * pack_size
+        packs = np.ceil((units / pack_size) * (1.0 - 1e-9))
+        return np.where(units > 1e-9, packs, 0.0) * pack_size  # a remainder of 1e-13 units is no order
 
 
 def order_proposals(
