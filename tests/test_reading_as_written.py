@@ -373,3 +373,23 @@ def test_a_pinned_decimal_comma_leaves_the_number_cells_of_a_sheet_as_they_are(t
     frame.to_excel(tmp_path / "mixed.xlsx", index=False)
     read = read_table(tmp_path / "mixed.xlsx", CsvDialect(decimal=","), text=("store_id",))
     assert read["units_sold"].astype(float).tolist() == [1.234, 11.5, 3.25, 2.5]  # 1.234 became 1234
+
+
+def test_a_byte_order_mark_does_not_change_the_dialect_of_a_long_file(tmp_path):
+    """Excel's "CSV UTF-8" in Europe: BOM + ';' + decimal comma over 64 KiB was read as ',' and refused."""
+    lines = [f"S{n % 7};item{n % 13};2024-01-{1 + n % 28:02d};{n % 9},5" for n in range(4000)]
+    text = "store;item;date;units\n" + "\n".join(lines) + "\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    (tmp_path / "plain.csv").write_bytes(text.encode())
+    bom, plain = (read_table(tmp_path / name, text=("store", "item")) for name in ("bom.csv", "plain.csv"))
+    pd.testing.assert_frame_equal(bom, plain)
+    assert list(bom.columns) == ["store", "item", "date", "units"] and len(bom) == 4000
+
+
+def test_a_parquet_file_with_the_keys_in_a_named_index_reads_them_as_columns(tmp_path):
+    """``daily = lines.groupby([...]).agg(...); daily.to_parquet(...)``: refused for missing key columns."""
+    frame = generate(stores=2, items=2, days=10, seed=0)
+    frame.set_index(["store_id", "item_id", "date"]).to_parquet(tmp_path / "daily.parquet")
+    frame.to_parquet(tmp_path / "flat.parquet", index=False)
+    indexed, flat = read_table(tmp_path / "daily.parquet"), read_table(tmp_path / "flat.parquet")
+    pd.testing.assert_frame_equal(indexed[list(flat.columns)], flat)

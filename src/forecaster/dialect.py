@@ -134,11 +134,11 @@ def _encoding(raw: bytes, pinned: str | None) -> tuple[str, int, str]:
     return "utf-8", bom, f"detected{after}"
 
 
-def _lines(raw: bytes, encoding: str) -> list[str]:
-    """The sample's complete lines (the last one may be cut), decoded."""
+def _lines(raw: bytes, encoding: str, cut: bool) -> list[str]:
+    """The sample's complete lines, decoded; ``cut``: the sample ends inside the file, its last line is dropped."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(raw, final=False)
     lines = text.splitlines()
-    return lines[:-1] if len(raw) == SAMPLE_BYTES and len(lines) > 1 else lines
+    return lines[:-1] if cut and len(lines) > 1 else lines
 
 
 def _field_count(lines: list[str], sep: str) -> int:
@@ -253,7 +253,7 @@ def detect(path: str | Path, pinned: CsvDialect | None = None, text: set[str] | 
     with _opener(path)(path, "rb") as stream:
         raw = stream.read(SAMPLE_BYTES)
     encoding, bom, encoding_how = _encoding(raw, pinned.encoding)
-    lines = _lines(raw[bom:], encoding)
+    lines = _lines(raw[bom:], encoding, cut=len(raw) == SAMPLE_BYTES)  # the length before the mark
     hint = _SEP_LINE.fullmatch(lines[0]) if lines else None
     lines = lines[1:] if hint else lines
     sep = pinned.sep or (hint.group(1) if hint else _separator(lines))

@@ -256,7 +256,10 @@ def read_file(
     try:
         if kind in PARQUET_SUFFIXES:
             names = None if wanted is None else [n for n in pq.read_schema(path).names if wanted(n)]
-            return _whole_numbers_as_ints(pd.read_parquet(path, columns=names), text)
+            frame = pd.read_parquet(path, columns=names)
+            if any(name is not None for name in frame.index.names):  # saved with its keys in a named index
+                frame = frame.reset_index()
+            return _whole_numbers_as_ints(frame, text)
         if kind in CSV_SUFFIXES:
             as_text = {"dtype": dict.fromkeys(text, str)} if text else {}
             frame = read_csv(path, csv, **({"usecols": wanted} if wanted else {}), **{**as_text, **csv_kwargs})
