@@ -286,6 +286,16 @@ def test_quotes_escaped_as_spark_writes_them_keep_the_value_whole(tmp_path):
     frame = read_table(tmp_path / "part-00000-c000.csv", text=("store_id", "item_id"))
     assert frame["item_id"].tolist() == ['Tomaten "Cherry", rot', "apple"]  # was read with S1 gone, columns shifted
     assert frame["store_id"].tolist() == ["S1", "S1"] and frame["units_sold"].tolist() == [3, 4]
+    # no separator inside the quotes: the field count holds either way, and the value was read 'Gurka \\Eko\\""'
+    lines = ["store_id,item_id,date,units_sold", 'S1,"Gurka \\"Eko\\"",2024-01-01,3', "S1,Morot,2024-01-01,4"]
+    (tmp_path / "future.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame = read_table(tmp_path / "future.csv", text=("store_id", "item_id"))
+    assert frame["item_id"].tolist() == ['Gurka "Eko"', "Morot"]
+    # a backslash ending a value of a standard CSV (quotes doubled) stays a backslash
+    lines = ["store_id,path,date,units_sold", 'S1,"C:\\dir\\",2024-01-01,3', 'S1,"say ""hi""",2024-01-01,4']
+    (tmp_path / "windows.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame = read_table(tmp_path / "windows.csv", text=("store_id", "path"))
+    assert frame["path"].tolist() == ["C:\\dir\\", 'say "hi"']
 
 
 def test_a_separator_at_the_end_of_each_line_is_read_and_a_field_too_many_is_refused(tmp_path):

@@ -155,13 +155,19 @@ def _field_count(lines: list[str], sep: str) -> int:
 def _escapechar(lines: list[str], sep: str) -> str | None:
     """A backslash where the sample's quotes in quoted values are escaped by one (Spark's CSV writer), else None.
 
-    Detected when that reading splits every line into the header's fields and the standard one (``""``) does not.
+    Detected when that reading splits every line into the header's fields (line for line) and either the standard
+    one (``""``) does not, or the standard one leaves a backslash before a quote (``"Gurka \\"Eko\\""`` keeps the count but reads
+    ``Gurka \\Eko\\""``): a file whose values have no separator inside the quotes is Spark's too.
     """
     if len(lines) < 2 or not any('\\"' in line for line in lines[1:]):
         return None
     width = _field_count(lines[:1], sep)
-    escaped = {len(row) for row in csv.reader(lines[1:], delimiter=sep, escapechar="\\", doublequote=False) if row}
-    return "\\" if not _field_count(lines, sep) and escaped == {width} else None
+    escaped = [row for row in csv.reader(lines[1:], delimiter=sep, escapechar="\\", doublequote=False) if row]
+    standard = [row for row in csv.reader(lines[1:], delimiter=sep) if row]
+    if {len(row) for row in escaped} != {width} or len(escaped) != len(standard):  # no line swallowed by a quote
+        return None
+    left = any('\\"' in value for row in standard for value in row)
+    return "\\" if not _field_count(lines, sep) or left else None
 
 
 def _separator(lines: list[str]) -> str:
