@@ -153,11 +153,11 @@ def _field_count(lines: list[str], sep: str) -> int:
 
 
 def _escapechar(lines: list[str], sep: str) -> str | None:
-    """A backslash where the sample's quotes in quoted values are escaped by one (Spark's CSV writer), else None.
+    r"""A backslash where the sample's quotes in quoted values are escaped by one (Spark's CSV writer), else None.
 
     Detected when that reading splits every line into the header's fields (line for line) and either the standard
-    one (``""``) does not, or the standard one leaves a backslash before a quote (``"Gurka \\"Eko\\""`` keeps the count but reads
-    ``Gurka \\Eko\\""``): a file whose values have no separator inside the quotes is Spark's too.
+    one (``""``) does not, or the standard one leaves a backslash before a quote: ``"Gurka \"Eko\""`` keeps the
+    count but reads ``Gurka \Eko\""`` (values without a separator inside the quotes).
     """
     if len(lines) < 2 or not any('\\"' in line for line in lines[1:]):
         return None
