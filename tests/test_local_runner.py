@@ -159,11 +159,21 @@ def test_a_version_keeps_the_model_it_was_registered_with_when_a_later_run_retra
         assert Path(path).is_file() and path != new.baselines[kind]
 
 
-def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(built, data_dir, tmp_path, capsys):
+def test_failing_step_stops_with_its_reason_and_the_next_run_resumes_there(
+    built, data_dir, tmp_path, capsys, monkeypatch
+):
+    from forecaster.pipelines import local_steps
+
     workdir = copy_workdir(built[0], tmp_path / "build")
     argv = ["pipeline", "run", "build", "--local", "--workdir", str(workdir), "--no-progress"]
     argv += [f"--param={k}={v}" for k, v in {**FAST, "InputData": data_dir}.items()]
-    assert main([*argv, "--param", "TransformMaxPayloadInMB=0"]) == PipelineStepError.exit_code
+
+    def failing_transform(context):  # every parameter value is checked up front now: the step itself fails
+        raise PipelineStepError("the batch transform refused max_payload_mb=0")
+
+    with monkeypatch.context() as patched:
+        patched.setitem(local_steps.EXECUTORS, "transform", failing_transform)
+        assert main([*argv, "--param", "TransformMaxPayloadInMB=5"]) == PipelineStepError.exit_code  # re-runs it
     error = capsys.readouterr().err
     assert "Step Transform of the build pipeline failed" in error and "max_payload_mb" in error
     record = read_json(workdir / RUN_FILE)
