@@ -109,12 +109,12 @@ def decide(
             if "wape" not in overall:  # a data-quality statistics.json: no forecast metrics
                 continue
             wape = overall["wape"]
-            if isinstance(wape, int | float) and not isinstance(wape, bool) and wape > max_wape:
-                reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")
-            elif not isinstance(wape, int | float) or isinstance(wape, bool) or wape != wape:
+            if not isinstance(wape, int | float) or isinstance(wape, bool) or wape != wape:
                 # null (no sales in the window) or "NaN": nothing shows the model is fine
                 shown = "null (no sales in the window?)" if wape is None else repr(wape)
                 reasons.append(f"WAPE in {path} is {shown}, not a number: the limit {max_wape:g} cannot be checked")
+            elif wape > max_wape:
+                reasons.append(f"WAPE {wape:.4g} in {path} is above the limit {max_wape:g}")
     issues = [
         f"{v['constraint_check_type']} on {v['feature_name']}: {v['description']}"
         for v in groups["data_quality"]
