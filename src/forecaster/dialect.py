@@ -23,6 +23,7 @@ ambiguous; the log line of every non-default file says what was used and where i
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -217,14 +218,17 @@ def _decimal(rows: Iterable[list[str]], sep: str, ignore: set[int], where: str) 
     return ("," if comma > point else "."), votes, bool(ambiguous) and not (comma or point), evidence
 
 
-def _whole_file_rows(path: Path, bom: int, encoding: str, sep: str, skip: int) -> Iterator[list[str]]:
-    """The data rows of the whole file, streamed (after ``skip`` lines before the header and the header)."""
+@contextlib.contextmanager
+def _file_rows(path: Path, bom: int, encoding: str, sep: str, skip: int, **options: Any) -> Iterator[Any]:
+    """A :func:`csv.reader` over the whole file, streamed, past its byte-order mark and ``skip`` lines."""
     with _opener(path)(path, "rb") as raw:
         raw.read(bom)
-        rows = csv.reader(io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=""), delimiter=sep)
-        for _ in range(skip + 1):
+        rows = csv.reader(
+            io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=""), delimiter=sep, **options
+        )
+        for _ in range(skip):
             next(rows, None)
-        yield from rows
+        yield rows
 
 
 def _dotted_later(path: Path, sep: str) -> bool:
@@ -273,8 +277,8 @@ def detect(path: str | Path, pinned: CsvDialect | None = None, text: set[str] | 
         )
         if not evidence and sep != "," and len(raw) == SAMPLE_BYTES and _dotted_later(path, sep):
             # whole numbers in the sample, a 1.200 further on: the whole file votes
-            rows = _whole_file_rows(path, bom, encoding, sep, int(hint is not None))
-            decimal, votes, unsure, _ = _decimal(rows, sep, ignore, "in the file (none in the first lines)")
+            with _file_rows(path, bom, encoding, sep, int(hint is not None) + 1) as rows:  # past the header
+                decimal, votes, unsure, _ = _decimal(rows, sep, ignore, "in the file (none in the first lines)")
     if unsure:
         logger.warning(
             "%s: values like 1.200 in a %r-separated file could be 1200 (a thousands dot) or 1.2; read as 1.2 for "
@@ -325,12 +329,8 @@ def _check_extra_fields(path: Path, bom: int, options: dict[str, Any]) -> None:
         ValueError: naming the line (the caller names the file).
     """
     escape = {"escapechar": options["escapechar"], "doublequote": False} if options.get("escapechar") else {}
-    with _opener(path)(path, "rb") as raw:
-        raw.read(bom)
-        text = io.TextIOWrapper(raw, encoding=options["encoding"], errors="replace", newline="")
-        rows = csv.reader(text, delimiter=options["sep"], **escape)
-        for _ in range(int(options.get("skiprows") or 0)):
-            next(rows, None)
+    skip = int(options.get("skiprows") or 0)
+    with _file_rows(path, bom, options["encoding"], options["sep"], skip, **escape) as rows:
         width = len(next(rows, []))
         for row in rows:
             if len(row) > width and any(field.strip() for field in row[width:]):
